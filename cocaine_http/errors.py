@@ -1,0 +1,330 @@
+"""Every exception cocaine_http raises, in one tree.
+
+Each class carries a stable ``code`` (an :class:`ErrorCode`, or a wire code
+for errors that came from a peer) and a ``category`` (an
+:class:`ErrorCategory`), so a caller can match on numbers instead of message
+text, and so the worker can turn any of them into a typed error frame.
+``http_status`` is the status an HTTP front should answer with when the error
+ends a request.
+
+::
+
+    CocaineError
+    ├── ProtocolError                   abstract: somebody broke the wire protocol
+    │   ├── LocalProtocolError          we tried to (write after close, second terminal message)
+    │   └── RemoteProtocolError         the peer did
+    │       ├── DecodeError             bytes that are not a frame
+    │       │   ├── MalformedMessageError   not msgpack, or msgpack ext
+    │       │   ├── FrameFormatError        msgpack, but not [uint, uint, [args], (headers)]
+    │       │   ├── FrameTooLargeError      over the configured frame size limit
+    │       │   └── FrameTooDeepError       nested deeper than the decoder's stack
+    │       ├── UnknownMessageError     a type id the catalog does not define
+    │       └── UnexpectedMessageError  a legal message at an illegal moment
+    ├── ServiceError                    an error frame from a service or worker
+    │   ├── ServiceNotFoundError        the locator does not know the name
+    │   └── MethodNotFoundError         the service has no such method
+    ├── TransportError                  the socket, not the protocol
+    │   ├── ConnectError
+    │   ├── DisconnectedError
+    │   └── CallTimeoutError
+    ├── ChannelClosedError              reading or writing a finished session
+    ├── WorkerTerminated                the runtime asked the worker to stop
+    └── StartupError                    the process cannot start (documented exit codes)
+        ├── ConfigError
+        └── AppImportError
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+__all__ = [
+    "AppImportError",
+    "CallTimeoutError",
+    "ChannelClosedError",
+    "CocaineError",
+    "ConfigError",
+    "ConnectError",
+    "DecodeError",
+    "DisconnectedError",
+    "ErrorCategory",
+    "ErrorCode",
+    "FrameFormatError",
+    "FrameTooDeepError",
+    "FrameTooLargeError",
+    "LocalProtocolError",
+    "MalformedMessageError",
+    "MethodNotFoundError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ServiceError",
+    "ServiceNotFoundError",
+    "StartupError",
+    "TransportError",
+    "UnexpectedMessageError",
+    "UnknownMessageError",
+    "WorkerTerminated",
+]
+
+
+class ErrorCategory(enum.IntEnum):
+    """Error categories of generation B (PROTOCOL.md §3.8).
+
+    Generation A has no categories; its errors are reported with
+    ``category = None`` on :class:`ServiceError`.
+    """
+
+    SYSTEM = 0x01
+    TRANSPORT = 0x06
+    DISPATCH = 0x07
+    PLUGINS = 0x08
+    SECURITY = 0x09
+    LOCATOR = 0x0A
+    UNICORN = 0x0B
+    GENERIC = 0x0C
+    PROTOCOL = 0x0D
+    WORKER = 42
+    WORKER_USER = 43
+    UNKNOWN = 0xFF
+    NODE = 0x51FF
+    OVERSEER = 0x52FF
+    SLAVE = 0x53FF
+
+
+class ErrorCode(enum.IntEnum):
+    """Stable codes of errors raised by cocaine_http itself.
+
+    The first group are the worker codes the official frameworks use in
+    category 42 (PROTOCOL.md §3.8); the second group are ours, chosen in the
+    same category so they can travel in a B error frame unchanged.
+    """
+
+    EVENT_NOT_FOUND = 1
+    UNCAUGHT_EXCEPTION = 100
+    NO_HANDLER = 200
+    BAD_SOURCE = 210
+    INVOCATION_FAILED = 212
+    SERVICE_DISCONNECTED = 220
+    INVALID_API_VERSION = 230
+    INVALID_MESSAGE_TYPE = 240
+    # ours
+    FRAME_FORMAT = 250
+    MALFORMED_MESSAGE = 251
+    FRAME_TOO_LARGE = 252
+    FRAME_TOO_DEEP = 253
+    UNEXPECTED_MESSAGE = 254
+    LOCAL_PROTOCOL = 255
+    CHANNEL_CLOSED = 256
+    CONNECT_FAILED = 260
+    DISCONNECTED = 261
+    TIMEOUT = 262
+    TERMINATED = 270
+    SERVICE_NOT_FOUND = 280
+    METHOD_NOT_FOUND = 281
+    SERVICE_ERROR = 282
+    STARTUP = 290
+    CONFIG = 291
+    APP_IMPORT = 292
+
+
+class CocaineError(Exception):
+    """Base of every cocaine_http error.
+
+    ``code`` and ``category`` default to the class attributes and may be
+    overridden per instance (an error frame from the wire keeps its own).
+    """
+
+    code: int = ErrorCode.INVOCATION_FAILED
+    category: int | None = ErrorCategory.WORKER
+    http_status: ClassVar[int] = 500
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: int | None = None,
+        category: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if category is not None:
+            self.category = category
+
+    def __str__(self) -> str:
+        return self.message or type(self).__name__
+
+
+class ProtocolError(CocaineError):
+    """Abstract: the wire protocol was violated. Never raised directly."""
+
+    code = ErrorCode.UNEXPECTED_MESSAGE
+    http_status = 502
+
+
+class LocalProtocolError(ProtocolError):
+    """This side tried to break the protocol; nothing was sent."""
+
+    code = ErrorCode.LOCAL_PROTOCOL
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol; the connection can no longer be trusted."""
+
+
+class DecodeError(RemoteProtocolError):
+    """Bytes on the wire that cannot be a frame. The connection is dropped."""
+
+    code = ErrorCode.FRAME_FORMAT
+
+
+class MalformedMessageError(DecodeError):
+    """Not valid msgpack (reserved byte 0xc1), or an ext value."""
+
+    code = ErrorCode.MALFORMED_MESSAGE
+
+
+class FrameFormatError(DecodeError):
+    """Valid msgpack, but not ``[uint, uint, [args...] (, [headers])]``."""
+
+    code = ErrorCode.FRAME_FORMAT
+
+
+class FrameTooLargeError(DecodeError):
+    """A frame, string or container larger than the configured limit."""
+
+    code = ErrorCode.FRAME_TOO_LARGE
+    http_status = 413
+
+
+class FrameTooDeepError(DecodeError):
+    """A value nested deeper than the decoder's stack."""
+
+    code = ErrorCode.FRAME_TOO_DEEP
+
+
+class UnknownMessageError(RemoteProtocolError):
+    """A well-formed frame whose type id the catalog does not define."""
+
+    code = ErrorCode.INVALID_MESSAGE_TYPE
+
+
+class UnexpectedMessageError(RemoteProtocolError):
+    """A known message at a moment the session's state forbids."""
+
+    code = ErrorCode.UNEXPECTED_MESSAGE
+
+
+class ServiceError(CocaineError):
+    """An error frame received from a service or a worker.
+
+    ``category`` is the B category (``None`` in generation A), ``code`` the
+    wire code, ``message`` the peer's text; ``service`` and ``method`` say
+    which call failed when known.
+    """
+
+    code = ErrorCode.SERVICE_ERROR
+    http_status = 502
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: int | None = None,
+        category: int | None = None,
+        service: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, category=category)
+        self.service = service
+        self.method = method
+
+    def __str__(self) -> str:
+        where = ""
+        if self.service:
+            where = f"{self.service}.{self.method}: " if self.method else f"{self.service}: "
+        cat = f"{self.category}, " if self.category is not None else ""
+        return f"{where}{self.message} [{cat}{self.code}]"
+
+
+class ServiceNotFoundError(ServiceError):
+    """The locator could not resolve the service name."""
+
+    code = ErrorCode.SERVICE_NOT_FOUND
+    http_status = 503
+
+
+class MethodNotFoundError(ServiceError):
+    """The resolved service does not publish the method called."""
+
+    code = ErrorCode.METHOD_NOT_FOUND
+
+
+class TransportError(CocaineError):
+    """The connection failed, not the protocol on it."""
+
+    code = ErrorCode.DISCONNECTED
+    http_status = 502
+
+
+class ConnectError(TransportError):
+    """Could not connect to any endpoint. ``errno`` is the last OS error, if any."""
+
+    code = ErrorCode.CONNECT_FAILED
+
+    def __init__(self, message: str = "", *, errno: int | None = None, **kw: int) -> None:
+        super().__init__(message, **kw)
+        self.errno = errno
+
+
+class DisconnectedError(TransportError):
+    """The connection closed while a call or session was still open."""
+
+    code = ErrorCode.DISCONNECTED
+
+
+class CallTimeoutError(TransportError):
+    """A call got no (complete) answer within its timeout."""
+
+    code = ErrorCode.TIMEOUT
+    http_status = 504
+
+
+class ChannelClosedError(LocalProtocolError):
+    """Reading or writing a session that has already finished that direction."""
+
+    code = ErrorCode.CHANNEL_CLOSED
+
+
+class WorkerTerminated(CocaineError):
+    """The runtime asked the worker to stop; carries the runtime's code and reason."""
+
+    code = ErrorCode.TERMINATED
+    http_status = 503
+
+    def __init__(self, reason: str = "", *, terminate_code: int = 1) -> None:
+        super().__init__(reason)
+        self.terminate_code = terminate_code
+
+
+class StartupError(CocaineError):
+    """The worker cannot start. ``exit_code`` is what the CLI exits with."""
+
+    code = ErrorCode.STARTUP
+    exit_code: ClassVar[int] = 3
+
+
+class ConfigError(StartupError):
+    """Bad command line, environment or configuration."""
+
+    code = ErrorCode.CONFIG
+    exit_code = 2
+
+
+class AppImportError(StartupError):
+    """``MODULE:ATTR`` could not be imported or is not an app."""
+
+    code = ErrorCode.APP_IMPORT
+    exit_code = 4

@@ -1,0 +1,76 @@
+"""msgpack as the runtime speaks it (PROTOCOL.md §0, §1.2), in one place.
+
+The runtime is built on msgpack-c 0.5: it knows old-spec *raw* only. Every
+encoder in cocaine_http goes through :func:`packb` / :data:`PACKER_OPTIONS`
+(``use_bin_type=False``: ``str`` and ``bytes`` both become fixraw/raw16/raw32,
+never str8, bin or ext). Every decoder reads raws as ``bytes``
+(``raw=True``), accepts integer map keys (``strict_map_key=False``) and
+rejects ext. Text is decoded explicitly, and only where text is expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import msgpack
+
+__all__ = [
+    "MAX_MAP_LEN",
+    "PACKER_OPTIONS",
+    "as_text",
+    "packb",
+    "reject_ext",
+    "unpackb",
+]
+
+#: Bound on map sizes read from the wire: integer keys can be chosen to
+#: collide in Python's hash, so a huge map is a cheap denial of service.
+MAX_MAP_LEN = 1 << 16
+
+PACKER_OPTIONS: dict[str, Any] = {"use_bin_type": False, "use_single_float": False, "autoreset": True}
+
+
+def reject_ext(code: int, data: bytes) -> NoReturn:
+    """``ext_hook`` for every unpacker: the runtime never sends ext."""
+    raise ValueError(f"msgpack ext type {code} is not allowed on the cocaine wire")
+
+
+def packb(obj: Any) -> bytes:
+    """Encode *obj* the way the runtime does (old-spec raw, no ext).
+
+    An object msgpack cannot represent raises :class:`TypeError`.
+    """
+    return msgpack.packb(obj, use_bin_type=False)
+
+
+def unpackb(data: bytes | bytearray | memoryview, *, pairs: bool = False) -> Any:
+    """Decode one complete msgpack value from a trusted-shape blob (inner HTTP
+    envelopes, A reply blobs, stored values).
+
+    Raws come back as ``bytes``. With ``pairs=True`` maps come back as lists
+    of ``(key, value)`` pairs, for replies whose keys may be unhashable (A
+    ``locator.reports``). Raises ``ValueError``/``TypeError`` (incl. msgpack's
+    subclasses) on malformed input; callers translate at their seam.
+    """
+    kwargs: dict[str, Any] = {
+        "raw": True,
+        "strict_map_key": False,
+        "ext_hook": reject_ext,
+        "max_map_len": MAX_MAP_LEN,
+    }
+    if pairs:
+        kwargs["object_pairs_hook"] = list
+    return msgpack.unpackb(data, **kwargs)
+
+
+def as_text(value: Any, what: str = "value") -> str:
+    """Decode a raw that must be text (names, reasons, messages) as UTF-8.
+
+    Invalid UTF-8 is replaced rather than raised: a reason string is for
+    humans and must never break a session.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError(f"{what} must be a string, got {type(value).__name__}")
