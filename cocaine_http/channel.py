@@ -1,0 +1,295 @@
+"""The seed's ``Channel``: one connection, C-decoded, dispatched to callbacks.
+
+A :class:`Channel` owns a socket (UNIX or TCP), feeds what arrives to the
+frame decoder (:mod:`cocaine_http.protocol.codec`, native when built) and
+calls one callback per complete message. Callbacks are plain attributes, as
+in the seed, and default to no-ops::
+
+    on_connect()                         the connection is up
+    on_socket_error(errno)               an OS error on the socket (also the
+                                         first error before the connection is up)
+    on_chunk(session, data)              A chunk / B write (B client: also a primitive value)
+    on_choke(session)                    A choke / B close
+    on_error(session, code, message)     code is an int (A) or (category, code) (B)
+    on_terminate(session, code, reason)  worker side
+    on_heartbeat()                       worker side
+    on_invoke(session, event)            worker side
+    on_protocol_error(exc)               undecodable input; the channel then closes
+    on_close(exc)                        the connection is gone (None after a clean EOF)
+
+The worker uses the richer ``on_event(event)`` hook instead of the seed
+callbacks when it is set (events of :mod:`cocaine_http.protocol.worker`,
+with B headers). Writing: :meth:`send` puts a ready frame on the wire;
+when the transport buffers more than ``write_high_water`` bytes,
+:attr:`write_paused` turns true and :meth:`drain` waits until the peer has
+read enough, so a fast producer is slowed instead of buffering without
+bound. Reading can be paused by the owner (:meth:`pause_reading`) when
+what it buffered for handlers passes its own mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as errno_mod
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ConnectError, DecodeError, DisconnectedError
+from .protocol.catalog import A, B_STREAM
+from .protocol.codec import DEFAULT_MAX_FRAME_SIZE, new_decoder
+from .protocol.endpoints import Endpoint, parse_endpoint
+from .protocol.frames import Frame, Generation
+from .protocol.wire import as_text
+from .protocol.worker import (
+    Choke,
+    Chunk,
+    Error,
+    Event,
+    Heartbeat,
+    Ignored,
+    Invoke,
+    Terminate,
+    WorkerProtocol,
+)
+
+__all__ = ["DEFAULT_WRITE_HIGH_WATER", "Channel"]
+
+log = logging.getLogger("cocaine_http.channel")
+
+#: Bytes the transport may buffer before writers must :meth:`Channel.drain`.
+DEFAULT_WRITE_HIGH_WATER = 1 << 20
+
+
+def _noop(*_args: Any) -> None:
+    return None
+
+
+class Channel:
+    """A cocaine connection with seed-style callbacks (see the module docstring)."""
+
+    def __init__(
+        self,
+        generation: Generation | str = Generation.B,
+        *,
+        worker: WorkerProtocol | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+        backend: str | None = None,
+    ) -> None:
+        self.generation = Generation.parse(generation)
+        self.worker = worker
+        self.max_frame_size = max_frame_size
+        self.write_high_water = write_high_water
+        self._backend = backend
+        self._decoder = new_decoder(self.generation, max_frame_size=max_frame_size, backend=backend)
+        self._transport: asyncio.Transport | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._closed = False
+        self._close_exc: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.endpoint: Endpoint | None = None
+        # seed callbacks
+        self.on_connect: Callable[[], Any] = _noop
+        self.on_socket_error: Callable[[int], Any] = _noop
+        self.on_chunk: Callable[[int, Any], Any] = _noop
+        self.on_choke: Callable[[int], Any] = _noop
+        self.on_error: Callable[[int, Any, str], Any] = _noop
+        self.on_terminate: Callable[[int, int, str], Any] = _noop
+        self.on_heartbeat: Callable[[], Any] = _noop
+        self.on_invoke: Callable[[int, str], Any] = _noop
+        self.on_protocol_error: Callable[[DecodeError], Any] = _noop
+        self.on_close: Callable[[BaseException | None], Any] = _noop
+        self.on_event: Callable[[Event], Any] | None = None
+        #: Client side, B: called with every raw frame instead of the seed
+        #: callbacks when set (services interpret types through their graph).
+        self.on_frame: Callable[[Frame], Any] | None = None
+
+    # -- connection ----------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and not self._closed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def connect(self, endpoint: Endpoint | Any) -> None:
+        """Connect to a UNIX path, ``(host, port)``, ``"host:port"`` or ``"[v6]:port"``."""
+        ep = parse_endpoint(endpoint)
+        self.endpoint = ep
+        loop = asyncio.get_running_loop()
+        try:
+            if isinstance(ep, str):
+                await loop.create_unix_connection(self.make_protocol, ep)
+            else:
+                await loop.create_connection(self.make_protocol, ep[0], ep[1])
+        except OSError as exc:
+            code = exc.errno or errno_mod.ECONNREFUSED
+            self.on_socket_error(code)
+            raise ConnectError(f"cannot connect to {ep}: {exc.strerror or exc}", errno=code) from exc
+
+    def make_protocol(self) -> asyncio.Protocol:
+        """An asyncio protocol bound to this channel (for servers: one channel per connection)."""
+        return _ChannelProtocol(self)
+
+    def _attached(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._loop = asyncio.get_running_loop()
+        transport.set_write_buffer_limits(high=self.write_high_water)
+        self.on_connect()
+
+    def close(self) -> None:
+        """Close the socket and detach from the loop; unsent data is discarded."""
+        if self._transport is not None and not self._closed:
+            self._transport.abort()
+        self._mark_closed(None)
+
+    def close_gracefully(self) -> None:
+        """Close after what was already written has been flushed."""
+        if self._transport is not None and not self._closed:
+            self._transport.close()
+
+    def _mark_closed(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_exc = exc
+        self._writable.set()  # wake drainers; they see the closed state
+        self.on_close(exc)
+
+    # -- writing -------------------------------------------------------------
+    def send(self, session: int, data: bytes | bytearray | memoryview) -> None:
+        """Write one ready-encoded message of *session*. Raises if the channel is closed."""
+        if self._closed or self._transport is None:
+            raise DisconnectedError(f"channel closed; cannot send on session {session}")
+        self._transport.write(data)
+
+    def send_parts(self, session: int, *parts: bytes | bytearray | memoryview) -> None:
+        """Like :meth:`send` for a frame given as pieces (header, payload)."""
+        if self._closed or self._transport is None:
+            raise DisconnectedError(f"channel closed; cannot send on session {session}")
+        for part in parts:
+            self._transport.write(part)
+
+    @property
+    def write_paused(self) -> bool:
+        return not self._writable.is_set()
+
+    @property
+    def write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport else 0
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below the high-water mark."""
+        if not self._writable.is_set():
+            await self._writable.wait()
+        if self._closed:
+            raise DisconnectedError("channel closed while waiting to write")
+
+    # -- reading -------------------------------------------------------------
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self._closed:
+            self._transport.resume_reading()
+
+    def _data_received(self, data: bytes) -> None:
+        try:
+            self._decoder.feed(data)
+            for frame in self._decoder:
+                self._dispatch(frame)
+                if self._closed:
+                    return
+        except DecodeError as exc:
+            log.error("closing connection to %s: %s (code %d)", self.endpoint, exc, exc.code)
+            self.on_protocol_error(exc)
+            if self._transport is not None:
+                self._transport.abort()
+            self._mark_closed(exc)
+
+    def _dispatch(self, frame: Frame) -> None:
+        if self.worker is not None:
+            now = self._loop.time() if self._loop else 0.0
+            event = self.worker.receive(frame, now)
+            if self.on_event is not None:
+                self.on_event(event)
+            else:
+                self._seed_callbacks(event)
+            return
+        if self.on_frame is not None:
+            self.on_frame(frame)
+            return
+        self._client_callbacks(frame)
+
+    def _seed_callbacks(self, event: Event) -> None:
+        if isinstance(event, Chunk):
+            self.on_chunk(event.session, event.data)
+        elif isinstance(event, Choke):
+            self.on_choke(event.session)
+        elif isinstance(event, Invoke):
+            self.on_invoke(event.session, event.event)
+        elif isinstance(event, Error):
+            code: Any = (event.category, event.code) if event.category is not None else event.code
+            self.on_error(event.session, code, event.message)
+        elif isinstance(event, Heartbeat):
+            self.on_heartbeat()
+        elif isinstance(event, Terminate):
+            self.on_terminate(0 if self.generation is Generation.A else 1, event.code, event.reason)
+        elif isinstance(event, Ignored):
+            log.warning("dropped a message: %s", event.error)
+
+    def _client_callbacks(self, f: Frame) -> None:
+        if self.generation is Generation.A:
+            chunk, error, choke = A.CHUNK, A.ERROR, A.CHOKE
+        else:
+            chunk, error, choke = B_STREAM.WRITE, B_STREAM.ERROR, B_STREAM.CLOSE
+        if f.type == chunk:
+            self.on_chunk(f.session, f.args[0] if len(f.args) == 1 else f.args)
+        elif f.type == choke:
+            self.on_choke(f.session)
+        elif f.type == error:
+            code: Any = f.args[0] if f.args else 0
+            if isinstance(code, list):
+                code = tuple(code)
+            message = as_text(f.args[1], "message") if len(f.args) > 1 else ""
+            self.on_error(f.session, code, message)
+        else:
+            log.warning("dropped message of unknown type %d on session %d", f.type, f.session)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if isinstance(exc, OSError) and exc.errno:
+            self.on_socket_error(exc.errno)
+        pending = self._decoder.pending
+        if exc is None and pending:
+            log.warning("connection to %s closed in the middle of a frame (%d bytes pending)", self.endpoint, pending)
+        self._mark_closed(exc)
+
+
+class _ChannelProtocol(asyncio.Protocol):
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.channel._attached(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.channel._data_received(data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.channel._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.channel._writable.clear()
+
+    def resume_writing(self) -> None:
+        self.channel._writable.set()

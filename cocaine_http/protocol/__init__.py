@@ -1,0 +1,1 @@
+"""The sans-IO core: frames, catalogs, state tables. No sockets, threads, asyncio or clocks here."""

@@ -1,0 +1,103 @@
+"""Per-session state, as transition tables (h2's ``(state, input) -> state``).
+
+A session (A) or channel (B) has two independent directions: what we send
+and what we receive. Each direction is a :class:`Half` moved by three kinds
+of message, :class:`Msg`. The generations differ in one rule:
+
+* A: ``error`` must be followed by ``choke``; only ``choke`` finishes a
+  direction (PROTOCOL.md §2.4.4, §2.5.1).
+* B: ``error`` and ``close`` are both terminal; nothing may follow either
+  (§3.2.1: a message after the terminal one makes the runtime drop the whole
+  connection).
+
+Rule: a pair missing from the table is illegal. Sending it raises
+:class:`~cocaine_http.errors.ChannelClosedError` (after the end) or
+:class:`~cocaine_http.errors.LocalProtocolError` and nothing goes on the
+wire; receiving it raises
+:class:`~cocaine_http.errors.UnexpectedMessageError`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..errors import ChannelClosedError, LocalProtocolError, UnexpectedMessageError
+from .frames import Generation
+
+__all__ = ["TRANSITIONS", "Half", "Msg", "SessionState"]
+
+
+class Half(enum.Enum):
+    OPEN = "open"
+    ERRORED = "errored"  # A only: error sent/received, choke still owed
+    CLOSED = "closed"
+
+
+class Msg(enum.Enum):
+    CHUNK = "chunk"  # A chunk, B write
+    ERROR = "error"
+    CHOKE = "choke"  # A choke, B close
+
+
+TRANSITIONS: dict[Generation, dict[tuple[Half, Msg], Half]] = {
+    Generation.A: {
+        (Half.OPEN, Msg.CHUNK): Half.OPEN,
+        (Half.OPEN, Msg.ERROR): Half.ERRORED,
+        (Half.OPEN, Msg.CHOKE): Half.CLOSED,
+        (Half.ERRORED, Msg.CHOKE): Half.CLOSED,
+    },
+    Generation.B: {
+        (Half.OPEN, Msg.CHUNK): Half.OPEN,
+        (Half.OPEN, Msg.ERROR): Half.CLOSED,
+        (Half.OPEN, Msg.CHOKE): Half.CLOSED,
+    },
+}
+
+
+class SessionState:
+    """Both directions of one session; ``send``/``recv`` apply the table."""
+
+    __slots__ = ("_table", "generation", "recv_half", "send_half", "session")
+
+    def __init__(self, generation: Generation, session: int) -> None:
+        self.generation = generation
+        self.session = session
+        self._table = TRANSITIONS[generation]
+        self.send_half = Half.OPEN
+        self.recv_half = Half.OPEN
+
+    def __repr__(self) -> str:
+        return f"<SessionState {self.session} send={self.send_half.value} recv={self.recv_half.value}>"
+
+    @property
+    def finished(self) -> bool:
+        return self.send_half is Half.CLOSED and self.recv_half is Half.CLOSED
+
+    def can_send(self, msg: Msg) -> bool:
+        return (self.send_half, msg) in self._table
+
+    def send(self, msg: Msg) -> None:
+        nxt = self._table.get((self.send_half, msg))
+        if nxt is None:
+            if self.send_half is Half.CLOSED:
+                raise ChannelClosedError(f"session {self.session}: cannot send {msg.value} after the end")
+            raise LocalProtocolError(
+                f"session {self.session}: cannot send {msg.value} while {self.send_half.value}"
+            )
+        self.send_half = nxt
+
+    def recv(self, msg: Msg) -> None:
+        nxt = self._table.get((self.recv_half, msg))
+        if nxt is None:
+            raise UnexpectedMessageError(
+                f"session {self.session}: peer sent {msg.value} while its side is {self.recv_half.value}"
+            )
+        self.recv_half = nxt
+
+    def close_send(self) -> list[Msg]:
+        """What must still be sent to end our direction cleanly (A owes a choke after error)."""
+        if self.send_half is Half.ERRORED:
+            return [Msg.CHOKE]
+        if self.send_half is Half.OPEN:
+            return [Msg.CHOKE]
+        return []

@@ -1,0 +1,289 @@
+"""The worker side of the runtime connection, without IO.
+
+:class:`WorkerProtocol` turns decoded frames into events and events we want
+to send into bytes, keeping the per-session tables of :mod:`.session` and
+the heartbeat/disown deadlines. Time comes in as numbers (``now``), bytes go
+out as return values; the asyncio :class:`~cocaine_http.worker.Worker`
+owns the socket, the clock and the handlers.
+
+Lifecycle (PROTOCOL.md §2.4, §3.4)::
+
+    start()       -> handshake + first heartbeat
+    A: active after the first heartbeat echo; B: active after the handshake
+    tick(now)     -> a heartbeat every ``heartbeat_interval``
+    disowned(now) -> True once no frame arrived for ``disown_timeout`` after
+                     the runtime had answered a heartbeat at least once
+                     (the observed precaution of §3.4.2); EOF ends the worker
+                     regardless
+    Terminate     -> stop taking sessions, finish, ``send_terminate`` echo
+
+Messages that cannot be honoured (orphan sessions, data after the end, a
+type the catalog does not know) become :class:`Ignored` events carrying a
+typed error, so the IO layer logs them and keeps serving: the runtime drops
+such messages with a warning too (§2.4.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import (
+    FrameFormatError,
+    RemoteProtocolError,
+    UnexpectedMessageError,
+    UnknownMessageError,
+)
+from .catalog import A, B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, MessageEncoder
+from .frames import Frame, Generation
+from .headers import HeaderTable
+from .session import Half, Msg, SessionState
+from .wire import as_text
+
+__all__ = [
+    "Choke",
+    "Chunk",
+    "Error",
+    "Event",
+    "Heartbeat",
+    "Ignored",
+    "Invoke",
+    "Terminate",
+    "WorkerProtocol",
+]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Invoke:
+    session: int
+    event: str
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Chunk:
+    session: int
+    data: bytes
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Choke:
+    session: int
+
+
+@dataclass(slots=True)
+class Error:
+    session: int
+    code: int
+    message: str
+    category: int | None = None
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    pass
+
+
+@dataclass(slots=True)
+class Terminate:
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Ignored:
+    """A frame that was dropped; ``error`` says why (log it, keep serving)."""
+
+    session: int
+    error: RemoteProtocolError
+
+
+Event = Invoke | Chunk | Choke | Error | Heartbeat | Terminate | Ignored
+
+
+class WorkerProtocol:
+    """State of one worker's connection to its runtime."""
+
+    def __init__(
+        self,
+        generation: Generation | str,
+        uuid: str,
+        *,
+        heartbeat_interval: float = 5.0,
+        disown_timeout: float = 30.0,
+    ) -> None:
+        self.generation = Generation.parse(generation)
+        self.uuid = uuid
+        self.heartbeat_interval = heartbeat_interval
+        self.disown_timeout = disown_timeout
+        self.encoder = MessageEncoder(self.generation)
+        self.sessions: dict[int, SessionState] = {}
+        self.active = False
+        self.terminating = False
+        self.rx_headers = HeaderTable()
+        self._max_channel = B_CONTROL_CHANNEL  # B: the handshake opened channel 1
+        self._next_heartbeat = 0.0
+        self._last_seen = 0.0
+        self._armed = False  # disown timer armed once the runtime answered a heartbeat
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self, now: float) -> bytes:
+        """Handshake, then a heartbeat at once (A activates on it)."""
+        self._next_heartbeat = now + self.heartbeat_interval
+        self._last_seen = now
+        if self.generation is Generation.B:
+            self.active = True
+        return self.encoder.handshake(self.uuid) + self.encoder.heartbeat()
+
+    def tick(self, now: float) -> bytes:
+        """A heartbeat if one is due, else ``b""``."""
+        if now < self._next_heartbeat:
+            return b""
+        self._next_heartbeat = now + self.heartbeat_interval
+        return self.encoder.heartbeat()
+
+    def disowned(self, now: float) -> bool:
+        return self._armed and now - self._last_seen >= self.disown_timeout
+
+    def next_deadline(self) -> float:
+        """When :meth:`tick` or :meth:`disowned` next has something to say."""
+        if self._armed:
+            return min(self._next_heartbeat, self._last_seen + self.disown_timeout)
+        return self._next_heartbeat
+
+    # -- inbound -------------------------------------------------------------
+    def receive(self, frame: Frame, now: float) -> Event:
+        self._last_seen = now
+        if self.generation is Generation.A:
+            return self._receive_a(frame)
+        return self._receive_b(frame)
+
+    def _receive_a(self, f: Frame) -> Event:
+        t, s, args = f.type, f.session, f.args
+        if t == A.HEARTBEAT and s == 0:
+            self._armed = True
+            self.active = True
+            return Heartbeat()
+        if t == A.TERMINATE and s == 0:
+            return self._terminate(args)
+        if t == A.INVOKE:
+            return self._invoke(s, args, [])
+        if t in (A.CHUNK, A.ERROR, A.CHOKE):
+            return self._stream(s, {A.CHUNK: Msg.CHUNK, A.ERROR: Msg.ERROR, A.CHOKE: Msg.CHOKE}[A(t)], args, [])
+        return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
+
+    def _receive_b(self, f: Frame) -> Event:
+        ch, t, args = f.session, f.type, f.args
+        try:
+            headers = self.rx_headers.decode(f.headers)
+        except FrameFormatError:
+            headers = []  # headers are informational; a bad one must not end the session
+        if ch == B_CONTROL_CHANNEL:
+            if t == B_CONTROL.HEARTBEAT:
+                self._armed = True
+                return Heartbeat()
+            if t == B_CONTROL.TERMINATE:
+                return self._terminate(args)
+            return Ignored(ch, UnknownMessageError(f"unknown control message type {t}"))
+        if ch > self._max_channel:
+            self._max_channel = ch
+            if t != B_STREAM.INVOKE:
+                return Ignored(ch, UnknownMessageError(f"channel {ch} opened with type {t}, not invoke"))
+            return self._invoke(ch, args, headers)
+        kinds = {B_STREAM.WRITE: Msg.CHUNK, B_STREAM.ERROR: Msg.ERROR, B_STREAM.CLOSE: Msg.CHOKE}
+        if t not in kinds:
+            return Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}"))
+        return self._stream(ch, kinds[B_STREAM(t)], args, headers)
+
+    def _terminate(self, args: list[Any]) -> Event:
+        self.terminating = True
+        code = args[0] if args and type(args[0]) is int else 1
+        reason = as_text(args[1], "reason") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
+        return Terminate(code, reason)
+
+    def _invoke(self, s: int, args: list[Any], headers: Headers) -> Event:
+        if s in self.sessions:
+            return Ignored(s, UnexpectedMessageError(f"invoke for session {s}, which is already open"))
+        if len(args) < 1 or not isinstance(args[0], (bytes, str)):
+            return Ignored(s, FrameFormatError(f"invoke on session {s} has no event name"))
+        self.sessions[s] = SessionState(self.generation, s)
+        return Invoke(s, as_text(args[0], "event"), headers)
+
+    def _stream(self, s: int, msg: Msg, args: list[Any], headers: Headers) -> Event:
+        state = self.sessions.get(s)
+        if state is None:
+            return Ignored(s, UnexpectedMessageError(f"{msg.value} for unknown session {s}"))
+        try:
+            state.recv(msg)
+        except UnexpectedMessageError as exc:
+            return Ignored(s, exc)
+        self._forget_if_done(state)
+        if msg is Msg.CHUNK:
+            if len(args) != 1 or not isinstance(args[0], (bytes, str)):
+                return Ignored(s, FrameFormatError(f"chunk on session {s} is not [data]"))
+            data = args[0]
+            return Chunk(s, data if isinstance(data, bytes) else data.encode(), headers)
+        if msg is Msg.CHOKE:
+            return Choke(s)
+        return self._error(s, args)
+
+    def _error(self, s: int, args: list[Any]) -> Event:
+        code: Any = args[0] if args else 0
+        message = as_text(args[1], "message") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
+        category = None
+        if isinstance(code, list) and len(code) == 2:
+            category, code = code
+        if type(code) is not int or (category is not None and type(category) is not int):
+            return Ignored(s, FrameFormatError(f"error on session {s} has a malformed code {code!r}"))
+        return Error(s, code, message, category)
+
+    # -- outbound ------------------------------------------------------------
+    def _state(self, session: int) -> SessionState:
+        state = self.sessions.get(session)
+        if state is None:
+            # A session we never saw (or already finished both ways): as in
+            # the table, sending on it is a local error, nothing goes out.
+            state = SessionState(self.generation, session)
+            state.send_half = state.recv_half = Half.CLOSED
+        return state
+
+    def chunk_header(self, session: int, length: int) -> bytes:
+        """State-check a chunk and return its frame header; the payload follows it."""
+        self._state(session).send(Msg.CHUNK)
+        return self.encoder.frame_header(session, length)
+
+    def send_chunk(self, session: int, data: bytes) -> bytes:
+        return self.chunk_header(session, len(data)) + data
+
+    def send_choke(self, session: int) -> bytes:
+        state = self._state(session)
+        state.send(Msg.CHOKE)
+        self._forget_if_done(state)
+        return self.encoder.choke(session)
+
+    def send_error(self, session: int, code: int | tuple[int, int], message: str) -> bytes:
+        """An error that ends our direction: A sends error + the owed choke, B the error alone."""
+        state = self._state(session)
+        state.send(Msg.ERROR)
+        out = self.encoder.error(session, code, message)
+        if self.generation is Generation.A:
+            state.send(Msg.CHOKE)
+            out += self.encoder.choke(session)
+        self._forget_if_done(state)
+        return out
+
+    def send_terminate(self, code: int, reason: str) -> bytes:
+        self.terminating = True
+        return self.encoder.terminate(code, reason)
+
+    def can_send(self, session: int) -> bool:
+        state = self.sessions.get(session)
+        return state is not None and state.can_send(Msg.CHUNK)
+
+    def _forget_if_done(self, state: SessionState) -> None:
+        if state.finished:
+            self.sessions.pop(state.session, None)
+
