@@ -1,0 +1,42 @@
+"""Endpoint and --locator parsing (PROTOCOL.md §2.4.1, §3.4.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocaine_http.protocol.endpoints import format_endpoint, parse_endpoint, parse_locators
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/var/run/cocaine/web.4242", "/var/run/cocaine/web.4242"),
+        ("./x.sock", "./x.sock"),
+        ("127.0.0.1:10053", ("127.0.0.1", 10053)),
+        ("node1.example.net:10053", ("node1.example.net", 10053)),
+        ("[::1]:10053", ("::1", 10053)),
+        ("10053", ("127.0.0.1", 10053)),
+        (("h", "80"), ("h", 80)),
+    ],
+)
+def test_parse_endpoint(text: object, expected: object) -> None:
+    assert parse_endpoint(text) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["", "host:", "host:notaport", "[::1", "h:99999", ("a",)])
+def test_bad_endpoints(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_endpoint(bad)  # type: ignore[arg-type]
+
+
+def test_locator_lists() -> None:
+    assert parse_locators("127.0.0.1:10053,[::1]:10053") == [("127.0.0.1", 10053), ("::1", 10053)]
+    assert parse_locators("node1", comma_list=False) == [("node1", 10053)]
+    assert parse_locators("10054", comma_list=False) == [("127.0.0.1", 10054)]  # 0.10.5 bare port
+    with pytest.raises(ValueError):
+        parse_locators("")
+
+
+def test_format_round_trip() -> None:
+    for ep in [("::1", 1), ("127.0.0.1", 2), "/tmp/x.sock"]:
+        assert parse_endpoint(format_endpoint(ep)) == ep

@@ -1,0 +1,109 @@
+"""The sans-IO worker protocol: classification, outbound state checks, deadlines."""
+
+from __future__ import annotations
+
+import pytest
+
+from cocaine_http.errors import ChannelClosedError, UnexpectedMessageError, UnknownMessageError
+from cocaine_http.protocol.frames import Frame, Generation
+from cocaine_http.protocol.worker import (
+    Choke,
+    Chunk,
+    Error,
+    Heartbeat,
+    Ignored,
+    Invoke,
+    Terminate,
+    WorkerProtocol,
+)
+
+H = [80, 81, 82]
+Z8 = b"\x00" * 8
+
+
+def a_frame(t: int, s: int, args: list) -> Frame:
+    return Frame(session=s, type=t, args=args)
+
+
+def test_a_lifecycle() -> None:
+    w = WorkerProtocol(Generation.A, "my-tag", heartbeat_interval=5, disown_timeout=30)
+    assert w.start(now=100.0) == b"\x93\x00\x00\x91\xa6my-tag" + b"\x93\x01\x00\x90"
+    assert not w.active  # A activates on the first heartbeat echo
+    assert isinstance(w.receive(a_frame(1, 0, []), 100.1), Heartbeat)
+    assert w.active
+    assert w.receive(a_frame(3, 17, [b"http"]), 101) == Invoke(17, "http", [])
+    assert w.receive(a_frame(4, 17, [b"body"]), 101) == Chunk(17, b"body", [])
+    assert w.receive(a_frame(6, 17, []), 101) == Choke(17)
+    assert w.send_chunk(17, b"x") == b"\x93\x04\x11\x91\xa1x"
+    assert w.send_choke(17) == b"\x93\x06\x11\x90"
+    assert w.sessions == {}  # both directions finished: forgotten
+    assert w.receive(a_frame(2, 0, [1, b"slave is idle"]), 102) == Terminate(1, "slave is idle")
+    assert w.terminating
+    assert w.send_terminate(1, "slave is idle") == bytes.fromhex("93020092 01ad") + b"slave is idle"
+
+
+def test_a_error_always_followed_by_choke() -> None:
+    w = WorkerProtocol(Generation.A, "u")
+    w.receive(a_frame(3, 9, [b"nosuch"]), 0)
+    out = w.send_error(9, -100, "there is no handler for event nosuch")
+    assert out.endswith(b"\x93\x06\x09\x90")
+    with pytest.raises(ChannelClosedError):
+        w.send_chunk(9, b"late")
+
+
+def test_b_lifecycle_and_headers() -> None:
+    w = WorkerProtocol(Generation.B, "u")
+    w.start(0)
+    assert w.active  # B activates on the handshake
+    assert isinstance(w.receive(Frame(1, 0, [], H), 1), Heartbeat)
+    inv = w.receive(Frame(2, 0, [b"http"], H), 1)
+    assert inv == Invoke(2, "http", [(b"trace_id", Z8), (b"span_id", Z8), (b"parent_id", Z8)])
+    assert w.receive(Frame(2, 0, [b"blob"], [[False, b"x-a", b"1"]]), 1) == Chunk(2, b"blob", [(b"x-a", b"1")])
+    assert w.receive(Frame(2, 2, [], None), 1) == Choke(2)
+    # a second channel with a lower id than the highest seen is not an invoke
+    ignored = w.receive(Frame(2, 0, [b"http"], None), 1)
+    assert isinstance(ignored, Ignored) and isinstance(ignored.error, UnexpectedMessageError)
+    w.receive(Frame(5, 0, [b"http"], None), 1)  # sparse ids are fine
+    assert w.send_error(5, (42, 100), "boom") == bytes.fromhex("9305019292 2a64 a4") + b"boom"
+    assert 5 not in w.sessions or w.sessions[5].send_half.value == "closed"
+    with pytest.raises(ChannelClosedError):
+        w.send_choke(5)  # nothing after an error in B
+    assert w.receive(Frame(1, 1, [11, b"overseer is shutdowning"], H), 2) == Terminate(11, "overseer is shutdowning")
+
+
+def test_b_client_error_and_bad_frames_are_ignored_not_fatal() -> None:
+    w = WorkerProtocol(Generation.B, "u")
+    w.start(0)
+    w.receive(Frame(2, 0, [b"e"], None), 0)
+    assert w.receive(Frame(2, 1, [[0x53FF, 3], b"timeout"], None), 0) == Error(2, 3, "timeout", 0x53FF)
+    assert isinstance(w.receive(Frame(2, 0, [b"late"], None), 0), Ignored)
+    unknown = w.receive(Frame(1, 7, [], None), 0)
+    assert isinstance(unknown, Ignored) and isinstance(unknown.error, UnknownMessageError)
+    opened_wrong = w.receive(Frame(9, 2, [], None), 0)
+    assert isinstance(opened_wrong, Ignored)
+    bad_headers = w.receive(Frame(10, 0, [b"e"], [999]), 0)
+    assert bad_headers == Invoke(10, "e", [])  # informational headers never break a session
+
+
+def test_orphans_and_unknown_types_in_a() -> None:
+    w = WorkerProtocol(Generation.A, "u")
+    assert isinstance(w.receive(a_frame(4, 3, [b"x"]), 0), Ignored)
+    assert isinstance(w.receive(a_frame(9, 3, []), 0), Ignored)
+    w.receive(a_frame(3, 3, [b"e"]), 0)
+    assert isinstance(w.receive(a_frame(3, 3, [b"e"]), 0), Ignored)  # duplicate invoke
+    assert isinstance(w.receive(a_frame(4, 3, [17]), 0), Ignored)  # chunk that is not [data]
+
+
+def test_heartbeat_and_disown_deadlines() -> None:
+    w = WorkerProtocol(Generation.B, "u", heartbeat_interval=5, disown_timeout=30)
+    w.start(now=0)
+    assert w.tick(4.9) == b""
+    assert w.tick(5.0) == b"\x93\x01\x00\x90"
+    assert w.next_deadline() == 10.0
+    assert not w.disowned(1000)  # never armed: the runtime has not answered yet
+    w.receive(Frame(1, 0, [], None), 6.0)
+    assert w.next_deadline() == 10.0
+    assert not w.disowned(35.9)
+    assert w.disowned(36.0)
+    w.receive(Frame(1, 0, [], None), 36.5)  # any frame is a sign of life
+    assert not w.disowned(60)
