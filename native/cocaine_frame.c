@@ -1,0 +1,435 @@
+/*
+ * cocaine_frame.c: see cocaine_frame.h for the API and native/README.md for
+ * the rules (what is an error, and the exact moment it is detected).
+ *
+ * The scanner consumes one *token* at a time: a scalar with its body, a
+ * raw/str/bin/ext with its body, or a container header. A token is consumed
+ * only once all of its bytes are present; otherwise the scan stops in front
+ * of it and resumes there on the next call. Re-reading a token header costs
+ * at most 9 bytes and a raw body is never read at all, so a frame arriving
+ * in pieces is scanned once overall.
+ *
+ * Checks happen when a token is consumed, in byte order, exactly where
+ * msgpack.Unpacker (the C extension) makes them:
+ *   - 0xc1:                         when its byte is read         -> MALFORMED
+ *   - ext (c7-c9, d4-d8):           once header and body are in   -> MALFORMED
+ *   - container header:             once the header is in:
+ *        depth first                                               -> DEPTH
+ *        then length (array > max_frame_size, map > max_map_len)   -> TOO_LARGE
+ *   - map entry whose key is a container: when its value is complete -> FORMAT
+ * and, when the scan stops:
+ *   - frame complete: size > max_frame_size -> TOO_LARGE, then the frame shape -> FORMAT
+ *   - buffer exhausted: buffered bytes of the frame > max_frame_size -> TOO_LARGE
+ */
+#include "cocaine_frame.h"
+
+#include <string.h>
+
+/* kinds of the top-level elements 0..3 */
+#define CF_K_NONE 0u  /* not seen */
+#define CF_K_UINT 1u  /* an integer >= 0, any width */
+#define CF_K_ARRAY 2u /* an array */
+#define CF_K_OTHER 3u /* anything else */
+
+/* internal: the scan of the current frame finished it */
+#define CF_DONE 2
+
+static inline uint16_t load16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+
+static inline uint32_t load32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline uint64_t load64(const uint8_t *p) { return ((uint64_t)load32(p) << 32) | load32(p + 4); }
+
+void cf_init(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t max_map_len)
+{
+    memset(d, 0, offsetof(cf_decoder, stack));
+    d->exact_arity = exact_arity ? 1 : 0;
+    d->max_frame_size = max_frame_size;
+    d->max_map_len = max_map_len;
+}
+
+static void reset_frame(cf_decoder *d)
+{
+    d->depth = 0;
+    d->scanned = 0;
+    d->top_is_array = 0;
+    d->top_len = 0;
+    memset(d->elem_kind, 0, sizeof d->elem_kind);
+    d->fast = 0;
+    d->payload_off = 0;
+    d->payload_len = 0;
+}
+
+static int fail(cf_decoder *d, int code)
+{
+    d->error = code;
+    return code;
+}
+
+/* Index of the next top-level element (valid while depth >= 1 and the top is an array). */
+static inline uint32_t top_index(const cf_decoder *d) { return d->top_len - d->stack[0].remaining; }
+
+/* A value ended at relative offset `end`. Pop every container it completes.
+ * Returns CF_NEED_DATA to keep scanning, CF_DONE when the top-level value is
+ * complete, or an error. */
+static int value_done(cf_decoder *d, uint64_t end, int is_container)
+{
+    while (d->depth > 0) {
+        cf_level *lv = &d->stack[d->depth - 1];
+        if (lv->is_map) {
+            if (!lv->want_value) {
+                /* A key: Python cannot hash a list or a dict. The Unpacker finds
+                 * out when it stores the entry, i.e. once the value is complete. */
+                lv->want_value = 1;
+                lv->bad_key = (uint8_t)(is_container ? 1 : 0);
+                return CF_NEED_DATA;
+            }
+            if (lv->bad_key)
+                return fail(d, CF_E_FORMAT);
+            lv->want_value = 0;
+        } else if (d->depth == 1) {
+            uint32_t i = top_index(d);
+            if (i < 4)
+                d->elem_end[i] = end;
+        }
+        if (--lv->remaining > 0)
+            return CF_NEED_DATA;
+        d->depth--;
+        is_container = 1;
+    }
+    return CF_DONE;
+}
+
+/* Record what a token at the top of the frame structure is, for the shape check. */
+static inline void note_element(cf_decoder *d, uint64_t pos, uint32_t kind, uint64_t value, uint32_t count)
+{
+    uint32_t i = top_index(d);
+    if (i >= 4)
+        return;
+    d->elem_start[i] = pos;
+    d->elem_kind[i] = kind;
+    if (i < 2)
+        d->elem_value[i] = value;
+    else
+        d->elem_count[i] = count;
+}
+
+/* Scan the current frame from d->scanned on. p/avail: the frame's bytes so far. */
+static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
+{
+    uint64_t pos = d->scanned;
+    int rc = CF_NEED_DATA;
+
+    while (pos < avail) {
+        const uint8_t *t = p + pos;
+        uint64_t have = avail - pos;
+        uint8_t b = t[0];
+        uint64_t hdr = 1;      /* header bytes */
+        uint64_t body = 0;     /* bytes after the header */
+        uint32_t count = 0;    /* container: elements (array) or entries (map) */
+        int is_map = -1;       /* -1: not a container */
+        int is_raw = 0;
+        uint32_t kind = CF_K_OTHER;
+        uint64_t value = 0;
+
+        if (b <= 0x7f) {
+            kind = CF_K_UINT;
+            value = b;
+        } else if (b <= 0x8f) {
+            is_map = 1;
+            count = b & 0x0fu;
+        } else if (b <= 0x9f) {
+            is_map = 0;
+            count = b & 0x0fu;
+        } else if (b <= 0xbf) {
+            is_raw = 1;
+            body = b & 0x1fu;
+        } else if (b >= 0xe0) {
+            /* negative fixint */
+        } else {
+            switch (b) {
+            case 0xc0: /* nil */
+            case 0xc2: /* false */
+            case 0xc3: /* true */
+                break;
+            case 0xc1:
+                return fail(d, CF_E_MALFORMED);
+            case 0xc4: /* bin8 */
+            case 0xd9: /* str8 */
+                hdr = 2;
+                if (have < hdr)
+                    goto need;
+                is_raw = 1;
+                body = t[1];
+                break;
+            case 0xc5: /* bin16 */
+            case 0xda: /* raw16 */
+                hdr = 3;
+                if (have < hdr)
+                    goto need;
+                is_raw = 1;
+                body = load16(t + 1);
+                break;
+            case 0xc6: /* bin32 */
+            case 0xdb: /* raw32 */
+                hdr = 5;
+                if (have < hdr)
+                    goto need;
+                is_raw = 1;
+                body = load32(t + 1);
+                break;
+            case 0xc7: /* ext8: type byte + data */
+                hdr = 2;
+                if (have < hdr)
+                    goto need;
+                body = (uint64_t)t[1] + 1;
+                goto ext;
+            case 0xc8: /* ext16 */
+                hdr = 3;
+                if (have < hdr)
+                    goto need;
+                body = (uint64_t)load16(t + 1) + 1;
+                goto ext;
+            case 0xc9: /* ext32: the Unpacker computes length + 1 in 32 bits, so
+                          0xffffffff wraps to 0 and fails right after the header */
+                hdr = 5;
+                if (have < hdr)
+                    goto need;
+                body = (uint32_t)(load32(t + 1) + 1u);
+                goto ext;
+            case 0xd4: /* fixext 1, 2, 4, 8, 16: type byte + data */
+            case 0xd5:
+            case 0xd6:
+            case 0xd7:
+            case 0xd8:
+                body = 1 + (1u << (b - 0xd4));
+                goto ext;
+            case 0xca: /* float32 */
+                body = 4;
+                break;
+            case 0xcb: /* float64 */
+                body = 8;
+                break;
+            case 0xcc: /* uint8..uint64 */
+            case 0xcd:
+            case 0xce:
+            case 0xcf:
+                body = 1u << (b - 0xcc);
+                if (have < 1 + body)
+                    goto need;
+                kind = CF_K_UINT;
+                value = body == 1 ? t[1] : body == 2 ? load16(t + 1) : body == 4 ? load32(t + 1) : load64(t + 1);
+                break;
+            case 0xd0: /* int8..int64: an id may use a signed marker, if it is >= 0 */
+            case 0xd1:
+            case 0xd2:
+            case 0xd3: {
+                int64_t v;
+                body = 1u << (b - 0xd0);
+                if (have < 1 + body)
+                    goto need;
+                v = body == 1 ? (int8_t)t[1]
+                    : body == 2 ? (int16_t)load16(t + 1)
+                    : body == 4 ? (int32_t)load32(t + 1)
+                                : (int64_t)load64(t + 1);
+                if (v >= 0) {
+                    kind = CF_K_UINT;
+                    value = (uint64_t)v;
+                }
+                break;
+            }
+            case 0xdc: /* array16 */
+                hdr = 3;
+                if (have < hdr)
+                    goto need;
+                is_map = 0;
+                count = load16(t + 1);
+                break;
+            case 0xdd: /* array32 */
+                hdr = 5;
+                if (have < hdr)
+                    goto need;
+                is_map = 0;
+                count = load32(t + 1);
+                break;
+            case 0xde: /* map16 */
+                hdr = 3;
+                if (have < hdr)
+                    goto need;
+                is_map = 1;
+                count = load16(t + 1);
+                break;
+            default: /* 0xdf map32 */
+                hdr = 5;
+                if (have < hdr)
+                    goto need;
+                is_map = 1;
+                count = load32(t + 1);
+                break;
+            }
+        }
+
+        if (have < hdr + body)
+            goto need;
+
+        if (is_map >= 0) {
+            /* container header */
+            if (d->depth >= CF_MAX_DEPTH)
+                return fail(d, CF_E_DEPTH);
+            if (is_map ? count > d->max_map_len : (uint64_t)count > d->max_frame_size)
+                return fail(d, CF_E_TOO_LARGE);
+            if (d->depth == 0) {
+                d->top_is_array = (uint32_t)!is_map;
+                d->top_len = count;
+            } else if (d->depth == 1 && d->top_is_array) {
+                note_element(d, pos, is_map ? CF_K_OTHER : CF_K_ARRAY, 0, count);
+            }
+            pos += hdr;
+            if (count == 0) {
+                rc = value_done(d, pos, 1);
+                if (rc != CF_NEED_DATA)
+                    goto stop;
+                continue;
+            }
+            {
+                cf_level *lv = &d->stack[d->depth++];
+                lv->remaining = count;
+                lv->is_map = (uint8_t)is_map;
+                lv->want_value = 0;
+                lv->bad_key = 0;
+            }
+            continue;
+        }
+
+        /* scalar, raw */
+        if (d->depth == 1 && d->top_is_array) {
+            note_element(d, pos, kind, value, 0);
+        } else if (is_raw && d->depth == 2 && d->top_is_array && top_index(d) == 2 &&
+                   d->elem_kind[2] == CF_K_ARRAY && d->elem_count[2] == 1) {
+            /* the single element of args: a chunk/invoke payload */
+            d->fast = 1;
+            d->payload_off = pos + hdr;
+            d->payload_len = body;
+        }
+        pos += hdr + body;
+        rc = value_done(d, pos, 0);
+        if (rc != CF_NEED_DATA)
+            goto stop;
+        continue;
+
+    ext:
+        if (have < hdr + body)
+            goto need;
+        return fail(d, CF_E_MALFORMED);
+    }
+
+need:
+    d->scanned = pos;
+    return CF_NEED_DATA;
+
+stop:
+    d->scanned = pos;
+    return rc;
+}
+
+/* The complete frame is d->scanned bytes at buf[start]: check and report it. */
+static int finish(cf_decoder *d, size_t start, cf_frame *out)
+{
+    uint64_t size = d->scanned;
+    uint32_t n = d->top_len;
+
+    if (size > d->max_frame_size)
+        return fail(d, CF_E_TOO_LARGE);
+    if (!d->top_is_array || n < 3 || (d->exact_arity && n != 3))
+        return fail(d, CF_E_FORMAT);
+    if (d->elem_kind[0] != CF_K_UINT || d->elem_kind[1] != CF_K_UINT || d->elem_kind[2] != CF_K_ARRAY)
+        return fail(d, CF_E_FORMAT);
+    if (n >= 4 && d->elem_kind[3] != CF_K_ARRAY)
+        return fail(d, CF_E_FORMAT);
+
+    out->elem0 = d->elem_value[0];
+    out->elem1 = d->elem_value[1];
+    out->start = start;
+    out->end = start + size;
+    out->args_off = start + d->elem_start[2];
+    out->args_len = d->elem_end[2] - d->elem_start[2];
+    out->nargs = d->elem_count[2];
+    out->flags = 0;
+    out->headers_off = 0;
+    out->headers_len = 0;
+    out->payload_off = 0;
+    out->payload_len = 0;
+    if (n >= 4) {
+        out->flags |= CF_HAS_HEADERS;
+        out->headers_off = start + d->elem_start[3];
+        out->headers_len = d->elem_end[3] - d->elem_start[3];
+    }
+    if (d->fast) {
+        out->flags |= CF_FAST_RAW;
+        out->payload_off = start + d->payload_off;
+        out->payload_len = d->payload_len;
+    }
+    reset_frame(d);
+    return CF_FRAME;
+}
+
+int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_frame *out)
+{
+    int rc;
+    uint64_t avail;
+
+    if (d == NULL || out == NULL || start > len || (buf == NULL && len > 0))
+        return CF_E_USAGE;
+    if (d->error)
+        return d->error;
+    avail = (uint64_t)(len - start);
+    rc = scan(d, buf + start, avail);
+    if (rc == CF_DONE)
+        return finish(d, start, out);
+    if (rc == CF_NEED_DATA && avail > d->max_frame_size)
+        return fail(d, CF_E_TOO_LARGE);
+    return rc;
+}
+
+size_t cf_next_many(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_frame *out,
+                    size_t max_frames, int *status)
+{
+    size_t n = 0;
+    int rc = CF_FRAME;
+
+    while (n < max_frames) {
+        rc = cf_next(d, buf, len, start, &out[n]);
+        if (rc != CF_FRAME)
+            break;
+        start = (size_t)out[n].end;
+        n++;
+    }
+    if (status != NULL)
+        *status = rc;
+    return n;
+}
+
+const char *cf_strerror(int code)
+{
+    switch (code) {
+    case CF_FRAME:
+        return "frame";
+    case CF_NEED_DATA:
+        return "need data";
+    case CF_E_MALFORMED:
+        return "malformed msgpack (reserved byte 0xc1 or an ext value)";
+    case CF_E_FORMAT:
+        return "not a frame: expected [uint, uint, [args...] (, [headers...])]";
+    case CF_E_TOO_LARGE:
+        return "frame, array or map over its size limit";
+    case CF_E_DEPTH:
+        return "nested too deep";
+    case CF_E_USAGE:
+        return "bad call";
+    default:
+        return "unknown status";
+    }
+}
