@@ -1,13 +1,29 @@
-"""The pure-Python decoder: msgpack's Unpacker plus the frame-shape rules.
+"""The pure-Python decoder: msgpack's Unpacker plus the frame rules.
 
-PRELIMINARY: correct on valid input; the limit semantics must be made to
-match the C decoder exactly (see native/README.md).
+The twin of the C scanner in ``native/`` (see native/README.md for the rules
+both implement). The Unpacker does the msgpack work incrementally: it keeps
+its parse state between ``feed`` calls, so a large frame arriving in many
+small pieces is parsed once. This class adds what the Unpacker does not know:
+
+* which of its exceptions is which :class:`~cocaine_http.errors.DecodeError`;
+* the frame size limit, judged on the complete frame (its size) and, while
+  a frame is incomplete, on the bytes buffered for it;
+* the frame shape, judged on the complete top-level value.
+
+The Unpacker's own limits are set so that they fire exactly where the C
+scanner's do: arrays longer than ``max_frame_size`` elements and maps longer
+than :data:`~.wire.MAX_MAP_LEN` entries at their header; nesting deeper than
+its 1024-entry stack at the container header that would exceed it. Its
+string, binary and buffer limits are lifted out of the way, because the C
+extension checks those only once a body is complete, where the frame size
+rule already decides.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import NoReturn
 
 import msgpack
 
@@ -23,78 +39,112 @@ from .wire import MAX_MAP_LEN, reject_ext
 
 __all__ = ["PureDecoder"]
 
+_NO_LIMIT = sys.maxsize
+_MAX_ARRAY32 = 2**32 - 1
+
+
+def check_max_frame_size(max_frame_size: int) -> int:
+    """Validate the limit shared by both backends (a positive int)."""
+    if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
+        raise TypeError(f"max_frame_size must be an int, got {type(max_frame_size).__name__}")
+    if not 1 <= max_frame_size < 2**63:
+        raise ValueError(f"max_frame_size must be in [1, 2**63), got {max_frame_size}")
+    return max_frame_size
+
 
 class PureDecoder:
+    """Incremental frame decoder on top of :class:`msgpack.Unpacker`."""
+
     def __init__(self, generation: Generation, *, max_frame_size: int) -> None:
         self.generation = generation
-        self.max_frame_size = max_frame_size
+        self.max_frame_size = check_max_frame_size(max_frame_size)
+        self._gen_a = generation.exact_arity
         self._unpacker = msgpack.Unpacker(
             raw=True,
             strict_map_key=False,
             ext_hook=reject_ext,
-            max_buffer_size=2**31 - 1,
+            max_buffer_size=_NO_LIMIT,
+            max_str_len=_NO_LIMIT,
+            max_bin_len=_NO_LIMIT,
+            max_array_len=min(max_frame_size, _MAX_ARRAY32),
             max_map_len=MAX_MAP_LEN,
         )
-        self._fed = 0
-        self._consumed = 0
+        self._fed = 0  # bytes fed so far (stream offset of the end of the buffer)
+        self._consumed = 0  # stream offset where the current frame begins
         self._error: DecodeError | None = None
 
     @property
     def pending(self) -> int:
+        """Bytes fed but not yet returned as part of a frame."""
         return self._fed - self._consumed
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
             raise self._error
+        if not isinstance(data, (bytes, bytearray)):
+            data = memoryview(data).cast("B")
         self._unpacker.feed(data)
         self._fed += len(data)
 
     def next_frame(self) -> Frame | None:
         if self._error is not None:
             raise self._error
+        unpacker = self._unpacker
         try:
-            obj = self._unpacker.unpack()
+            obj = unpacker.unpack()
         except msgpack.OutOfData:
-            if self.pending > self.max_frame_size:
-                self._fail(FrameTooLargeError(f"frame exceeds {self.max_frame_size} bytes"))
+            if self._fed - self._consumed > self.max_frame_size:
+                self._fail(FrameTooLargeError, f"frame exceeds {self.max_frame_size} bytes")
             return None
-        except msgpack.StackError as exc:
-            self._fail(FrameTooDeepError(f"frame nested too deep: {exc}"))
-        except (msgpack.FormatError, msgpack.ExtraData) as exc:
-            self._fail(MalformedMessageError(f"malformed msgpack: {exc}"))
-        except (ValueError, TypeError) as exc:
-            self._fail(MalformedMessageError(f"malformed msgpack: {exc}"))
-        end = self._unpacker.tell()
+        except msgpack.StackError:
+            self._fail(FrameTooDeepError, "frame nested deeper than 1024 containers")
+        except msgpack.FormatError:
+            self._fail(MalformedMessageError, "not msgpack (reserved byte 0xc1)")
+        except ValueError as exc:
+            text = str(exc)
+            if "max_array_len" in text or "max_map_len" in text:
+                self._fail(FrameTooLargeError, f"container over its limit: {text}")
+            self._fail(MalformedMessageError, f"bad msgpack value: {text}")
+        except TypeError as exc:
+            # A map key that Python cannot hash (an array or a map).
+            self._fail(FrameFormatError, f"unusable map key: {exc}")
+        except RecursionError:  # msgpack's pure-Python fallback has no StackError
+            self._fail(FrameTooDeepError, "frame nested too deep")
+        except MemoryError:  # a huge declared array the allocator refused
+            self._fail(FrameTooLargeError, "container too large to allocate")
+        end = unpacker.tell()
         size = end - self._consumed
-        self._consumed = end
         if size > self.max_frame_size:
-            self._fail(FrameTooLargeError(f"frame of {size} bytes exceeds {self.max_frame_size}"))
-        return self._shape(obj)
+            self._fail(FrameTooLargeError, f"frame of {size} bytes exceeds {self.max_frame_size}")
+        if type(obj) is not list:
+            self._fail(FrameFormatError, f"frame is a {type(obj).__name__}, not an array")
+        n = len(obj)
+        if n < 3 or (n != 3 and self._gen_a):
+            self._fail(FrameFormatError, f"frame has {n} elements")
+        first, second, args = obj[0], obj[1], obj[2]
+        if type(first) is not int or type(second) is not int or first < 0 or second < 0:
+            self._fail(FrameFormatError, "frame ids must be non-negative integers")
+        if type(args) is not list:
+            self._fail(FrameFormatError, "frame args must be an array")
+        if self._gen_a:
+            self._consumed = end
+            return Frame(second, first, args, None)
+        headers = None
+        if n > 3:
+            headers = obj[3]
+            if type(headers) is not list:
+                self._fail(FrameFormatError, "frame headers must be an array")
+        self._consumed = end
+        return Frame(first, second, args, headers)
 
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.next_frame()) is not None:
             yield frame
 
-    def _fail(self, error: DecodeError) -> Any:
-        self._error = error
-        raise error
+    def _fail(self, kind: type[DecodeError], what: str) -> NoReturn:
+        self._error = kind(f"{what} (frame at stream offset {self._consumed})")
+        raise self._error
 
-    def _shape(self, obj: Any) -> Frame:
-        if not isinstance(obj, list):
-            self._fail(FrameFormatError(f"frame is not an array but {type(obj).__name__}"))
-        n = len(obj)
-        if n < 3 or (n != 3 and self.generation.exact_arity):
-            self._fail(FrameFormatError(f"frame has {n} elements"))
-        first, second, args = obj[0], obj[1], obj[2]
-        if type(first) is not int or type(second) is not int or first < 0 or second < 0:
-            self._fail(FrameFormatError("frame ids must be non-negative integers"))
-        if not isinstance(args, list):
-            self._fail(FrameFormatError("frame args must be an array"))
-        headers = None
-        if n > 3:
-            headers = obj[3]
-            if not isinstance(headers, list):
-                self._fail(FrameFormatError("frame headers must be an array"))
-        if self.generation is Generation.A:
-            return Frame(session=second, type=first, args=args)
-        return Frame(session=first, type=second, args=args, headers=headers)
+    def __repr__(self) -> str:
+        state = f"failed: {type(self._error).__name__}" if self._error else f"pending={self.pending}"
+        return f"<PureDecoder {self.generation.name} {state}>"
