@@ -1,0 +1,1 @@
+"""HTTP over Cocaine: the request/response envelope of the cocaine HTTP proxies."""

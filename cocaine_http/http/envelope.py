@@ -1,0 +1,420 @@
+"""The cocaine HTTP envelope: what an HTTP proxy puts in a session, and what it expects back.
+
+Request (PROTOCOL.md §2.8, §3.9): the first chunk of an ``http`` session is
+one msgpack blob::
+
+    [method, uri, version, [[name, value], ...], body]
+
+``version`` is ``"HTTP/1.1"`` behind the A Tornado proxy and ``"1.1"``
+behind the B proxies; both spellings (and ``1.0``) are accepted. Further
+chunks of the session are more body (the native framework's reading; the
+Python and Node.js frameworks assert on them, we append). The Tornado
+proxies, A and B, put one ``[cookie_name, cookie_value]`` pair per cookie
+*before* the real headers; :func:`parse_request` drops that leading run when
+each pair equals a cookie of the ``Cookie`` header (§5 item 8).
+
+Response: the first chunk is ``msgpack([code, [[name, value], ...]])``, then
+body chunks, then choke/close. The generations differ in the body (the key
+A/B difference, §3.9):
+
+* **A** msgpack-wraps *every* body chunk, must send the head before choke
+  (a bare choke hangs the 0.11 Tornado proxy) and should not send
+  ``Content-Length`` (that proxy appends its own, so it would be doubled).
+  Status codes Python 2's ``httplib`` does not know hang that proxy too;
+  :class:`ResponseEncoder` maps them to a known code (``a_status_fallback``).
+* **B** sends body chunks raw and never an empty body write: an empty write
+  ends (``X-Cocaine-HTTP-Proto-Version: 1.1``) or breaks (otherwise) the 0.12
+  proxy's chunked stream. :meth:`ResponseEncoder.lingering_end` is the one
+  deliberate empty write, allowed only with that header.
+
+Everything is encoded with :func:`cocaine_http.protocol.wire.packb`
+(old-spec raw only). Nothing here does IO: the WSGI and ASGI adapters hand
+the payloads to the worker's response object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorCode, FrameFormatError, LocalProtocolError
+from ..protocol.catalog import raw_header
+from ..protocol.frames import Generation
+from ..protocol.wire import packb, unpackb
+
+__all__ = [
+    "DEFAULT_MAX_HEAD_SIZE",
+    "HOP_BY_HOP",
+    "PY2_HTTPLIB_CODES",
+    "EnvelopeError",
+    "HttpRequest",
+    "ResponseEncoder",
+    "ResponseHeadError",
+    "body_allowed",
+    "decode_response",
+    "drop_cookie_pairs",
+    "encode_request",
+    "parse_request",
+    "parse_status_line",
+]
+
+#: Upper bound on the encoded size of a response head (status + headers).
+#: An app that produces more gets a 500 instead (proxies have limits of their
+#: own, usually far lower: nginx 4-8 KiB, Tornado 64 KiB).
+DEFAULT_MAX_HEAD_SIZE = 64 * 1024
+
+#: Connection-level headers an app must not send (PEP 3333 §"Other HTTP
+#: Features"); the proxy frames the response itself. Dropped from every head.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+#: Status codes of Python 2.7's ``httplib.responses``: the 0.11 Tornado proxy
+#: builds its status line from that table and hangs on a ``KeyError`` for
+#: any other code (PROTOCOL.md §2.8, observed).
+PY2_HTTPLIB_CODES = frozenset(
+    [100, 101, 200, 201, 202, 203, 204, 205, 206, *range(300, 308), *range(400, 418), *range(500, 506)]
+)
+
+_PROTO_VERSION_HEADER = b"x-cocaine-http-proto-version"
+_ORIGINAL_STATUS_HEADER = b"X-Cocaine-Original-Status"
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_VERSION = re.compile(r"^(?:HTTP/)?(\d)(?:\.(\d))?$", re.IGNORECASE)
+_STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
+
+
+class EnvelopeError(FrameFormatError):
+    """The request chunk of an HTTP session is not a cocaine HTTP envelope.
+
+    Raised by :func:`parse_request`; the adapters answer it with ``400``.
+    """
+
+    code = ErrorCode.FRAME_FORMAT
+    http_status = 400
+
+
+class ResponseHeadError(LocalProtocolError):
+    """The app produced a head that cannot be sent: a bad status line, a
+    header that is not a ``(name, value)`` pair of strings, a control
+    character, or more than the configured head size. Nothing was sent; the
+    adapters answer ``500`` instead."""
+
+    http_status = 500
+
+
+# -- request -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """One parsed request envelope. Method and version are text; URI,
+    header names and values, and the body stay bytes (PROTOCOL.md §0)."""
+
+    method: str
+    uri: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    #: How many leading Tornado cookie pairs were dropped.
+    dropped_cookie_pairs: int = 0
+    #: ``path`` and ``query`` split from ``uri`` (absolute-form URIs lose
+    #: their scheme and authority; an empty URI becomes ``/``).
+    path: bytes = field(default=b"/")
+    query: bytes = field(default=b"")
+
+    @property
+    def request_line(self) -> str:
+        """``GET /p?q HTTP/1.1`` for logs (undecodable bytes escaped)."""
+        return f"{self.method} {self.uri.decode('latin-1')} HTTP/{self.version}"
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header *name* (lowercase bytes), or ``None``."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+def _as_bytes(value: Any, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise EnvelopeError(f"{what} must be a string, got {type(value).__name__}")
+
+
+def _cookie_pairs(headers: Sequence[tuple[bytes, bytes]]) -> set[tuple[bytes, bytes]]:
+    """Every ``(name, value)`` of every Cookie header, raw and unquoted."""
+    out: set[tuple[bytes, bytes]] = set()
+    for key, value in headers:
+        if key.lower() != b"cookie":
+            continue
+        for part in value.split(b";"):
+            name, sep, val = part.partition(b"=")
+            if not sep:
+                continue
+            name, val = name.strip(), val.strip()
+            out.add((name, val))
+            if len(val) >= 2 and val[:1] == val[-1:] == b'"':
+                out.add((name, val[1:-1]))
+    return out
+
+
+def drop_cookie_pairs(headers: list[tuple[bytes, bytes]]) -> int:
+    """Remove the Tornado proxy's leading cookie pairs in place; return how many.
+
+    The run is dropped only when *every* pair in it equals a cookie of a
+    ``Cookie`` header found later in the list, so a request that did not come
+    through that proxy keeps all its headers.
+    """
+    cookies = _cookie_pairs(headers)
+    if not cookies:
+        return 0
+    n = 0
+    while n < len(headers) and headers[n] in cookies and headers[n][0].lower() != b"cookie":
+        n += 1
+    if n:
+        del headers[:n]
+    return n
+
+
+def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
+    if uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://":
+        rest = uri.split(b"://", 1)[1]
+        slash = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
+        uri = rest[slash:] if slash >= 0 else b"/"
+    path, _, query = uri.partition(b"?")
+    path, _, _ = path.partition(b"#")
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return path, query
+
+
+def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = True) -> HttpRequest:
+    """Decode the first chunk of an HTTP session. Raises :class:`EnvelopeError`."""
+    try:
+        obj = unpackb(blob)
+    except (ValueError, TypeError) as exc:  # msgpack's errors subclass these
+        raise EnvelopeError(f"HTTP request chunk is not msgpack: {exc}") from None
+    if not isinstance(obj, (list, tuple)) or not 4 <= len(obj) <= 5:
+        raise EnvelopeError(
+            "HTTP request chunk must be [method, uri, version, headers, body], "
+            f"got {type(obj).__name__}{f' of {len(obj)}' if isinstance(obj, (list, tuple)) else ''}"
+        )
+    raw_method, raw_uri, raw_version, raw_headers = obj[:4]
+    raw_body = obj[4] if len(obj) == 5 else b""
+
+    method_b = _as_bytes(raw_method, "method")
+    if not _TOKEN.match(method_b):
+        raise EnvelopeError(f"invalid HTTP method {method_b[:32]!r}")
+    uri = _as_bytes(raw_uri, "uri")
+    if _BAD_VALUE.search(uri) or b" " in uri:
+        raise EnvelopeError(f"invalid request URI {uri[:64]!r}")
+    version_text = _as_bytes(raw_version, "version").decode("latin-1").strip()
+    match = _VERSION.match(version_text)
+    if not match:
+        raise EnvelopeError(f"invalid HTTP version {version_text[:16]!r}")
+    major, minor = match.group(1), match.group(2) or "0"
+    version = major if major in ("2", "3") else f"{major}.{minor}"
+
+    if isinstance(raw_headers, dict):  # tolerance: a map instead of pairs
+        raw_headers = list(raw_headers.items())
+    if not isinstance(raw_headers, (list, tuple)):
+        raise EnvelopeError(f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}")
+    headers: list[tuple[bytes, bytes]] = []
+    for i, pair in enumerate(raw_headers):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise EnvelopeError(f"header {i} must be a [name, value] pair, got {pair!r:.64}")
+        name = _as_bytes(pair[0], f"header {i} name")
+        value = _as_bytes(pair[1], f"header {i} value")
+        if not _TOKEN.match(name):
+            raise EnvelopeError(f"invalid header name {name[:64]!r}")
+        if _BAD_VALUE.search(value):
+            raise EnvelopeError(f"header {name.decode('latin-1')} has a control character in its value")
+        headers.append((name, value))
+
+    body = b"" if raw_body is None else _as_bytes(raw_body, "body")
+    dropped = drop_cookie_pairs(headers) if drop_cookies else 0
+    path, query = _split_uri(uri) if uri else (b"/", b"")
+    return HttpRequest(method_b.decode("latin-1"), uri or b"/", version, headers, body, dropped, path, query)
+
+
+def encode_request(
+    method: str,
+    uri: str | bytes,
+    headers: Iterable[tuple[str | bytes, str | bytes]] = (),
+    body: bytes = b"",
+    *,
+    generation: Generation = Generation.B,
+    version: str = "1.1",
+) -> bytes:
+    """What a proxy sends: the request envelope for *generation* (tests, dev runtime)."""
+    ver = f"HTTP/{version}" if generation is Generation.A else version
+    return packb([method, uri, ver, [[k, v] for k, v in headers], body])
+
+
+# -- response ------------------------------------------------------------------
+
+
+def parse_status_line(status: Any) -> int:
+    """``"200 OK"`` (WSGI) or ``200`` (ASGI) -> ``200``; raises :class:`ResponseHeadError`."""
+    if isinstance(status, int) and not isinstance(status, bool):
+        code = status
+    elif isinstance(status, str):
+        match = _STATUS_LINE.match(status)
+        if not match or (match.group(2) is not None and _BAD_VALUE.search(match.group(2).encode("latin-1", "replace"))):
+            raise ResponseHeadError(f"invalid status line {status[:64]!r}")
+        code = int(match.group(1))
+    else:
+        raise ResponseHeadError(f"status must be a string like '200 OK' or an int, got {type(status).__name__}")
+    if not 100 <= code <= 599:
+        raise ResponseHeadError(f"status code {code} out of range 100-599")
+    return code
+
+
+def body_allowed(method: str, status: int) -> bool:
+    """RFC 9110: no body for HEAD, 1xx, 204 and 304."""
+    return not (method == "HEAD" or status < 200 or status in (204, 304))
+
+
+def _header_bytes(value: Any, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ResponseHeadError(f"{what} {value[:64]!r} is not latin-1 (PEP 3333)") from None
+    raise ResponseHeadError(f"{what} must be a string, got {type(value).__name__}")
+
+
+class ResponseEncoder:
+    """Builds the response payloads for one generation.
+
+    ``head()`` returns the first chunk's payload, ``body()`` the payload of a
+    body chunk (``None`` when nothing must be sent). Both are payloads, not
+    frames: the worker's response wraps them in chunk frames.
+    """
+
+    __slots__ = ("a_status_fallback", "drop_content_length", "generation", "max_head_size")
+
+    def __init__(
+        self,
+        generation: Generation | str,
+        *,
+        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+        a_status_fallback: bool = True,
+        drop_content_length: bool | None = None,
+    ) -> None:
+        self.generation = Generation.parse(generation)
+        self.max_head_size = max_head_size
+        self.a_status_fallback = a_status_fallback and self.generation is Generation.A
+        if drop_content_length is None:
+            drop_content_length = self.generation is Generation.A
+        self.drop_content_length = drop_content_length
+
+    def head_pairs(self, status: Any, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
+        """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent."""
+        code = parse_status_line(status)
+        out: list[list[bytes]] = []
+        size = 0
+        try:
+            items = list(headers)
+        except TypeError:
+            raise ResponseHeadError(f"headers must be a list of (name, value), got {type(headers).__name__}") from None
+        for item in items:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
+            name = _header_bytes(item[0], "header name")
+            value = _header_bytes(item[1], "header value")
+            if not _TOKEN.match(name):
+                raise ResponseHeadError(f"invalid header name {name[:64]!r}")
+            if _BAD_VALUE.search(value):
+                raise ResponseHeadError(f"header {name.decode('latin-1')} has a control character in its value")
+            size += len(name) + len(value) + 4
+            if size > self.max_head_size:
+                raise ResponseHeadError(f"response head exceeds {self.max_head_size} bytes")
+            lname = name.lower()
+            if lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length"):
+                continue
+            out.append([name, value])
+        if self.a_status_fallback and code not in PY2_HTTPLIB_CODES:
+            out.append([_ORIGINAL_STATUS_HEADER, str(code).encode()])
+            code = 307 if code == 308 else code // 100 * 100
+        return code, out
+
+    def head(self, status: Any, headers: Iterable[Any]) -> bytes:
+        """Payload of the first chunk: ``msgpack([code, [[name, value], ...]])``."""
+        code, pairs = self.head_pairs(status, headers)
+        return packb([code, pairs])
+
+    def body(self, data: bytes | bytearray | memoryview) -> bytes | None:
+        """Payload of one body chunk; ``None`` for empty data (never sent)."""
+        if not data:
+            return None
+        if self.generation is Generation.A:
+            return raw_header(len(data)) + bytes(data)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def lingering_end(self, head_headers: Iterable[Sequence[bytes]]) -> bytes | None:
+        """The empty write that ends the body early (B, with
+        ``X-Cocaine-HTTP-Proto-Version: 1.1`` in the head), else ``None``."""
+        if self.generation is not Generation.B:
+            return None
+        for name, value in head_headers:
+            if name.lower() == _PROTO_VERSION_HEADER and value.strip() == b"1.1":
+                return b""
+        return None
+
+    def error_response(self, status: int, message: str) -> tuple[bytes, bytes | None]:
+        """A plain-text error answer: ``(head payload, body payload)``."""
+        body = message.encode("utf-8", "replace")
+        headers: list[tuple[bytes, bytes]] = [(b"Content-Type", b"text/plain; charset=utf-8")]
+        if not self.drop_content_length:
+            headers.append((b"Content-Length", str(len(body)).encode()))
+        return self.head(status, headers), self.body(body)
+
+
+def decode_response(chunks: Sequence[bytes], generation: Generation | str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The proxy's side: ``(status, headers, body)`` from the chunk payloads of a session.
+
+    Used by tests, the benchmark and the dev runtime; raises ``ValueError``
+    on a reply a proxy could not read.
+    """
+    gen = Generation.parse(generation)
+    if not chunks:
+        raise ValueError("no head: the session ended without a chunk")
+    head = unpackb(chunks[0])
+    if not isinstance(head, (list, tuple)) or len(head) != 2 or type(head[0]) is not int:
+        raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
+    headers = [(bytes(k), bytes(v)) for k, v in head[1]]
+    lingering = any(k.lower() == _PROTO_VERSION_HEADER and v.strip() == b"1.1" for k, v in headers)
+    parts: list[bytes] = []
+    for chunk in chunks[1:]:
+        if gen is Generation.B and not chunk and lingering:
+            break  # lingering shutdown: an empty write ends the body
+        if gen is Generation.A:
+            part = unpackb(chunk)
+            if not isinstance(part, bytes):
+                raise ValueError(f"A body chunk is not a msgpack raw: {part!r:.80}")
+            parts.append(part)
+        else:
+            if not chunk:
+                raise ValueError("empty body write in B (breaks the 0.12 proxy's chunked stream)")
+            parts.append(chunk)
+    return head[0], headers, b"".join(parts)
