@@ -1,0 +1,122 @@
+"""Feed byte streams to frame decoders in pieces and record what comes out.
+
+A run is summarised as an :class:`Outcome`: the frames in order (in a
+comparable form), then how it ended (``"need-data"`` or the exception class
+name) and the bytes left pending. Two runs agree when their outcomes are
+equal, which is how the backends are compared with each other and a split
+feeding with a whole one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from cocaine_http.errors import DecodeError
+from cocaine_http.protocol import codec
+from cocaine_http.protocol.frames import Frame, Generation
+
+BACKENDS = ("native", "pure")
+NEED_DATA = "need-data"
+
+
+def require_backend(name: str) -> str:
+    """Skip (or fail) a test that needs a backend this process lacks.
+
+    The native backend is skipped when the extension was not built, unless
+    ``COCAINE_HTTP_DECODER`` is set: then a missing extension is a failure.
+    """
+    if name == "native" and "native" not in codec.available_backends():
+        forced = os.environ.get(codec.ENV_VAR, "").strip()
+        if forced:
+            pytest.fail(f"{codec.ENV_VAR}={forced} but cocaine_http._native is not built", pytrace=False)
+        pytest.skip("native decoder not built (cocaine_http._native missing)")
+    return name
+
+
+def make(backend: str, generation: Generation | str = "A", max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE):
+    return codec.new_decoder(generation, max_frame_size=max_frame_size, backend=backend)
+
+
+def comparable(frame: Frame) -> tuple[int, int, str, str]:
+    """A frame as a value that compares equal across backends (NaN included)."""
+    return (frame.session, frame.type, repr(frame.args), repr(frame.headers))
+
+
+@dataclass
+class Outcome:
+    frames: list[Frame] = field(default_factory=list)
+    end: str = NEED_DATA  # NEED_DATA or the DecodeError subclass name
+    pending: int | None = None  # bytes pending at the end (only when end == NEED_DATA)
+
+    def key(self) -> tuple[list[tuple[int, int, str, str]], str, int | None]:
+        return ([comparable(f) for f in self.frames], self.end, self.pending)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Outcome) and self.key() == other.key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def run(decoder: Any, pieces: Iterable[bytes], *, use_iter: bool = False) -> Outcome:
+    """Feed *pieces* one by one, draining frames after each; stop at an error."""
+    out = Outcome()
+    try:
+        for piece in pieces:
+            decoder.feed(piece)
+            if use_iter:
+                out.frames.extend(decoder)
+            else:
+                while (frame := decoder.next_frame()) is not None:
+                    out.frames.append(frame)
+    except DecodeError as exc:
+        out.end = type(exc).__name__
+        return out
+    out.pending = decoder.pending
+    return out
+
+
+def whole(data: bytes) -> list[bytes]:
+    return [data]
+
+
+def bytewise(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+def cut(data: bytes, cuts: Sequence[int]) -> list[bytes]:
+    """Split *data* at the given offsets (any order, duplicates and ends allowed)."""
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    bounds = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def random_splits(data: bytes, rng: random.Random, max_piece: int | None = None) -> list[bytes]:
+    """Random pieces: anything from single bytes to the whole stream."""
+    pieces = []
+    i = 0
+    limit = max_piece or max(1, len(data))
+    while i < len(data):
+        n = rng.randint(1, limit)
+        pieces.append(data[i : i + n])
+        i += n
+    return pieces
+
+
+def decode_all(backend: str, data: bytes, generation: Generation | str = "A", **kw: Any) -> list[Frame]:
+    """Every frame in *data*, which must hold complete frames only."""
+    decoder = make(backend, generation, **kw)
+    decoder.feed(data)
+    frames = list(decoder)
+    assert decoder.pending == 0, f"{decoder.pending} bytes left over"
+    return frames
+
+
+def outcome(backend: str, data: bytes, generation: Generation | str = "A", pieces: Sequence[bytes] | None = None,
+            **kw: Any) -> Outcome:
+    return run(make(backend, generation, **kw), whole(data) if pieces is None else pieces)
