@@ -1,0 +1,252 @@
+"""``LocalRuntime``: the whole local cloud in one async context manager.
+
+::
+
+    async with LocalRuntime("0.12", locator_port=0, bind="127.0.0.1:0",
+                            apps=["examples.flask_app.app:app"], workers=2) as rt:
+        print(rt.front_url, rt.locator_port, rt.port_of("storage"))
+
+What it assembles, in start order (the order ports are handed out in, as a
+real runtime does: boot apps start inside the node service, §2.5.2):
+
+1. the locator on ``locator_port`` (10053 by default; 0 = ephemeral);
+2. ``logging``;
+3. the apps: given ones (``apps``) and those of ``runlists/<runlist>`` in
+   storage, each an app service with its worker pool;
+4. ``node`` and ``storage``;
+5. the HTTP front on ``bind`` (``None``: no front).
+
+Service and app ports come from ``port_range`` lowest free first, or are
+ephemeral when it is ``None``. Leaving the ``async with`` stops the front,
+terminates every worker (terminate frame, then SIGTERM/SIGKILL after the
+grace period), closes every listener and removes the runtime directory if
+it created one: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..protocol.frames import Generation
+from .locator import LocatorService
+from .logging import Console, ConsoleHandler, LoggingService
+from .server import PortAllocator, Service, ServiceServer
+from .storage import FileBackend, MemoryBackend, StorageBackend, StorageService
+
+__all__ = ["LocalRuntime"]
+
+log = logging.getLogger("cocaine_http.runtime")
+
+
+class LocalRuntime:
+    """The embedded runtime (see the module docstring).
+
+    ``apps`` items may be ``"MODULE:ATTR"`` (a Python app run by
+    ``python -m cocaine_http``), a directory holding ``manifest.json``
+    (and optionally ``profile.json``), or an :class:`~.node.AppSpec`.
+    ``workers`` is the pool size of every app given here (``None``: the
+    profile's ``pool-limit``, 10 by default, grown on demand).
+    """
+
+    def __init__(
+        self,
+        generation: Generation | str = Generation.B,
+        locator_port: int = 10053,
+        bind: str | None = "127.0.0.1:8080",
+        apps: Iterable[Any] = (),
+        workers: int | None = None,
+        storage_dir: str | os.PathLike[str] | None = None,
+        runtime_dir: str | os.PathLike[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        hostname: str | None = None,
+        advertise: Sequence[str] | None = None,
+        port_range: Sequence[int] | None = None,
+        send_headers: bool = False,
+        console: Console | None = None,
+        runlist: str = "default",
+        profile: dict[str, Any] | None = None,
+        front_options: dict[str, Any] | None = None,
+        python: str | None = None,
+    ) -> None:
+        self.generation = Generation.parse(generation)
+        self.requested_locator_port = locator_port
+        self.bind = bind
+        self.app_items = list(apps)
+        self.workers = workers
+        self.storage_dir = storage_dir
+        self.requested_runtime_dir = runtime_dir
+        self.host = host
+        self.hostname = hostname or host
+        self.advertise = list(advertise) if advertise else [host]
+        self.ports = PortAllocator(port_range)
+        self.send_headers = send_headers
+        self.console = console or Console()
+        self.runlist = runlist
+        self.profile_overrides = dict(profile or {})
+        self.front_options = dict(front_options or {})
+        self.python = python
+        self.servers: dict[str, ServiceServer] = {}
+        self.apps: dict[str, Any] = {}  # name -> AppService
+        self.locator: ServiceServer | None = None
+        self.front: Any = None
+        self.storage: StorageBackend = MemoryBackend()
+        self.runtime_dir = ""
+        self._own_runtime_dir = False
+        self._log_handler: ConsoleHandler | None = None
+        self._started = False
+        self._lock = asyncio.Lock()
+
+    # -- registry --------------------------------------------------------------------
+    def lookup(self, name: str) -> tuple[str, int, int] | None:
+        server = self.servers.get(name)
+        if server is None:
+            return None
+        return server.service.kind, server.port, server.service.connections
+
+    def names(self) -> list[str]:
+        return list(self.servers)
+
+    def port_of(self, name: str) -> int:
+        return self.servers[name].port
+
+    @property
+    def locator_port(self) -> int:
+        return self.locator.port if self.locator is not None else 0
+
+    @property
+    def locator_endpoint(self) -> str:
+        return f"{self.hostname}:{self.locator_port}"
+
+    @property
+    def front_url(self) -> str | None:
+        return self.front.url if self.front is not None else None
+
+    async def add_service(self, service: Service) -> int:
+        """Bind *service* on the next port and make it resolvable."""
+        if service.name in self.servers or service.name == "locator":
+            raise ValueError(f"a service named {service.name!r} is already running")
+        server = ServiceServer(service, host=self.host, send_headers=self.send_headers)
+        port = await self.ports.bind(server)
+        self.servers[service.name] = server
+        log.debug("service %s (%s) on port %d", service.name, service.kind, port)
+        return port
+
+    async def remove_service(self, name: str) -> None:
+        server = self.servers.pop(name, None)
+        if server is not None:
+            await server.stop()
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def __aenter__(self) -> LocalRuntime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._attach_console()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        if self.requested_runtime_dir is None:
+            self.runtime_dir = tempfile.mkdtemp(prefix="cocaine-http-")
+            self._own_runtime_dir = True
+        else:
+            self.runtime_dir = os.fspath(self.requested_runtime_dir)
+            os.makedirs(self.runtime_dir, exist_ok=True)
+        if self.storage_dir is not None:
+            self.storage = FileBackend(self.storage_dir)
+        gen = self.generation
+        locator = LocatorService(
+            gen, self.lookup, self.names, hostname=self.hostname, endpoints=self.advertise
+        )
+        self.locator = ServiceServer(locator, host=self.host, send_headers=self.send_headers)
+        await self.locator.start(self.requested_locator_port)
+        await self.add_service(LoggingService(gen, self.console))
+        await self._start_apps()
+        await self._start_node()
+        await self.add_service(StorageService(gen, self.storage))
+        await self._start_front()
+
+    async def _start_apps(self) -> None:
+        """Hook for apps (filled in by :mod:`.node`)."""
+        from .node import boot_apps
+
+        await boot_apps(self)
+
+    async def _start_node(self) -> None:
+        from .node import NodeService
+
+        await self.add_service(NodeService(self.generation, self))
+
+    async def _start_front(self) -> None:
+        if self.bind is None:
+            return
+        from .front import HttpFront
+
+        default_app = next(iter(self.apps), None)
+        self.front = HttpFront(self, self.bind, default_app=default_app, **self.front_options)
+        await self.front.start()
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self.front is not None:
+            with contextlib.suppress(Exception):
+                await self.front.stop()
+            self.front = None
+        # apps first (their workers may still be calling services), then the services
+        for name in list(self.apps):
+            with contextlib.suppress(Exception):
+                await self.stop_app(name)
+        for name in list(self.servers):
+            with contextlib.suppress(Exception):
+                await self.remove_service(name)
+        if self.locator is not None:
+            with contextlib.suppress(Exception):
+                await self.locator.stop()
+            self.locator = None
+        if self._own_runtime_dir and self.runtime_dir:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        self._detach_console()
+
+    async def stop_app(self, name: str) -> bool:
+        app = self.apps.pop(name, None)
+        if app is None:
+            return False
+        await self.remove_service(name)
+        await app.shutdown()
+        return True
+
+    # -- console ---------------------------------------------------------------------
+    def _attach_console(self) -> None:
+        logger = logging.getLogger("cocaine_http.runtime")
+        self._log_handler = ConsoleHandler(self.console)
+        logger.addHandler(self._log_handler)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+
+    def _detach_console(self) -> None:
+        if self._log_handler is not None:
+            logger = logging.getLogger("cocaine_http.runtime")
+            logger.removeHandler(self._log_handler)
+            if not logger.handlers:
+                logger.propagate = True
+            self._log_handler = None

@@ -1,0 +1,79 @@
+"""Raw peers for the local runtime's tests: bytes in, decoded frames out, nothing hidden."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import msgpack
+
+from cocaine_http.protocol.wire import packb
+
+
+def hx(text: str) -> bytes:
+    return bytes.fromhex(" ".join(text.split()))
+
+
+def run(coro: Awaitable[Any], timeout: float = 20.0) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class RawPeer:
+    """A TCP client that speaks frames by hand."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawPeer:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    def send(self, *frames: Any) -> None:
+        for frame in frames:
+            self.writer.write(frame if isinstance(frame, bytes) else packb(frame))
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        while True:
+            try:
+                return next(self.unpacker)
+            except StopIteration:
+                pass
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not data:
+                raise EOFError("connection closed")
+            self.unpacker.feed(data)
+
+    async def recv_bytes(self, n: int, timeout: float = 5.0) -> bytes:
+        return await asyncio.wait_for(self.reader.readexactly(n), timeout)
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        """True when the server closed the connection (anything still readable is discarded)."""
+        try:
+            while True:
+                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                if not data:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def nothing(self, wait: float = 0.2) -> bool:
+        """True when nothing arrives within *wait* seconds."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(1), wait)
+        except asyncio.TimeoutError:
+            return True
+        self.unpacker.feed(data)
+        return False
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
