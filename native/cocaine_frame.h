@@ -39,7 +39,7 @@ extern "C" {
 /* Return codes of cf_next(). Errors are negative and sticky. */
 #define CF_FRAME 1          /* *out describes one complete, valid frame */
 #define CF_NEED_DATA 0      /* the buffer ends inside the current frame */
-#define CF_E_MALFORMED (-1) /* not msgpack (reserved byte 0xc1) or an ext value */
+#define CF_E_MALFORMED (-1) /* not msgpack (reserved byte 0xc1), or an ext value */
 #define CF_E_FORMAT (-2)    /* msgpack, but not a frame; or a container as a map key */
 #define CF_E_TOO_LARGE (-3) /* frame, array or map over its limit */
 #define CF_E_DEPTH (-4)     /* nested deeper than CF_MAX_DEPTH */
@@ -98,7 +98,7 @@ typedef struct cf_decoder {
     uint64_t payload_off;  /* relative to the frame start */
     uint64_t payload_len;
     uint32_t fast;
-    uint32_t reserved;
+    uint32_t timestamp;    /* a valid timestamp ext was seen: rejected when the frame completes */
     cf_level stack[CF_MAX_DEPTH];
 } cf_decoder;
 

@@ -8,7 +8,8 @@ small pieces is parsed once. This class adds what the Unpacker does not know:
 * which of its exceptions is which :class:`~cocaine_http.errors.DecodeError`;
 * the frame size limit, judged on the complete frame (its size) and, while
   a frame is incomplete, on the bytes buffered for it;
-* the frame shape, judged on the complete top-level value.
+* the frame shape, judged on the complete top-level value;
+* the ban on ext where the Unpacker does not call ``ext_hook`` (timestamps).
 
 The Unpacker's own limits are set so that they fire exactly where the C
 scanner's do: arrays longer than ``max_frame_size`` elements and maps longer
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import msgpack
+from msgpack import Timestamp
 
 from ..errors import (
     DecodeError,
@@ -50,6 +52,27 @@ def check_max_frame_size(max_frame_size: int) -> int:
     if not 1 <= max_frame_size < 2**63:
         raise ValueError(f"max_frame_size must be in [1, 2**63), got {max_frame_size}")
     return max_frame_size
+
+
+def _has_timestamp(items: list[Any]) -> bool:
+    """Whether a decoded frame holds a :class:`msgpack.Timestamp` anywhere.
+
+    The Unpacker decodes a well-formed timestamp (ext type -1) by itself,
+    without asking ``ext_hook``, so those are found here, in the complete
+    frame; the C scanner defers its verdict on them to the same moment.
+    """
+    stack = [items]
+    while stack:
+        for item in stack.pop():
+            kind = type(item)
+            if kind is list:
+                stack.append(item)
+            elif kind is dict:
+                stack.append(list(item))
+                stack.append(list(item.values()))
+            elif kind is Timestamp:
+                return True
+    return False
 
 
 class PureDecoder:
@@ -117,7 +140,11 @@ class PureDecoder:
         if size > self.max_frame_size:
             self._fail(FrameTooLargeError, f"frame of {size} bytes exceeds {self.max_frame_size}")
         if type(obj) is not list:
+            if type(obj) is Timestamp:
+                self._fail(MalformedMessageError, "msgpack ext (timestamp) is not allowed")
             self._fail(FrameFormatError, f"frame is a {type(obj).__name__}, not an array")
+        if _has_timestamp(obj):
+            self._fail(MalformedMessageError, "msgpack ext (timestamp) is not allowed")
         n = len(obj)
         if n < 3 or (n != 3 and self._gen_a):
             self._fail(FrameFormatError, f"frame has {n} elements")

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import pytest
 
 from cocaine_http.errors import DecodeError
@@ -120,3 +122,72 @@ def decode_all(backend: str, data: bytes, generation: Generation | str = "A", **
 def outcome(backend: str, data: bytes, generation: Generation | str = "A", pieces: Sequence[bytes] | None = None,
             **kw: Any) -> Outcome:
     return run(make(backend, generation, **kw), whole(data) if pieces is None else pieces)
+
+
+# --- msgpack with chosen encodings -------------------------------------------------------------
+# packb always writes the shortest form and old-spec raws only; the decoders must also read the
+# forms a peer may choose: wide ints (the runtime's cf header indices), signed markers holding
+# non-negative values, str8/bin, wide container headers.
+
+_UINT = {"fix": None, "cc": (0xCC, ">B"), "cd": (0xCD, ">H"), "ce": (0xCE, ">I"), "cf": (0xCF, ">Q")}
+_INT = {"d0": (0xD0, ">b"), "d1": (0xD1, ">h"), "d2": (0xD2, ">i"), "d3": (0xD3, ">q")}
+
+
+def uint(value: int, marker: str = "cf") -> bytes:
+    """A non-negative int with an unsigned marker (``fix`` = positive fixint)."""
+    if marker == "fix":
+        assert 0 <= value <= 0x7F
+        return bytes([value])
+    code, fmt = _UINT[marker]
+    return bytes([code]) + struct.pack(fmt, value)
+
+
+def sint(value: int, marker: str = "d3") -> bytes:
+    """An int with a signed marker (``neg`` = negative fixint)."""
+    if marker == "neg":
+        assert -32 <= value < 0
+        return struct.pack(">b", value)
+    code, fmt = _INT[marker]
+    return bytes([code]) + struct.pack(fmt, value)
+
+
+def raw(data: bytes, marker: str = "auto") -> bytes:
+    """A byte string as fixraw/raw16/raw32 (``auto`` = what packb writes), str8 or bin8/16/32."""
+    n = len(data)
+    if marker == "auto":
+        marker = "fix" if n < 32 else "da" if n < 65536 else "db"
+    head = {
+        "fix": lambda: bytes([0xA0 | n]),
+        "d9": lambda: b"\xd9" + struct.pack(">B", n),
+        "da": lambda: b"\xda" + struct.pack(">H", n),
+        "db": lambda: b"\xdb" + struct.pack(">I", n),
+        "c4": lambda: b"\xc4" + struct.pack(">B", n),
+        "c5": lambda: b"\xc5" + struct.pack(">H", n),
+        "c6": lambda: b"\xc6" + struct.pack(">I", n),
+    }[marker]()
+    return head + data
+
+
+def array_header(n: int, marker: str = "auto") -> bytes:
+    if marker == "auto":
+        marker = "fix" if n < 16 else "dc" if n < 65536 else "dd"
+    if marker == "fix":
+        return bytes([0x90 | n])
+    return (b"\xdc" + struct.pack(">H", n)) if marker == "dc" else (b"\xdd" + struct.pack(">I", n))
+
+
+def map_header(n: int, marker: str = "auto") -> bytes:
+    if marker == "auto":
+        marker = "fix" if n < 16 else "de" if n < 65536 else "df"
+    if marker == "fix":
+        return bytes([0x80 | n])
+    return (b"\xde" + struct.pack(">H", n)) if marker == "de" else (b"\xdf" + struct.pack(">I", n))
+
+
+def array(*items: bytes, marker: str = "auto") -> bytes:
+    return array_header(len(items), marker) + b"".join(items)
+
+
+def pack(obj: Any) -> bytes:
+    """Shortest, old-spec encoding: what every cocaine peer writes."""
+    return msgpack.packb(obj, use_bin_type=False)
