@@ -1,0 +1,561 @@
+"""The two ends of a session as a handler sees them.
+
+``request`` is what the runtime sends (invoke's event and headers, then
+chunks until choke/close), ``response`` is what the handler sends back.
+Handlers written with ``async def`` get :class:`Request` / :class:`Response`
+and run on the worker's event loop; plain ``def`` handlers run in a thread
+and get :class:`BlockingRequest` / :class:`BlockingResponse`, which have the
+same methods without ``await``.
+
+Flow control (docs/worker.md, "Flow control"):
+
+* Inbound, chunks a handler has not read yet are buffered per session. When
+  one session holds more than ``session_read_high_water`` bytes, or all
+  sessions together more than ``read_high_water``, :class:`InboundFlow`
+  pauses reading the runtime socket; it resumes once every session is back
+  under half its mark and the total is at ``read_low_water``. The socket is
+  shared, so a pause holds back every session, as HTTP/1 pipelining would.
+* Outbound, :meth:`Response.write` puts the frame on the socket at once and
+  returns an awaitable that waits for the socket buffer to drain below
+  ``write_high_water``. The blocking twin blocks instead, and never has
+  more than ``sync_write_budget`` bytes queued for the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import ChannelClosedError, CocaineError, DisconnectedError
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .protocol.worker import WorkerProtocol
+
+__all__ = [
+    "BlockingRequest",
+    "BlockingResponse",
+    "InboundFlow",
+    "Request",
+    "Response",
+    "blocking_pair",
+]
+
+Headers = list[tuple[bytes, bytes]]
+Data = bytes | bytearray | memoryview
+
+
+class _Ready:
+    """An awaitable that is already done: what ``write`` returns when no drain is needed."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Iterator[Any]:
+        return iter(())
+
+
+_READY = _Ready()
+
+
+class _Drain:
+    """Awaits the channel's drain lazily: nothing runs (or warns) if it is never awaited."""
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._channel.drain().__await__()
+
+
+class Buffered(Protocol):
+    """What :class:`InboundFlow` reads from a stream: its count of unread bytes."""
+
+    _buffered: int
+
+
+class InboundFlow:
+    """Accounts unread bytes of many streams sharing one socket, and pauses/resumes
+    reading around the marks (the worker's requests; the engine's replies)."""
+
+    __slots__ = ("_over", "_pause", "_resume", "high", "low", "paused", "pauses", "session_high", "total")
+
+    def __init__(
+        self,
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        *,
+        session_high: int,
+        high: int,
+        low: int,
+    ) -> None:
+        self._pause = pause
+        self._resume = resume
+        self.session_high = session_high
+        self.high = high
+        self.low = low
+        self.total = 0
+        self.paused = False
+        self.pauses = 0  # how often reading was paused (for tests and stats)
+        self._over: set[Buffered] = set()
+
+    def added(self, request: Buffered, n: int) -> None:
+        self.total += n
+        if request._buffered > self.session_high:
+            self._over.add(request)
+        if not self.paused and (self._over or self.total > self.high):
+            self.paused = True
+            self.pauses += 1
+            self._pause()
+
+    def removed(self, request: Buffered, n: int) -> None:
+        self.total -= n
+        if self._over and request in self._over and request._buffered <= self.session_high // 2:
+            self._over.discard(request)
+        if self.paused and not self._over and self.total <= self.low:
+            self.paused = False
+            self._resume()
+
+
+class Request:
+    """The runtime's side of one session, read on the event loop.
+
+    ``await read()`` returns the next chunk, ``b""`` once the runtime has
+    closed its side (empty chunks from the wire are skipped). An error from
+    the runtime (B: the client failed or the request timed out) is raised by
+    the read that would have returned past the last buffered chunk, as a
+    :class:`~cocaine_http.errors.CocaineError` with the wire code.
+    """
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_discarding",
+        "_eof",
+        "_exc",
+        "_flow",
+        "_loop",
+        "_waiter",
+        "event",
+        "headers",
+        "session",
+    )
+
+    def __init__(
+        self,
+        event: str,
+        session: int,
+        headers: Headers,
+        flow: InboundFlow | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.event = event
+        self.session = session
+        #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
+        self.headers = headers
+        self._flow = flow
+        self._loop = loop
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._discarding = False
+
+    def __repr__(self) -> str:
+        return f"<Request {self.event!r} session={self.session} buffered={self._buffered}>"
+
+    # -- the worker feeds these (on the loop) ----------------------------------
+    def _feed(self, data: bytes) -> None:
+        if not data or self._discarding or self._eof or self._exc is not None:
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._flow is not None:
+            self._flow.added(self, len(data))
+        self._wake()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _feed_error(self, exc: BaseException) -> None:
+        if self._exc is None and not self._eof:
+            self._exc = exc
+        self._wake()
+
+    def _discard(self) -> None:
+        """The handler is done: drop what it did not read, and anything still coming."""
+        self._discarding = True
+        if self._chunks:
+            n = self._buffered
+            self._chunks.clear()
+            self._buffered = 0
+            if self._flow is not None:
+                self._flow.removed(self, n)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the handler's side ----------------------------------------------------
+    @property
+    def at_eof(self) -> bool:
+        """True when every chunk was read and the runtime closed its side."""
+        return self._eof and not self._chunks
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not read yet."""
+        return self._buffered
+
+    async def read(self) -> bytes:
+        """The next chunk; ``b""`` at the end."""
+        while not self._chunks:
+            if self._exc is not None:
+                raise self._exc
+            if self._eof:
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._flow is not None:
+            self._flow.removed(self, len(data))
+        return data
+
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """Every remaining chunk joined. Over *limit* bytes raises :class:`ValueError`."""
+        parts = []
+        size = 0
+        while chunk := await self.read():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ValueError(f"request body exceeds {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def __aiter__(self) -> Request:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.read()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+class Response:
+    """Our side of one session. Methods send at once and return an awaitable.
+
+    ``await response.write(data)`` sends a chunk (A chunk, B write) and then
+    waits while the socket buffer is over its high-water mark; not awaiting
+    still sends, it just skips the wait. ``close()`` ends the stream (A
+    choke, B close); ``error(code, message)`` ends it with an error (A: error
+    then the choke the runtime needs; B: the error, which is terminal). In B,
+    ``code`` may be ``(category, code)``; a bare int uses category 42.
+    ``close`` and ``error`` are idempotent once the stream has ended and do
+    not raise when the connection is gone; ``write`` raises
+    :class:`~cocaine_http.errors.ChannelClosedError` after the end and
+    :class:`~cocaine_http.errors.DisconnectedError` without a connection.
+    """
+
+    __slots__ = ("_abandoned", "_channel", "_closed", "_protocol", "session")
+
+    def __init__(self, session: int, protocol: WorkerProtocol, channel: Channel) -> None:
+        self.session = session
+        self._protocol = protocol
+        self._channel = channel
+        self._closed = False
+        self._abandoned = False
+
+    def __repr__(self) -> str:
+        state = "abandoned" if self._abandoned else "closed" if self._closed else "open"
+        return f"<Response session={self.session} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: Data | str) -> Awaitable[None]:
+        if self._abandoned:
+            return _READY
+        if self._closed:
+            raise ChannelClosedError(f"session {self.session}: write after the response ended")
+        if isinstance(data, str):
+            data = data.encode()
+        channel = self._channel
+        if channel.closed:
+            raise DisconnectedError(f"session {self.session}: the runtime connection is gone")
+        header = self._protocol.chunk_header(self.session, len(data))
+        if len(data) <= 16384:
+            channel.send(self.session, header + data)
+        else:
+            channel.send_parts(self.session, header, data)
+        if channel.write_paused:
+            return _Drain(channel)
+        return _READY
+
+    def close(self) -> Awaitable[None]:
+        if self._closed:
+            return _READY
+        self._closed = True
+        self._send_final(self._protocol.send_choke)
+        return _READY
+
+    def error(self, code: int | tuple[int, int], message: str) -> Awaitable[None]:
+        if self._closed:
+            return _READY
+        self._closed = True
+        self._send_final(lambda s: self._protocol.send_error(s, code, message))
+        return _READY
+
+    def _send_final(self, encode: Callable[[int], bytes]) -> None:
+        try:
+            frame = encode(self.session)
+        except CocaineError:
+            return  # the protocol state says this direction already ended
+        if not self._channel.closed:
+            self._channel.send(self.session, frame)
+
+    # -- the worker's side -----------------------------------------------------
+    def _abandon(self) -> None:
+        """The runtime failed the session (B): send nothing more on it, drop writes."""
+        self._abandoned = True
+        self._closed = True
+
+
+class BlockingRequest:
+    """:class:`Request` for a handler running in a worker thread: same methods, blocking."""
+
+    __slots__ = ("_loop", "_request", "_state")
+
+    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop, state: _ThreadState) -> None:
+        self._request = request
+        self._loop = loop
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"<BlockingRequest {self.event!r} session={self.session}>"
+
+    @property
+    def event(self) -> str:
+        return self._request.event
+
+    @property
+    def session(self) -> int:
+        return self._request.session
+
+    @property
+    def headers(self) -> Headers:
+        return self._request.headers
+
+    def read(self, timeout: float | None = None) -> bytes:
+        """The next chunk, ``b""`` at the end; blocks the calling thread."""
+        self._state.check()
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._request.read(), self._loop)
+        except RuntimeError:  # the loop is closed: the worker is gone
+            raise DisconnectedError("the worker's event loop has stopped") from None
+        return self._state.wait(future, timeout)
+
+    def read_all(self, limit: int | None = None) -> bytes:
+        parts = []
+        size = 0
+        while chunk := self.read():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ValueError(f"request body exceeds {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read():
+            yield chunk
+
+
+class _ThreadState:
+    """What a thread-side stream pair shares with the loop: the abort flag and waiters."""
+
+    __slots__ = ("aborted", "waiting")
+
+    def __init__(self) -> None:
+        self.aborted: BaseException | None = None
+        self.waiting: set[concurrent.futures.Future[Any]] = set()
+
+    def check(self) -> None:
+        if self.aborted is not None:
+            raise self.aborted
+
+    def wait(self, future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+        """The result of a call run on the loop; an abort turns into its exception."""
+        self.waiting.add(future)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.CancelledError:
+            self.check()
+            raise ChannelClosedError("the session was aborted") from None
+        finally:
+            self.waiting.discard(future)
+
+    def abort(self, exc: BaseException) -> None:
+        """Called on the loop when the session is aborted: wake and fail blocked calls."""
+        self.aborted = exc
+        for future in list(self.waiting):
+            future.cancel()
+
+
+class BlockingResponse:
+    """:class:`Response` for a handler running in a worker thread.
+
+    ``write`` queues the frame for the loop and returns; it blocks while more
+    than ``budget`` bytes are queued or waiting for the socket to drain, so a
+    fast producer is held at the pace of the runtime. ``close`` and ``error``
+    wait until the frame was handed to the socket. A failure on the loop side
+    (connection gone, write after the end) is raised by the next call.
+    """
+
+    __slots__ = ("_cond", "_failed", "_inflight", "_loop", "_response", "_state", "budget")
+
+    def __init__(
+        self,
+        response: Response,
+        loop: asyncio.AbstractEventLoop,
+        state: _ThreadState,
+        budget: int = 256 * 1024,
+    ) -> None:
+        self._response = response
+        self._loop = loop
+        self._state = state
+        self.budget = budget
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._failed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<BlockingResponse session={self.session}>"
+
+    @property
+    def session(self) -> int:
+        return self._response.session
+
+    @property
+    def closed(self) -> bool:
+        return self._response.closed
+
+    def write(self, data: Data | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        n = len(data)
+        with self._cond:
+            while (
+                self._inflight > 0
+                and self._inflight + n > self.budget
+                and self._failed is None
+                and self._state.aborted is None
+            ):
+                self._cond.wait(0.5)
+            self._raise_if_failed()
+            self._inflight += n
+        try:
+            self._loop.call_soon_threadsafe(self._write_on_loop, data, n)
+        except RuntimeError:  # the loop is closed: the worker is gone
+            raise DisconnectedError("the worker's event loop has stopped") from None
+
+    def close(self) -> None:
+        self._call(self._response.close)
+
+    def error(self, code: int | tuple[int, int], message: str) -> None:
+        self._call(lambda: self._response.error(code, message))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every queued write has been handed to the socket and drained."""
+        with self._cond:
+            while self._inflight > 0 and self._failed is None and self._state.aborted is None:
+                self._cond.wait(timeout if timeout is not None else 0.5)
+                if timeout is not None:
+                    break
+            self._raise_if_failed()
+
+    # -- internals -------------------------------------------------------------
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+        self._state.check()
+
+    def _call(self, fn: Callable[[], Any]) -> None:
+        self._raise_if_failed()
+
+        async def run() -> None:
+            fn()
+
+        try:
+            future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        except RuntimeError:
+            raise DisconnectedError("the worker's event loop has stopped") from None
+        self._state.wait(future, None)
+
+    def _write_on_loop(self, data: Data, n: int) -> None:
+        try:
+            waiter = self._response.write(data)
+        except BaseException as exc:
+            self._release(n, exc)
+            return
+        if isinstance(waiter, _Drain):
+            task = self._loop.create_task(self._release_after(waiter, n))
+            task.add_done_callback(_silence)
+        else:
+            self._release(n, None)
+
+    async def _release_after(self, waiter: Awaitable[None], n: int) -> None:
+        try:
+            await waiter
+        except BaseException as exc:
+            self._release(n, exc)
+            raise
+        self._release(n, None)
+
+    def _release(self, n: int, exc: BaseException | None) -> None:
+        with self._cond:
+            self._inflight -= n
+            if exc is not None and self._failed is None:
+                self._failed = exc
+            self._cond.notify_all()
+
+    def _wake_all(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+def _silence(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def blocking_pair(
+    request: Request,
+    response: Response,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    budget: int = 256 * 1024,
+) -> tuple[BlockingRequest, BlockingResponse, Callable[[BaseException], None]]:
+    """Thread-side twins of *request*/*response*, and the loop-side ``abort(exc)``
+    that fails their blocked and future calls with *exc*."""
+    state = _ThreadState()
+    blocking_request = BlockingRequest(request, loop, state)
+    blocking_response = BlockingResponse(response, loop, state, budget)
+
+    def abort(exc: BaseException) -> None:
+        state.abort(exc)
+        blocking_response._wake_all()
+
+    return blocking_request, blocking_response, abort

@@ -1,0 +1,852 @@
+"""The worker: a cocaine app process, its sessions and its lifecycle.
+
+A :class:`Worker` connects to the runtime's UNIX socket (``--endpoint``),
+says who it is (handshake), keeps the runtime convinced it is alive
+(heartbeats), runs a handler per invocation and leaves when asked
+(terminate), all over one :class:`~cocaine_http.channel.Channel` driven by
+the sans-IO :class:`~cocaine_http.protocol.worker.WorkerProtocol`::
+
+    worker = Worker()                 # runtime flags from sys.argv
+
+    @worker.on("echo")
+    async def echo(request, response):
+        async for chunk in request:
+            await response.write(chunk)
+        # returning closes the response
+
+    worker.run()                      # blocks; exits the process with the code below
+
+Lifecycle (docs/worker.md has the whole story)::
+
+    on_startup hooks -> connect -> handshake + heartbeat -> "connect"
+      -> sessions ...  (heartbeat every heartbeat_interval)
+      -> terminate from the runtime, SIGTERM or SIGINT: "terminate";
+         refuse new invokes; in-flight sessions get grace_period, then are
+         aborted; on_shutdown hooks; terminate reply; exit 0
+      -> no answer for disown_timeout: "disown", exit 3
+      -> connection lost: one log line, exit 0 after a terminate, else 1
+
+Exit codes: :data:`EXIT_OK` 0, :data:`EXIT_LOST` 1, :data:`EXIT_CONFIG` 2,
+:data:`EXIT_DISOWNED` 3, :data:`EXIT_STARTUP` 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import logging
+import queue
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from .channel import Channel
+from .config import WorkerConfig
+from .errors import (
+    ChannelClosedError,
+    CocaineError,
+    ConnectError,
+    DisconnectedError,
+    ErrorCategory,
+    ErrorCode,
+    ServiceError,
+    StartupError,
+)
+from .protocol.frames import Generation
+from .protocol.worker import (
+    Choke,
+    Chunk,
+    Error,
+    Event,
+    Heartbeat,
+    Ignored,
+    Invoke,
+    Terminate,
+    WorkerProtocol,
+)
+from .streams import InboundFlow, Request, Response, blocking_pair
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DISOWNED",
+    "EXIT_LOST",
+    "EXIT_OK",
+    "EXIT_STARTUP",
+    "EventEmitter",
+    "HandlerThreads",
+    "Worker",
+]
+
+log = logging.getLogger("cocaine_http.worker")
+
+EXIT_OK = 0
+#: The runtime connection was lost (or never made) without a terminate.
+EXIT_LOST = 1
+EXIT_CONFIG = 2
+#: The runtime stopped answering heartbeats.
+EXIT_DISOWNED = 3
+#: An ``on_startup`` hook failed.
+EXIT_STARTUP = 4
+
+#: The reason we give when we end the worker ourselves (signal, :meth:`Worker.stop`).
+SHUTDOWN_REASON = "worker shut down"
+
+Handler = Callable[[Any, Any], Any]
+Hook = Callable[[], Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class EventEmitter:
+    """The seed's ``Worker.events``: ``on(name, fn)`` then ``emit(name, *args)``.
+
+    Listeners run synchronously, in registration order; a listener that
+    returns an awaitable gets it scheduled on the running loop. A failing
+    listener is logged and does not stop the others.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
+        """Add a listener; without one, a decorator."""
+        if listener is None:
+            def decorator(fn: F) -> F:
+                self.on(event, fn)
+                return fn
+
+            return decorator
+        self._listeners.setdefault(event, []).append(listener)
+        return listener
+
+    def off(self, event: str, listener: Callable[..., Any]) -> None:
+        listeners = self._listeners.get(event, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def listeners(self, event: str) -> list[Callable[..., Any]]:
+        return list(self._listeners.get(event, ()))
+
+    def emit(self, event: str, *args: Any) -> bool:
+        """Call every listener of *event*; True if there was any."""
+        listeners = self._listeners.get(event)
+        if not listeners:
+            return False
+        for listener in list(listeners):
+            try:
+                result = listener(*args)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(self._listener_done)
+            except Exception:
+                log.exception("%r listener %r failed", event, listener)
+        return True
+
+    def _listener_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async listener failed", exc_info=task.exception())
+
+
+class HandlerThreads:
+    """A bounded pool of daemon threads for plain ``def`` handlers.
+
+    Like :class:`concurrent.futures.ThreadPoolExecutor`, but its threads are
+    daemons: a handler stuck in user code cannot hold the process after the
+    worker has said goodbye to the runtime (the pool in the stdlib is
+    joined at interpreter exit). Threads start on demand, up to ``size``.
+    """
+
+    def __init__(self, size: int, name: str = "cocaine-handler") -> None:
+        self.size = size
+        self.name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._pending = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        if self._closed:
+            raise RuntimeError("the handler pool is shut down")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        ctx = contextvars.copy_context()
+        with self._lock:
+            self._pending += 1
+            spawn = self._pending > self._idle and len(self._threads) < self.size
+            if spawn:
+                thread = threading.Thread(
+                    target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+        self._queue.put((future, ctx, fn, args))
+        if spawn:
+            thread.start()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                if item is not None:
+                    self._pending -= 1
+            if item is None:
+                return
+            future, ctx, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = ctx.run(fn, *args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del item, future, fn, args
+
+    def shutdown(self) -> None:
+        """Stop the idle threads; busy ones finish their handler first (never joined)."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._threads) - self._idle
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class _Session:
+    __slots__ = ("abort_threads", "aborted", "request", "response", "task")
+
+    def __init__(self, request: Request, response: Response) -> None:
+        self.request = request
+        self.response = response
+        self.task: asyncio.Future[Any] | None = None
+        self.abort_threads: Callable[[BaseException], None] | None = None
+        self.aborted = False
+
+
+# Worker states
+_NEW, _STARTING, _RUNNING, _DRAINING, _CLOSING, _DONE = range(6)
+
+
+class Worker:
+    """A cocaine worker process (see the module docstring).
+
+    ``Worker(argv=None, *, config=None, handle_signals=True, **options)``:
+    the runtime's flags come from *argv* (``sys.argv[1:]`` by default), then
+    *config* replaces them if given, then *options* override single fields
+    of :class:`~cocaine_http.config.WorkerConfig` (``app``, ``endpoint``,
+    ``locator``, ``uuid``, ``protocol``/``generation``, ``heartbeat_interval``,
+    ``disown_timeout``, ``grace_period``, ``threads``, ``max_sessions``,
+    the read/write marks ...).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str] | None = None,
+        *,
+        config: WorkerConfig | None = None,
+        handle_signals: bool = True,
+        **options: Any,
+    ) -> None:
+        base = config if config is not None else WorkerConfig.from_argv(argv)
+        self.config: WorkerConfig = base.replace(**options)
+        self.handle_signals = handle_signals
+        #: ``connect``, ``error`` (exc), ``terminate`` (code, reason), ``disown``.
+        self.events = EventEmitter()
+        #: Async callables run before the handshake, in order; one failing ends the worker (exit 4).
+        self.on_startup: list[Hook] = []
+        #: Async callables run after the terminate drain (or on any other exit), before the reply.
+        self.on_shutdown: list[Hook] = []
+        self._handlers: dict[str, tuple[Handler, bool]] = {}
+        self._default: tuple[Handler, bool] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._protocol: WorkerProtocol | None = None
+        self._channel: Channel | None = None
+        self._flow: InboundFlow | None = None
+        self._threads: HandlerThreads | None = None
+        self._sessions: dict[int, _Session] = {}
+        self._state = _NEW
+        self._done: asyncio.Future[int] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._idle: asyncio.Future[None] | None = None
+        self._hurry: asyncio.Event | None = None
+        self._terminate_received = False
+        self._reply: tuple[int, str] = (1, SHUTDOWN_REASON)
+        self._reply_sent = False
+        self._hooks_ran = False
+        self._started = False  # the on_startup hooks all completed
+        self._conn_lost: asyncio.Future[None] | None = None
+        self._last_resume = 0.0
+        self._signals: list[int] = []
+        self._gen_b = self.config.generation is Generation.B
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"<Worker app={c.app!r} uuid={c.uuid!r} protocol={c.protocol} sessions={len(self._sessions)}>"
+
+    # -- registration ----------------------------------------------------------
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """Register the handler of *event*: ``worker.on("x", fn)`` or ``@worker.on("x")``.
+
+        ``async def fn(request, response)`` runs on the loop; ``def fn(request,
+        response)`` runs in the handler thread pool with blocking streams.
+        """
+        if handler is None:
+            def decorator(fn: F) -> F:
+                self.on(event, fn)
+                return fn
+
+            return decorator
+        if not callable(handler):
+            raise TypeError(f"handler for {event!r} is not callable")
+        self._handlers[event] = (handler, _is_async(handler))
+        return handler
+
+    def on_default(self, handler: Handler | None = None) -> Any:
+        """The handler of every event without its own (``request.event`` says which)."""
+        if handler is None:
+            def decorator(fn: F) -> F:
+                self.on_default(fn)
+                return fn
+
+            return decorator
+        self._default = (handler, _is_async(handler))
+        return handler
+
+    @property
+    def handlers(self) -> dict[str, Handler]:
+        return {name: h for name, (h, _) in self._handlers.items()}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the worker runs on (None before :meth:`serve`)."""
+        return self._loop
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self._sessions)
+
+    @property
+    def terminating(self) -> bool:
+        return self._state >= _DRAINING
+
+    # -- running ---------------------------------------------------------------
+    def run(self, *, exit: bool = True) -> int:  # noqa: A002 - mirrors sys.exit
+        """Run the worker on a fresh event loop until it ends; returns the exit code.
+
+        With ``exit=True`` (default) a non-zero code raises ``SystemExit(code)``,
+        so a script whose last line is ``worker.run()`` exits the way the
+        runtime expects.
+        """
+        try:
+            code = asyncio.run(self.serve())
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            code = exc.exit_code
+        if exit and code:
+            raise SystemExit(code)
+        return code
+
+    async def serve(self) -> int:
+        """Run the worker on the current loop until it ends; returns the exit code.
+
+        Raises :class:`~cocaine_http.errors.ConfigError` when the runtime's
+        arguments are missing.
+        """
+        if self._state != _NEW:
+            raise RuntimeError("a Worker can be served once")
+        self.config.validate_for_run()
+        loop = self._loop = asyncio.get_running_loop()
+        self._state = _STARTING
+        self._done = loop.create_future()
+        self._hurry = asyncio.Event()
+        if self.handle_signals:
+            self._install_signals()
+        try:
+            code = await self._startup()
+            if code is None:
+                code = await self._done
+        finally:
+            await self._teardown()
+        return code
+
+    def stop(self, code: int = 1, reason: str = SHUTDOWN_REASON) -> None:
+        """Begin the graceful shutdown as if the runtime had asked; safe from any thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._request_stop(code, reason)
+        else:
+            loop.call_soon_threadsafe(self._request_stop, code, reason)
+
+    async def _startup(self) -> int | None:
+        cfg = self.config
+        for hook in list(self.on_startup):
+            try:
+                await hook()
+            except StartupError as exc:
+                log.error("startup hook %r failed: %s", hook, exc)
+                return exc.exit_code
+            except Exception:
+                log.exception("startup hook %r failed", hook)
+                return EXIT_STARTUP
+        self._started = True
+        if self._state != _STARTING:  # a signal arrived during startup
+            return EXIT_OK
+        loop = self._loop
+        assert loop is not None
+        protocol = self._protocol = WorkerProtocol(
+            cfg.generation,
+            cfg.uuid,
+            heartbeat_interval=cfg.heartbeat_interval,
+            disown_timeout=cfg.disown_timeout,
+        )
+        channel = self._channel = Channel(
+            cfg.generation,
+            worker=protocol,
+            max_frame_size=cfg.max_frame_size,
+            write_high_water=cfg.write_high_water,
+        )
+        channel.on_event = self._on_event
+        channel.on_close = self._on_close
+        self._conn_lost = loop.create_future()
+        self._flow = InboundFlow(
+            channel.pause_reading,
+            self._resume_reading,
+            session_high=cfg.session_read_high_water,
+            high=cfg.read_high_water,
+            low=cfg.read_low_water,
+        )
+        self._threads = HandlerThreads(cfg.threads)
+        try:
+            await channel.connect(cfg.endpoint)
+        except ConnectError as exc:
+            log.error("cannot connect to the runtime at %s: %s", cfg.endpoint, exc)
+            self.events.emit("error", exc)
+            return EXIT_LOST
+        now = loop.time()
+        self._last_resume = now
+        channel.send(0, protocol.start(now))
+        self._state = _RUNNING
+        self._arm_timer()
+        log.debug("connected to %s as %s (protocol %d)", cfg.endpoint, cfg.uuid, cfg.protocol)
+        self.events.emit("connect")
+        return None
+
+    async def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task = self._shutdown_task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except BaseException:  # noqa: S110 - cancelled on purpose
+                pass
+        if self._sessions:
+            self._abort_sessions("the worker is exiting")
+            await self._settle_sessions(0.1)
+        if self._started:
+            await self._run_shutdown_hooks()
+        self._state = _DONE
+        channel = self._channel
+        if channel is not None and not channel.closed:
+            if self._reply_sent:
+                # Let the terminate reply (and anything before it) reach the runtime.
+                channel.close_gracefully()
+                if self._conn_lost is not None:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(self._conn_lost), 1.0)
+                    except asyncio.TimeoutError:
+                        pass
+            channel.close()
+        if self._threads is not None:
+            self._threads.shutdown()
+        self._remove_signals()
+
+    def _finish(self, code: int) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(code)
+
+    # -- signals ---------------------------------------------------------------
+    def _install_signals(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            self._signals.append(sig)
+
+    def _remove_signals(self) -> None:
+        loop = self._loop
+        for sig in self._signals:
+            try:
+                loop.remove_signal_handler(sig)  # type: ignore[union-attr]
+            except (RuntimeError, ValueError):
+                pass
+        if self._signals and self._reply_sent:
+            # The runtime SIGTERMs a worker right after its terminate reply
+            # (PROTOCOL.md §3.11): from here on that is the normal end.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self._signals.clear()
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if self._state in (_STARTING, _RUNNING):
+            log.info("%s: shutting down", name)
+            self._request_stop(1, SHUTDOWN_REASON)
+        elif self._state == _DRAINING:
+            log.info("%s while draining: aborting the remaining sessions now", name)
+            assert self._hurry is not None
+            self._hurry.set()
+        # after the drain (and after the reply, where the runtime's SIGTERM is expected): nothing to do
+
+    def _request_stop(self, code: int, reason: str) -> None:
+        if self._state == _STARTING:
+            self._state = _DRAINING
+            self._reply = (code, reason)
+            self.events.emit("terminate", code, reason)
+            return  # _startup sees the state and ends without connecting
+        if self._state != _RUNNING:
+            return
+        self._reply = (code, reason)
+        self.events.emit("terminate", code, reason)
+        self._begin_shutdown()
+
+    # -- timers ----------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        protocol, loop = self._protocol, self._loop
+        assert protocol is not None and loop is not None
+        self._timer = loop.call_at(protocol.next_deadline(), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        protocol, channel, loop = self._protocol, self._channel, self._loop
+        assert protocol is not None and channel is not None and loop is not None
+        if channel.closed or self._state >= _DONE:
+            return
+        now = loop.time()
+        beat = protocol.tick(now)
+        if beat:
+            channel.send(0, beat)
+        if protocol.disowned(now) and not self._reading_paused(now):
+            self._disown(now)
+            return
+        deadline = protocol.next_deadline()
+        if deadline <= now:  # disowned but reading is paused: look again soon
+            deadline = now + min(1.0, self.config.heartbeat_interval)
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _reading_paused(self, now: float) -> bool:
+        """While we hold reading back we cannot see the runtime's answers: no disown then,
+        and a full disown period after reading resumed."""
+        flow = self._flow
+        if flow is not None and flow.paused:
+            return True
+        return now - self._last_resume < self.config.disown_timeout
+
+    def _resume_reading(self) -> None:
+        assert self._channel is not None and self._loop is not None
+        self._last_resume = self._loop.time()
+        self._channel.resume_reading()
+
+    def _disown(self, now: float) -> None:
+        log.error(
+            "the runtime has not answered for %.1f s: disowned, exiting (%d sessions in flight)",
+            self.config.disown_timeout,
+            len(self._sessions),
+        )
+        self.events.emit("disown")
+        self._abort_sessions("the worker was disowned by the runtime")
+        self._finish(EXIT_DISOWNED)
+
+    # -- the connection ---------------------------------------------------------
+    def _on_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost is not None and not self._conn_lost.done():
+            self._conn_lost.set_result(None)
+        if self._state >= _DONE or (self._done is not None and self._done.done()):
+            return
+        in_flight = len(self._sessions)
+        clean = self._terminate_received and in_flight == 0
+        what = f"the runtime connection was lost ({exc})" if exc else "the runtime closed the connection"
+        if clean or self._reply_sent:
+            log.info("%s after terminate; exiting", what)
+        else:
+            log.warning(
+                "%s; exiting (%d sessions in flight%s)",
+                what,
+                in_flight,
+                "" if self._terminate_received else ", no terminate received",
+            )
+        if exc is not None:
+            self.events.emit("error", exc)
+        self._abort_sessions("the runtime connection was lost")
+        self._finish(EXIT_OK if clean or self._reply_sent else EXIT_LOST)
+
+    def _on_event(self, event: Event) -> None:
+        # Ordered by frequency: this is the hot path.
+        if type(event) is Chunk:
+            session = self._sessions.get(event.session)
+            if session is not None:
+                session.request._feed(event.data)
+        elif type(event) is Invoke:
+            self._on_invoke(event)
+        elif type(event) is Choke:
+            session = self._sessions.get(event.session)
+            if session is not None:
+                session.request._feed_eof()
+        elif type(event) is Heartbeat:
+            pass  # WorkerProtocol already noted the sign of life
+        elif type(event) is Error:
+            self._on_remote_error(event)
+        elif type(event) is Terminate:
+            self._on_terminate(event)
+        elif type(event) is Ignored:
+            log.warning("dropped a message from the runtime: %s", event.error)
+
+    def _on_terminate(self, event: Terminate) -> None:
+        log.info("the runtime asked to terminate: %r (code %d)", event.reason, event.code)
+        self._terminate_received = True
+        if self._reply_sent:
+            return
+        first = self._state == _RUNNING
+        self._reply = (event.code, event.reason)  # echo the runtime's words
+        if first:
+            self.events.emit("terminate", event.code, event.reason)
+            self._begin_shutdown()
+
+    def _on_remote_error(self, event: Error) -> None:
+        session = self._sessions.get(event.session)
+        if session is None:
+            return
+        exc = ServiceError(event.message, code=event.code)
+        exc.category = event.category
+        session.request._feed_error(exc)
+        if self._gen_b:
+            # B: the runtime failed the channel (client error or request timeout).
+            # Sending on it now could be a revoked channel to the runtime, which
+            # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
+            session.response._abandon()
+            assert self._protocol is not None
+            self._protocol.sessions.pop(event.session, None)
+
+    # -- sessions --------------------------------------------------------------
+    def _on_invoke(self, event: Invoke) -> None:
+        s = event.session
+        if self._state != _RUNNING:
+            self._refuse(s, "the worker is shutting down", retryable=True)
+            return
+        if len(self._sessions) >= self.config.max_sessions:
+            self._refuse(s, f"the worker is busy ({len(self._sessions)} sessions)", busy=True)
+            return
+        entry = self._handlers.get(event.event) or self._default
+        if entry is None:
+            self._no_handler(s, event.event)
+            return
+        handler, is_async = entry
+        loop, protocol, channel = self._loop, self._protocol, self._channel
+        assert loop is not None and protocol is not None and channel is not None
+        request = Request(event.event, s, event.headers, self._flow, loop)
+        response = Response(s, protocol, channel)
+        session = self._sessions[s] = _Session(request, response)
+        if is_async:
+            session.task = loop.create_task(self._run_async(handler, session))
+        else:
+            breq, bresp, abort = blocking_pair(request, response, loop, budget=self.config.sync_write_budget)
+            session.abort_threads = abort
+            assert self._threads is not None
+            future = asyncio.wrap_future(self._threads.submit(handler, breq, bresp), loop=loop)
+            session.task = future
+            future.add_done_callback(lambda f: self._sync_done(session, f))
+
+    async def _run_async(self, handler: Handler, session: _Session) -> None:
+        try:
+            await handler(session.request, session.response)
+        except asyncio.CancelledError:
+            if not session.aborted:
+                raise
+        except Exception as exc:
+            self._handler_failed(session, exc)
+        finally:
+            self._session_done(session)
+
+    def _sync_done(self, session: _Session, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            exc = future.exception()
+            if exc is not None:
+                if isinstance(exc, Exception):
+                    self._handler_failed(session, exc)
+                else:
+                    log.error("handler of session %d raised %r", session.request.session, exc)
+        self._session_done(session)
+
+    def _handler_failed(self, session: _Session, exc: BaseException) -> None:
+        s = session.request.session
+        if session.aborted or (self._channel is not None and self._channel.closed):
+            log.debug("aborted handler of session %d ended with %r", s, exc)
+            return
+        if exc is session.request._exc:
+            # The runtime's own error on this session, re-raised by a read: not a bug here.
+            log.info("session %d failed on the runtime side: %s", s, exc)
+            if not session.response.closed:
+                self._safe(session.response.close)
+            return
+        log.error("handler of event %r (session %d) failed", session.request.event, s, exc_info=exc)
+        if not session.response.closed:
+            message = str(exc) or type(exc).__name__
+            code: int | tuple[int, int]
+            if self._gen_b:
+                code = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
+            else:
+                code = 1  # invocation_error, as the runtime reports handler exceptions (§2.7)
+            self._safe(lambda: session.response.error(code, message))
+
+    def _session_done(self, session: _Session) -> None:
+        s = session.request.session
+        if self._sessions.get(s) is session:
+            del self._sessions[s]
+        if not session.response.closed:
+            self._safe(session.response.close)
+        session.request._discard()
+        if not self._sessions and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _safe(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except (DisconnectedError, ChannelClosedError):
+            pass
+
+    def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
+        protocol, channel = self._protocol, self._channel
+        assert protocol is not None and channel is not None
+        try:
+            channel.send(s, protocol.send_error(s, code, message))
+        except CocaineError as exc:
+            log.debug("could not answer session %d: %s", s, exc)
+
+    def _no_handler(self, s: int, event: str) -> None:
+        # PROTOCOL.md §5 item 6: the codes the official frameworks use.
+        if self._gen_b:
+            self._send_error(s, (ErrorCategory.WORKER.value, ErrorCode.NO_HANDLER.value), f"no handler for event {event}")
+        else:
+            self._send_error(s, -100, f"there is no handler for event {event}")
+        log.warning("no handler for event %r (session %d)", event, s)
+
+    def _refuse(self, s: int, message: str, *, retryable: bool = False, busy: bool = False) -> None:
+        """An invoke we will not run. A: resource_error (2). B: a code proxies retry:
+        EPIPE in the generic category ("app stopped") when shutting down, the
+        overseer's "queue is full" when over ``max_sessions``."""
+        code: int | tuple[int, int]
+        if not self._gen_b:
+            code = 2
+        elif busy:
+            code = (ErrorCategory.OVERSEER.value, 1)
+        else:
+            code = (ErrorCategory.GENERIC.value, 32)
+        self._send_error(s, code, message)
+
+    def _abort_sessions(self, reason: str) -> None:
+        for session in list(self._sessions.values()):
+            if session.aborted:
+                continue
+            session.aborted = True
+            exc = ChannelClosedError(f"session aborted: {reason}")
+            session.request._feed_error(exc)
+            if not session.response.closed and self._channel is not None and not self._channel.closed:
+                code: int | tuple[int, int]
+                if self._gen_b:
+                    code = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
+                else:
+                    code = 2
+                self._safe(lambda session=session, code=code: session.response.error(code, reason))
+            else:
+                session.response._closed = True
+            if session.abort_threads is not None:
+                session.abort_threads(exc)
+            elif session.task is not None:
+                session.task.cancel()
+
+    async def _settle_sessions(self, timeout: float) -> None:
+        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    # -- terminate ---------------------------------------------------------------
+    def _begin_shutdown(self) -> None:
+        assert self._loop is not None
+        self._state = _DRAINING
+        self._shutdown_task = self._loop.create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        loop = self._loop
+        assert loop is not None and self._hurry is not None
+        grace = self.config.grace_period
+        if self._sessions:
+            log.info("draining %d sessions (up to %.1f s)", len(self._sessions), grace)
+            self._idle = loop.create_future()
+            hurry = loop.create_task(self._hurry.wait())
+            try:
+                await asyncio.wait([self._idle, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                hurry.cancel()
+        if self._sessions:
+            log.warning("aborting %d sessions still running after the grace period", len(self._sessions))
+            self._abort_sessions("the worker is shutting down")
+            await self._settle_sessions(0.25)
+        self._state = _CLOSING
+        await self._run_shutdown_hooks()
+        channel, protocol = self._channel, self._protocol
+        assert channel is not None and protocol is not None
+        if not channel.closed:
+            code, reason = self._reply
+            channel.send(0, protocol.send_terminate(code, reason))
+            self._reply_sent = True
+            log.info("sent terminate (%d, %r); exiting", code, reason)
+        self._finish(EXIT_OK)
+
+    async def _run_shutdown_hooks(self) -> None:
+        if self._hooks_ran:
+            return
+        self._hooks_ran = True
+        if not self.on_shutdown:
+            return
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + self.config.shutdown_timeout
+        for hook in list(self.on_shutdown):
+            try:
+                await asyncio.wait_for(hook(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                log.error("shutdown hook %r did not finish within the shutdown timeout", hook)
+                break
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
