@@ -1,0 +1,1 @@
+"""Unmodified WSGI and ASGI apps as worker handlers (see :mod:`.wsgi`, :mod:`.asgi`, :mod:`.detect`)."""
