@@ -207,6 +207,8 @@ def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
 
 def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = True) -> HttpRequest:
     """Decode the first chunk of an HTTP session. Raises :class:`EnvelopeError`."""
+    if not blob:
+        raise EnvelopeError("the HTTP session carried no request chunk")
     try:
         obj = unpackb(blob)
     except (ValueError, TypeError) as exc:  # msgpack's errors subclass these

@@ -1,0 +1,410 @@
+"""ASGI 3: serve an ASGI app (FastAPI, Starlette, Django's ASGIHandler) as a worker handler.
+
+:class:`ASGIHandler` is an ``async def`` handler: the app runs as a task on
+the worker's event loop, one per session. ASGI 2 apps (a class taking the
+scope) are turned into ASGI 3 by
+:func:`asgiref.compatibility.guarantee_single_callable`.
+
+``receive()`` gives ``http.request`` messages: the envelope's body first,
+then every further chunk of the session, ``more_body`` false on the last;
+once the body is done it waits and then returns ``http.disconnect`` when
+the response has been sent, the runtime failed the session (B error frame,
+or the worker aborted it) or the worker started to terminate.
+
+``send()`` takes ``http.response.start`` (the head is validated at once and
+sent with the first body) and ``http.response.body`` (written as it comes;
+``await`` waits while the runtime socket is backed up). Bodies are dropped
+for HEAD, 1xx, 204 and 304. Error handling mirrors uvicorn: an exception or
+a return before the response started gets ``500``; after it started, the
+session ends with an error frame; either way the error is logged with the
+request line.
+
+:class:`Lifespan` runs the ``lifespan`` protocol once per worker process:
+startup from ``worker.on_startup`` (before the handshake), shutdown from
+``worker.on_shutdown`` (after the terminate drain). Modes as uvicorn's
+``--lifespan``: ``auto`` tolerates apps that do not speak it, ``on``
+requires it, ``off`` skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from asgiref.compatibility import guarantee_single_callable
+
+from ..errors import CocaineError, ErrorCode, StartupError
+from ..http.envelope import (
+    DEFAULT_MAX_HEAD_SIZE,
+    EnvelopeError,
+    HttpRequest,
+    ResponseEncoder,
+    body_allowed,
+    parse_request,
+    parse_status_line,
+)
+from ..protocol.frames import Generation
+from ..protocol.wire import packb
+from .common import access_line, client_addr, host_and_port, url_scheme
+
+__all__ = ["ASGIHandler", "Lifespan", "build_scope"]
+
+log = logging.getLogger("cocaine_http.asgi")
+access_log = logging.getLogger("cocaine_http.access")
+
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+LIFESPAN_MODES = ("auto", "on", "off")
+
+
+def build_scope(req: HttpRequest, *, root_path: str = "", state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``http`` scope of one request (ASGI HTTP spec 2.3)."""
+    root = root_path.rstrip("/")
+    path = unquote_to_bytes(req.path).decode("utf-8", "replace")
+    raw_path = req.path
+    if root and not (path == root or path.startswith(root + "/")):
+        # uvicorn's reading of root_path: ``path`` is the full path, root included
+        path = root + path
+        raw_path = root.encode("utf-8") + raw_path
+    scheme = url_scheme(req.headers)
+    client = client_addr(req.headers)
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "http_version": req.version,
+        "method": req.method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": req.query,
+        "root_path": root,
+        "headers": [(k.lower(), v) for k, v in req.headers],
+        "client": (client, 0) if client is not None else None,
+        "server": host_and_port(req.headers, scheme) if req.header(b"host") else None,
+    }
+    if state is not None:
+        scope["state"] = state.copy()
+    return scope
+
+
+class _Exchange:
+    """The receive/send pair of one request."""
+
+    __slots__ = (
+        "_body_left",
+        "_body_ok",
+        "_disconnect",
+        "_head",
+        "_method",
+        "_request_done",
+        "bytes_sent",
+        "complete",
+        "encoder",
+        "request",
+        "response",
+        "started",
+        "status",
+    )
+
+    def __init__(self, request: Any, response: Any, req: HttpRequest, encoder: ResponseEncoder) -> None:
+        self.request = request
+        self.response = response
+        self.encoder = encoder
+        self._method = req.method
+        self._body_left: bytes | None = req.body
+        self._request_done = False
+        self._disconnect = asyncio.Event()
+        self._head: bytes | None = None
+        self._body_ok = True
+        self.started = False
+        self.complete = False
+        self.status = 0
+        self.bytes_sent = 0
+
+    def disconnect(self) -> None:
+        self._disconnect.set()
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnect.is_set()
+
+    async def _read(self) -> bytes | None:
+        """The next chunk, ``b""`` at the end, ``None`` on disconnect."""
+        request = self.request
+        if request.buffered or request.at_eof:
+            try:
+                return await request.read()
+            except CocaineError:
+                self.disconnect()
+                return None
+        reader = asyncio.ensure_future(request.read())
+        waiter = asyncio.ensure_future(self._disconnect.wait())
+        try:
+            await asyncio.wait((reader, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not reader.done():
+            reader.cancel()
+            return None
+        if reader.exception() is not None:
+            self.disconnect()
+            return None
+        return reader.result()
+
+    async def receive(self) -> Message:
+        if not self._request_done and not self._disconnect.is_set():
+            if self._body_left is not None:
+                data: bytes | None = self._body_left
+                self._body_left = None
+            else:
+                data = await self._read()
+            if data is not None:
+                more = not (data == b"" or self.request.at_eof)
+                if not more:
+                    self._request_done = True
+                return {"type": "http.request", "body": data, "more_body": more}
+        await self._disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            status = message.get("status")
+            code, pairs = self.encoder.head_pairs(status, message.get("headers") or ())
+            self.status = parse_status_line(status)
+            self._head = packb([code, pairs])
+            self._body_ok = body_allowed(self._method, self.status)
+            self.started = True
+        elif kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body sent before http.response.start")
+            if self.complete:
+                raise RuntimeError("http.response.body sent after the response completed")
+            if self.response.closed:
+                return  # the session is gone (as uvicorn: sends after a disconnect are dropped)
+            body = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise TypeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
+            if self._head is not None:
+                head, self._head = self._head, None
+                self.response.write(head)
+            if body and self._body_ok:
+                payload = self.encoder.body(body)
+                if payload is not None:
+                    self.bytes_sent += len(body)
+                    await self.response.write(payload)
+            if not more:
+                self.complete = True
+                self.response.close()
+                self.disconnect()
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} on an http connection")
+
+
+class ASGIHandler:
+    """An ASGI app as a worker handler (``worker.on(event, handler)``)."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        generation: Generation | str = Generation.B,
+        root_path: str = "",
+        access_log: bool = False,
+        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+        drop_cookie_pairs: bool = True,
+        lifespan: Lifespan | None = None,
+    ) -> None:
+        self.app: ASGIApp = guarantee_single_callable(app)
+        self.generation = Generation.parse(generation)
+        self.root_path = root_path
+        self.access_log = access_log
+        self.drop_cookie_pairs = drop_cookie_pairs
+        self.encoder = ResponseEncoder(self.generation, max_head_size=max_head_size)
+        self.lifespan = lifespan
+        self._live: set[_Exchange] = set()
+
+    def __repr__(self) -> str:
+        return f"<ASGIHandler {self.app!r}>"
+
+    def shutting_down(self, *_args: Any) -> None:
+        """Tell every request still waiting in ``receive()`` that it is over
+        (connect it to the worker's ``terminate`` event)."""
+        for ex in list(self._live):
+            ex.disconnect()
+
+    async def __call__(self, request: Any, response: Any) -> None:
+        started = time.perf_counter()
+        try:
+            blob = await request.read()
+        except CocaineError as exc:
+            log.info("session %s failed before its request arrived: %s", request.session, exc)
+            return
+        try:
+            req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
+        except EnvelopeError as exc:
+            log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
+            self._answer(response, 400, f"Bad Request: {exc}")
+            return
+        state = self.lifespan.state if self.lifespan is not None else None
+        scope = build_scope(req, root_path=self.root_path, state=state)
+        scope["extensions"] = {"cocaine": {"event": request.event, "session": request.session, "headers": request.headers}}
+        ex = _Exchange(request, response, req, self.encoder)
+        self._live.add(ex)
+        try:
+            await self.app(scope, ex.receive, ex.send)
+        except asyncio.CancelledError:
+            ex.disconnect()
+            raise
+        except Exception as exc:
+            self._fail(req, ex, exc, "the app failed")
+        else:
+            if not ex.started:
+                self._fail(req, ex, None, "the app returned without starting a response")
+            elif not ex.complete:
+                self._fail(req, ex, None, "the app returned without completing its response")
+        finally:
+            ex.disconnect()
+            self._live.discard(ex)
+            if self.access_log:
+                access_log.info("%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started))
+
+    def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException | None, what: str) -> None:
+        if ex.complete:
+            log.error("%s: %s after its response was sent", req.request_line, what, exc_info=exc)
+            return
+        if ex.response.closed:
+            log.info("%s: %s; the session had already ended", req.request_line, what, exc_info=exc)
+            return
+        log.error("%s: %s", req.request_line, what, exc_info=exc)
+        if not ex.started or ex._head is not None:
+            ex.status = 500
+            self._answer(ex.response, 500, "Internal Server Error")
+            ex.complete = True
+            return
+        try:
+            ex.response.error(ErrorCode.UNCAUGHT_EXCEPTION, f"{what}: {exc!r}"[:512] if exc else what)
+        except CocaineError:
+            pass
+
+    def _answer(self, response: Any, status: int, message: str) -> None:
+        head, body = self.encoder.error_response(status, message)
+        try:
+            response.write(head)
+            if body is not None:
+                response.write(body)
+            response.close()
+        except CocaineError as exc:
+            log.debug("could not answer %d: %s", status, exc)
+
+
+class Lifespan:
+    """The ASGI ``lifespan`` protocol for one app in one process.
+
+    ``await startup()`` once before serving (raises
+    :class:`~cocaine_http.errors.StartupError` if the app reports
+    ``lifespan.startup.failed``, or in ``on`` mode if it does not speak the
+    protocol); ``await shutdown()`` once at the end. ``state`` is the
+    lifespan state dict, copied into every request's scope.
+    """
+
+    def __init__(self, app: Any, mode: str = "auto", *, startup_timeout: float | None = None) -> None:
+        if mode not in LIFESPAN_MODES:
+            raise ValueError(f"lifespan mode must be one of {LIFESPAN_MODES}, got {mode!r}")
+        self.app: ASGIApp = guarantee_single_callable(app)
+        self.mode = mode
+        self.startup_timeout = startup_timeout
+        self.state: dict[str, Any] = {}
+        self.supported = mode != "off"
+        self.started = False
+        self.stopped = False
+        self._task: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[Message] | None = None
+        self._startup_done: asyncio.Event | None = None
+        self._shutdown_done: asyncio.Event | None = None
+        self._failed: str | None = None
+
+    async def startup(self) -> None:
+        if self.mode == "off" or self.started:
+            return
+        self.started = True
+        self._queue = asyncio.Queue()
+        self._startup_done = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._main(), name="asgi-lifespan")
+        await self._queue.put({"type": "lifespan.startup"})
+        try:
+            await asyncio.wait_for(self._startup_done.wait(), self.startup_timeout)
+        except asyncio.TimeoutError:
+            raise StartupError(f"ASGI lifespan startup did not complete within {self.startup_timeout} s") from None
+        if self._failed is not None:
+            raise StartupError(f"ASGI lifespan startup failed: {self._failed}")
+        if not self.supported and self.mode == "on":
+            raise StartupError("the app does not support the ASGI lifespan protocol (--lifespan on)")
+
+    async def shutdown(self) -> None:
+        if not self.started or self.stopped or not self.supported:
+            return
+        self.stopped = True
+        assert self._queue is not None and self._shutdown_done is not None
+        await self._queue.put({"type": "lifespan.shutdown"})
+        await self._shutdown_done.wait()
+        if self._failed is not None:
+            log.error("ASGI lifespan shutdown failed: %s", self._failed)
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(task, 1.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
+
+    async def _main(self) -> None:
+        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            if self._failed is not None:
+                pass  # already reported through lifespan.*.failed
+            elif self.mode == "auto" and not self._startup_done.is_set():  # type: ignore[union-attr]
+                log.info("ASGI 'lifespan' protocol appears unsupported (%s: %s)", type(exc).__name__, exc)
+                self.supported = False
+            else:
+                self._failed = f"{type(exc).__name__}: {exc}"
+                log.error("exception in the ASGI lifespan task", exc_info=exc)
+                if self.mode == "on" and not self._startup_done.is_set():  # type: ignore[union-attr]
+                    self.supported = False
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            assert self._startup_done is not None and self._shutdown_done is not None
+            self._startup_done.set()
+            self._shutdown_done.set()
+
+    async def _receive(self) -> Message:
+        assert self._queue is not None
+        return await self._queue.get()
+
+    async def _send(self, message: Message) -> None:
+        assert self._startup_done is not None and self._shutdown_done is not None
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete":
+            self._startup_done.set()
+        elif kind == "lifespan.startup.failed":
+            self._failed = str(message.get("message", "")) or "(no message)"
+            self._startup_done.set()
+        elif kind == "lifespan.shutdown.complete":
+            self._shutdown_done.set()
+        elif kind == "lifespan.shutdown.failed":
+            self._failed = str(message.get("message", "")) or "(no message)"
+            self._shutdown_done.set()
+        else:
+            raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")

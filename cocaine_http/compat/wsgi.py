@@ -1,0 +1,420 @@
+"""PEP 3333: serve a WSGI app (Flask, Django, ...) as a worker handler.
+
+:class:`WSGIHandler` is a plain ``def`` handler, so the
+:class:`~cocaine_http.worker.Worker` runs it in its bounded thread pool with
+blocking streams; the event loop never runs app code and heartbeats keep
+flowing while a view blocks. Per session::
+
+    request.read()            first chunk = the HTTP envelope (envelope.parse_request)
+    environ                   built here (build_environ)
+    app(environ, start_response)
+    head                      sent with the first non-empty body chunk, or at the end
+    body chunks               written one by one; response.write blocks past the
+                              worker's write budget, so a streaming app runs at
+                              the pace of the runtime (backpressure)
+    iterable.close()          always, also on errors
+    response.close()          by the worker when the handler returns
+
+``wsgi.input`` is a real stream (:class:`WSGIInput`): the envelope's body
+first, then every further chunk of the session as the app reads, never a
+pre-buffered copy of a streamed request. ``wsgi.errors`` writes to the
+``cocaine_http.wsgi`` logger.
+
+Failures: a malformed envelope gets ``400``; an app that raises before its
+head is sent, returns a non-iterable, yields ``str``, or produces an invalid
+head gets ``500`` (the error is logged with the request line); after the
+head was sent the session ends with an error frame instead (proxies then
+answer 502/500 rather than pass a truncated body off as complete). The
+worker keeps serving in every case.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .. import __version__
+from ..errors import ChannelClosedError, CocaineError, DisconnectedError, ErrorCode, ServiceError
+from ..http.envelope import (
+    DEFAULT_MAX_HEAD_SIZE,
+    EnvelopeError,
+    HttpRequest,
+    ResponseEncoder,
+    ResponseHeadError,
+    body_allowed,
+    parse_request,
+    parse_status_line,
+)
+from ..protocol.frames import Generation
+from ..protocol.wire import packb
+from .common import access_line, client_addr, host_and_port, url_scheme
+
+__all__ = ["WSGIHandler", "WSGIInput", "build_environ"]
+
+log = logging.getLogger("cocaine_http.wsgi")
+access_log = logging.getLogger("cocaine_http.access")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+_SERVER_SOFTWARE = f"cocaine-http/{__version__}"
+
+
+class WSGIInput(io.RawIOBase):
+    """``wsgi.input``: the envelope's body, then later chunks pulled on demand.
+
+    ``pull`` returns the next chunk of the session, ``b""`` at its end; it
+    blocks the app's thread, never the loop. All reads of PEP 3333 are here
+    (``read(n)``, ``read()``, ``readline(n)``, ``readlines``, iteration) plus
+    ``readinto`` for ``io.BufferedReader`` users.
+    """
+
+    def __init__(self, first: bytes, pull: Callable[[], bytes] | None) -> None:
+        super().__init__()
+        self._buf = first
+        self._pos = 0
+        self._pull = pull
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        """Get another chunk into the buffer; False at the end of the request."""
+        if self._pull is None:
+            return False
+        while True:
+            chunk = self._pull()
+            if not chunk:
+                self._pull = None
+                return False
+            if self._pos < len(self._buf):
+                self._buf = self._buf[self._pos :] + chunk
+            else:
+                self._buf = chunk
+            self._pos = 0
+            return True
+
+    def _take(self, n: int) -> bytes:
+        data = self._buf[self._pos : self._pos + n]
+        self._pos += len(data)
+        self.bytes_read += len(data)
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._fill():
+                pass
+            return self._take(len(self._buf) - self._pos)
+        while len(self._buf) - self._pos < size and self._fill():
+            pass
+        return self._take(size)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= len(self._buf) and not self._fill():
+            return 0
+        data = self._take(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        start = self._pos
+        while True:
+            end = self._buf.find(b"\n", start)
+            have = len(self._buf) - self._pos
+            if end >= 0:
+                n = end + 1 - self._pos
+                return self._take(n if limit < 0 else min(n, limit))
+            if 0 <= limit <= have:
+                return self._take(limit)
+            start = len(self._buf)
+            before = self._pos
+            if not self._fill():
+                return self._take(have if limit < 0 else min(have, limit))
+            start -= before  # the buffer was compacted to start at the unread data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> WSGIInput:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class _ErrorStream:
+    """``wsgi.errors``: text lines to the ``cocaine_http.wsgi`` logger."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            if line:
+                self._log.error("%s", line)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._log.error("%s", self._pending)
+            self._pending = ""
+
+
+def _latin1(text: str) -> str:
+    """A native string in PEP 3333's sense: UTF-8 bytes shown as latin-1."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def build_environ(
+    req: HttpRequest,
+    wsgi_input: Any,
+    *,
+    root_path: str = "",
+    errors: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request (no IO; *wsgi_input* is given)."""
+    script_name = _latin1(root_path.rstrip("/"))
+    path_info = unquote_to_bytes(req.path).decode("latin-1")
+    if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
+        path_info = path_info[len(script_name) :]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": req.method,
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": req.query.decode("latin-1"),
+        "SERVER_PROTOCOL": f"HTTP/{req.version}",
+        "SERVER_SOFTWARE": _SERVER_SOFTWARE,
+        "RAW_URI": req.uri.decode("latin-1"),
+        "wsgi.version": (1, 0),
+        "wsgi.input": wsgi_input,
+        "wsgi.errors": errors if errors is not None else _ErrorStream(log),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+    joined: dict[str, list[bytes]] = {}
+    for name, value in req.headers:
+        key = name.decode("latin-1").upper()
+        if "_" in key:
+            # gunicorn's default: X_Forwarded and X-Forwarded would both map to
+            # HTTP_X_FORWARDED; drop the ambiguous spelling rather than let it spoof.
+            continue
+        joined.setdefault(key.replace("-", "_"), []).append(value)
+    for key, values in joined.items():
+        sep = b"; " if key == "COOKIE" else b","
+        value = (values[0] if len(values) == 1 else sep.join(values)).decode("latin-1")
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            environ[key] = value
+        else:
+            environ["HTTP_" + key] = value
+    if "CONTENT_LENGTH" not in environ and req.body:
+        # Proxies buffer the body; without a length (a chunked client request)
+        # say how much arrived, for frameworks that ignore wsgi.input_terminated.
+        environ["CONTENT_LENGTH"] = str(len(req.body))
+    scheme = url_scheme(req.headers)
+    environ["wsgi.url_scheme"] = scheme
+    host, port = host_and_port(req.headers, scheme)
+    environ["SERVER_NAME"] = host
+    environ["SERVER_PORT"] = str(port)
+    remote = client_addr(req.headers)
+    if remote is not None:
+        environ["REMOTE_ADDR"] = remote
+        environ["REMOTE_PORT"] = "0"
+    if extra:
+        environ.update(extra)
+    return environ
+
+
+class _Exchange:
+    """One request's response state on the app's thread: start_response, write, head."""
+
+    __slots__ = ("body_ok", "bytes_sent", "code", "encoder", "head", "head_sent", "method", "response", "status")
+
+    def __init__(self, response: Any, encoder: ResponseEncoder, method: str) -> None:
+        self.response = response
+        self.encoder = encoder
+        self.method = method
+        self.status: int | None = None
+        self.code = 0  # the code actually sent (A may map it)
+        self.head: bytes | None = None
+        self.head_sent = False
+        self.body_ok = True
+        self.bytes_sent = 0
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # break the frame <-> traceback cycle (PEP 3333)
+        elif self.head is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        # Checked now, so the app sees the error while it can still react (PEP 3333).
+        code, pairs = self.encoder.head_pairs(status, headers)
+        self.status = parse_status_line(status)
+        self.code = code
+        self.head = packb([code, pairs])
+        self.body_ok = body_allowed(self.method, self.status)
+        return self.write
+
+    def send_head(self) -> None:
+        if self.head is None:
+            raise AssertionError("the app returned before calling start_response")
+        if not self.head_sent:
+            self.head_sent = True
+            self.response.write(self.head)
+
+    def write(self, data: bytes) -> None:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"WSGI body chunks must be bytes, got {type(data).__name__}")
+            data = bytes(data)
+        if self.head is None:
+            raise AssertionError("write() before start_response()")
+        if not data:
+            return
+        self.send_head()
+        if self.body_ok:
+            payload = self.encoder.body(data)
+            if payload is not None:
+                self.response.write(payload)
+                self.bytes_sent += len(data)
+
+
+class WSGIHandler:
+    """A WSGI app as a worker handler (register with ``worker.on(event, handler)``).
+
+    Runs on a pool thread: ``request``/``response`` are the worker's blocking
+    streams (``read()``, ``write()``, ``error()``).
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        *,
+        generation: Generation | str = Generation.B,
+        root_path: str = "",
+        access_log: bool = False,
+        max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+        drop_cookie_pairs: bool = True,
+    ) -> None:
+        self.app = app
+        self.generation = Generation.parse(generation)
+        self.root_path = root_path
+        self.access_log = access_log
+        self.drop_cookie_pairs = drop_cookie_pairs
+        self.encoder = ResponseEncoder(self.generation, max_head_size=max_head_size)
+        self._errors = _ErrorStream(log)
+
+    def __repr__(self) -> str:
+        return f"<WSGIHandler {self.app!r}>"
+
+    def __call__(self, request: Any, response: Any) -> None:
+        started = time.perf_counter()
+        blob = request.read()
+        try:
+            req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
+        except EnvelopeError as exc:
+            log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
+            self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
+            return
+        wsgi_input = WSGIInput(req.body, request.read)
+        extra = {
+            "cocaine.event": request.event,
+            "cocaine.session": request.session,
+            "cocaine.headers": request.headers,
+        }
+        environ = build_environ(req, wsgi_input, root_path=self.root_path, errors=self._errors, extra=extra)
+        ex = _Exchange(response, self.encoder, req.method)
+        result: Any = None
+        try:
+            result = self.app(environ, ex.start_response)
+            for data in result:
+                ex.write(data)
+            if ex.head is None:
+                raise AssertionError("the app returned before calling start_response")
+            ex.send_head()
+        except CocaineError as exc:
+            if _session_gone(exc):
+                log.info("%s: session %s ended before the response: %s", req.request_line, request.session, exc)
+                return
+            self._fail(req, ex, exc)
+        except Exception as exc:
+            self._fail(req, ex, exc)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("%s: the response iterable's close() failed", req.request_line)
+            if self.access_log:
+                access_log.info(
+                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started)
+                )
+
+    def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException) -> None:
+        if isinstance(exc, ResponseHeadError):
+            log.error("%s: invalid response head from the app: %s", req.request_line, exc)
+        else:
+            log.error("%s: the app failed", req.request_line, exc_info=exc)
+        if not ex.head_sent:
+            ex.status = 500
+            self._answer(ex.response, self.encoder, 500, "Internal Server Error")
+            return
+        try:
+            ex.response.error(ErrorCode.UNCAUGHT_EXCEPTION, f"the app failed after its response started: {exc!r}"[:512])
+        except CocaineError:
+            pass
+
+    @staticmethod
+    def _answer(response: Any, encoder: ResponseEncoder, status: int, message: str) -> None:
+        head, body = encoder.error_response(status, message)
+        try:
+            response.write(head)
+            if body is not None:
+                response.write(body)
+        except CocaineError as exc:
+            log.debug("could not answer %d: %s", status, exc)
+
+
+def _session_gone(exc: CocaineError) -> bool:
+    """The runtime failed or aborted the session: nothing can be sent any more."""
+    return isinstance(exc, (ChannelClosedError, DisconnectedError, ServiceError))
