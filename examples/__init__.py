@@ -1,0 +1,1 @@
+"""Example apps (importable from the repo root as ``examples.<name>.app:app``)."""
