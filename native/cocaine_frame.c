@@ -20,9 +20,12 @@
  *        then length (array > max_frame_size, map > max_map_len)   -> TOO_LARGE
  *   - map entry whose key is a container: when its value is complete -> FORMAT
  * and, when the scan stops:
- *   - frame complete: size > max_frame_size -> TOO_LARGE, then a timestamp
- *     inside -> MALFORMED, then the frame shape -> FORMAT
- *   - buffer exhausted: buffered bytes of the frame > max_frame_size -> TOO_LARGE
+ *   - frame complete: a timestamp inside -> MALFORMED, then the frame shape -> FORMAT
+ *   - no complete token left: more than max_frame_size bytes buffered for the frame -> TOO_LARGE
+ *
+ * The scan never looks past the first max_frame_size bytes of a frame, so
+ * every verdict depends on the bytes of the stream alone, never on how they
+ * were split into calls.
  */
 #include "cocaine_frame.h"
 
@@ -426,7 +429,10 @@ int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_fram
     if (d->error)
         return d->error;
     avail = (uint64_t)(len - start);
-    rc = scan(d, buf + start, avail);
+    /* Only the first max_frame_size bytes of a frame are ever looked at:
+     * whatever lies beyond cannot change the verdict, so the outcome does
+     * not depend on how the stream was cut into pieces. */
+    rc = scan(d, buf + start, avail < d->max_frame_size ? avail : d->max_frame_size);
     if (rc == CF_DONE)
         return finish(d, start, out);
     if (rc == CF_NEED_DATA && avail > d->max_frame_size)

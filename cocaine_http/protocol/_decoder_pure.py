@@ -6,10 +6,15 @@ its parse state between ``feed`` calls, so a large frame arriving in many
 small pieces is parsed once. This class adds what the Unpacker does not know:
 
 * which of its exceptions is which :class:`~cocaine_http.errors.DecodeError`;
-* the frame size limit, judged on the complete frame (its size) and, while
-  a frame is incomplete, on the bytes buffered for it;
+* the frame size limit: a frame that has not ended within its first
+  ``max_frame_size`` bytes while more bytes are buffered is too large;
 * the frame shape, judged on the complete top-level value;
 * the ban on ext where the Unpacker does not call ``ext_hook`` (timestamps).
+
+The Unpacker is only ever given the first ``max_frame_size`` bytes of the
+current frame (the rest is held back until the frame is done), exactly the
+window the C scanner looks at; so nothing past the limit can decide the
+verdict, and the verdict does not depend on how the stream was split.
 
 The Unpacker's own limits are set so that they fire exactly where the C
 scanner's do: arrays longer than ``max_frame_size`` elements and maps longer
@@ -92,8 +97,10 @@ class PureDecoder:
             max_array_len=min(max_frame_size, _MAX_ARRAY32),
             max_map_len=MAX_MAP_LEN,
         )
-        self._fed = 0  # bytes fed so far (stream offset of the end of the buffer)
+        self._fed = 0  # stream offset of the end of the bytes fed to us
+        self._given = 0  # stream offset of the end of the bytes given to the Unpacker
         self._consumed = 0  # stream offset where the current frame begins
+        self._held = bytearray()  # bytes fed but past the current frame's window
         self._error: DecodeError | None = None
 
     @property
@@ -106,12 +113,34 @@ class PureDecoder:
             raise self._error
         if not isinstance(data, (bytes, bytearray)):
             data = memoryview(data).cast("B")
-        self._unpacker.feed(data)
-        self._fed += len(data)
+        n = len(data)
+        room = self._consumed + self.max_frame_size - self._given
+        if n <= room and not self._held:
+            self._unpacker.feed(data)
+            self._given += n
+        elif room > 0 and not self._held:
+            self._unpacker.feed(data[:room])
+            self._given += room
+            self._held += data[room:]
+        else:
+            self._held += data
+        self._fed += n
+
+    def _refill(self) -> None:
+        """Give the Unpacker the held bytes that fall in the current frame's window."""
+        room = self._consumed + self.max_frame_size - self._given
+        if room > 0:
+            held = self._held
+            take = held[:room]
+            del held[:room]
+            self._unpacker.feed(take)
+            self._given += len(take)
 
     def next_frame(self) -> Frame | None:
         if self._error is not None:
             raise self._error
+        if self._held:
+            self._refill()
         unpacker = self._unpacker
         try:
             obj = unpacker.unpack()
@@ -135,10 +164,7 @@ class PureDecoder:
             self._fail(FrameTooDeepError, "frame nested too deep")
         except MemoryError:  # a huge declared array the allocator refused
             self._fail(FrameTooLargeError, "container too large to allocate")
-        end = unpacker.tell()
-        size = end - self._consumed
-        if size > self.max_frame_size:
-            self._fail(FrameTooLargeError, f"frame of {size} bytes exceeds {self.max_frame_size}")
+        end = unpacker.tell()  # <= self._consumed + max_frame_size: the Unpacker saw no further
         if type(obj) is not list:
             if type(obj) is Timestamp:
                 self._fail(MalformedMessageError, "msgpack ext (timestamp) is not allowed")

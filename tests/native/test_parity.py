@@ -1,0 +1,233 @@
+"""Differential fuzzing: the C decoder and the pure twin on the same streams.
+
+Hypothesis builds frame streams with every encoding a peer may choose (all
+int widths and signed markers, raw/str8/bin, wide container headers, floats,
+maps, nil, bool, headers), then mutates, truncates or replaces them, and cuts
+them into random pieces. Both backends must return the same frames, then
+end the same way: the same exception class, or both waiting for data with
+the same number of bytes pending. Each backend must also give the same
+outcome whether the stream is fed whole or in pieces.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import msgpack
+import pytest
+from helpers.feeding import Outcome, array_header, cut, make, map_header, raw, require_backend, run, sint, uint
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cocaine_http.protocol import codec
+
+pytestmark = pytest.mark.skipif(
+    msgpack.Unpacker.__module__ != "msgpack._cmsgpack",
+    reason="the pure twin mirrors msgpack's C extension; the fallback Unpacker times some errors differently",
+)
+
+# COCAINE_HTTP_FUZZ_SCALE=N runs N times as many examples, randomly seeded (a longer campaign).
+SCALE = int(os.environ.get("COCAINE_HTTP_FUZZ_SCALE", "1"))
+FUZZ = settings(
+    derandomize=SCALE == 1,
+    database=None,
+    deadline=None,
+    max_examples=300 * SCALE,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+LIMITS = st.sampled_from([codec.DEFAULT_MAX_FRAME_SIZE] * 4 + [2000, 200] * 2 + [1, 12, 30, 64])
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[bytes]]) -> st.SearchStrategy[bytes]:
+    """Pick a strategy with the given integer weights."""
+    table = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.sampled_from(range(len(table))).flatmap(lambda i: table[i])
+
+
+# --- values, encoded by hand -------------------------------------------------------------------
+
+_UINT_RANGES = {"fix": 0x7F, "cc": 0xFF, "cd": 0xFFFF, "ce": 0xFFFFFFFF, "cf": 2**64 - 1}
+_INT_RANGES = {"d0": 7, "d1": 15, "d2": 31, "d3": 63}
+
+UINTS = st.sampled_from(sorted(_UINT_RANGES)).flatmap(
+    lambda m: st.integers(0, _UINT_RANGES[m]).map(lambda v: uint(v, m))
+)
+SINTS = st.one_of(
+    st.integers(-32, -1).map(lambda v: sint(v, "neg")),
+    st.sampled_from(sorted(_INT_RANGES)).flatmap(
+        lambda m: st.integers(-(2 ** _INT_RANGES[m]), 2 ** _INT_RANGES[m] - 1).map(lambda v: sint(v, m))
+    ),
+)
+RAW_MARKERS = ["auto", "auto", "auto", "fix", "d9", "da", "db", "c4", "c5", "c6"]
+RAWS = st.tuples(st.binary(max_size=40), st.sampled_from(RAW_MARKERS)).map(
+    lambda t: raw(t[0], "auto" if t[1] == "fix" and len(t[0]) > 31 else t[1])
+)
+SCALARS = weighted(
+    (3, UINTS),
+    (2, SINTS),
+    (4, RAWS),
+    (1, st.sampled_from([b"\xc0", b"\xc2", b"\xc3"])),
+    (1, st.binary(min_size=4, max_size=4).map(lambda b: b"\xca" + b)),
+    (1, st.binary(min_size=8, max_size=8).map(lambda b: b"\xcb" + b)),
+)
+
+# What a frame must not contain, or may contain only near a limit (the mutations add more).
+ODDITIES = st.sampled_from(
+    [
+        b"\xc1",
+        b"\xd4\x01\x00",  # fixext 1
+        b"\xc7\x00\x05",  # ext8, no data
+        b"\xd6\xff\x00\x00\x00\x01",  # timestamp 32: decoded by the Unpacker itself
+        b"\xd7\xff" + struct.pack(">Q", (10**9 - 1) << 34),  # timestamp 64, largest nanoseconds
+        b"\xd7\xff" + struct.pack(">Q", 10**9 << 34),  # timestamp 64, bad nanoseconds
+        b"\xc7\x0c\xff" + bytes(12),  # timestamp 96
+        b"\xc9\xff\xff\xff\xff",  # ext32, length overflowing in the Unpacker
+        b"\xdf\x00\x01\x00\x01",  # map over MAX_MAP_LEN
+        b"\xdd\xff\xff\xff\xff",  # array over any max_frame_size here
+        b"\xdb\x7f\xff\xff\xff",  # raw promising 2 GiB
+        b"\x81\x91\x01\x02",  # unhashable key
+        b"\x81\x80\xc0",  # unhashable key
+    ]
+)
+
+
+def _containers(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    arrays = st.tuples(st.lists(children, max_size=5), st.sampled_from(["auto"] * 4 + ["dc", "dd"])).map(
+        lambda t: array_header(len(t[0]), t[1]) + b"".join(t[0])
+    )
+    keys = weighted((12, SCALARS), (1, children))  # a container key is an error
+    maps = st.tuples(st.lists(st.tuples(keys, children), max_size=4), st.sampled_from(["auto"] * 4 + ["de", "df"])).map(
+        lambda t: map_header(len(t[0]), t[1]) + b"".join(k + v for k, v in t[0])
+    )
+    return weighted((2, arrays), (1, maps))
+
+
+CLEAN_VALUES = st.recursive(SCALARS, _containers, max_leaves=10)
+VALUES = st.recursive(weighted((30, SCALARS), (1, ODDITIES)), _containers, max_leaves=10)
+
+# --- frames ------------------------------------------------------------------------------------
+
+IDS = weighted((40, UINTS), (2, SINTS), (1, CLEAN_VALUES), (1, ODDITIES))
+ARGS = weighted(
+    (4, RAWS.map(lambda r: array_header(1) + r)),  # [data]: the fast path
+    (6, st.lists(CLEAN_VALUES, max_size=4).map(lambda xs: array_header(len(xs)) + b"".join(xs))),
+    (2, st.lists(VALUES, max_size=3).map(lambda xs: array_header(len(xs)) + b"".join(xs))),
+    (1, VALUES),  # usually not an array: a format error
+)
+HEADERS = weighted(
+    (6, st.lists(weighted((2, UINTS), (1, CLEAN_VALUES)), max_size=4).map(
+        lambda xs: array_header(len(xs)) + b"".join(xs))),
+    (1, VALUES),
+)
+
+
+@st.composite
+def frames(draw: st.DrawFn, generation: str) -> bytes:
+    items = [draw(IDS), draw(IDS), draw(ARGS)]
+    shape = draw(st.sampled_from(range(40)))  # 0 first: hypothesis favours it
+    if generation == "B" and 25 <= shape or shape == 38:
+        items.append(draw(HEADERS))
+    if generation == "B" and 36 <= shape:
+        items.extend(draw(st.lists(VALUES, max_size=2)))
+    if shape == 39:
+        del items[1:]  # too short
+    marker = draw(st.sampled_from(["auto"] * 6 + ["dc", "dd"]))
+    return array_header(len(items), marker) + b"".join(items)
+
+
+def streams(generation: str) -> st.SearchStrategy[bytes]:
+    return st.lists(frames(generation), min_size=1, max_size=6).map(b"".join)
+
+
+SPECIAL_BYTES = [0x00, 0x7F, 0x80, 0x90, 0x91, 0x9F, 0xA0, 0xC0, 0xC1, 0xC3, 0xC4, 0xC7, 0xC9, 0xCF, 0xD3, 0xD4,
+                 0xD6, 0xD7, 0xD9, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF, 0xFF]
+
+
+@st.composite
+def mutated(draw: st.DrawFn, data: bytes) -> bytes:
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(buf)))
+        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "splice"]))
+        byte = draw(st.one_of(st.sampled_from(SPECIAL_BYTES), st.integers(0, 255)))
+        if op == "flip" and i < len(buf):
+            buf[i] = byte
+        elif op == "insert":
+            buf[i:i] = bytes([byte])
+        elif op == "delete" and i < len(buf):
+            del buf[i]
+        elif op == "truncate":
+            del buf[i:]
+        elif op == "splice":
+            buf[i:i] = draw(VALUES)
+    return bytes(buf)
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+
+def outcomes(data: bytes, generation: str, max_frame_size: int, cuts: list[int]) -> dict[str, Outcome]:
+    pieces = cut(data, cuts)
+    found = {}
+    for backend in ("native", "pure"):
+        split = run(make(backend, generation, max_frame_size), pieces)
+        whole = run(make(backend, generation, max_frame_size), [data], use_iter=True)
+        assert split == whole, f"{backend}: feeding in {len(pieces)} pieces changed the outcome"
+        found[backend] = split
+    return found
+
+
+def check(data: bytes, generation: str, max_frame_size: int, cuts: list[int]) -> None:
+    got = outcomes(data, generation, max_frame_size, cuts)
+    native, pure = got["native"], got["pure"]
+    assert native.key() == pure.key(), f"stream {data.hex()}"
+
+
+@pytest.fixture(autouse=True)
+def _native_required() -> None:
+    require_backend("native")
+
+
+CUTS = st.lists(st.integers(0, 4096), max_size=8)
+GEN = st.sampled_from(["A", "B"])
+
+
+@FUZZ
+@given(data=st.data(), generation=GEN, limit=LIMITS, cuts=CUTS)
+def test_parity_on_generated_streams(data: st.DataObject, generation: str, limit: int, cuts: list[int]) -> None:
+    check(data.draw(streams(generation)), generation, limit, cuts)
+
+
+@FUZZ
+@given(data=st.data(), generation=GEN, limit=LIMITS, cuts=CUTS)
+def test_parity_on_mutated_streams(data: st.DataObject, generation: str, limit: int, cuts: list[int]) -> None:
+    stream = data.draw(streams(generation))
+    check(data.draw(mutated(stream)), generation, limit, cuts)
+
+
+@FUZZ
+@given(data=st.binary(max_size=200), generation=GEN, limit=LIMITS, cuts=CUTS)
+def test_parity_on_random_bytes(data: bytes, generation: str, limit: int, cuts: list[int]) -> None:
+    check(data, generation, limit, cuts)
+
+
+@settings(FUZZ, max_examples=60 * SCALE)
+@given(
+    depth=st.integers(1018, 1030),
+    inner=st.one_of(VALUES, st.just(b"")),
+    tail=st.binary(max_size=4),
+    generation=GEN,
+    cuts=st.lists(st.integers(0, 1100), max_size=4),
+)
+def test_parity_near_the_depth_limit(depth: int, inner: bytes, tail: bytes, generation: str, cuts: list[int]) -> None:
+    data = b"\x94\x01\x00" + b"\x91" * depth + inner + tail
+    check(data, generation, codec.DEFAULT_MAX_FRAME_SIZE, cuts)
+
+
+@settings(FUZZ, max_examples=100 * SCALE)
+@given(data=st.data(), generation=GEN, limit=LIMITS)
+def test_parity_byte_by_byte(data: st.DataObject, generation: str, limit: int) -> None:
+    stream = data.draw(streams(generation))
+    check(stream, generation, limit, list(range(len(stream))))
