@@ -31,12 +31,17 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..protocol.endpoints import format_endpoint
 from ..protocol.frames import Generation
+from .app import AppService
+from .engine import HeaderFlavour
 from .locator import LocatorService
 from .logging import Console, ConsoleHandler, LoggingService
+from .node import AppSpec
+from .pool import Pool
 from .server import PortAllocator, Service, ServiceServer
 from .storage import FileBackend, MemoryBackend, StorageBackend, StorageService
 
@@ -94,7 +99,7 @@ class LocalRuntime:
         self.front_options = dict(front_options or {})
         self.python = python
         self.servers: dict[str, ServiceServer] = {}
-        self.apps: dict[str, Any] = {}  # name -> AppService
+        self.apps: dict[str, AppService] = {}
         self.locator: ServiceServer | None = None
         self.front: Any = None
         self.storage: StorageBackend = MemoryBackend()
@@ -227,12 +232,73 @@ class LocalRuntime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
         self._detach_console()
 
+    def worker_locator(self) -> str:
+        """The ``--locator`` a worker gets: ``host:port`` (A), every advertised endpoint (B)."""
+        if self.generation is Generation.A:
+            return f"{self.hostname}:{self.locator_port}"
+        return ",".join(format_endpoint((host, self.locator_port)) for host in self.advertise)
+
+    async def start_app(self, spec: AppSpec, *, pool_size: int | None = None) -> AppService:
+        """Start *spec*'s pool and app service (its port is the next one). ``pool_size``
+        fixes the pool (pre-started); otherwise one worker is pre-started for apps given
+        to the runtime and none for apps started through ``node``, growing on demand."""
+        async with self._lock:
+            if spec.name in self.apps:
+                return self.apps[spec.name]  # type: ignore[no-any-return]
+            if spec.name in self.servers or spec.name == "locator":
+                raise ValueError(f"{spec.name!r} is the name of a service")
+            profile = spec.merged_profile(self.generation, self.profile_overrides)
+            pool_limit = pool_size or int(profile["pool-limit"])
+            min_workers = pool_size if pool_size is not None else (1 if spec.source != "storage" else 0)
+            pool = Pool(
+                spec.name,
+                spec.argv,
+                generation=self.generation,
+                runtime_dir=self.runtime_dir,
+                locator=self.worker_locator(),
+                pool_limit=pool_limit,
+                concurrency=int(profile["concurrency"]),
+                queue_limit=int(profile["queue-limit"]),
+                heartbeat_timeout=float(profile["heartbeat-timeout"]),
+                startup_timeout=float(profile["startup-timeout"]),
+                termination_timeout=float(profile["termination-timeout"]),
+                headers=HeaderFlavour.LITERAL if self.send_headers else HeaderFlavour.NONE,
+                env=spec.env,
+                cwd=spec.cwd,
+                min_workers=min(min_workers, pool_limit),
+                idle_timeout=float(profile["idle-timeout"]),
+                profile_name=spec.profile_name,
+                output=self._worker_output(spec.name),
+            )
+            app = AppService(self.generation, spec, pool)
+            try:
+                await pool.start_pool()
+                await self.add_service(app)
+            except BaseException:
+                await pool.stop()
+                raise
+            self.apps[spec.name] = app
+            log.info("app %s started (%s), pool of %d, port %d", spec.name, spec.source, pool_limit,
+                     self.port_of(spec.name))
+            return app
+
+    def _worker_output(self, app: str) -> Callable[[str, str, str], None]:
+        console = self.console
+
+        def echo(uuid: str, stream: str, line: str) -> None:
+            console.emit("warning" if stream == "stderr" and "Traceback" in line else "info",
+                         f"{app}[{uuid[:8]}]", line)
+
+        return echo
+
     async def stop_app(self, name: str) -> bool:
+        """Stop an app: its service first (callers' sessions end), then its workers."""
         app = self.apps.pop(name, None)
         if app is None:
             return False
         await self.remove_service(name)
         await app.shutdown()
+        log.info("app %s stopped", name)
         return True
 
     # -- console ---------------------------------------------------------------------

@@ -77,3 +77,72 @@ class RawPeer:
             await self.writer.wait_closed()
         except (ConnectionError, OSError):
             pass
+
+
+class FakeCall:
+    """The caller's side of one fake event; the test script plays the worker with ``feed_*``."""
+
+    def __init__(self, event: str, sunk: list[tuple[Any, ...]]) -> None:
+        self.event = event
+        self.sunk = sunk
+        self.events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self.finished = False
+        self.aborted = False
+
+    @property
+    def done(self) -> bool:
+        return self.finished or self.aborted
+
+    async def write(self, data: bytes) -> None:
+        self.sunk.append(("chunk", data))
+
+    async def close(self) -> None:
+        self.sunk.append(("close",))
+
+    def abort(self, reason: str = "client disconnected") -> None:
+        self.aborted = True
+        self.sunk.append(("abort", reason))
+
+    async def next(self) -> tuple[Any, ...]:
+        return await self.events.get()
+
+    def feed_chunk(self, data: bytes) -> None:
+        self.events.put_nowait(("chunk", data))
+
+    def feed_error(self, code: Any, message: str) -> None:
+        self.finished = True
+        self.events.put_nowait(("error", code, message))
+
+    def feed_close(self) -> None:
+        self.finished = True
+        self.events.put_nowait(("close",))
+
+
+class FakeApp:
+    """An in-process stand-in for an app service: ``script(call, sunk)`` plays the worker.
+
+    ``sunk`` is the list of what the client side sent (``("chunk", data)``,
+    ``("close",)``, ``("abort", reason)``); ``refuse`` makes ``open`` raise.
+    """
+
+    def __init__(self, name: str, script: Any, *, refuse: str | None = None) -> None:
+        self.name = name
+        self.script = script
+        self.refuse = refuse
+        self.invocations: list[FakeCall] = []
+        self.sunk: list[list[tuple[Any, ...]]] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def open(self, event: str, tag: str | None = None) -> FakeCall:
+        if self.refuse:
+            raise RuntimeError(self.refuse)
+        sunk: list[tuple[Any, ...]] = []
+        call = FakeCall(event, sunk)
+        self.invocations.append(call)
+        self.sunk.append(sunk)
+        self.tasks.append(asyncio.get_running_loop().create_task(self.script(call, sunk)))
+        return call
+
+    async def shutdown(self) -> None:
+        for task in self.tasks:
+            task.cancel()

@@ -1,0 +1,531 @@
+"""The HTTP front: HTTP/1.1 in (h11 on asyncio), cocaine ``http`` invocations out.
+
+It plays the part of the cloud's HTTP proxy (PROTOCOL.md §2.8, §3.9, §3.11)
+for the apps of a :class:`~.local.LocalRuntime`.
+
+Routing, first match wins:
+
+1. ``X-Cocaine-Service`` **and** ``X-Cocaine-Event`` present: app and event
+   from them, the URI passed unchanged (one of them alone is ignored);
+2. ``/<app>/<event><rest>`` where ``<app>`` is a running app: the worker gets
+   ``/<rest>`` (a ``/`` prepended if missing, query kept), like the proxies;
+3. anything else goes to the default app (the one given on the command
+   line) as event ``http`` with the URI unchanged;
+4. no default app: ``/`` and ``/<app>`` → 404 ``Invalid url``,
+   ``/<app>/`` → 404 ``Invalid request``, an unknown app → 503.
+
+Request: one invocation per HTTP request, one chunk with
+``msgpack([method, uri, version, [[name, value]...], body])`` (old-spec raws),
+then close. ``version`` is ``"HTTP/1.1"`` in A and ``"1.1"`` in B; header
+names are Title-Cased, repeats joined with ``,``; like the Tornado proxies,
+one ``[name, value]`` pair per cookie comes first (``cookie_pairs``), and in
+B a URL-routed request gets ``X-Cocaine-Service``/``X-Cocaine-Event`` added.
+The body is read whole first (``max_body_size``).
+
+Reply: the first chunk is ``msgpack([code, headers])``; body chunks are
+msgpack raws in A and raw bytes in B (an empty B write ends the body when
+the head carries ``X-Cocaine-HTTP-Proto-Version: 1.1`` and is skipped
+otherwise). The response streams: ``Content-Length`` from the app is
+honoured, otherwise HTTP/1.1 clients get a chunked body (HTTP/1.0 ones a
+close-delimited one); HEAD, 1xx, 204 and 304 carry no body; hop-by-hop
+headers from the app are dropped; connections are kept alive.
+
+Failures: a worker error, a dead worker, a bare close or an unreadable
+head → ``502``; queue or pool full, engine not active, unknown app → ``503``;
+no head (or no next body chunk) within ``timeout`` seconds → ``504``. After
+the head has gone out a failure can only cut the connection. A client that
+disconnects mid-request cancels its invocation (B: an error to the worker;
+A: a choke). Malformed HTTP → 400 (431 for an oversized head) and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import h11
+
+from ..http.envelope import HOP_BY_HOP, encode_request
+from ..protocol.frames import Generation
+from ..protocol.wire import unpackb
+
+if TYPE_CHECKING:
+    from .local import LocalRuntime
+
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_HEADER_SIZE", "DEFAULT_TIMEOUT", "HttpFront", "parse_bind", "route"]
+
+log = logging.getLogger("cocaine_http.runtime.front")
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+_PROTO_VERSION = b"x-cocaine-http-proto-version"
+_ROUTE = re.compile(rb"/([^/]*)/([^/?]*)(.*)", re.DOTALL)
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"``, ``":8080"``, ``"8080"``, ``"[::1]:8080"`` → ``(host, port)``."""
+    text = bind.strip()
+    if text.isdigit():
+        return "127.0.0.1", int(text)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":"))
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"--bind needs HOST:PORT, got {bind!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def title_case(name: bytes) -> bytes:
+    return b"-".join(part[:1].upper() + part[1:].lower() for part in name.split(b"-"))
+
+
+class Route:
+    __slots__ = ("app", "by_url", "event", "uri")
+
+    def __init__(self, app: str, event: str, uri: bytes, by_url: bool) -> None:
+        self.app, self.event, self.uri, self.by_url = app, event, uri, by_url
+
+
+class RouteError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(body)
+        self.status, self.body = status, body
+
+
+def route(target: bytes, headers: dict[bytes, bytes], running: Callable[[str], bool],
+          default_app: str | None) -> Route:
+    """Pick app, event and the URI the worker sees (see the module docstring)."""
+    service = headers.get(b"x-cocaine-service")
+    event = headers.get(b"x-cocaine-event")
+    if service and event:
+        return Route(service.decode("latin-1"), event.decode("latin-1"), target, False)
+    match = _ROUTE.match(target)
+    if match is not None:
+        app = match.group(1).decode("latin-1")
+        if running(app) or default_app is None:
+            if not match.group(2):
+                raise RouteError(404, "Invalid request")
+            rest = match.group(3)
+            if not rest.startswith(b"/"):
+                rest = b"/" + rest
+            return Route(app, match.group(2).decode("latin-1"), rest, True)
+    if default_app is not None:
+        return Route(default_app, "http", target, False)
+    raise RouteError(404, "Invalid url")
+
+
+class _Failure(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(body)
+        self.status, self.body = status, body
+
+
+class HttpFront:
+    """Serves HTTP on ``bind`` for the apps of *runtime*."""
+
+    def __init__(
+        self,
+        runtime: LocalRuntime,
+        bind: str,
+        *,
+        default_app: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
+        cookie_pairs: bool = True,
+    ) -> None:
+        self.runtime = runtime
+        self.generation = runtime.generation
+        self.host, self.requested_port = parse_bind(bind)
+        self.default_app = default_app
+        self.timeout = timeout
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self.keepalive_timeout = keepalive_timeout
+        self.cookie_pairs = cookie_pairs
+        self.connections: set[_HttpConnection] = set()
+        self.port = 0
+        self.requests = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _HttpConnection(self), self.host, self.requested_port, reuse_address=True, backlog=4096
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    # -- the request envelope --------------------------------------------------------
+    def envelope(self, req: h11.Request, body: bytes, rt: Route) -> bytes:
+        merged: dict[bytes, list[bytes]] = {}
+        cookies: list[list[bytes]] = []
+        for name, value in req.headers.raw_items():
+            key = title_case(name)
+            merged.setdefault(key, []).append(value)
+            if self.cookie_pairs and name.lower() == b"cookie":
+                for part in value.split(b";"):
+                    cname, eq, cval = part.strip().partition(b"=")
+                    if eq and cname:
+                        cookies.append([cname, cval])
+        if rt.by_url and self.generation is Generation.B:
+            merged.setdefault(b"X-Cocaine-Service", [rt.app.encode()])
+            merged.setdefault(b"X-Cocaine-Event", [rt.event.encode()])
+        headers = [*cookies, *([k, b",".join(v)] for k, v in merged.items())]
+        version = req.http_version.decode()
+        return encode_request(req.method.decode(), rt.uri, headers, body, generation=self.generation, version=version)
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One client connection: parse with h11, one request at a time."""
+
+    def __init__(self, front: HttpFront) -> None:
+        self.front = front
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=front.max_header_size)
+        self.transport: asyncio.Transport | None = None
+        self.request: h11.Request | None = None
+        self.body = bytearray()
+        self.task: asyncio.Task[None] | None = None
+        self.idle: asyncio.TimerHandle | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = False
+
+    # -- asyncio callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.front.connections.add(self)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.h11.receive_data(data)
+        if self.task is not None:
+            # Keep reading while a request is in flight, so a client that goes
+            # away is noticed at once; stop only if a pipelining client sends
+            # more than one request's worth ahead.
+            if len(self.h11.trailing_data[0]) > self.front.max_header_size + self.front.max_body_size:
+                assert self.transport is not None
+                self.transport.pause_reading()
+            return
+        self._process()
+
+    def eof_received(self) -> bool:
+        # EOF while a request is in flight means the client is gone (as uvicorn
+        # treats it); the transport closes and connection_lost cancels it.
+        if self.task is None:
+            self.h11.receive_data(b"")
+            self._process()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.writable.set()
+        self.front.connections.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # the handler's finally cancels the invocation
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    # -- parsing ----------------------------------------------------------------------
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle = loop.call_later(self.front.keepalive_timeout, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if self.task is None and self.transport is not None:
+            self.transport.close()
+
+    def _process(self) -> None:
+        if self.task is not None or self.closed:
+            return  # one request at a time; the rest waits in h11's buffer
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc.error_status_hint, str(exc))
+                return
+            if event is h11.NEED_DATA:
+                if self.h11.they_are_waiting_for_100_continue and self.request is not None:
+                    self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                return
+            if event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self.request = event
+                self.body = bytearray()
+                if self.idle is not None:
+                    self.idle.cancel()
+                    self.idle = None
+                head_size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
+                if head_size > self.front.max_header_size:
+                    # h11 bounds only an incomplete head; a complete one arriving at once is checked here
+                    self._bad_request(431, "request header fields too large")
+                    return
+                if _declared_length(event) > self.front.max_body_size:
+                    self._bad_request(413, "request body too large")
+                    return
+            elif isinstance(event, h11.Data):
+                self.body += event.data
+                if len(self.body) > self.front.max_body_size:
+                    self._bad_request(413, "request body too large")
+                    return
+            elif isinstance(event, h11.EndOfMessage):
+                assert self.request is not None
+                request, body = self.request, bytes(self.body)
+                self.request, self.body = None, bytearray()
+                self.task = asyncio.get_running_loop().create_task(self._respond(request, body))
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                if self.transport is not None:
+                    self.transport.close()
+                return
+
+    def _bad_request(self, status: int, message: str) -> None:
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            body = f"{http.HTTPStatus(status).phrase}: {message}\n".encode()
+            with contextlib.suppress(h11.LocalProtocolError):
+                self._send(h11.Response(status_code=status, headers=_plain(body, close=True),
+                                        reason=_reason(status)))
+                self._send(h11.Data(data=body))
+                self._send(h11.EndOfMessage())
+        if self.transport is not None:
+            self.transport.close()
+
+    def _send(self, event: Any) -> None:
+        data = self.h11.send(event)
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def _write(self, event: Any) -> None:
+        self._send(event)
+        if not self.writable.is_set():
+            await self.writable.wait()
+        if self.closed:
+            raise ConnectionResetError("client went away")
+
+    def shutdown(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- one request --------------------------------------------------------------------
+    async def _respond(self, req: h11.Request, body: bytes) -> None:
+        front = self.front
+        front.requests += 1
+        method = req.method.decode()
+        try:
+            await self._invoke(req, body, method)
+        except asyncio.CancelledError:
+            raise
+        except _Failure as fail:
+            await self._error_response(fail.status, fail.body, method)
+        except (ConnectionError, h11.LocalProtocolError) as exc:
+            log.debug("response aborted: %s", exc)
+            self.shutdown()
+        except Exception:
+            log.exception("front: unexpected error")
+            if self.h11.our_state is h11.SEND_RESPONSE:
+                await self._error_response(500, "Internal error", method)
+            else:
+                self.shutdown()
+        finally:
+            self.task = None
+        self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            try:
+                self.h11.start_next_cycle()
+            except h11.LocalProtocolError:
+                self.transport.close()
+                return
+            self._arm_idle()
+            self.transport.resume_reading()
+            self._process()
+        else:
+            self.transport.close()
+
+    async def _error_response(self, status: int, text: str, method: str) -> None:
+        if self.h11.our_state is not h11.SEND_RESPONSE:
+            self.shutdown()
+            return
+        body = (text + "\n").encode()
+        try:
+            await self._write(h11.Response(status_code=status, headers=_plain(body), reason=_reason(status)))
+            if method != "HEAD":
+                await self._write(h11.Data(data=body))
+            await self._write(h11.EndOfMessage())
+        except (ConnectionError, h11.LocalProtocolError):
+            self.shutdown()
+
+    async def _invoke(self, req: h11.Request, body: bytes, method: str) -> None:
+        front = self.front
+        rt = front.runtime
+        headers = {k: v for k, v in req.headers}
+        try:
+            where = route(req.target, headers, lambda name: name in rt.apps, front.default_app)
+        except RouteError as exc:
+            raise _Failure(exc.status, exc.body) from None
+        app = rt.apps.get(where.app)
+        if app is None:
+            raise _Failure(503, f"Current application {where.app} is unavailable")
+        blob = front.envelope(req, body, where)
+        try:
+            inv = await app.open(where.event)
+        except Exception as exc:  # refused: queue full, pool full, engine not active
+            raise _Failure(503, f"Application {where.app} is unavailable: {exc}") from None
+        gen = front.generation
+        try:
+            await inv.write(blob)
+            await inv.close()
+            head = await self._next(inv, where)
+            if head[0] != "chunk":
+                self._worker_failed(head, where)
+            try:
+                code, pairs = _decode_head(head[1])
+            except ValueError as exc:
+                raise _Failure(502, f"Application {where.app} error: bad response head: {exc}") from None
+            out_headers, lingering = _response_headers(pairs, gen)
+            try:
+                response = h11.Response(status_code=code, headers=out_headers, reason=_reason(code))
+            except h11.LocalProtocolError as exc:
+                raise _Failure(502, f"Application {where.app} error: bad response head: {exc}") from None
+            await self._write(response)
+            no_body = method == "HEAD" or code < 200 or code in (204, 304)
+            while True:
+                item = await self._next(inv, where, head_sent=True)
+                if item[0] == "close":
+                    break
+                if item[0] != "chunk":
+                    log.warning("%s: %s after the response head; connection cut", where.app, item)
+                    self.shutdown()
+                    return
+                data = item[1]
+                if gen is Generation.A:
+                    try:
+                        data = unpackb(data)
+                    except (ValueError, TypeError):
+                        data = None
+                    if not isinstance(data, bytes):
+                        log.warning("%s: body chunk is not a msgpack raw; connection cut", where.app)
+                        self.shutdown()
+                        return
+                elif not data:
+                    if lingering:
+                        break
+                    continue
+                if data and not no_body:
+                    await self._write(h11.Data(data=data))
+            await self._write(h11.EndOfMessage())
+        finally:
+            if not inv.done:
+                inv.abort("client disconnected" if self.closed else "response abandoned")
+
+    async def _next(self, inv: Any, where: Route, head_sent: bool = False) -> tuple[Any, ...]:
+        try:
+            return await asyncio.wait_for(inv.next(), self.front.timeout)
+        except asyncio.TimeoutError:
+            if head_sent:
+                log.warning("%s: no body chunk in %.3fs; connection cut", where.app, self.front.timeout)
+                self.shutdown()
+                raise ConnectionResetError("timeout mid-body") from None
+            raise _Failure(504, f"Application {where.app} timeout: timeout ({self.front.timeout:.3f}s)") from None
+
+    def _worker_failed(self, item: tuple[Any, ...], where: Route) -> None:
+        if item[0] == "error":
+            code, message = item[1], item[2]
+            if isinstance(code, tuple):
+                code = f"{code[0]}, {code[1]}"
+            raise _Failure(502, f"Application {where.app} error: {message} [{code}]")
+        raise _Failure(502, f"Application {where.app} error: the worker closed the session without a response")
+
+
+def _declared_length(req: h11.Request) -> int:
+    for name, value in req.headers:
+        if name == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return 0
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def _plain(body: bytes, close: bool = False) -> list[tuple[bytes, bytes]]:
+    headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode())]
+    if close:
+        headers.append((b"Connection", b"close"))
+    return headers
+
+
+def _decode_head(payload: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
+    if not isinstance(payload, bytes):
+        raise ValueError("head chunk is not bytes")
+    head = unpackb(payload)
+    if not isinstance(head, list) or len(head) != 2 or type(head[0]) is not int or not isinstance(head[1], list):
+        raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
+    code = head[0]
+    if not 100 <= code <= 599:
+        raise ValueError(f"status {code} out of range")
+    pairs = []
+    for pair in head[1]:
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, bytes) for x in pair):
+            raise ValueError(f"header {pair!r:.80} is not [name, value]")
+        pairs.append((pair[0], pair[1]))
+    return code, pairs
+
+
+def _response_headers(pairs: list[tuple[bytes, bytes]], gen: Generation) -> tuple[list[tuple[bytes, bytes]], bool]:
+    out = []
+    lingering = False
+    seen_length = False
+    for name, value in pairs:
+        lname = name.lower()
+        if lname == _PROTO_VERSION:
+            lingering = gen is Generation.B and value.strip() == b"1.1"
+            continue
+        if lname in HOP_BY_HOP:
+            continue
+        if lname == b"content-length":
+            if seen_length:
+                continue  # duplicated by an app behind the A proxy's habits
+            seen_length = True
+        out.append((name, value))
+    return out, lingering
