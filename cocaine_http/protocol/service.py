@@ -250,12 +250,12 @@ def build_methods_a(
     """An A ``{index: name}`` table -> ``{name: MethodSpec}``.
 
     *streaming* names methods whose callers get a stream; *raw* methods keep
-    their chunk blobs undecoded (default: the streaming ones, i.e. app
-    ``enqueue``, whose chunks are the worker's bytes).
+    their chunk blobs undecoded (default: app ``enqueue``, whose chunks are
+    the worker's bytes; every other method's chunks are msgpack).
     """
     if not isinstance(table, dict):
         raise ValueError(f"{what} must be a map, got {type(table).__name__}")
-    raw = streaming if raw is None else raw
+    raw = A_STREAMING_DEFAULT if raw is None else raw
     out: dict[str, MethodSpec] = {}
     for key, value in table.items():
         if type(key) is not int or key < 0:

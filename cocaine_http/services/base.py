@@ -1,0 +1,628 @@
+"""``BaseService``: one connection to one service, kept alive across failures.
+
+The seed's ``BaseService`` holds ``_handle``, a :class:`~cocaine_http.channel.Channel`,
+and drives the ``closed → connecting → connected``/``error`` machine of
+:mod:`cocaine_http.protocol.states`; what the bytes mean is decided by
+:class:`~cocaine_http.protocol.service.ServiceProtocol` (sans IO). This
+module only moves bytes and wakes awaiting tasks:
+
+* **connect** tries every endpoint in order (the locator may return several);
+  a service known only by name is resolved first (the ``resolving`` flag);
+  when the known endpoints all refuse, the name is resolved again.
+* calls made while **connecting** wait for that one attempt (they are
+  queued behind it), each within its own timeout.
+* on **connection loss** every pending call fails with
+  :class:`~cocaine_http.errors.DisconnectedError`; the next call reconnects,
+  with exponential backoff and a cap (:class:`~cocaine_http.protocol.states.Backoff`).
+* every call has a **timeout** (:class:`~cocaine_http.errors.CallTimeoutError`);
+  cancelling the awaiting task, a timeout or dropping a stream ends the
+  session cleanly: its state is removed at once, late replies are ignored,
+  an id is never reused and (B) nothing follows a terminal message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from ..channel import Channel
+from ..errors import (
+    CallTimeoutError,
+    ChannelClosedError,
+    CocaineError,
+    ConnectError,
+    DisconnectedError,
+    RemoteProtocolError,
+    ServiceError,
+    TransportError,
+)
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
+from ..protocol.endpoints import Endpoint, format_endpoint
+from ..protocol.frames import Frame, Generation
+from ..protocol.service import (
+    TERMINAL,
+    CallMode,
+    CallState,
+    MethodSpec,
+    Reply,
+    Resolved,
+    ResolveFormatError,
+    ServiceProtocol,
+    method_not_found,
+)
+from ..protocol.states import Backoff, ServiceInput, ServiceState, ServiceStateMachine
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "BaseService", "Resolver", "Stream"]
+
+log = logging.getLogger("cocaine_http.services")
+
+#: Default per-call timeout, seconds (covers connecting, sending and the whole reply).
+DEFAULT_TIMEOUT = 30.0
+#: Default timeout of one TCP connect to one endpoint.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: A stream buffers at most this many unread items before the connection stops reading.
+DEFAULT_STREAM_HIGH_WATER = 1024
+
+#: ``await resolver(name, timeout)`` -> what the locator says about *name*.
+Resolver = Callable[[str, "float | None"], Awaitable[Resolved]]
+
+_S = ServiceState
+_I = ServiceInput
+
+
+def _expire(fut: asyncio.Future[Any], exc: CocaineError) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class BaseService:
+    """A connection to one service with calls multiplexed on it.
+
+    ``endpoints`` are tried in order; ``methods`` is the method table when
+    it is known without asking (the locator's own); otherwise ``resolver``
+    (normally :meth:`Locator.resolve <cocaine_http.services.Locator.resolve>`)
+    supplies endpoints and methods on first connect and whenever the known
+    endpoints stop answering.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        endpoints: Iterable[Endpoint] | None = None,
+        *,
+        generation: Generation | str = Generation.B,
+        methods: dict[str, MethodSpec] | None = None,
+        resolver: Resolver | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        backoff: Backoff | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        stream_high_water: int = DEFAULT_STREAM_HIGH_WATER,
+    ) -> None:
+        self.name = name
+        self.generation = Generation.parse(generation)
+        self.endpoints: list[Endpoint] = list(endpoints or ())
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.backoff = backoff or Backoff()
+        self.max_frame_size = max_frame_size
+        self.stream_high_water = stream_high_water
+        self.resolved: Resolved | None = None
+        self.fsm = ServiceStateMachine()
+        #: The seed's ``_handle``: the current connection, or ``None``.
+        self._handle: Channel | None = None
+        self._proto: ServiceProtocol | None = None
+        self._methods = methods
+        self._resolver = resolver
+        self._connecting: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._last_failure: float | None = None
+        self._stale = False  # the known endpoints failed: resolve again before the next round
+        self._paused_by: set[int] = set()  # ids of streams over their high-water mark
+        #: Called with no arguments after every successful connect / every lost connection.
+        self.on_connected: list[Callable[[], Any]] = []
+        self.on_disconnected: list[Callable[[BaseException | None], Any]] = []
+
+    def __repr__(self) -> str:
+        ep = format_endpoint(self._handle.endpoint) if self._handle and self._handle.endpoint else "-"
+        return f"<{type(self).__name__} {self.name!r} {self.state.value} {ep} pending={self.pending}>"
+
+    # -- introspection -------------------------------------------------------
+    @property
+    def state(self) -> ServiceState:
+        return self.fsm.state
+
+    @property
+    def connected(self) -> bool:
+        return self.fsm.state is _S.CONNECTED
+
+    @property
+    def pending(self) -> int:
+        """Open calls on the current connection (0 means no leaked session state)."""
+        return len(self._proto.calls) if self._proto is not None else 0
+
+    @property
+    def methods(self) -> dict[str, MethodSpec]:
+        """The method table (empty until resolved)."""
+        return dict(self._methods or {})
+
+    def method(self, name: str) -> MethodSpec:
+        methods = self._methods
+        if methods is None or name not in methods:
+            raise method_not_found(self.name, name, methods or {})
+        return methods[name]
+
+    # -- connection ----------------------------------------------------------
+    async def connect(self, timeout: float | None = None) -> None:
+        """Resolve (if needed) and connect; a no-op when connected."""
+        if self.fsm.state is not _S.CONNECTED:
+            await self._ensure_connected(self.timeout if timeout is None else timeout)
+
+    def close(self) -> None:
+        """Close the connection; pending calls fail with DisconnectedError.
+
+        The service stays usable: the next call connects again.
+        """
+        task = self._connecting
+        self._connecting = None
+        if task is not None and not task.done():
+            task.cancel()
+        handle = self._handle
+        self.fsm.apply(_I.CLOSE)
+        if handle is not None:
+            handle.close()  # -> _on_close fails what is pending
+        self._failures = 0
+        self._last_failure = None
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> BaseService:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _ensure_connected(self, timeout: float | None) -> None:
+        task = self._connecting
+        if task is None or task.done():
+            loop = asyncio.get_running_loop()
+            task = self._connecting = loop.create_task(self._establish(), name=f"connect {self.name}")
+            task.add_done_callback(_retrieve)
+        try:
+            if timeout is None:
+                await asyncio.shield(task)
+            else:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeoutError(f"{self.name}: not connected within {timeout} s") from None
+        if self.fsm.state is not _S.CONNECTED:  # connected and lost again in between
+            raise DisconnectedError(f"{self.name}: connection lost while connecting")
+
+    async def _establish(self) -> None:
+        loop = asyncio.get_running_loop()
+        last: BaseException | None = None
+        for _ in range(self.backoff.attempts):
+            wait = self.backoff.wait_before(self._failures, self._last_failure, loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                if self._resolver is not None and (self._methods is None or not self.endpoints or self._stale):
+                    await self._resolve()
+                elif self.fsm.state is _S.ERROR:
+                    self.fsm.apply(_I.RETRY)
+                else:
+                    self.fsm.apply(_I.CONNECT)
+                if not self.endpoints:
+                    raise ConnectError(f"{self.name}: no endpoints to connect to")
+                await self._open_channel()
+            except (ServiceError, ResolveFormatError):
+                raise  # the locator's definitive answer (not found, garbage): do not retry
+            except (TransportError, RemoteProtocolError) as exc:
+                if self.fsm.state is _S.CONNECTING:
+                    self.fsm.apply(_I.CONNECT_FAILED)
+                self._failures += 1
+                self._last_failure = loop.time()
+                self._stale = True
+                last = exc
+                continue
+            self._failures = 0
+            self._last_failure = None
+            self._stale = False
+            for hook in list(self.on_connected):
+                hook()
+            return
+        assert last is not None
+        raise last
+
+    async def _resolve(self) -> None:
+        assert self._resolver is not None
+        self.fsm.apply(_I.RESOLVE)
+        try:
+            resolved = await self._resolver(self.name, self.timeout)
+        except BaseException:
+            if self.fsm.resolving:  # not when close() already moved us to closed
+                self.fsm.apply(_I.RESOLVE_FAILED)
+            raise
+        if not self.fsm.resolving:
+            raise DisconnectedError(f"{self.name}: closed while resolving")
+        self._apply_resolved(resolved)
+        self.fsm.apply(_I.RESOLVED)
+
+    def _apply_resolved(self, resolved: Resolved) -> None:
+        """Take endpoints and methods from a resolve result (subclasses shape the methods)."""
+        self.resolved = resolved
+        self.endpoints = list(resolved.endpoints)
+        self._methods = self._build_methods(resolved)
+
+    def _build_methods(self, resolved: Resolved) -> dict[str, MethodSpec]:
+        return resolved.methods(self.generation)
+
+    async def _open_channel(self) -> None:
+        errors: list[str] = []
+        last_errno: int | None = None
+        for ep in self.endpoints:
+            ch = Channel(self.generation, max_frame_size=self.max_frame_size)
+            ch.on_frame = self._on_frame
+            try:
+                await asyncio.wait_for(ch.connect(ep), self.connect_timeout)
+            except ConnectError as exc:
+                errors.append(str(exc))
+                last_errno = exc.errno
+                continue
+            except asyncio.TimeoutError:
+                errors.append(f"connect to {format_endpoint(ep)} timed out after {self.connect_timeout} s")
+                ch.close()
+                continue
+            if self.fsm.state is not _S.CONNECTING:  # closed while we were connecting
+                ch.close()
+                raise DisconnectedError(f"{self.name}: closed while connecting")
+            ch.on_close = lambda exc, ch=ch: self._on_close(ch, exc)
+            if ch.closed:  # the peer hung up at once
+                errors.append(f"{format_endpoint(ep)} closed the connection at once")
+                continue
+            self._handle = ch
+            self._proto = ServiceProtocol(self.generation, self.name)
+            self.fsm.apply(_I.CONNECTED)
+            log.debug("%s: connected to %s", self.name, format_endpoint(ep))
+            return
+        raise ConnectError(f"{self.name}: cannot connect to any endpoint: " + "; ".join(errors), errno=last_errno)
+
+    def _on_close(self, ch: Channel, exc: BaseException | None) -> None:
+        if ch is not self._handle:
+            return
+        self._handle = None
+        proto, self._proto = self._proto, None
+        self._paused_by.clear()
+        if self.fsm.state is _S.CONNECTED:
+            self.fsm.apply(_I.DISCONNECTED)
+        where = format_endpoint(ch.endpoint) if ch.endpoint else "?"
+        if proto is not None:
+            for st in proto.lost():
+                if st.delivered:
+                    continue
+                st.delivered = True
+                if isinstance(exc, RemoteProtocolError):
+                    err: CocaineError = type(exc)(f"{self.name}.{st.method.name}: {exc}")
+                    err.__cause__ = exc
+                elif self.fsm.state is _S.CLOSED:
+                    err = DisconnectedError(f"{self.name}.{st.method.name}: service closed")
+                else:
+                    err = DisconnectedError(f"{self.name}.{st.method.name}: connection to {where} lost")
+                self._deliver(st, Reply.ERROR, err)
+        for hook in list(self.on_disconnected):
+            hook(exc)
+
+    # -- receiving -----------------------------------------------------------
+    def _on_frame(self, frame: Frame) -> None:
+        proto = self._proto
+        if proto is None:
+            return
+        try:
+            out = proto.receive(frame)
+        except RemoteProtocolError as exc:  # broken headers: the connection is unusable
+            log.error("%s: %s; dropping the connection", self.name, exc)
+            handle = self._handle
+            if handle is not None:
+                self._on_close(handle, exc)
+                handle.close()
+            return
+        if out is not None:
+            self._deliver(*out)
+
+    def _deliver(self, st: CallState, what: Reply, payload: Any) -> None:
+        sink = st.sink
+        if sink is None:
+            return
+        if st.mode is CallMode.UNARY:
+            if not sink.done():
+                if what is Reply.VALUE:
+                    sink.set_result(payload)
+                else:
+                    sink.set_exception(payload)
+        else:
+            sink._feed(what, payload)
+
+    def _pause_for(self, key: int) -> None:
+        self._paused_by.add(key)
+        if self._handle is not None:
+            self._handle.pause_reading()
+
+    def _resume_for(self, key: int) -> None:
+        if key in self._paused_by:
+            self._paused_by.discard(key)
+            if not self._paused_by and self._handle is not None:
+                self._handle.resume_reading()
+
+    def _abandon(self, proto: ServiceProtocol, st: CallState) -> None:
+        data = proto.abandon(st)
+        self._resume_for(st.id)
+        if data is not None and proto is self._proto and self._handle is not None:
+            try:
+                self._handle.send(st.id, data)
+            except DisconnectedError:
+                pass
+
+    # -- calls ---------------------------------------------------------------
+    async def call(self, name: str, *args: Any, timeout: float | None = None,
+                   headers: Sequence[tuple[Any, Any]] | None = None) -> Any:
+        """Call method *name*: the value for unary methods, a :class:`Stream` for streaming ones."""
+        if self._methods is None:  # the method table comes with the resolve
+            if timeout is None:
+                timeout = self.timeout
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await self._ensure_connected(timeout)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (loop.time() - start))
+        return await self.call_spec(self.method(name), args, timeout=timeout, headers=headers)
+
+    def call_spec(self, spec: MethodSpec, args: Sequence[Any], *, timeout: float | None = None,
+                  headers: Sequence[tuple[Any, Any]] | None = None) -> Awaitable[Any]:
+        if spec.streaming:
+            return self._open_stream(spec, args, timeout, headers)
+        return self._unary(spec, args, timeout, headers)
+
+    async def _unary(self, spec: MethodSpec, args: Sequence[Any], timeout: float | None,
+                     headers: Sequence[tuple[Any, Any]] | None) -> Any:
+        if timeout is None:
+            timeout = self.timeout
+        if self.fsm.state is not _S.CONNECTED:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await self._ensure_connected(timeout)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (loop.time() - start))
+        proto = self._proto
+        handle = self._handle
+        assert proto is not None and handle is not None
+        st, data = proto.open(spec, args, headers=headers)
+        if st is None:  # mute: nothing will come back
+            handle.send(0, data)
+            return None
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        st.sink = fut
+        handle.send(st.id, data)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, _expire, fut,
+                                    CallTimeoutError(f"{self.name}.{spec.name}: no reply within {timeout} s"))
+        try:
+            return await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not st.delivered:  # timed out or cancelled: end the session here
+                self._abandon(proto, st)
+
+    def fire(self, name: str, *args: Any, headers: Sequence[tuple[Any, Any]] | None = None) -> bool:
+        """Send a call without waiting for (or keeping) its result. Needs a connection.
+
+        Mute methods (B ``logging.emit``) keep no state at all; others (A
+        ``logging.emit``, which answers a bare choke) keep just enough to
+        read and discard the reply. Returns whether the write buffer is over
+        its high-water mark (the caller should ``await drain()``).
+        """
+        proto, handle = self._proto, self._handle
+        if proto is None or handle is None:
+            raise DisconnectedError(f"{self.name}: not connected")
+        st, data = proto.open(self.method(name), args, mode=CallMode.DISCARD, headers=headers)
+        handle.send(st.id if st else 0, data)
+        return handle.write_paused
+
+    async def drain(self) -> None:
+        """Wait until the connection's write buffer is below its high-water mark."""
+        if self._handle is not None:
+            await self._handle.drain()
+
+    async def _open_stream(self, spec: MethodSpec, args: Sequence[Any], timeout: float | None,
+                           headers: Sequence[tuple[Any, Any]] | None) -> Stream:
+        if timeout is None:
+            timeout = self.timeout
+        if self.fsm.state is not _S.CONNECTED:
+            await self._ensure_connected(timeout)
+        proto, handle = self._proto, self._handle
+        assert proto is not None and handle is not None
+        st, data = proto.open(spec, args, mode=CallMode.STREAM, headers=headers)
+        stream = Stream(self, proto, st, spec, timeout)
+        if st is not None:
+            st.sink = stream
+        handle.send(st.id if st else 0, data)
+        return stream
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+_END = object()
+
+
+class Stream:
+    """A streaming call: send with :meth:`write`/:meth:`close`/:meth:`error`,
+    read with ``async for`` (or :meth:`recv`/:meth:`collect`).
+
+    Items are the payloads of the reply's data messages: the raw chunk
+    (``bytes``) of a ``write``, or the value of a terminal ``value``. An
+    ``error`` raises :class:`~cocaine_http.errors.ServiceError`; a lost
+    connection :class:`~cocaine_http.errors.DisconnectedError`. ``timeout``
+    bounds every wait for the next item; expiry raises
+    :class:`~cocaine_http.errors.CallTimeoutError` and abandons the call.
+    Leaving ``async with`` or calling :meth:`aclose` before the end abandons
+    it too: (B) an ``error`` ends our side if it is still open.
+    """
+
+    def __init__(self, service: BaseService, proto: ServiceProtocol, st: CallState | None, spec: MethodSpec,
+                 timeout: float | None) -> None:
+        self._svc = service
+        self._proto = proto
+        self._st = st
+        self.method = spec.name
+        self.timeout = timeout
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._finished = st is None or spec.upstream is TERMINAL  # reply side ended
+        self._exc: BaseException | None = None
+
+    def __repr__(self) -> str:
+        sid = self._st.id if self._st else "-"
+        return f"<Stream {self._svc.name}.{self.method} session={sid} buffered={len(self._items)}>"
+
+    @property
+    def session(self) -> int | None:
+        return self._st.id if self._st is not None else None
+
+    @property
+    def finished(self) -> bool:
+        """The reply has ended (normally or with an error) and everything was read."""
+        return self._finished and not self._items
+
+    # -- fed by the service --------------------------------------------------
+    def _feed(self, what: Reply, payload: Any) -> None:
+        if what is Reply.DATA:
+            self._items.append(payload)
+            if self._st is not None and self._st.recv is TERMINAL:
+                self._finished = True
+            elif len(self._items) >= self._svc.stream_high_water and self._st is not None:
+                self._svc._pause_for(self._st.id)
+        elif what is Reply.ERROR:
+            self._exc = payload
+            self._finished = True
+        else:
+            self._finished = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- sending -------------------------------------------------------------
+    async def send(self, name: str, *args: Any, headers: Sequence[tuple[Any, Any]] | None = None) -> None:
+        """Send dispatch message *name* (what the method's dispatch graph allows now)."""
+        st = self._st
+        if st is None:
+            raise ChannelClosedError(f"{self._svc.name}.{self.method}: the call accepts no messages")
+        if self._proto is not self._svc._proto or self._svc._handle is None:
+            raise DisconnectedError(f"{self._svc.name}.{self.method}: connection lost")
+        data = self._proto.send(st, name, args, headers)
+        handle = self._svc._handle
+        handle.send(st.id, data)
+        if handle.write_paused:
+            await handle.drain()
+
+    async def write(self, *args: Any) -> None:
+        """``write`` (B: a request body chunk for app ``enqueue``)."""
+        await self.send("write", *args)
+
+    async def close(self) -> None:
+        """``close``: we have nothing more to send. Reading may continue."""
+        await self.send("close")
+
+    async def error(self, code: int | tuple[int, int], message: str) -> None:
+        """``error``: abort our side with ``(category, code)`` (an int means category 42)."""
+        if not isinstance(code, tuple):
+            code = (42, int(code))
+        await self.send("error", [int(code[0]), int(code[1])], message)
+
+    def can_send(self, name: str) -> bool:
+        return self._st is not None and self._proto is self._svc._proto and self._proto.can_send(self._st, name)
+
+    # -- receiving -----------------------------------------------------------
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._next(self.timeout)
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    async def recv(self, timeout: float | None = None) -> Any:
+        """The next item; raises ``StopAsyncIteration`` at the end."""
+        item = await self._next(self.timeout if timeout is None else timeout)
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    async def collect(self) -> list[Any]:
+        """Every remaining item, until the reply ends."""
+        return [item async for item in self]
+
+    async def _next(self, timeout: float | None) -> Any:
+        while True:
+            if self._items:
+                item = self._items.popleft()
+                if self._st is not None and len(self._items) < self._svc.stream_high_water // 2:
+                    self._svc._resume_for(self._st.id)
+                return item
+            if self._exc is not None:
+                exc, self._exc = self._exc, None
+                self._drop()
+                raise exc
+            if self._finished:
+                self._drop_if_done()
+                return _END
+            loop = asyncio.get_running_loop()
+            w = self._waiter = loop.create_future()
+            timer = None
+            if timeout is not None:
+                timer = loop.call_later(timeout, _expire, w, CallTimeoutError(
+                    f"{self._svc.name}.{self.method}: nothing received within {timeout} s"))
+            try:
+                await w
+            except BaseException:
+                self._drop()  # timeout or cancellation: the call is over
+                raise
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    def _drop_if_done(self) -> None:
+        st = self._st
+        if st is not None and st.id in self._proto.calls and st.send is not TERMINAL:
+            return  # our side is still open: the owner may still write/close
+        self._drop()
+
+    def _drop(self) -> None:
+        st = self._st
+        if st is not None and self._proto.calls.get(st.id) is st:
+            self._svc._abandon(self._proto, st)
+        elif st is not None:
+            self._svc._resume_for(st.id)
+
+    async def aclose(self) -> None:
+        """Abandon the call if it is not over (see the class docstring)."""
+        self._finished = True
+        self._items.clear()
+        self._drop()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
