@@ -238,11 +238,12 @@ def parse_options(argv: Sequence[str]) -> Options:
         parser.set_defaults(**load_config_file(config_path))
     as_worker = bool(runtime.get("endpoint") and runtime.get("uuid"))
     ignored: list[str] = []
+    # intermixed: targets may come before and after options (TARGET --threads 4 TARGET2=api)
     if as_worker:
         # The runtime may add flags we do not know (PROTOCOL.md §5 item 1): ignore them.
-        ns, ignored = parser.parse_known_args(rest)
+        ns, ignored = parser.parse_known_intermixed_args(rest)
     else:
-        ns = parser.parse_args(rest)
+        ns = parser.parse_intermixed_args(rest)
     if not ns.targets:
         env_targets = os.environ.get(ENV_APP, "")
         if env_targets.strip():

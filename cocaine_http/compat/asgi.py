@@ -160,12 +160,14 @@ class _Exchange:
     async def receive(self) -> Message:
         if not self._request_done and not self._disconnect.is_set():
             if self._body_left is not None:
+                # the envelope's body; an empty one does not mean the request ended
                 data: bytes | None = self._body_left
                 self._body_left = None
+                more = not self.request.at_eof
             else:
                 data = await self._read()
-            if data is not None:
                 more = not (data == b"" or self.request.at_eof)
+            if data is not None:
                 if not more:
                     self._request_done = True
                 return {"type": "http.request", "body": data, "more_body": more}
@@ -285,7 +287,11 @@ class ASGIHandler:
         if ex.response.closed:
             log.info("%s: %s; the session had already ended", req.request_line, what, exc_info=exc)
             return
-        log.error("%s: %s", req.request_line, what, exc_info=exc)
+        if ex.disconnected and exc is None:
+            # told http.disconnect (terminate, or the runtime failed the session) and gave up
+            log.info("%s: %s after http.disconnect", req.request_line, what)
+        else:
+            log.error("%s: %s", req.request_line, what, exc_info=exc)
         if not ex.started or ex._head is not None:
             ex.status = 500
             self._answer(ex.response, 500, "Internal Server Error")

@@ -146,6 +146,9 @@ async def asgi(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
     if path == "/scope":
         body = await _body(receive)
         data = {k: v for k, v in scope.items() if k not in ("headers", "state", "extensions", "raw_path", "query_string")}
