@@ -190,6 +190,9 @@ class HandlerThreads:
         return future
 
     def _run(self) -> None:
+        # Signals are the main thread's business (the loop handles SIGTERM/SIGINT).
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         while True:
             with self._lock:
                 self._idle += 1
@@ -507,15 +510,24 @@ class Worker:
 
     def _remove_signals(self) -> None:
         loop = self._loop
-        for sig in self._signals:
-            try:
-                loop.remove_signal_handler(sig)  # type: ignore[union-attr]
-            except (RuntimeError, ValueError):
-                pass
-        if self._signals and self._reply_sent:
-            # The runtime SIGTERMs a worker right after its terminate reply
-            # (PROTOCOL.md §3.11): from here on that is the normal end.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The runtime SIGTERMs a worker right after its terminate reply
+        # (PROTOCOL.md §3.11): from then on SIGTERM is the normal end and is
+        # ignored. asyncio restores SIG_DFL when a handler is removed, so the
+        # swap happens with SIGTERM blocked (handler threads block it always).
+        ignore_term = self._reply_sent and signal.SIGTERM in self._signals
+        if ignore_term:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            for sig in self._signals:
+                try:
+                    loop.remove_signal_handler(sig)  # type: ignore[union-attr]
+                except (RuntimeError, ValueError):
+                    pass
+            if ignore_term:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        finally:
+            if ignore_term:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         self._signals.clear()
 
     def _on_signal(self, sig: int) -> None:

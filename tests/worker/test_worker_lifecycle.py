@@ -1,0 +1,178 @@
+"""Lifecycle of a real worker process: terminate, signals, disown, a vanished runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from worker_helpers import make_engine, run
+
+ABORTED = {"A": 2, "B": (42, 212)}
+REFUSED = {"A": 2, "B": (12, 32)}  # B: EPIPE "app stopped", which the proxies retry
+
+
+def events(slave) -> list[str]:
+    return [line for line in slave.lines("stdout") if line.startswith("EVENT")]
+
+
+def test_terminate_lets_in_flight_sessions_finish_then_replies_and_exits_0(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            slow = [asyncio.ensure_future(engine.invoke(e, [b"0.4"])) for e in ("slow", "slow_sync", "slow")]
+            await asyncio.sleep(0.1)
+            t0 = time.monotonic()
+            code = await engine.terminate(slave, 1, "slave is idle")
+            assert code == 0
+            assert 0.25 < time.monotonic() - t0 < 3.0
+            for reply in await asyncio.gather(*slow):
+                assert reply.data == b"done after 0.4" and reply.error is None and reply.closed
+            assert slave.terminate_reply == (1, "slave is idle")  # the runtime's words echoed
+            assert events(slave) == [
+                "EVENT startup", "EVENT connect", "EVENT terminate 1 slave is idle", "EVENT shutdown",
+            ]
+            assert not any("Traceback" in line for line in slave.lines())
+
+    run(body())
+
+
+def test_terminate_without_sessions_is_prompt(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            t0 = time.monotonic()
+            assert await engine.terminate(slave, 11, "overseer is shutdowning") == 0
+            assert time.monotonic() - t0 < 1.5
+            assert slave.terminate_reply == (11, "overseer is shutdowning")
+
+    run(body())
+
+
+def test_sessions_past_the_grace_period_are_aborted(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env={"CH_TEST_GRACE": "0.3"}) as engine:
+            [slave] = await engine.start(1)
+            inv = await engine.open("hang")
+            await inv.close()
+            assert await inv.read() == b"started"
+            t0 = time.monotonic()
+            assert await engine.terminate(slave) == 0
+            assert time.monotonic() - t0 < 2.0
+            reply = await inv.reply(1)
+            assert reply.error == (ABORTED[gen], "the worker is shutting down")
+            assert slave.terminate_reply == (1, "the engine is shutting down")
+
+    run(body())
+
+
+def test_sigterm_drains_replies_terminate_and_refuses_new_work(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            slow = asyncio.ensure_future(engine.invoke("slow", [b"0.5"]))
+            await asyncio.sleep(0.1)
+            slave.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.1)
+            # the runtime does not know yet: it still sends work, which is refused
+            refused = await engine.invoke("echo", [b"late"])
+            assert refused.error == (REFUSED[gen], "the worker is shutting down")
+            assert (await slow).data == b"done after 0.5"
+            assert await slave.wait(5) == 0
+            assert slave.terminate_reply == (1, "worker shut down")
+            assert "EVENT terminate 1 worker shut down" in events(slave)
+
+    run(body())
+
+
+def test_sigint_is_the_same_graceful_path(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            slave.send_signal(signal.SIGINT)
+            assert await slave.wait(5) == 0
+            assert slave.terminate_reply == (1, "worker shut down")
+            assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in slave.lines())
+
+    run(body())
+
+
+def test_a_runtime_that_stops_answering_heartbeats_is_left(gen: str, runtime_dir: str) -> None:
+    env = {"CH_TEST_HEARTBEAT": "0.1", "CH_TEST_DISOWN": "0.6"}
+
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env=env) as engine:
+            [slave] = await engine.start(1)
+            while slave.heartbeats < 2:  # answered a few: the disown timer is armed
+                await asyncio.sleep(0.05)
+            slave.answer_heartbeats = False
+            t0 = time.monotonic()
+            assert await slave.wait(5) == 3
+            assert 0.4 < time.monotonic() - t0 < 2.0
+            assert "EVENT disown" in events(slave)
+            assert not any("Traceback" in line for line in slave.lines())
+
+    run(body())
+
+
+def test_heartbeats_flow_at_the_configured_interval(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env={"CH_TEST_HEARTBEAT": "0.1"}, heartbeat_timeout=0.5) as engine:
+            [slave] = await engine.start(1)
+            await asyncio.sleep(1.0)  # twice the engine's heartbeat timeout: it would have killed a silent worker
+            assert slave.state.value == "active" and 7 <= slave.heartbeats <= 13
+
+    run(body())
+
+
+def test_engine_kills_a_worker_that_stops_beating(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env={"CH_TEST_HEARTBEAT": "60"}, heartbeat_timeout=0.3) as engine:
+            [slave] = await engine.start(1)
+            inv = await engine.open("hang")
+            await slave.wait(3)
+            assert slave.death_reason == "slave has timed out"
+            assert (await inv.reply(1)).error is not None
+
+    run(body())
+
+
+def test_runtime_socket_closed_abruptly(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            inv = await engine.open("hang")
+            assert await inv.read() == b"started"
+            slave.drop()
+            assert await slave.wait(5) == 1  # sessions were in flight, no terminate came
+            err = slave.lines("stderr")
+            assert not any("Traceback" in line for line in err), err
+            assert len([line for line in err if "connection" in line]) == 1, err
+            assert "EVENT shutdown" in events(slave)  # on_shutdown hooks still run
+
+    run(body())
+
+
+def test_runtime_socket_closed_while_idle_also_exits_1(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            slave.drop()
+            assert await slave.wait(5) == 1
+            assert not any("Traceback" in line for line in slave.lines())
+
+    run(body())
+
+
+def test_crash_restart(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, restart=True) as engine:
+            [slave] = await engine.start(1)
+            slave.send_signal(signal.SIGKILL)
+            await slave.wait(5)
+            [replacement] = await engine.wait_active(1, timeout=5)
+            assert replacement is not slave
+            assert engine.crashlogs and engine.crashlogs[0][0] == slave.uuid
+            assert (await engine.invoke("echo", [b"again"])).data == b"again"
+
+    run(body())

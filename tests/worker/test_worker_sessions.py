@@ -1,0 +1,183 @@
+"""Sessions through a real worker process, both generations: echo, errors, concurrency, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from worker_helpers import make_engine, run
+
+NO_HANDLER = {"A": (-100, "there is no handler for event nosuch"), "B": ((42, 200), "no handler for event nosuch")}
+# A: a handler exception is an invocation_error (1), as the runtime reports its own (PROTOCOL.md §2.7);
+# B: category 42, code 100 "uncaught exception" (§3.8).
+RAISED = {"A": 1, "B": (42, 100)}
+
+
+def ended_ok(gen: str, reply) -> bool:
+    return reply.error is None and reply.closed
+
+
+@pytest.mark.parametrize("chunks", [[], [b"one"], [b"c%03d" % i for i in range(100)]], ids=["0", "1", "many"])
+@pytest.mark.parametrize("event", ["echo", "echo_sync"])
+def test_echo(gen: str, runtime_dir: str, chunks: list[bytes], event: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            reply = await engine.invoke(event, chunks)
+            assert reply.chunks == chunks and ended_ok(gen, reply)
+
+    run(body())
+
+
+def test_empty_chunks_from_the_wire_are_skipped(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            reply = await engine.invoke("echo", [b"", b"a", b"", b"b", b""])
+            assert reply.chunks == [b"a", b"b"] and ended_ok(gen, reply)
+
+    run(body())
+
+
+def test_binary_payloads_survive(gen: str, runtime_dir: str) -> None:
+    data = bytes(range(256)) * 300  # raw16 and raw32 sizes, every byte value
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            reply = await engine.invoke("echo", [data[:31], data[:32], data[:65535], data])
+            assert reply.chunks == [data[:31], data[:32], data[:65535], data]
+
+    run(body())
+
+
+def test_a_thousand_concurrent_sessions(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            invs = [await engine.open("echo") for _ in range(1000)]
+            assert slave.load == 1000  # all in flight at once on the one worker
+            for i, inv in enumerate(invs):
+                await inv.write(b"%d" % i)
+            for inv in invs:
+                await inv.close()
+            replies = await asyncio.gather(*(inv.reply(20) for inv in invs))
+            assert [r.data for r in replies] == [b"%d" % i for i in range(1000)]
+            assert all(ended_ok(gen, r) for r in replies)
+
+    run(body())
+
+
+def test_handler_that_raises_gets_an_error_reply_and_the_worker_keeps_serving(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            reply = await engine.invoke("boom", [b"x"])
+            assert reply.chunks == [] and reply.error == (RAISED[gen], "it broke on purpose")
+            assert reply.closed == (gen == "A")  # A: error + choke; B: the error is terminal
+            reply = await engine.invoke("boom_sync", [b"x"])
+            assert reply.chunks == [b"partial"] and reply.error == (RAISED[gen], "sync handler broke")
+            assert (await engine.invoke("echo", [b"still here"])).data == b"still here"
+            await engine.stop()
+            err = slave.lines("stderr")
+            # logged with its traceback once per failure
+            assert sum(line.startswith("Traceback") for line in err) == 2
+            assert sum("ValueError: it broke on purpose" in line for line in err) == 1
+
+    run(body())
+
+
+def test_unknown_event(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            reply = await engine.invoke("nosuch", [b"ignored"])
+            assert reply.chunks == [] and reply.error == NO_HANDLER[gen]
+            assert reply.closed == (gen == "A")  # A needs the choke (PROTOCOL.md §9)
+            assert (await engine.invoke("echo", [b"ok"])).data == b"ok"
+
+    run(body())
+
+
+def test_explicit_error_after_data(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            reply = await engine.invoke("error_reply", [b""])
+            assert reply.chunks == [b"before"]
+            assert reply.error == ((7, "explicit error") if gen == "A" else ((42, 7), "explicit error"))
+
+    run(body())
+
+
+def test_async_handlers_run_on_the_loop_sync_ones_in_the_pool(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            info = json.loads((await engine.invoke("describe", [b"hello"])).data)
+            assert info["thread"] == "MainThread" and info["event"] == "describe" and info["body"] == "hello"
+            where = (await engine.invoke("where_sync", [])).data
+            assert where.startswith(b"cocaine-handler-")
+
+    run(body())
+
+
+def test_session_ids_and_headers_as_the_runtime_sends_them(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            await engine.start(1)
+            first = json.loads((await engine.invoke("describe", [])).data)
+            second = json.loads((await engine.invoke("describe", [])).data)
+            if gen == "A":  # engine-wide counter from 1 (PROTOCOL.md §2.3)
+                assert (first["session"], second["session"]) == (1, 2)
+                assert first["headers"] == []
+            else:  # channels 2, 3, ... after the handshake's channel 1 (§3.3); [80,81,82] decoded
+                assert (first["session"], second["session"]) == (2, 3)
+                assert first["headers"] == [["trace_id", "00" * 8], ["span_id", "00" * 8], ["parent_id", "00" * 8]]
+
+    run(body())
+
+
+@pytest.mark.parametrize("flavour", ["none", "literal"])
+def test_b_header_flavours(runtime_dir: str, flavour: str) -> None:
+    async def body() -> None:
+        async with make_engine("B", runtime_dir, headers=flavour) as engine:
+            await engine.start(1)
+            info = json.loads((await engine.invoke("describe", [b"x"])).data)
+            expected = [] if flavour == "none" else [[n, "00" * 8] for n in ("trace_id", "span_id", "parent_id")]
+            assert info["headers"] == expected and info["body"] == "x"
+
+    run(body())
+
+
+@pytest.mark.parametrize("slow_event", ["slow", "slow_sync"])
+def test_a_slow_handler_never_blocks_others(gen: str, runtime_dir: str, slow_event: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env={"CH_TEST_THREADS": "2"}) as engine:
+            await engine.start(1)
+            slow = asyncio.ensure_future(engine.invoke(slow_event, [b"1.0"]))
+            await asyncio.sleep(0.05)
+            t0 = time.monotonic()
+            fast = await asyncio.gather(
+                *(engine.invoke("echo", [b"f"]) for _ in range(20)), engine.invoke("echo_sync", [b"s"])
+            )
+            assert time.monotonic() - t0 < 0.5
+            assert not slow.done()
+            assert [r.data for r in fast] == [b"f"] * 20 + [b"s"]
+            assert (await slow).data == b"done after 1"
+
+    run(body())
+
+
+def test_sync_handlers_beyond_the_pool_wait_for_a_thread(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env={"CH_TEST_THREADS": "2"}) as engine:
+            await engine.start(1)
+            t0 = time.monotonic()
+            replies = await asyncio.gather(*(engine.invoke("slow_sync", [b"0.3"]) for _ in range(4)))
+            elapsed = time.monotonic() - t0
+            assert all(r.data == b"done after 0.3" for r in replies)
+            assert 0.55 < elapsed < 2.0  # two rounds of two threads
+
+    run(body())
