@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_HEADER_SIZE", "DEFAULT_TIMEOUT", "HttpFront", "parse_bind", "route"]
 
 log = logging.getLogger("cocaine_http.runtime.front")
+access = logging.getLogger("cocaine_http.runtime.http")
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
@@ -213,6 +214,7 @@ class _HttpConnection(asyncio.Protocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
+        self.status = 0
 
     # -- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -324,6 +326,8 @@ class _HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def _send(self, event: Any) -> None:
+        if type(event) is h11.Response:
+            self.status = event.status_code
         data = self.h11.send(event)
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -344,6 +348,9 @@ class _HttpConnection(asyncio.Protocol):
         front = self.front
         front.requests += 1
         method = req.method.decode()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        self.status = 0
         try:
             await self._invoke(req, body, method)
         except asyncio.CancelledError:
@@ -361,6 +368,9 @@ class _HttpConnection(asyncio.Protocol):
                 self.shutdown()
         finally:
             self.task = None
+            took = (loop.time() - began) * 1000
+            outcome = str(self.status) if self.status else "aborted"
+            access.info("%s %s %s %.1fms", method, req.target.decode("latin-1"), outcome, took)
         self._next_cycle()
 
     def _next_cycle(self) -> None:

@@ -278,8 +278,8 @@ class LocalRuntime:
                 await pool.stop()
                 raise
             self.apps[spec.name] = app
-            log.info("app %s started (%s), pool of %d, port %d", spec.name, spec.source, pool_limit,
-                     self.port_of(spec.name))
+            log.info("app %s started (%s), pool of %d, port %d", spec.name, spec.source or " ".join(spec.argv),
+                     pool_limit, self.port_of(spec.name))
             return app
 
     def _worker_output(self, app: str) -> Callable[[str, str, str], None]:

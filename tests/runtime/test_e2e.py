@@ -177,6 +177,32 @@ def test_worker_that_never_starts_gets_a_clear_error(mode: str) -> None:
         assert "exiting at once" in out.getvalue()  # the worker's output reaches the console
 
 
+def test_garbage_mid_session_and_silent_heartbeats() -> None:
+    async def main() -> None:
+        quiet = spec("quiet", CH_RT_HEARTBEAT="100")
+        async with runtime("0.12", [spec(), quiet], profile={"heartbeat-timeout": 0.6}) as rt:
+            web, silent = rt.apps["web"].pool, rt.apps["quiet"].pool
+            await web.wait_active(1)
+            first = next(iter(web.slaves.values()))
+            async with httpx.AsyncClient(base_url=rt.front_url) as client:
+                # bytes that are not a frame: the runtime drops that worker's connection, the
+                # request fails, the worker is replaced and the app keeps serving
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.get("/web/http/garbage")
+                await asyncio.wait_for(asyncio.shield(first.exited), 5)
+                assert (await client.get("/web/http/hello")).text == "hello"
+                assert web.restarts == 1
+                # no heartbeat within heartbeat-timeout: killed, its request fails with 502
+                r = await client.get("/quiet/http/slow?s=3")
+                assert r.status_code == 502 and "timed out" in r.text
+                for _ in range(100):  # the kill is reaped, then the worker replaced
+                    if silent.restarts:
+                        break
+                    await asyncio.sleep(0.02)
+                assert silent.restarts >= 1
+    run(main())
+
+
 def test_flood_is_streamed_with_bounded_buffering() -> None:
     async def main() -> None:
         async with runtime("0.12", [spec()]) as rt:
@@ -299,6 +325,34 @@ def test_node_starts_apps_from_storage_and_runlist(tmp_path: Any) -> None:
             app = await RawPeer.connect(rt.port_of("stored"))
             app.send([0, 1, ["echo", b"x"]])
             assert await app.recv() == [4, 1, [b"x"]]
+    run(main())
+
+
+def test_node_b_methods(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with runtime("0.12", [], workers=None, bind=None) as rt:
+            rt.storage.write("manifests", "stored", packb({"slave": WORKER}), ["app"])
+            node = await RawPeer.connect(rt.port_of("node"))
+            node.send([1, 0, ["stored", "default"]])
+            assert await node.recv() == [1, 0, []]
+            node.send([2, 0, ["stored", "default"]])
+            assert await node.recv() == [2, 1, [[0x51FF, 5], b"the app is already running"]]
+            node.send([3, 2, []])
+            assert await node.recv() == [3, 0, [[b"stored"]]]
+            node.send([4, 3, ["stored"]])
+            reply = await node.recv()
+            assert reply[:2] == [4, 0] and reply[2][0][b"state"] == b"running"
+            # enqueue through node (5): streams both ways like app.enqueue
+            node.send([5, 5, ["stored", "echo"]], [5, 0, [b"via node"]], [5, 2, []])
+            assert await node.recv() == [5, 0, [b"via node"]]
+            assert await node.recv() == [5, 2, []]
+            node.send([6, 1, ["stored"]])
+            assert await node.recv() == [6, 0, []]
+            node.send([7, 1, ["stored"]])
+            assert await node.recv() == [7, 1, [[0x51FF, 6], b"the app is not running"]]
+            node.send([8, 0, ["ghost", "default"]])
+            reply = await node.recv()
+            assert reply[:2] == [8, 1] and b"has not been found" in reply[2][1]
     run(main())
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A worker for the local runtime's tests, built on cocaine_http.worker.Worker.
 
-``CH_RT_MODE`` picks a start-up fault: ``exit`` (exit at once), ``silent``
+``CH_RT_HEARTBEAT`` sets the heartbeat interval (a long one starves the
+runtime's watchdog). ``CH_RT_MODE`` picks a start-up fault: ``exit`` (exit at once), ``silent``
 (never connects), ``garbage`` (connects and writes bytes that are not a frame).
 Events: ``http`` (paths below), ``echo``, ``pid``, ``crash``, ``flood``.
 """
@@ -33,7 +34,8 @@ if MODE == "garbage":
     sock.sendall(b"\xc1\xc1 this is not msgpack")
     time.sleep(3600)
 
-worker = Worker(heartbeat_interval=1.0, disown_timeout=10.0, grace_period=1.0)
+worker = Worker(heartbeat_interval=float(os.environ.get("CH_RT_HEARTBEAT", 1.0)), disown_timeout=10.0,
+                grace_period=1.0)
 enc = ResponseEncoder(worker.config.generation)
 
 
@@ -64,6 +66,7 @@ async def http(request, response):
             await asyncio.sleep(0.02)
     elif path == "/crash":
         await response.write(enc.head(200, []))
+        await asyncio.sleep(0.1)  # let the head go out first
         os._exit(7)
     elif path == "/crash-before-head":
         os._exit(7)
@@ -76,6 +79,11 @@ async def http(request, response):
             await response.write(enc.body(chunk))
     elif path == "/echo":
         await send(response, 200, [(k, v) for k, v in req.headers], [req.body])
+    elif path == "/garbage":
+        await response.write(enc.head(200, []))
+        await asyncio.sleep(0.1)  # let the head go out first
+        worker._channel.send(0, b"\xc1\xc1 not a frame")  # test-only: bytes the runtime cannot decode
+        await asyncio.sleep(5)
     elif path == "/forever":
         await response.write(enc.head(200, []))
         while True:
