@@ -2,6 +2,9 @@
 
 :class:`~cocaine_http.runtime.engine.Engine` spawns and drives worker
 processes for one app over either protocol generation.
+:class:`~cocaine_http.runtime.local.LocalRuntime` is the whole local cloud
+(locator, logging, storage, node, app services, worker pools, HTTP front);
+see docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ from .engine import (
     Slave,
     SlaveState,
 )
+from .local import LocalRuntime
+from .node import AppSpec
+from .pool import Pool, Refused
 
 __all__ = [
+    "AppSpec",
     "Engine",
     "Handshake",
     "HeaderFlavour",
     "Invocation",
+    "LocalRuntime",
+    "Pool",
+    "Refused",
     "Reply",
     "RuntimeSide",
     "Slave",
