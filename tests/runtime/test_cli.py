@@ -104,3 +104,35 @@ def test_bad_arguments_and_busy_ports() -> None:
             [sys.executable, "-m", "cocaine_http", "runtime", "--no-http", "--locator-port", str(port)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
     assert res.returncode == 1 and "cannot start" in res.stderr and "--locator-port 0" in res.stderr
+
+
+def test_reload_restarts_the_workers(tmp_path: Path) -> None:
+    import asyncio
+    import io
+
+    from cocaine_http.runtime.cli import _watch
+    from cocaine_http.runtime.local import LocalRuntime
+    from cocaine_http.runtime.logging import Console
+    from cocaine_http.runtime.node import AppSpec
+
+    (tmp_path / "mod.py").write_text("x = 1\n")
+
+    async def main() -> None:
+        spec = AppSpec("web", [sys.executable, str(WORKER)])
+        async with LocalRuntime("0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1,
+                                console=Console(io.StringIO())) as rt:
+            watcher = asyncio.get_running_loop().create_task(_watch(rt, spec, 1, tmp_path, period=0.1))
+            async with httpx.AsyncClient(base_url=rt.front_url) as client:
+                before = (await client.get("/pid")).text
+                await asyncio.sleep(0.3)
+                (tmp_path / "mod.py").write_text("x = 2\n")
+                os.utime(tmp_path / "mod.py", (time.time() + 5, time.time() + 5))
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    r = await client.get("/pid")
+                    if r.status_code == 200 and r.text != before:
+                        break
+                assert r.status_code == 200 and r.text != before
+            watcher.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
