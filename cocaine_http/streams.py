@@ -40,6 +40,7 @@ __all__ = [
     "BlockingRequest",
     "BlockingResponse",
     "InboundFlow",
+    "Outbox",
     "Request",
     "Response",
     "blocking_pair",
@@ -248,10 +249,69 @@ class Request:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._chunks:  # the common case, without a second coroutine
+            data = self._chunks.popleft()
+            self._buffered -= len(data)
+            if self._flow is not None:
+                self._flow.removed(self, len(data))
+            return data
         chunk = await self.read()
         if not chunk:
             raise StopAsyncIteration
         return chunk
+
+
+class Outbox:
+    """Coalesces the small frames written during one loop iteration into one socket write.
+
+    Many sessions answering in the same iteration (a burst of invocations)
+    would otherwise cost a ``send`` system call per frame. Frames are kept in
+    order and flushed at the end of the iteration, or at once when
+    ``limit`` bytes are pending or a large payload follows (payloads over
+    ``direct`` bytes go to the socket as their own part, not copied).
+    """
+
+    __slots__ = ("_loop", "_parts", "_scheduled", "_size", "channel", "direct", "limit")
+
+    def __init__(
+        self, channel: Channel, loop: asyncio.AbstractEventLoop, *, limit: int = 65536, direct: int = 16384
+    ) -> None:
+        self.channel = channel
+        self._loop = loop
+        self.limit = limit
+        self.direct = direct
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._scheduled = False
+
+    def write(self, frame: bytes) -> None:
+        self._parts.append(frame)
+        self._size += len(frame)
+        if self._size >= self.limit:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def write_parts(self, header: bytes, payload: Data) -> None:
+        self.flush()
+        if not self.channel.closed:
+            self.channel.send_parts(0, header, payload)
+
+    def flush(self) -> None:
+        """Hand everything pending to the socket now (before a control frame, say)."""
+        parts = self._parts
+        if not parts:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        self._size = 0
+        if not self.channel.closed:
+            self.channel.send(0, data)
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self.flush()
 
 
 class Response:
@@ -269,12 +329,13 @@ class Response:
     :class:`~cocaine_http.errors.DisconnectedError` without a connection.
     """
 
-    __slots__ = ("_abandoned", "_channel", "_closed", "_protocol", "session")
+    __slots__ = ("_abandoned", "_channel", "_closed", "_outbox", "_protocol", "session")
 
-    def __init__(self, session: int, protocol: WorkerProtocol, channel: Channel) -> None:
+    def __init__(self, session: int, protocol: WorkerProtocol, outbox: Outbox) -> None:
         self.session = session
         self._protocol = protocol
-        self._channel = channel
+        self._outbox = outbox
+        self._channel = outbox.channel
         self._closed = False
         self._abandoned = False
 
@@ -297,10 +358,10 @@ class Response:
         if channel.closed:
             raise DisconnectedError(f"session {self.session}: the runtime connection is gone")
         header = self._protocol.chunk_header(self.session, len(data))
-        if len(data) <= 16384:
-            channel.send(self.session, header + data)
+        if len(data) <= self._outbox.direct:
+            self._outbox.write(header + data)
         else:
-            channel.send_parts(self.session, header, data)
+            self._outbox.write_parts(header, data)
         if channel.write_paused:
             return _Drain(channel)
         return _READY
@@ -325,7 +386,7 @@ class Response:
         except CocaineError:
             return  # the protocol state says this direction already ended
         if not self._channel.closed:
-            self._channel.send(self.session, frame)
+            self._outbox.write(frame)
 
     # -- the worker's side -----------------------------------------------------
     def _abandon(self) -> None:

@@ -67,7 +67,7 @@ from .protocol.worker import (
     Terminate,
     WorkerProtocol,
 )
-from .streams import InboundFlow, Request, Response, blocking_pair
+from .streams import InboundFlow, Outbox, Request, Response, blocking_pair
 
 __all__ = [
     "EXIT_CONFIG",
@@ -283,6 +283,7 @@ class Worker:
         self._protocol: WorkerProtocol | None = None
         self._channel: Channel | None = None
         self._flow: InboundFlow | None = None
+        self._outbox: Outbox | None = None
         self._threads: HandlerThreads | None = None
         self._sessions: dict[int, _Session] = {}
         self._state = _NEW
@@ -436,6 +437,7 @@ class Worker:
         channel.on_event = self._on_event
         channel.on_close = self._on_close
         self._conn_lost = loop.create_future()
+        self._outbox = Outbox(channel, loop)
         self._flow = InboundFlow(
             channel.pause_reading,
             self._resume_reading,
@@ -477,6 +479,8 @@ class Worker:
             await self._run_shutdown_hooks()
         self._state = _DONE
         channel = self._channel
+        if self._outbox is not None:
+            self._outbox.flush()
         if channel is not None and not channel.closed:
             if self._reply_sent:
                 # Let the terminate reply (and anything before it) reach the runtime.
@@ -684,10 +688,10 @@ class Worker:
             self._no_handler(s, event.event)
             return
         handler, is_async = entry
-        loop, protocol, channel = self._loop, self._protocol, self._channel
-        assert loop is not None and protocol is not None and channel is not None
+        loop, protocol = self._loop, self._protocol
+        assert loop is not None and protocol is not None and self._outbox is not None
         request = Request(event.event, s, event.headers, self._flow, loop)
-        response = Response(s, protocol, channel)
+        response = Response(s, protocol, self._outbox)
         session = self._sessions[s] = _Session(request, response)
         if is_async:
             session.task = loop.create_task(self._run_async(handler, session))
@@ -748,8 +752,13 @@ class Worker:
         if not session.response.closed:
             self._safe(session.response.close)
         session.request._discard()
-        if not self._sessions and self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        if not self._sessions:
+            # Nothing else in flight will add to this iteration's batch: send now
+            # rather than one loop iteration later (latency of lone requests).
+            if self._outbox is not None:
+                self._outbox.flush()
+            if self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
 
     def _safe(self, fn: Callable[[], Any]) -> None:
         try:
@@ -758,10 +767,12 @@ class Worker:
             pass
 
     def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
-        protocol, channel = self._protocol, self._channel
-        assert protocol is not None and channel is not None
+        protocol, outbox = self._protocol, self._outbox
+        assert protocol is not None and outbox is not None
         try:
-            channel.send(s, protocol.send_error(s, code, message))
+            frame = protocol.send_error(s, code, message)
+            if not outbox.channel.closed:
+                outbox.write(frame)
         except CocaineError as exc:
             log.debug("could not answer session %d: %s", s, exc)
 
@@ -840,6 +851,8 @@ class Worker:
         assert channel is not None and protocol is not None
         if not channel.closed:
             code, reason = self._reply
+            assert self._outbox is not None
+            self._outbox.flush()  # every session frame goes before the goodbye
             channel.send(0, protocol.send_terminate(code, reason))
             self._reply_sent = True
             log.info("sent terminate (%d, %r); exiting", code, reason)

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Echo throughput and latency: cocaine_http's Worker against a bare asyncio + msgpack worker.
+
+The in-process :class:`~cocaine_http.runtime.Engine` drives N invocations of
+``echo`` (one chunk of 16 B or 4 KiB, then choke/close) with W sessions in
+flight, against
+
+(a) a worker built on :class:`cocaine_http.worker.Worker` (``async def`` echo handler), and
+(b) a minimal worker written here with asyncio streams and msgpack, no framework,
+
+and prints requests/s, p50/p99 latency per case and the ratio a/b. The
+engine is the same Python code for both, so its cost is in both numbers:
+the ratio measures what the framework adds on the worker's side.
+
+    python bench/worker_echo.py                    # generation A, N=20000
+    python bench/worker_echo.py --protocol 1 -n 50000
+    python bench/worker_echo.py --sync             # also a plain-def handler (threads), not in the ratio
+
+The script is also the workers' executable: the engine starts it again with
+``--as-worker KIND`` before the runtime's own flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+
+
+# ---------------------------------------------------------------------------
+# the workers
+# ---------------------------------------------------------------------------
+def framework_worker(sync: bool) -> None:
+    from cocaine_http.worker import Worker
+
+    worker = Worker()
+
+    if sync:
+        @worker.on("echo")
+        def echo_sync(request, response):
+            for chunk in request:
+                response.write(chunk)
+    else:
+        @worker.on("echo")
+        async def echo(request, response):
+            async for chunk in request:
+                await response.write(chunk)
+
+    worker.run()
+
+
+def minimal_worker() -> None:
+    """The least a correct worker does: handshake, heartbeats, echo chunk by chunk, terminate."""
+    import msgpack
+
+    from cocaine_http.config import split_args
+
+    flags, _ = split_args(sys.argv[1:])
+    b = flags.get("protocol") == "1"
+    endpoint, uuid = flags["endpoint"], flags["uuid"]
+
+    def pack(obj: object) -> bytes:
+        return msgpack.packb(obj, use_bin_type=False)
+
+    async def main() -> None:
+        reader, writer = await asyncio.open_unix_connection(endpoint)
+        writer.write(pack([1, 0, [uuid]] if b else [0, 0, [uuid]]) + pack([1, 0, []]))
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(5)
+                writer.write(pack([1, 0, []]))
+
+        beating = asyncio.ensure_future(beat())
+        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+        open_sessions: set[int] = set()
+        while data := await reader.read(262144):
+            unpacker.feed(data)
+            out = []
+            for msg in unpacker:
+                if b:
+                    ch, t, args = msg[0], msg[1], msg[2]
+                    if ch == 1:
+                        if t == 1:
+                            writer.write(pack([1, 1, args]))
+                            await writer.drain()
+                            beating.cancel()
+                            return
+                    elif ch not in open_sessions:
+                        open_sessions.add(ch)  # invoke
+                    elif t == 0:
+                        out.append(pack([ch, 0, args]))
+                    else:
+                        out.append(pack([ch, 2, []]))
+                        open_sessions.discard(ch)
+                else:
+                    t, s, args = msg[0], msg[1], msg[2]
+                    if t == 4:
+                        out.append(pack([4, s, args]))
+                    elif t == 6:
+                        out.append(pack([6, s, []]))
+                    elif t == 2:
+                        writer.write(pack([2, 0, args]))
+                        await writer.drain()
+                        beating.cancel()
+                        return
+            if out:
+                writer.write(b"".join(out))
+                await writer.drain()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(kind: str, generation: str, cases: list[tuple[int, int]], n: int) -> dict[tuple[int, int], dict]:
+    from cocaine_http.runtime import Engine
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="chb-", dir="/tmp") as runtime_dir:
+        engine = Engine(
+            "bench", [sys.executable, os.path.abspath(__file__), "--as-worker", kind],
+            generation=generation, runtime_dir=runtime_dir, concurrency=1024, queue_limit=4096,
+            autospawn=False,
+        )
+        async with engine:
+            [slave] = await engine.start(1)
+            assert slave.pid is not None
+            for size, width in cases:
+                payload = b"x" * size
+                # warm up
+                await asyncio.gather(*(engine.invoke("echo", [payload]) for _ in range(min(width, 64))))
+                latencies: list[float] = []
+                remaining = n
+
+                async def client() -> None:
+                    nonlocal remaining
+                    while remaining > 0:
+                        remaining -= 1
+                        t0 = time.perf_counter()
+                        reply = await engine.invoke("echo", [payload])
+                        latencies.append(time.perf_counter() - t0)
+                        assert reply.chunks == [payload] and reply.error is None, reply
+
+                cpu0 = cpu_seconds(slave.pid)
+                t0 = time.perf_counter()
+                await asyncio.gather(*(client() for _ in range(width)))
+                elapsed = time.perf_counter() - t0
+                cpu = cpu_seconds(slave.pid) - cpu0
+                latencies.sort()
+                results[(size, width)] = {
+                    "rps": len(latencies) / elapsed,
+                    "p50": statistics.median(latencies) * 1e3,
+                    "p99": latencies[int(len(latencies) * 0.99) - 1] * 1e3,
+                    "cpu": cpu / len(latencies) * 1e6,
+                }
+    return results
+
+
+def main() -> None:
+    if "--as-worker" in sys.argv:
+        i = sys.argv.index("--as-worker")
+        kind = sys.argv[i + 1]
+        del sys.argv[i : i + 2]
+        if kind == "minimal":
+            minimal_worker()
+        else:
+            framework_worker(sync=kind == "framework-sync")
+        return
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20000, help="invocations per case (default 20000)")
+    parser.add_argument("--protocol", choices=["0", "1"], default="0", help="0 = generation A, 1 = B")
+    parser.add_argument("--sync", action="store_true", help="also measure a plain-def (threaded) handler")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each case's best round")
+    args = parser.parse_args()
+
+    from cocaine_http.protocol import codec
+
+    generation = "B" if args.protocol == "1" else "A"
+    cases = [(16, 1), (4096, 1), (16, 256), (4096, 256)]
+    kinds = ["framework", "minimal"] + (["framework-sync"] if args.sync else [])
+    print(f"generation {generation}, decoder backend {codec.BACKEND}, N={args.n}, Python {sys.version.split()[0]}")
+    best: dict[str, dict] = {}
+    for _ in range(args.rounds):
+        for kind in kinds:
+            res = asyncio.run(drive(kind, generation, cases, args.n))
+            for case, r in res.items():
+                old = best.setdefault(kind, {}).get(case)
+                if old is None or r["rps"] > old["rps"]:  # best round; CPU comes with it
+                    best[kind][case] = r
+    print(f"{'worker':<15} {'size':>6} {'W':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'worker CPU us/req':>18}")
+    for kind in kinds:
+        for (size, width), r in best[kind].items():
+            print(
+                f"{kind:<15} {size:>6} {width:>4} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f}"
+                f" {r['cpu']:>18.1f}"
+            )
+    print("ratio framework/minimal: req/s (higher is better), worker CPU per request (lower is better)")
+    for case in cases:
+        a, b = best["framework"][case], best["minimal"][case]
+        cpu = f"{a['cpu'] / b['cpu']:.2f}" if b["cpu"] else "n/a"
+        print(f"  size {case[0]:>5} W {case[1]:>3}: req/s {a['rps'] / b['rps']:.2f}   CPU x{cpu}")
+
+
+if __name__ == "__main__":
+    main()
