@@ -45,12 +45,14 @@ ERRORS: dict[int, type[DecodeError]] = {
     lib.CF_E_DEPTH: FrameTooDeepError,
 }
 
-_BATCH = 64  # frames per C call
+_BATCH = 128  # frames per C call
 _FIELDS = ffi.sizeof("cf_frame") // 8  # cf_frame is all uint64_t
 _HAS_HEADERS = lib.CF_HAS_HEADERS
-_FAST_RAW = lib.CF_FAST_RAW
-_CF_FRAME = lib.CF_FRAME
-_CF_NEED_DATA = lib.CF_NEED_DATA
+# index of each cf_frame field in the flat array of records
+_ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS = (
+    ffi.offsetof("cf_frame", name) // 8
+    for name in ("elem0", "elem1", "end", "args_off", "headers_off", "payload_off", "payload_len", "flags")
+)
 
 
 def _unpack_slice(data: memoryview) -> Any:
@@ -59,6 +61,18 @@ def _unpack_slice(data: memoryview) -> Any:
         return msgpack.unpackb(data, raw=True, strict_map_key=False, ext_hook=reject_ext, max_map_len=MAX_MAP_LEN)
     except (ValueError, TypeError) as exc:  # pragma: no cover - C checked the same rules
         raise MalformedMessageError(f"frame element failed to decode: {exc}") from exc
+
+
+class _Copier:
+    """``copier[a:b]`` is ``bytes`` copied out of a view (one copy, not two)."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+
+    def __getitem__(self, span: slice) -> bytes:
+        return self._view[span].tobytes()
 
 
 class NativeDecoder:
@@ -73,104 +87,144 @@ class NativeDecoder:
         self._records = ffi.new("cf_frame[]", _BATCH)
         self._status = ffi.new("int *")
         self._fields = memoryview(ffi.buffer(self._records)).cast("Q")
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""  # bytes; a bytearray while a large frame is gathered
         self._start = 0  # offset in _buf where the next frame to scan begins
         self._base = 0  # stream offset of _buf[0]
-        self._ready: list[Frame] = []  # decoded, not yet returned
-        self._ready_ends: list[int] = []  # their end stream offsets
-        self._next = 0  # index of the next frame to return in _ready
-        self._returned = 0  # stream offset of the end of the last frame returned
+        self._ready: list[Frame] = []  # the last batch decoded
+        self._it = iter(self._ready)  # returns them, in order
+        self._ready_base = 0  # stream offset of _buf[0] when the batch was decoded
+        self._returned = 0  # stream offset of the end of the frames before the batch
         self._latent: DecodeError | None = None  # found by C, behind the ready frames
         self._error: DecodeError | None = None  # raised; the decoder is dead
 
     @property
     def pending(self) -> int:
         """Bytes fed but not yet returned as part of a frame."""
-        return self._base + len(self._buf) - self._returned
+        returned = self._returned
+        taken = len(self._ready) - self._it.__length_hint__()
+        if taken:  # the records of the batch stay in place until the next one
+            returned = self._ready_base + self._fields[(taken - 1) * _FIELDS + _END]
+        return self._base + len(self._buf) - returned
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
             raise self._error
         buf = self._buf
         start = self._start
-        if start and start >= len(buf) - start:
-            # Drop the scanned frames once they outweigh what is left, so
-            # the copy is paid for by the bytes already consumed.
-            del buf[:start]
-            self._base += start
-            self._start = 0
-        buf += data
+        left = len(buf) - start
+        if type(buf) is bytes:
+            # Usually only the tail of a frame is left: keep an immutable
+            # buffer, from which payloads are sliced with a single copy.
+            data = bytes(data)
+            if not left:
+                self._buf = data
+            elif left <= len(data):
+                self._buf = buf[start:] + data
+            else:
+                # A frame is arriving in pieces smaller than itself: gather
+                # it in place rather than copying it again on every feed.
+                gathered = bytearray(memoryview(buf)[start:])
+                gathered += data
+                self._buf = gathered
+        else:
+            if not left:
+                self._buf = bytes(data)
+            else:
+                if start and start >= left:
+                    # Drop scanned frames once they outweigh what is left,
+                    # so the copy is paid for by the bytes consumed.
+                    del buf[:start]
+                    start = 0
+                buf += data
+                self._base += self._start - start
+                self._start = start
+                return
+        self._base += self._start
+        self._start = 0
 
     def next_frame(self) -> Frame | None:
-        if self._next == len(self._ready):
-            if self._error is not None:
-                raise self._error
-            if self._latent is not None:
-                self._raise(self._latent)
-            self._decode()
-            if self._next == len(self._ready):
-                if self._latent is not None:
-                    self._raise(self._latent)
-                return None
-        i = self._next
-        self._next = i + 1
-        self._returned = self._ready_ends[i]
-        return self._ready[i]
+        frame = next(self._it, None)
+        if frame is None and self._refill():
+            frame = next(self._it)
+        return frame
 
     def __iter__(self) -> Iterator[Frame]:
         while True:
-            ready = self._ready
-            ends = self._ready_ends
-            for i in range(self._next, len(ready)):
-                self._next = i + 1
-                self._returned = ends[i]
-                yield ready[i]
-            if self._error is not None:
-                raise self._error
-            if self._latent is not None:
-                self._raise(self._latent)
-            self._decode()
-            if self._next == len(self._ready):
-                if self._latent is not None:
-                    self._raise(self._latent)
+            yield from self._it
+            if not self._refill():
                 return
+
+    def _refill(self) -> bool:
+        """Replace the exhausted batch with the next one; False if there is
+        none. Raises the error found behind the last batch."""
+        if self._error is not None:
+            raise self._error
+        if self._latent is not None:
+            self._raise(self._latent)
+        if self._ready:
+            self._returned = self._ready_base + self._fields[(len(self._ready) - 1) * _FIELDS + _END]
+        self._decode()
+        if self._ready:
+            return True
+        if self._latent is not None:
+            self._raise(self._latent)
+        return False
 
     def _decode(self) -> None:
         """Ask C for the next batch of frames; fill the ready queue."""
         buf = self._buf
-        start = self._start
         with ffi.from_buffer(buf) as ptr:
-            n = lib.cf_next_many(self._state, ptr, len(buf), start, self._records, _BATCH, self._status)
+            n = lib.cf_next_many(self._state, ptr, len(buf), self._start, self._records, _BATCH, self._status)
         status = self._status[0]
         ready: list[Frame] = []
-        ends: list[int] = []
         if n:
-            values = self._fields[: n * _FIELDS].tolist()
-            base = self._base
-            gen_a = self._gen_a
+            # The records as columns, one list of ints per field used. A
+            # payload_off is never 0 for a fast frame (the frame header comes
+            # first) and always 0 otherwise: it doubles as the flag.
+            fields = self._fields
+            stop = n * _FIELDS
+            elem0 = fields[_ELEM0:stop:_FIELDS].tolist()
+            elem1 = fields[_ELEM1:stop:_FIELDS].tolist()
+            p_offs = fields[_PAYLOAD_OFF:stop:_FIELDS].tolist()
+            p_lens = fields[_PAYLOAD_LEN:stop:_FIELDS].tolist()
+            # Payloads are sliced from bytes directly, from a bytearray through a view.
             view = memoryview(buf)
+            cut = buf if type(buf) is bytes else _Copier(view)
             try:
-                for i in range(0, n * _FIELDS, _FIELDS):
-                    e0, e1, _, end, a_off, a_len, h_off, h_len, _, p_off, p_len, flags = values[i : i + _FIELDS]
-                    if flags & _FAST_RAW:
-                        args = [view[p_off : p_off + p_len].tobytes()]
-                    else:
-                        args = _unpack_slice(view[a_off : a_off + a_len])
-                    if gen_a:
-                        ready.append(Frame(e1, e0, args, None))
-                    elif flags & _HAS_HEADERS:
-                        ready.append(Frame(e0, e1, args, _unpack_slice(view[h_off : h_off + h_len])))
-                    else:
-                        ready.append(Frame(e0, e1, args, None))
-                    ends.append(base + end)
+                if self._gen_a and 0 not in p_offs:  # a batch of chunks: the hot loop
+                    ready = [
+                        Frame(e1, e0, [cut[off : off + size]], None)
+                        for e0, e1, off, size in zip(elem0, elem1, p_offs, p_lens)
+                    ]
+                elif self._gen_a:
+                    ready = [
+                        Frame(e1, e0, [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF), None)
+                        for i, (e0, e1, off, size) in enumerate(zip(elem0, elem1, p_offs, p_lens))
+                    ]
+                else:
+                    ready = [
+                        Frame(
+                            e0,
+                            e1,
+                            [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF),
+                            self._slice(view, i, _HEADERS_OFF) if fields[i * _FIELDS + _FLAGS] & _HAS_HEADERS else None,
+                        )
+                        for i, (e0, e1, off, size) in enumerate(zip(elem0, elem1, p_offs, p_lens))
+                    ]
             finally:
                 view.release()
-            self._start = end
+            self._start = fields[stop - _FIELDS + _END]
         self._ready = ready
-        self._ready_ends = ends
-        self._next = 0
+        self._it = iter(ready)
+        self._ready_base = self._base
         if status < 0:
             self._latent = self._make_error(status)
+
+    def _slice(self, view: memoryview, i: int, field: int) -> Any:
+        """Decode the args (or headers) slice of record *i*."""
+        at = i * _FIELDS + field
+        off, length = self._fields[at], self._fields[at + 1]
+        return _unpack_slice(view[off : off + length])
 
     def _make_error(self, status: int) -> DecodeError:
         kind = ERRORS.get(status)
