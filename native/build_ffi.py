@@ -53,6 +53,7 @@ void cf_init(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t m
 int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_frame *out);
 size_t cf_next_many(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_frame *out,
                     size_t max_frames, int *status);
+uint64_t cf_wanted(const cf_decoder *d);
 const char *cf_strerror(int code);
 """
 

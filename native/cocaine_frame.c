@@ -61,6 +61,7 @@ static void reset_frame(cf_decoder *d)
 {
     d->depth = 0;
     d->scanned = 0;
+    d->wanted = 0;
     d->top_is_array = 0;
     d->top_len = 0;
     memset(d->elem_kind, 0, sizeof d->elem_kind);
@@ -151,15 +152,18 @@ static inline void note_element(cf_decoder *d, uint64_t pos, uint32_t kind, uint
 static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
 {
     uint64_t pos = d->scanned;
+    uint64_t hdr = 1;  /* header bytes of the current token */
+    uint64_t body = 0; /* bytes after its header */
     int rc = CF_NEED_DATA;
 
     while (pos < avail) {
         const uint8_t *t = p + pos;
         uint64_t have = avail - pos;
         uint8_t b = t[0];
-        uint64_t hdr = 1;      /* header bytes */
-        uint64_t body = 0;     /* bytes after the header */
         uint32_t count = 0;    /* container: elements (array) or entries (map) */
+
+        hdr = 1;
+        body = 0;
         int is_map = -1;       /* -1: not a container */
         int is_raw = 0;
         uint32_t kind = CF_K_OTHER;
@@ -367,8 +371,11 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
             goto stop;
     }
 
+    hdr = 1; /* every token consumed: the next one needs at least a byte */
+    body = 0;
 need:
     d->scanned = pos;
+    d->wanted = pos + hdr + body;
     return CF_NEED_DATA;
 
 stop:
@@ -457,6 +464,8 @@ size_t cf_next_many(cf_decoder *d, const uint8_t *buf, size_t len, size_t start,
         *status = rc;
     return n;
 }
+
+uint64_t cf_wanted(const cf_decoder *d) { return d->wanted; }
 
 const char *cf_strerror(int code)
 {

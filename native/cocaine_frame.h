@@ -87,6 +87,7 @@ typedef struct cf_decoder {
     /* progress through the current frame */
     uint32_t depth;    /* open containers */
     uint64_t scanned;  /* bytes of the current frame consumed by complete tokens */
+    uint64_t wanted;   /* bytes of the current frame needed before the scan can go on */
     /* shape of the current frame, collected while scanning */
     uint32_t top_is_array;
     uint32_t top_len;      /* declared elements of the top-level array */
@@ -118,6 +119,13 @@ int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_fram
  * frames were found, otherwise CF_NEED_DATA or the error. */
 size_t cf_next_many(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_frame *out,
                     size_t max_frames, int *status);
+
+/* After CF_NEED_DATA: how many bytes of the current frame (counted from its
+ * start) must be in the buffer before cf_next() can make progress. While a
+ * raw body is awaited this is where the body ends, so a caller may collect
+ * that many bytes before calling again. Always at least one more than what
+ * was scanned; cf_next() may still answer CF_E_TOO_LARGE before that. */
+uint64_t cf_wanted(const cf_decoder *d);
 
 /* A short, static, English name for a return code. */
 const char *cf_strerror(int code);

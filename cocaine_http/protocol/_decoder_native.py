@@ -46,8 +46,11 @@ ERRORS: dict[int, type[DecodeError]] = {
 }
 
 _BATCH = 128  # frames per C call
+_GATHER_MIN = 256 * 1024  # smallest gathering buffer
+_SPARE_MAX = 16 * 1024 * 1024  # largest gathering buffer kept for reuse
 _FIELDS = ffi.sizeof("cf_frame") // 8  # cf_frame is all uint64_t
 _HAS_HEADERS = lib.CF_HAS_HEADERS
+_NEED_DATA = lib.CF_NEED_DATA
 # index of each cf_frame field in the flat array of records
 _ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS = (
     ffi.offsetof("cf_frame", name) // 8
@@ -88,6 +91,11 @@ class NativeDecoder:
         self._status = ffi.new("int *")
         self._fields = memoryview(ffi.buffer(self._records)).cast("Q")
         self._buf: bytes | bytearray = b""  # bytes; a bytearray while a large frame is gathered
+        self._end = 0  # bytes in _buf (a bytearray has room after them)
+        self._spare: bytearray | None = None  # the last gathering buffer, for the next large frame
+        self._pieces: list[bytes] = []  # fed after _buf, not yet copied into it
+        self._pieces_len = 0
+        self._wanted = 0  # stream offset C needs before it can go on (0: unknown)
         self._start = 0  # offset in _buf where the next frame to scan begins
         self._base = 0  # stream offset of _buf[0]
         self._ready: list[Frame] = []  # the last batch decoded
@@ -104,42 +112,72 @@ class NativeDecoder:
         taken = len(self._ready) - self._it.__length_hint__()
         if taken:  # the records of the batch stay in place until the next one
             returned = self._ready_base + self._fields[(taken - 1) * _FIELDS + _END]
-        return self._base + len(self._buf) - returned
+        return self._base + self._end + self._pieces_len - returned
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
             raise self._error
-        buf = self._buf
-        start = self._start
-        left = len(buf) - start
-        if type(buf) is bytes:
-            # Usually only the tail of a frame is left: keep an immutable
-            # buffer, from which payloads are sliced with a single copy.
-            data = bytes(data)
-            if not left:
-                self._buf = data
-            elif left <= len(data):
-                self._buf = buf[start:] + data
-            else:
-                # A frame is arriving in pieces smaller than itself: gather
-                # it in place rather than copying it again on every feed.
-                gathered = bytearray(memoryview(buf)[start:])
-                gathered += data
-                self._buf = gathered
-        else:
-            if not left:
-                self._buf = bytes(data)
-            else:
-                if start and start >= left:
-                    # Drop scanned frames once they outweigh what is left,
-                    # so the copy is paid for by the bytes consumed.
-                    del buf[:start]
-                    start = 0
-                buf += data
-                self._base += self._start - start
-                self._start = start
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = memoryview(data).cast("B")
+        n = len(data)
+        if not n:
+            return
+        if self._wanted:
+            if self._base + self._end + self._pieces_len + n < self._wanted:
+                # The frame cannot progress before `_wanted` (a payload is
+                # arriving): keep the pieces, and copy them once when it can.
+                self._pieces.append(bytes(data))
+                self._pieces_len += n
                 return
-        self._base += self._start
+            if self._pieces:
+                self._pieces.append(data)
+                self._flush_pieces()
+                return
+        buf, start, end = self._buf, self._start, self._end
+        left = end - start
+        if left <= n:
+            # The usual case: at most the head of a frame is left. Keep an
+            # immutable buffer, from which payloads are sliced with one copy.
+            if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
+                self._spare = buf
+            buf = b"".join((memoryview(buf)[start:end], data)) if left else bytes(data)
+            self._buf, self._end = buf, len(buf)
+        elif type(buf) is bytes:
+            # A frame arriving in pieces smaller than itself: gather it in a
+            # bytearray with room to spare, instead of copying it on every feed.
+            gather, self._spare = self._spare, None
+            if gather is None or len(gather) < left + n:
+                gather = bytearray(max(2 * (left + n), _GATHER_MIN))
+            gather[:left] = memoryview(buf)[start:end]  # same-size slice assignments: plain copies
+            gather[left : left + n] = data
+            self._buf, self._end = gather, left + n
+        elif end + n <= len(buf):
+            buf[end : end + n] = data
+            self._end = end + n
+            return
+        else:
+            if start < left or left + n > len(buf):
+                # Not enough consumed to move the rest to the front for free: grow.
+                grown = bytearray(max(2 * (left + n), 2 * len(buf)))
+                grown[:left] = memoryview(buf)[start:end]
+                buf = grown
+            else:
+                buf[:left] = memoryview(buf)[start:end]  # no overlap: start >= left
+            buf[left : left + n] = data
+            self._buf, self._end = buf, left + n
+        self._base += start
+        self._start = 0
+
+    def _flush_pieces(self) -> None:
+        """Join what is left of the buffer and the collected pieces, in one copy."""
+        buf, start, end = self._buf, self._start, self._end
+        if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
+            self._spare = buf
+        joined = b"".join((memoryview(buf)[start:end], *self._pieces))
+        self._pieces = []
+        self._pieces_len = 0
+        self._buf, self._end = joined, len(joined)
+        self._base += start
         self._start = 0
 
     def next_frame(self) -> Frame | None:
@@ -163,6 +201,10 @@ class NativeDecoder:
             self._raise(self._latent)
         if self._ready:
             self._returned = self._ready_base + self._fields[(len(self._ready) - 1) * _FIELDS + _END]
+            self._ready = []
+            self._it = iter(self._ready)
+        if self._base + self._end < self._wanted:
+            return False  # C said what it needs, and it is not here yet
         self._decode()
         if self._ready:
             return True
@@ -174,7 +216,7 @@ class NativeDecoder:
         """Ask C for the next batch of frames; fill the ready queue."""
         buf = self._buf
         with ffi.from_buffer(buf) as ptr:
-            n = lib.cf_next_many(self._state, ptr, len(buf), self._start, self._records, _BATCH, self._status)
+            n = lib.cf_next_many(self._state, ptr, self._end, self._start, self._records, _BATCH, self._status)
         status = self._status[0]
         ready: list[Frame] = []
         if n:
@@ -217,8 +259,13 @@ class NativeDecoder:
         self._ready = ready
         self._it = iter(ready)
         self._ready_base = self._base
+        self._wanted = 0
         if status < 0:
             self._latent = self._make_error(status)
+        elif status == _NEED_DATA:
+            # Past max_frame_size bytes C answers TOO_LARGE: ask it by then.
+            wanted = min(lib.cf_wanted(self._state), self.max_frame_size + 1)
+            self._wanted = self._base + self._start + wanted
 
     def _slice(self, view: memoryview, i: int, field: int) -> Any:
         """Decode the args (or headers) slice of record *i*."""

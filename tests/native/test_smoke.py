@@ -109,6 +109,20 @@ def test_resumes_where_it_stopped_even_if_the_buffer_moves(native: Any) -> None:
     assert (f["start"], f["end"], f["elem1"]) == (2, 2 + len(data), 3)
 
 
+def test_wanted_says_where_the_pending_token_ends(native: Any) -> None:
+    lib = native.lib
+    data = pack([4, 1, [b"p" * 1000]])  # 93 04 01 91 da 03 e8 + 1000 bytes
+    state = scanner(native)
+    assert next_frame(native, state, data[:2])[0] == lib.CF_NEED_DATA
+    assert lib.cf_wanted(state) == 3  # the next token's first byte
+    assert next_frame(native, state, data[:5])[0] == lib.CF_NEED_DATA
+    assert lib.cf_wanted(state) == 7  # the raw16 header
+    assert next_frame(native, state, data[:7])[0] == lib.CF_NEED_DATA
+    assert lib.cf_wanted(state) == len(data)  # the whole body
+    assert next_frame(native, state, data[:-1])[0] == lib.CF_NEED_DATA
+    assert next_frame(native, state, data)[0] == lib.CF_FRAME
+
+
 def test_next_many(native: Any) -> None:
     lib, ffi = native.lib, native.ffi
     data = pack([1, 0, []]) * 5 + b"\xc1"
