@@ -49,7 +49,7 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
-from .common import access_line, client_addr, host_and_port, url_scheme
+from .common import access_line, client_addr, host_and_port, lowered, url_scheme
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
 
@@ -72,8 +72,10 @@ def build_scope(req: HttpRequest, *, root_path: str = "", state: dict[str, Any] 
         # uvicorn's reading of root_path: ``path`` is the full path, root included
         path = root + path
         raw_path = root.encode("utf-8") + raw_path
-    scheme = url_scheme(req.headers)
-    client = client_addr(req.headers)
+    headers = lowered(req.headers)
+    scheme = url_scheme(headers)
+    client = client_addr(headers)
+    has_host = any(k == b"host" for k, _ in headers)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI_VERSION,
@@ -84,9 +86,9 @@ def build_scope(req: HttpRequest, *, root_path: str = "", state: dict[str, Any] 
         "raw_path": raw_path,
         "query_string": req.query,
         "root_path": root,
-        "headers": [(k.lower(), v) for k, v in req.headers],
+        "headers": headers,
         "client": (client, 0) if client is not None else None,
-        "server": host_and_port(req.headers, scheme) if req.header(b"host") else None,
+        "server": host_and_port(headers, scheme) if has_host else None,
     }
     if state is not None:
         scope["state"] = state.copy()

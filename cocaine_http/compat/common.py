@@ -10,6 +10,9 @@ it used; the front-end in front of them (nginx, a balancer) usually does:
 * scheme: ``X-Forwarded-Proto`` (``http`` or ``https``), else ``http``;
 * server name and port: the ``Host`` header, the scheme's default port
   when it has none.
+
+The helpers take header pairs with **lowercase names** (:func:`lowered`),
+so a request's headers are lowercased once, not once per question.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ from collections.abc import Sequence
 
 from ..http.envelope import HttpRequest
 
-__all__ = ["access_line", "client_addr", "host_and_port", "url_scheme"]
+__all__ = ["access_line", "client_addr", "host_and_port", "lowered", "url_scheme"]
 
 Headers = Sequence[tuple[bytes, bytes]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+def lowered(headers: Headers) -> list[tuple[bytes, bytes]]:
+    return [(k.lower(), v) for k, v in headers]
+
+
 def _values(headers: Headers, name: bytes) -> list[bytes]:
-    return [v for k, v in headers if k.lower() == name]
+    return [v for k, v in headers if k == name]
 
 
 def url_scheme(headers: Headers, default: str = "http") -> str:
@@ -72,4 +79,4 @@ def client_addr(headers: Headers) -> str | None:
 
 def access_line(req: HttpRequest, status: int, nbytes: int, seconds: float) -> str:
     """``client - "GET /p?q HTTP/1.1" 200 5 1.2ms`` (client ``-`` when unknown)."""
-    return f'{client_addr(req.headers) or "-"} - "{req.request_line}" {status} {nbytes} {seconds * 1000:.1f}ms'
+    return f'{client_addr(lowered(req.headers)) or "-"} - "{req.request_line}" {status} {nbytes} {seconds * 1000:.1f}ms'

@@ -52,7 +52,7 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
-from .common import access_line, client_addr, host_and_port, url_scheme
+from .common import access_line, client_addr, host_and_port, lowered, url_scheme
 
 __all__ = ["WSGIHandler", "WSGIInput", "build_environ"]
 
@@ -242,12 +242,13 @@ def build_environ(
         # Proxies buffer the body; without a length (a chunked client request)
         # say how much arrived, for frameworks that ignore wsgi.input_terminated.
         environ["CONTENT_LENGTH"] = str(len(req.body))
-    scheme = url_scheme(req.headers)
+    headers = lowered(req.headers)
+    scheme = url_scheme(headers)
     environ["wsgi.url_scheme"] = scheme
-    host, port = host_and_port(req.headers, scheme)
+    host, port = host_and_port(headers, scheme)
     environ["SERVER_NAME"] = host
     environ["SERVER_PORT"] = str(port)
-    remote = client_addr(req.headers)
+    remote = client_addr(headers)
     if remote is not None:
         environ["REMOTE_ADDR"] = remote
         environ["REMOTE_PORT"] = "0"

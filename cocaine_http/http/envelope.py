@@ -94,6 +94,8 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _VERSION = re.compile(r"^(?:HTTP/)?(\d)(?:\.(\d))?$", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")}
+_VERSIONS = {b"HTTP/1.1": "1.1", b"1.1": "1.1", b"HTTP/1.0": "1.0", b"1.0": "1.0"}
 
 
 class EnvelopeError(FrameFormatError):
@@ -221,25 +223,37 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
     raw_method, raw_uri, raw_version, raw_headers = obj[:4]
     raw_body = obj[4] if len(obj) == 5 else b""
 
-    method_b = _as_bytes(raw_method, "method")
-    if not _TOKEN.match(method_b):
-        raise EnvelopeError(f"invalid HTTP method {method_b[:32]!r}")
+    method = _METHODS.get(raw_method) if type(raw_method) is bytes else None
+    if method is None:
+        method_b = _as_bytes(raw_method, "method")
+        if not _TOKEN.match(method_b):
+            raise EnvelopeError(f"invalid HTTP method {method_b[:32]!r}")
+        method = method_b.decode("latin-1")
     uri = _as_bytes(raw_uri, "uri")
     if _BAD_VALUE.search(uri) or b" " in uri:
         raise EnvelopeError(f"invalid request URI {uri[:64]!r}")
-    version_text = _as_bytes(raw_version, "version").decode("latin-1").strip()
-    match = _VERSION.match(version_text)
-    if not match:
-        raise EnvelopeError(f"invalid HTTP version {version_text[:16]!r}")
-    major, minor = match.group(1), match.group(2) or "0"
-    version = major if major in ("2", "3") else f"{major}.{minor}"
+    version = _VERSIONS.get(raw_version) if type(raw_version) is bytes else None
+    if version is None:
+        version_text = _as_bytes(raw_version, "version").decode("latin-1").strip()
+        match = _VERSION.match(version_text)
+        if not match:
+            raise EnvelopeError(f"invalid HTTP version {version_text[:16]!r}")
+        major, minor = match.group(1), match.group(2) or "0"
+        version = major if major in ("2", "3") else f"{major}.{minor}"
 
     if isinstance(raw_headers, dict):  # tolerance: a map instead of pairs
         raw_headers = list(raw_headers.items())
     if not isinstance(raw_headers, (list, tuple)):
         raise EnvelopeError(f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}")
     headers: list[tuple[bytes, bytes]] = []
+    token, bad = _TOKEN.match, _BAD_VALUE.search
     for i, pair in enumerate(raw_headers):
+        # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
+        if type(pair) is list and len(pair) == 2:
+            name, value = pair
+            if type(name) is bytes and type(value) is bytes and token(name) and not bad(value):
+                headers.append((name, value))
+                continue
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise EnvelopeError(f"header {i} must be a [name, value] pair, got {pair!r:.64}")
         name = _as_bytes(pair[0], f"header {i} name")
@@ -253,7 +267,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
     body = b"" if raw_body is None else _as_bytes(raw_body, "body")
     dropped = drop_cookie_pairs(headers) if drop_cookies else 0
     path, query = _split_uri(uri) if uri else (b"/", b"")
-    return HttpRequest(method_b.decode("latin-1"), uri or b"/", version, headers, body, dropped, path, query)
+    return HttpRequest(method, uri or b"/", version, headers, body, dropped, path, query)
 
 
 def encode_request(

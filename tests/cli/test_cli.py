@@ -231,7 +231,11 @@ def test_init_output_runs_under_the_engine(tmp_path, gen: Generation) -> None:  
             async with Engine("hello", slave, generation=gen, runtime_dir=str(tmp_path / "run"), env=env) as engine:
                 await engine.start(1, timeout=20)
                 reply = await engine.invoke("http", [encode_request("GET", "/x", [("Host", "h")], generation=gen)])
-                status, _, body = decode_response(reply.chunks, gen)
+                try:
+                    status, _, body = decode_response(reply.chunks, gen)
+                except ValueError as exc:
+                    output = [line for s in engine.slaves.values() for line in s.output]
+                    raise AssertionError(f"{exc}: {reply!r}\n{output}") from None
                 return status, body
         finally:
             os.environ.update(saved)

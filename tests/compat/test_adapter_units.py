@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cocaine_http.compat.asgi import ASGIHandler, Lifespan, build_scope
-from cocaine_http.compat.common import client_addr, host_and_port, url_scheme
+from cocaine_http.compat.common import client_addr, host_and_port, lowered, url_scheme
 from cocaine_http.compat.wsgi import WSGIHandler, WSGIInput, build_environ
 from cocaine_http.errors import StartupError
 from cocaine_http.http.envelope import decode_response, encode_request, parse_request
@@ -129,15 +129,16 @@ def test_scope_root_path_like_uvicorn() -> None:
     ],
 )
 def test_host_and_port(host: str, scheme: str, expected: tuple[str, int]) -> None:
-    assert host_and_port([(b"Host", host.encode())], scheme) == expected
+    assert host_and_port(lowered([(b"Host", host.encode())]), scheme) == expected
 
 
 def test_client_and_scheme() -> None:
-    assert client_addr([(b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2"), (b"X-Forwarded-For", b"3.3.3.3")]) == "3.3.3.3"
-    assert client_addr([(b"X-Forwarded-For", b"1.1.1.1"), (b"X-Real-IP", b" 9.9.9.9 ")]) == "9.9.9.9"
+    xff = lowered([(b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2"), (b"X-Forwarded-For", b"3.3.3.3")])
+    assert client_addr(xff) == "3.3.3.3"
+    assert client_addr(lowered([(b"X-Forwarded-For", b"1.1.1.1"), (b"X-Real-IP", b" 9.9.9.9 ")])) == "9.9.9.9"
     assert client_addr([]) is None
-    assert url_scheme([(b"X-Forwarded-Proto", b"HTTPS, http")]) == "https"
-    assert url_scheme([(b"X-Forwarded-Proto", b"gopher")]) == "http"
+    assert url_scheme(lowered([(b"X-Forwarded-Proto", b"HTTPS, http")])) == "https"
+    assert url_scheme(lowered([(b"X-Forwarded-Proto", b"gopher")])) == "http"
 
 
 # -- WSGIHandler with fake blocking streams --------------------------------------------------
