@@ -29,8 +29,10 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+SELF = os.path.abspath(__file__)
+sys.path.insert(0, os.path.dirname(os.path.dirname(SELF)))
 
 
 # ---------------------------------------------------------------------------
@@ -42,11 +44,13 @@ def framework_worker(sync: bool) -> None:
     worker = Worker()
 
     if sync:
+
         @worker.on("echo")
         def echo_sync(request, response):
             for chunk in request:
                 response.write(chunk)
     else:
+
         @worker.on("echo")
         async def echo(request, response):
             async for chunk in request:
@@ -130,14 +134,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def drive(kind: str, generation: str, cases: list[tuple[int, int]], n: int) -> dict[tuple[int, int], dict]:
+async def client(engine: Any, payload: bytes, remaining: list[int], latencies: list[float]) -> None:
+    """One of the W sessions in flight: invoke, wait for the echo, repeat while work is left."""
+    while remaining[0] > 0:
+        remaining[0] -= 1
+        t0 = time.perf_counter()
+        reply = await engine.invoke("echo", [payload])
+        latencies.append(time.perf_counter() - t0)
+        assert reply.chunks == [payload] and reply.error is None, reply
+
+
+async def drive(
+    kind: str, generation: str, cases: list[tuple[int, int]], n: int
+) -> dict[tuple[int, int], dict]:
     from cocaine_http.runtime import Engine
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="chb-", dir="/tmp") as runtime_dir:
         engine = Engine(
-            "bench", [sys.executable, os.path.abspath(__file__), "--as-worker", kind],
-            generation=generation, runtime_dir=runtime_dir, concurrency=1024, queue_limit=4096,
+            "bench",
+            [sys.executable, SELF, "--as-worker", kind],
+            generation=generation,
+            runtime_dir=runtime_dir,
+            concurrency=1024,
+            queue_limit=4096,
             autospawn=False,
         )
         async with engine:
@@ -148,20 +168,10 @@ async def drive(kind: str, generation: str, cases: list[tuple[int, int]], n: int
                 # warm up
                 await asyncio.gather(*(engine.invoke("echo", [payload]) for _ in range(min(width, 64))))
                 latencies: list[float] = []
-                remaining = n
-
-                async def client() -> None:
-                    nonlocal remaining
-                    while remaining > 0:
-                        remaining -= 1
-                        t0 = time.perf_counter()
-                        reply = await engine.invoke("echo", [payload])
-                        latencies.append(time.perf_counter() - t0)
-                        assert reply.chunks == [payload] and reply.error is None, reply
-
+                remaining = [n]
                 cpu0 = cpu_seconds(slave.pid)
                 t0 = time.perf_counter()
-                await asyncio.gather(*(client() for _ in range(width)))
+                await asyncio.gather(*(client(engine, payload, remaining, latencies) for _ in range(width)))
                 elapsed = time.perf_counter() - t0
                 cpu = cpu_seconds(slave.pid) - cpu0
                 latencies.sort()
@@ -197,7 +207,8 @@ def main() -> None:
     generation = "B" if args.protocol == "1" else "A"
     cases = [(16, 1), (4096, 1), (16, 256), (4096, 256)]
     kinds = ["framework", "minimal"] + (["framework-sync"] if args.sync else [])
-    print(f"generation {generation}, decoder backend {codec.BACKEND}, N={args.n}, Python {sys.version.split()[0]}")
+    python = sys.version.split()[0]
+    print(f"generation {generation}, decoder backend {codec.BACKEND}, N={args.n}, Python {python}")
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for kind in kinds:
@@ -206,7 +217,8 @@ def main() -> None:
                 old = best.setdefault(kind, {}).get(case)
                 if old is None or r["rps"] > old["rps"]:  # best round; CPU comes with it
                     best[kind][case] = r
-    print(f"{'worker':<15} {'size':>6} {'W':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'worker CPU us/req':>18}")
+    head = f"{'worker':<15} {'size':>6} {'W':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+    print(f"{head} {'worker CPU us/req':>18}")
     for kind in kinds:
         for (size, width), r in best[kind].items():
             print(

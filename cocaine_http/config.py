@@ -46,9 +46,7 @@ _ALIASES = {"protocol": "generation"}
 MiB = 1 << 20
 
 
-def split_args(
-    argv: Iterable[str], flags: Iterable[str] = WORKER_FLAGS
-) -> tuple[dict[str, str], list[str]]:
+def split_args(argv: Iterable[str], flags: Iterable[str] = WORKER_FLAGS) -> tuple[dict[str, str], list[str]]:
     """Take ``--flag value`` / ``--flag=value`` items for *flags* out of *argv*.
 
     Returns ``(values, rest)``: ``values`` maps flag name (without dashes) to
@@ -223,7 +221,8 @@ class WorkerConfig:
         missing = [f"--{n}" for n in ("endpoint", "uuid") if not getattr(self, n)]
         if missing:
             raise ConfigError(
-                "missing runtime argument(s) " + ", ".join(missing)
+                "missing runtime argument(s) "
+                + ", ".join(missing)
                 + ": a worker is started by the cocaine runtime"
                 + " (--app A --endpoint PATH --locator HOST:PORT --uuid U [--protocol 1])"
             )

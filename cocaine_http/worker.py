@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -94,6 +95,9 @@ EXIT_STARTUP = 4
 #: The reason we give when we end the worker ourselves (signal, :meth:`Worker.stop`).
 SHUTDOWN_REASON = "worker shut down"
 
+_B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
+_B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
+
 Handler = Callable[[Any, Any], Any]
 Hook = Callable[[], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -114,6 +118,7 @@ class EventEmitter:
     def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
         """Add a listener; without one, a decorator."""
         if listener is None:
+
             def decorator(fn: F) -> F:
                 self.on(event, fn)
                 return fn
@@ -314,6 +319,7 @@ class Worker:
         response)`` runs in the handler thread pool with blocking streams.
         """
         if handler is None:
+
             def decorator(fn: F) -> F:
                 self.on(event, fn)
                 return fn
@@ -327,6 +333,7 @@ class Worker:
     def on_default(self, handler: Handler | None = None) -> Any:
         """The handler of every event without its own (``request.event`` says which)."""
         if handler is None:
+
             def decorator(fn: F) -> F:
                 self.on_default(fn)
                 return fn
@@ -353,7 +360,7 @@ class Worker:
         return self._state >= _DRAINING
 
     # -- running ---------------------------------------------------------------
-    def run(self, *, exit: bool = True) -> int:  # noqa: A002 - mirrors sys.exit
+    def run(self, *, exit: bool = True) -> int:
         """Run the worker on a fresh event loop until it ends; returns the exit code.
 
         With ``exit=True`` (default) a non-zero code raises ``SystemExit(code)``,
@@ -468,10 +475,8 @@ class Worker:
         task = self._shutdown_task
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(BaseException):
                 await task
-            except BaseException:  # noqa: S110 - cancelled on purpose
-                pass
         if self._sessions:
             self._abort_sessions("the worker is exiting")
             await self._settle_sessions(0.1)
@@ -486,10 +491,8 @@ class Worker:
                 # Let the terminate reply (and anything before it) reach the runtime.
                 channel.close_gracefully()
                 if self._conn_lost is not None:
-                    try:
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(asyncio.shield(self._conn_lost), 1.0)
-                    except asyncio.TimeoutError:
-                        pass
             channel.close()
         if self._threads is not None:
             self._threads.shutdown()
@@ -523,10 +526,8 @@ class Worker:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             for sig in self._signals:
-                try:
+                with contextlib.suppress(RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)  # type: ignore[union-attr]
-                except (RuntimeError, ValueError):
-                    pass
             if ignore_term:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
         finally:
@@ -699,9 +700,13 @@ class Worker:
             breq, bresp, abort = blocking_pair(request, response, loop, budget=self.config.sync_write_budget)
             session.abort_threads = abort
             assert self._threads is not None
-            future = asyncio.wrap_future(self._threads.submit(handler, breq, bresp), loop=loop)
-            session.task = future
-            future.add_done_callback(lambda f: self._sync_done(session, f))
+            session.task = loop.create_future()
+
+            def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
+                    loop.call_soon_threadsafe(self._sync_done, session, f)
+
+            self._threads.submit(handler, breq, bresp).add_done_callback(notify)
 
     async def _run_async(self, handler: Handler, session: _Session) -> None:
         try:
@@ -714,14 +719,23 @@ class Worker:
         finally:
             self._session_done(session)
 
-    def _sync_done(self, session: _Session, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled():
-            exc = future.exception()
-            if exc is not None:
-                if isinstance(exc, Exception):
-                    self._handler_failed(session, exc)
-                else:
-                    log.error("handler of session %d raised %r", session.request.session, exc)
+    def _sync_done(self, session: _Session, future: concurrent.futures.Future[Any]) -> None:
+        exc = future.exception()
+        if exc is None and inspect.isawaitable(future.result()):
+            result = future.result()
+            if inspect.iscoroutine(result):
+                result.close()
+            exc = TypeError(
+                f"handler of {session.request.event!r} returned an awaitable: declare it with async def"
+            )
+        if exc is not None:
+            if isinstance(exc, Exception):
+                self._handler_failed(session, exc)
+            else:
+                log.error("handler of session %d raised %r", session.request.session, exc)
+        done = session.task
+        if done is not None and not done.done():
+            done.set_result(None)
         self._session_done(session)
 
     def _handler_failed(self, session: _Session, exc: BaseException) -> None:
@@ -738,11 +752,8 @@ class Worker:
         log.error("handler of event %r (session %d) failed", session.request.event, s, exc_info=exc)
         if not session.response.closed:
             message = str(exc) or type(exc).__name__
-            code: int | tuple[int, int]
-            if self._gen_b:
-                code = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
-            else:
-                code = 1  # invocation_error, as the runtime reports handler exceptions (§2.7)
+            # B: uncaught exception; A: invocation_error, as the runtime reports handler exceptions (§2.7)
+            code: int | tuple[int, int] = _B_UNCAUGHT if self._gen_b else 1
             self._safe(lambda: session.response.error(code, message))
 
     def _session_done(self, session: _Session) -> None:
@@ -761,10 +772,8 @@ class Worker:
                 self._idle.set_result(None)
 
     def _safe(self, fn: Callable[[], Any]) -> None:
-        try:
+        with contextlib.suppress(DisconnectedError, ChannelClosedError):
             fn()
-        except (DisconnectedError, ChannelClosedError):
-            pass
 
     def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
         protocol, outbox = self._protocol, self._outbox
@@ -779,7 +788,9 @@ class Worker:
     def _no_handler(self, s: int, event: str) -> None:
         # PROTOCOL.md §5 item 6: the codes the official frameworks use.
         if self._gen_b:
-            self._send_error(s, (ErrorCategory.WORKER.value, ErrorCode.NO_HANDLER.value), f"no handler for event {event}")
+            self._send_error(
+                s, (ErrorCategory.WORKER.value, ErrorCode.NO_HANDLER.value), f"no handler for event {event}"
+            )
         else:
             self._send_error(s, -100, f"there is no handler for event {event}")
         log.warning("no handler for event %r (session %d)", event, s)
@@ -805,11 +816,7 @@ class Worker:
             exc = ChannelClosedError(f"session aborted: {reason}")
             session.request._feed_error(exc)
             if not session.response.closed and self._channel is not None and not self._channel.closed:
-                code: int | tuple[int, int]
-                if self._gen_b:
-                    code = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
-                else:
-                    code = 2
+                code: int | tuple[int, int] = _B_ABORTED if self._gen_b else 2
                 self._safe(lambda session=session, code=code: session.response.error(code, reason))
             else:
                 session.response._closed = True

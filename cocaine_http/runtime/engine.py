@@ -45,7 +45,7 @@ from ..errors import (
     UnexpectedMessageError,
     UnknownMessageError,
 )
-from ..protocol.catalog import A, B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, MessageEncoder, raw_header, uint
+from ..protocol.catalog import B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, A, MessageEncoder, raw_header, uint
 from ..protocol.endpoints import format_endpoint, parse_locators
 from ..protocol.frames import Frame, Generation
 from ..protocol.headers import HeaderTable, tracing_headers
@@ -115,7 +115,9 @@ class RuntimeSide:
     :mod:`cocaine_http.protocol.session`, with "send" meaning runtime to worker.
     """
 
-    def __init__(self, generation: Generation | str, headers: HeaderFlavour | str = HeaderFlavour.NONE) -> None:
+    def __init__(
+        self, generation: Generation | str, headers: HeaderFlavour | str = HeaderFlavour.NONE
+    ) -> None:
         self.generation = Generation.parse(generation)
         self.flavour = HeaderFlavour(headers)
         self.encoder = MessageEncoder(self.generation)
@@ -134,10 +136,8 @@ class RuntimeSide:
     def receive(self, f: Frame) -> Handshake | Heartbeat | Terminate | Chunk | Choke | Error | Ignored:
         a = self.generation is Generation.A
         if not a:
-            try:
+            with contextlib.suppress(FrameFormatError):  # headers are informational
                 self.rx_headers.decode(f.headers)
-            except FrameFormatError:
-                pass
         if not self.handshaken:
             # The runtime reads the first message as the handshake (A does not even check its id).
             if (a or (f.session == B_CONTROL_CHANNEL and f.type == B_CONTROL.HANDSHAKE)) and (
@@ -181,7 +181,9 @@ class RuntimeSide:
         if msg is Msg.CHOKE:
             return Choke(s)
         code: Any = f.args[0] if f.args else 0
-        message = as_text(f.args[1], "message") if len(f.args) > 1 and isinstance(f.args[1], (bytes, str)) else ""
+        message = (
+            as_text(f.args[1], "message") if len(f.args) > 1 and isinstance(f.args[1], (bytes, str)) else ""
+        )
         if isinstance(code, list) and len(code) == 2:
             return Error(s, code[1], message, code[0])
         return Error(s, code if type(code) is int else 0, message)
@@ -232,7 +234,9 @@ class RuntimeSide:
             raise ChannelClosedError(f"session {session} is finished")
         return state
 
-    def chunk(self, session: int, data: bytes | bytearray | memoryview) -> list[bytes | bytearray | memoryview]:
+    def chunk(
+        self, session: int, data: bytes | bytearray | memoryview
+    ) -> list[bytes | bytearray | memoryview]:
         """A chunk as parts (header, payload[, headers]) so a large payload is not copied."""
         self._state(session).send(Msg.CHUNK)
         if self._h is None:
@@ -534,6 +538,7 @@ class Engine:
         queue_limit: int = 100,
         heartbeat_timeout: float = 30.0,
         startup_timeout: float | None = None,
+        handshake_timeout: float | None = None,
         termination_timeout: float | None = None,
         kill_timeout: float = 2.0,
         headers: HeaderFlavour | str = HeaderFlavour.NONE,
@@ -561,14 +566,19 @@ class Engine:
         self.concurrency = concurrency
         self.queue_limit = queue_limit
         self.heartbeat_timeout = heartbeat_timeout
-        #: A: first heartbeat within startup-timeout (10 s); B: handshake within handshake-timeout (5 s).
-        self.startup_timeout = startup_timeout if startup_timeout is not None else (5.0 if b else 10.0)
+        #: A: first heartbeat within startup-timeout (10 s); B: handshake within handshake-timeout
+        #: (5 s). Either keyword sets it.
+        activation = startup_timeout if startup_timeout is not None else handshake_timeout
+        self.startup_timeout = activation if activation is not None else (5.0 if b else 10.0)
         #: A: termination-timeout (5 s); B: terminate-timeout (10 s).
-        self.termination_timeout = termination_timeout if termination_timeout is not None else (10.0 if b else 5.0)
+        self.termination_timeout = (
+            termination_timeout if termination_timeout is not None else (10.0 if b else 5.0)
+        )
         self.kill_timeout = kill_timeout
         self.headers = HeaderFlavour(headers)
         self.env = dict(env or {})
-        self.cwd = cwd
+        #: The app directory: the worker's cwd (default: the script's directory).
+        self.cwd = cwd or os.path.dirname(os.path.abspath(self.command[-1])) or None
         self.restart = restart
         self.autospawn = autospawn
         self.crashlog_limit = crashlog_limit
@@ -623,11 +633,10 @@ class Engine:
         uuid = uuid or str(uuid_mod.uuid4())
         slave = self.expect(uuid)
         env = {**self.env, **os.environ}
-        cwd = self.cwd or os.path.dirname(os.path.abspath(self.command[-1])) or None
         slave.process = await asyncio.create_subprocess_exec(
             *self.command,
             *self.argv(uuid),
-            cwd=cwd,
+            cwd=self.cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -753,7 +762,9 @@ class Engine:
                 continue
             self._assign(inv, slave, inv._a_session)
         if self.queue and self.autospawn and self._running:
-            starting = [s for s in self.slaves.values() if s.state in (SlaveState.SPAWNED, SlaveState.HANDSHAKEN)]
+            starting = [
+                s for s in self.slaves.values() if s.state in (SlaveState.SPAWNED, SlaveState.HANDSHAKEN)
+            ]
             live = [s for s in self.slaves.values() if s.alive]
             if not starting and len(live) < self.pool_limit:
                 self._spawn_task(self.spawn())
@@ -1034,4 +1045,3 @@ class _Connection:
 def default_python_command(script: str) -> list[str]:
     """``[sys.executable, script]``: a command prefix for a Python worker script."""
     return [sys.executable, script]
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -43,8 +44,6 @@ def no_stray_processes() -> Iterator[None]:
         import signal
 
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         pytest.fail(f"processes left behind: {sorted(left)}")

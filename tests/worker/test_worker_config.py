@@ -11,14 +11,27 @@ from cocaine_http.worker import Worker
 
 A_ARGV = ["--app", "web", "--endpoint", "/run/cocaine/web.42", "--locator", "node1:10053", "--uuid", "u-1"]
 B_ARGV = [
-    "--app", "web", "--endpoint", "/run/cocaine/web.42", "--locator", "127.0.0.1:10053,[::1]:10053",
-    "--protocol", "1", "--uuid", "8f0a6d4e-1c2b-4a55-9e0e-2f2b8e3f6a11",
+    "--app",
+    "web",
+    "--endpoint",
+    "/run/cocaine/web.42",
+    "--locator",
+    "127.0.0.1:10053,[::1]:10053",
+    "--protocol",
+    "1",
+    "--uuid",
+    "8f0a6d4e-1c2b-4a55-9e0e-2f2b8e3f6a11",
 ]
 
 
 def test_a_argv_as_the_runtime_passes_it() -> None:
     cfg = WorkerConfig.from_argv(A_ARGV)
-    assert (cfg.app, cfg.endpoint, cfg.locator, cfg.uuid) == ("web", "/run/cocaine/web.42", "node1:10053", "u-1")
+    assert (cfg.app, cfg.endpoint, cfg.locator, cfg.uuid) == (
+        "web",
+        "/run/cocaine/web.42",
+        "node1:10053",
+        "u-1",
+    )
     assert cfg.generation is Generation.A and cfg.protocol == 0
     assert cfg.locators == [("node1", 10053)]
     assert cfg.argv() == A_ARGV

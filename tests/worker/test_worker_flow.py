@@ -39,7 +39,9 @@ async def stream_through(engine, event: str, send: int, timeout: float = 30.0) -
 
 @pytest.mark.slow
 @pytest.mark.parametrize("event", ["echo", "echo_sync"])
-def test_100_mib_streamed_request_and_response_in_bounded_memory(gen: str, runtime_dir: str, event: str) -> None:
+def test_100_mib_streamed_request_and_response_in_bounded_memory(
+    gen: str, runtime_dir: str, event: str
+) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             [slave] = await engine.start(1)
@@ -67,7 +69,7 @@ def test_one_way_streams(gen: str, runtime_dir: str) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             await engine.start(1)
-            received, tail = await stream_through(engine, "count", size)
+            _, tail = await stream_through(engine, "count", size)
             assert tail == [str(size).encode()]
             reply = await engine.invoke("generate", [str(size).encode()])
             assert sum(map(len, reply.chunks)) == size and reply.closed

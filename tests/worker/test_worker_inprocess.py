@@ -29,8 +29,13 @@ async def serve_in_process(
     uuid = str(uuid_mod.uuid4())
     slave = engine.expect(uuid)
     worker = Worker(
-        [], app="echo", endpoint=engine.endpoint, uuid=uuid, protocol=1 if gen == "B" else 0,
-        handle_signals=False, **options,
+        [],
+        app="echo",
+        endpoint=engine.endpoint,
+        uuid=uuid,
+        protocol=1 if gen == "B" else 0,
+        handle_signals=False,
+        **options,
     )
     setup(worker)
     task = asyncio.ensure_future(worker.serve())
@@ -43,8 +48,13 @@ async def finish(engine: Engine, slave: Slave, task: asyncio.Task[int]) -> int:
     return await asyncio.wait_for(task, 5)
 
 
-def inproc(gen: str, runtime_dir: str, setup: Callable[[Worker], Any], scenario: Callable[..., Awaitable[None]],
-           **options: Any) -> None:
+def inproc(
+    gen: str,
+    runtime_dir: str,
+    setup: Callable[[Worker], Any],
+    scenario: Callable[..., Awaitable[None]],
+    **options: Any,
+) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             worker, slave, task = await serve_in_process(engine, gen, setup, **options)
@@ -77,8 +87,9 @@ def test_startup_hooks_complete_before_the_handshake_and_events_fire(gen: str, r
 
             uuid = str(uuid_mod.uuid4())
             slave_box.append(engine.expect(uuid))
-            worker = Worker([], endpoint=engine.endpoint, uuid=uuid, protocol=gen == "B" and 1 or 0,
-                            handle_signals=False)
+            worker = Worker(
+                [], endpoint=engine.endpoint, uuid=uuid, protocol=1 if gen == "B" else 0, handle_signals=False
+            )
             setup(worker)
             task = asyncio.ensure_future(worker.serve())
             await slave_box[0].wait_active(5)
@@ -86,7 +97,12 @@ def test_startup_hooks_complete_before_the_handshake_and_events_fire(gen: str, r
             assert await finish(engine, slave_box[0], task) == 0
 
     run(body())
-    assert seen == [("startup", "spawned"), "connect", ("terminate", 1, "the engine is shutting down"), "shutdown"]
+    assert seen == [
+        ("startup", "spawned"),
+        "connect",
+        ("terminate", 1, "the engine is shutting down"),
+        "shutdown",
+    ]
 
 
 def test_a_failing_startup_hook_ends_the_worker_without_connecting(gen: str, runtime_dir: str) -> None:
@@ -94,8 +110,9 @@ def test_a_failing_startup_hook_ends_the_worker_without_connecting(gen: str, run
         async with make_engine(gen, runtime_dir) as engine:
             uuid = str(uuid_mod.uuid4())
             slave = engine.expect(uuid)
-            worker = Worker([], endpoint=engine.endpoint, uuid=uuid, protocol=gen == "B" and 1 or 0,
-                            handle_signals=False)
+            worker = Worker(
+                [], endpoint=engine.endpoint, uuid=uuid, protocol=1 if gen == "B" else 0, handle_signals=False
+            )
 
             async def broken() -> None:
                 raise RuntimeError("database unreachable")
@@ -147,7 +164,9 @@ def test_max_sessions_refuses_with_a_retryable_error(gen: str, runtime_dir: str)
         assert worker.active_sessions == 3
         refused = await engine.invoke("wait", [])
         busy = "the worker is busy (3 sessions)"
-        assert refused.error == ((2, busy) if gen == "A" else ((0x52FF, 1), busy))  # B: overseer "queue is full"
+        assert refused.error == (
+            (2, busy) if gen == "A" else ((0x52FF, 1), busy)
+        )  # B: overseer "queue is full"
         gates[0].set()
         for inv in held:
             await inv.close()
@@ -192,8 +211,15 @@ def test_inbound_buffering_pauses_reading_at_the_session_mark(gen: str, runtime_
         assert max(peaks) <= 512 * KiB + 64 * KiB
         assert (await engine.invoke("echo", [b"still flowing"])).data == b"still flowing"
 
-    inproc(gen, runtime_dir, setup, scenario, session_read_high_water=256 * KiB,
-           read_high_water=64 * MiB, read_low_water=MiB)
+    inproc(
+        gen,
+        runtime_dir,
+        setup,
+        scenario,
+        session_read_high_water=256 * KiB,
+        read_high_water=64 * MiB,
+        read_low_water=MiB,
+    )
 
 
 def test_inbound_buffering_pauses_at_the_connection_mark(gen: str, runtime_dir: str) -> None:
@@ -219,8 +245,15 @@ def test_inbound_buffering_pauses_at_the_connection_mark(gen: str, runtime_dir: 
         assert all(r.data == str(200 * KiB).encode() for r in replies)
         assert not flow.paused and flow.total == 0
 
-    inproc(gen, runtime_dir, setup, scenario, session_read_high_water=MiB,
-           read_high_water=MiB, read_low_water=256 * KiB)
+    inproc(
+        gen,
+        runtime_dir,
+        setup,
+        scenario,
+        session_read_high_water=MiB,
+        read_high_water=MiB,
+        read_low_water=256 * KiB,
+    )
 
 
 @pytest.mark.parametrize("style", ["async", "sync"])
@@ -230,12 +263,14 @@ def test_writes_wait_for_a_slow_runtime(gen: str, runtime_dir: str, style: str) 
 
     def setup(w: Worker) -> None:
         if style == "async":
+
             @w.on("flood")
             async def flood(request: Any, response: Any) -> None:
                 for i in range(160):  # 10 MiB
                     await response.write(block)
                     progress.append(i)
         else:
+
             @w.on("flood")
             def flood_sync(request: Any, response: Any) -> None:
                 for i in range(160):
@@ -285,8 +320,11 @@ def test_a_runtime_error_on_a_session_reaches_the_reader(gen: str, runtime_dir: 
         else:
             await asyncio.sleep(0.2)
             assert not inv.finished.done() and inv._buffered == 0  # nothing at all sent back
-        assert got == ([(None, 3, "request timed out"), False] if gen == "A"
-                       else [(0x51FF, 3, "request timed out"), True])
+        assert got == (
+            [(None, 3, "request timed out"), False]
+            if gen == "A"
+            else [(0x51FF, 3, "request timed out"), True]
+        )
         assert worker.active_sessions == 0
         assert (await engine.invoke("reader", [])).closed  # still serving
 
@@ -323,7 +361,7 @@ def test_blocking_streams_fail_cleanly_when_the_session_is_aborted(gen: str, run
 
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
-            worker, slave, task = await serve_in_process(engine, gen, setup, grace_period=0.2)
+            _, slave, task = await serve_in_process(engine, gen, setup, grace_period=0.2)
             inv = await engine.open("stuck")
             await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
             assert await finish(engine, slave, task) == 0
@@ -373,3 +411,17 @@ def test_handler_threads_are_bounded_daemons() -> None:
     gate.set()
     assert all(f.result(5) for f in futures)
     pool.shutdown()
+
+
+def test_a_plain_def_handler_returning_a_coroutine_is_an_error(gen: str, runtime_dir: str) -> None:
+    async def later() -> None:
+        return None
+
+    def setup(w: Worker) -> None:
+        w.on("confused", lambda request, response: later())
+
+    async def scenario(engine: Engine, worker: Worker, slave: Slave) -> None:
+        reply = await engine.invoke("confused", [])
+        assert reply.error is not None and "async def" in reply.error[1]
+
+    inproc(gen, runtime_dir, setup, scenario)

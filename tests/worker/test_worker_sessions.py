@@ -9,7 +9,10 @@ import time
 import pytest
 from worker_helpers import make_engine, run
 
-NO_HANDLER = {"A": (-100, "there is no handler for event nosuch"), "B": ((42, 200), "no handler for event nosuch")}
+NO_HANDLER = {
+    "A": (-100, "there is no handler for event nosuch"),
+    "B": ((42, 200), "no handler for event nosuch"),
+}
 # A: a handler exception is an invocation_error (1), as the runtime reports its own (PROTOCOL.md §2.7);
 # B: category 42, code 100 "uncaught exception" (§3.8).
 RAISED = {"A": 1, "B": (42, 100)}
@@ -19,14 +22,14 @@ def ended_ok(gen: str, reply) -> bool:
     return reply.error is None and reply.closed
 
 
-@pytest.mark.parametrize("chunks", [[], [b"one"], [b"c%03d" % i for i in range(100)]], ids=["0", "1", "many"])
 @pytest.mark.parametrize("event", ["echo", "echo_sync"])
-def test_echo(gen: str, runtime_dir: str, chunks: list[bytes], event: str) -> None:
+def test_echo_of_0_1_and_many_chunks(gen: str, runtime_dir: str, event: str) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             await engine.start(1)
-            reply = await engine.invoke(event, chunks)
-            assert reply.chunks == chunks and ended_ok(gen, reply)
+            for chunks in ([], [b"one"], [b"c%03d" % i for i in range(100)]):
+                reply = await engine.invoke(event, chunks)
+                assert reply.chunks == chunks and ended_ok(gen, reply)
 
     run(body())
 
@@ -43,6 +46,7 @@ def test_empty_chunks_from_the_wire_are_skipped(gen: str, runtime_dir: str) -> N
 
 def test_binary_payloads_survive(gen: str, runtime_dir: str) -> None:
     data = bytes(range(256)) * 300  # raw16 and raw32 sizes, every byte value
+
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             await engine.start(1)
@@ -69,7 +73,9 @@ def test_a_thousand_concurrent_sessions(gen: str, runtime_dir: str) -> None:
     run(body())
 
 
-def test_handler_that_raises_gets_an_error_reply_and_the_worker_keeps_serving(gen: str, runtime_dir: str) -> None:
+def test_handler_that_raises_gets_an_error_reply_and_the_worker_keeps_serving(
+    gen: str, runtime_dir: str
+) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             [slave] = await engine.start(1)
@@ -134,7 +140,11 @@ def test_session_ids_and_headers_as_the_runtime_sends_them(gen: str, runtime_dir
                 assert first["headers"] == []
             else:  # channels 2, 3, ... after the handshake's channel 1 (§3.3); [80,81,82] decoded
                 assert (first["session"], second["session"]) == (2, 3)
-                assert first["headers"] == [["trace_id", "00" * 8], ["span_id", "00" * 8], ["parent_id", "00" * 8]]
+                assert first["headers"] == [
+                    ["trace_id", "00" * 8],
+                    ["span_id", "00" * 8],
+                    ["parent_id", "00" * 8],
+                ]
 
     run(body())
 
@@ -145,7 +155,9 @@ def test_b_header_flavours(runtime_dir: str, flavour: str) -> None:
         async with make_engine("B", runtime_dir, headers=flavour) as engine:
             await engine.start(1)
             info = json.loads((await engine.invoke("describe", [b"x"])).data)
-            expected = [] if flavour == "none" else [[n, "00" * 8] for n in ("trace_id", "span_id", "parent_id")]
+            expected = (
+                [] if flavour == "none" else [[n, "00" * 8] for n in ("trace_id", "span_id", "parent_id")]
+            )
             assert info["headers"] == expected and info["body"] == "x"
 
     run(body())
@@ -156,16 +168,16 @@ def test_a_slow_handler_never_blocks_others(gen: str, runtime_dir: str, slow_eve
     async def body() -> None:
         async with make_engine(gen, runtime_dir, env={"CH_TEST_THREADS": "2"}) as engine:
             await engine.start(1)
-            slow = asyncio.ensure_future(engine.invoke(slow_event, [b"1.0"]))
+            slow = asyncio.ensure_future(engine.invoke(slow_event, [b"0.6"]))
             await asyncio.sleep(0.05)
             t0 = time.monotonic()
             fast = await asyncio.gather(
                 *(engine.invoke("echo", [b"f"]) for _ in range(20)), engine.invoke("echo_sync", [b"s"])
             )
-            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - t0 < 0.4
             assert not slow.done()
             assert [r.data for r in fast] == [b"f"] * 20 + [b"s"]
-            assert (await slow).data == b"done after 1"
+            assert (await slow).data == b"done after 0.6"
 
     run(body())
 
@@ -179,5 +191,42 @@ def test_sync_handlers_beyond_the_pool_wait_for_a_thread(gen: str, runtime_dir: 
             elapsed = time.monotonic() - t0
             assert all(r.data == b"done after 0.3" for r in replies)
             assert 0.55 < elapsed < 2.0  # two rounds of two threads
+
+    run(body())
+
+
+def test_a_pool_shares_the_a_counter_and_balances_the_load(gen: str, runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, pool_limit=2) as engine:
+            one, two = await engine.start(2)
+            invs = [await engine.open("slow") for _ in range(4)]
+            assert (one.load, two.load) == (2, 2)  # least-loaded dispatch
+            for inv in invs:
+                await inv.write(b"0.1")
+                await inv.close()
+            replies = await asyncio.gather(*(inv.reply(5) for inv in invs))
+            assert all(r.data == b"done after 0.1" for r in replies)
+            sessions = sorted(inv.session for inv in invs)
+            if gen == "A":  # one engine-wide counter, shared by the workers (PROTOCOL.md §2.3)
+                assert sessions == [1, 2, 3, 4]
+            else:  # channels count per worker connection (§3.3)
+                assert sessions == [2, 2, 3, 3]
+
+    run(body())
+
+
+def test_a_worker_that_never_activates_is_killed(gen: str, runtime_dir: str) -> None:
+    import sys
+
+    from cocaine_http.runtime import Engine
+
+    async def body() -> None:
+        command = [sys.executable, "-c", "import time; time.sleep(30)"]
+        async with Engine(
+            "mute", command, generation=gen, runtime_dir=runtime_dir, startup_timeout=0.3
+        ) as engine:
+            slave = await engine.spawn()
+            await slave.wait(5)
+            assert slave.death_reason == "failed to activate"
 
     run(body())

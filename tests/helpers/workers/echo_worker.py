@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
-from cocaine_http.worker import Worker  # noqa: E402
+from cocaine_http.worker import Worker
 
 
 def _opt(name: str, default: float) -> float:
