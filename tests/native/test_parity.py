@@ -231,3 +231,26 @@ def test_parity_near_the_depth_limit(depth: int, inner: bytes, tail: bytes, gene
 def test_parity_byte_by_byte(data: st.DataObject, generation: str, limit: int) -> None:
     stream = data.draw(streams(generation))
     check(stream, generation, limit, list(range(len(stream))))
+
+
+@settings(FUZZ, max_examples=40 * SCALE)
+@given(
+    sizes=st.lists(st.sampled_from([0, 1, 31, 32, 255, 256, 4096, 65535, 65536, 70_000, 200_000]), min_size=1,
+                   max_size=4),
+    marker=st.sampled_from(["auto", "d9", "c4", "c5", "c6", "db"]),
+    piece=st.integers(1, 70_000),
+    tail=st.binary(max_size=6),
+    generation=GEN,
+    limit=st.sampled_from([codec.DEFAULT_MAX_FRAME_SIZE, 100_000, 65_600]),
+)
+def test_parity_on_large_payloads(sizes: list[int], marker: str, piece: int, tail: bytes, generation: str,
+                                  limit: int) -> None:
+    """Chunks bigger than the pieces they arrive in: the glue's collecting path."""
+    frames = []
+    for i, size in enumerate(sizes):
+        m = marker
+        if (m == "d9" or m == "c4") and size > 255 or m == "c5" and size > 65535:
+            m = "auto"
+        frames.append(array_header(3) + uint(4, "fix") + uint(i, "cd") + array_header(1) + raw(b"%c" % (i + 65) * size, m))
+    data = b"".join(frames) + tail
+    check(data, generation, limit, list(range(piece, len(data), piece)))
