@@ -119,14 +119,16 @@ def storage(namespace, key):
     # The Cocaine service client is imported here, not at the top, so the app
     # runs (and answers 503 on this route) where cocaine_http is absent.
     try:
-        from cocaine_http.services import BlockingClient
+        from cocaine_http.errors import ServiceError, ServiceNotFoundError, TransportError
+        from cocaine_http.services.sync import default_client
     except ImportError as exc:
         return jsonify(error="storage unavailable: the Cocaine service client cannot be imported", detail=str(exc)), 503
     try:
-        with BlockingClient() as client:
-            value = client.storage().read(namespace, key)
-    except Exception as exc:  # not found, no locator, ... : say which
-        return jsonify(error=f"storage read {namespace}/{key} failed", detail=f"{type(exc).__name__}: {exc}"), 503
+        value = default_client().storage().read(namespace, key)
+    except (ServiceNotFoundError, TransportError) as exc:  # no locator, no storage service, timeout
+        return jsonify(error="storage unavailable", detail=f"{type(exc).__name__}: {exc}"), 503
+    except ServiceError as exc:  # the service answered with an error, e.g. no such key
+        return jsonify(error=f"storage read {namespace}/{key} failed", detail=str(exc)), 404
     return Response(value, mimetype="application/octet-stream")
 
 

@@ -72,6 +72,7 @@ class Served:
         env: dict[str, str] | None = None,
         app_dir: str = ROOT,
         workers: int = 1,
+        locator: str = "127.0.0.1:10053",
     ) -> None:
         self.target = target
         self.generation = Generation.parse(generation)
@@ -88,6 +89,7 @@ class Served:
             cwd=ROOT,
             env=env,
             concurrency=64,
+            locator=locator,
         )
         try:
             self.lt.run(self.engine.start(workers, timeout=20))

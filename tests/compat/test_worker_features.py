@@ -193,3 +193,4 @@ def test_unknown_runtime_flags_are_ignored_in_worker_mode() -> None:
     proc = _run_cli("badapps:wsgi", *RUNTIME, "--future-flag", "x")
     assert "ignoring unknown argument '--future-flag'" in proc.stderr
     assert proc.returncode == 1  # could not connect to the (nonexistent) runtime, but did start
+
