@@ -64,7 +64,9 @@ def test_runtime_with_app_directories(tmp_path: Path) -> None:
                        "--locator-port", "0", "--workers", "1", "--protocol", "0.11")
     try:
         url = seen["HTTP"]
-        pid = int(httpx.get(url + "/tiny/http/pid", timeout=10).text)
+        r = httpx.get(url + "/tiny/http/pid", timeout=10)
+        assert r.status_code == 200, r.text
+        pid = int(r.text)
         assert httpx.get(url + "/hello", timeout=10).text == "hello"  # the only app is the default
         host, port = seen["locator"].rsplit(":", 1)
         socket.create_connection((host, int(port)), timeout=5).close()
@@ -85,7 +87,7 @@ def test_dev_serves_the_flask_example(protocol: str) -> None:
                        "--protocol", protocol)
     try:
         r = httpx.get(seen["HTTP"] + "/", timeout=10)
-        assert (r.status_code, r.text) == (200, "Hello, world!\n")
+        assert (r.status_code, r.text) == (200, "Hello, world!\n"), r.text
     finally:
         code, out = stop(proc)
     assert code == 0, out
