@@ -181,7 +181,11 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         bind: str | None = args.bind
         workers = args.workers
     else:
-        specs = app_directories(args.apps) if args.apps else []
+        try:
+            specs = app_directories(args.apps) if args.apps else []
+        except (ValueError, OSError) as exc:
+            print(f"cocaine-http runtime: {exc}", file=sys.stderr)
+            return 1
         bind = None if args.no_http else args.bind
         workers = args.workers
     rt = LocalRuntime(

@@ -106,6 +106,9 @@ def test_bad_arguments_and_busy_ports() -> None:
             [sys.executable, "-m", "cocaine_http", "runtime", "--no-http", "--locator-port", str(port)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
     assert res.returncode == 1 and "cannot start" in res.stderr and "--locator-port 0" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "cocaine_http", "runtime", "--apps", "/nonexistent/apps"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+    assert res.returncode == 1 and "not a directory" in res.stderr
 
 
 def test_reload_restarts_the_workers(tmp_path: Path) -> None:
