@@ -18,8 +18,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
 from cocaine_http.http.envelope import decode_response, encode_request
 from cocaine_http.protocol.frames import Generation
 from cocaine_http.protocol.wire import packb
@@ -138,11 +136,6 @@ class Served:
 
 def raw_envelope(obj: Any) -> bytes:
     return packb(obj)
-
-
-@pytest.fixture(params=[Generation.A, Generation.B], ids=["A", "B"], scope="module")
-def generation(request: pytest.FixtureRequest) -> Generation:
-    return request.param
 
 
 def served(target: str, generation: Generation, **kw: Any) -> Iterator[Served]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import COMPAT_DIR, Served, raw_envelope
+from http_harness import COMPAT_DIR, Served, raw_envelope
 
 from cocaine_http.http.envelope import decode_response
 from cocaine_http.protocol.frames import Generation

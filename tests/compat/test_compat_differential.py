@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import HttpReply, Served, served
+from http_harness import HttpReply, Served, served
 
 from cocaine_http.http.envelope import PY2_HTTPLIB_CODES
 from cocaine_http.protocol.frames import Generation

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import pytest
-from conftest import COMPAT_DIR, ROOT, Served, raw_envelope
+from http_harness import COMPAT_DIR, ROOT, Served, raw_envelope
 
 from cocaine_http.protocol.frames import Generation
 
