@@ -36,7 +36,8 @@ async def main():
     t0 = time.perf_counter()
     conns = []
     for i in range(0, n, 500):
-        conns += await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(min(500, n - i))))
+        batch = min(500, n - i)
+        conns += await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(batch)))
     opened = time.perf_counter() - t0
     print(json.dumps({"opened": opened}), flush=True)
     sys.stdin.readline()  # the parent measures while everything is open
@@ -66,16 +67,23 @@ async def main(n: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 512)), hard))
     spec = spec_from_target("examples.flask_app.app:app")
     spec.cwd = ROOT
-    async with LocalRuntime("0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1,
-                            console=Console(io.StringIO())) as rt:
+    async with LocalRuntime(
+        "0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1, console=Console(io.StringIO())
+    ) as rt:
         await rt.apps["flask_app"].pool.wait_active(1)
         before = rss_kib()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", CLIENT, str(n), str(rt.front.port),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            sys.executable,
+            "-c",
+            CLIENT,
+            str(n),
+            str(rt.front.port),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert proc.stdout is not None and proc.stdin is not None
         opened = json.loads(await proc.stdout.readline())["opened"]
-        while len(rt.front.connections) < n:
+        while len(rt.front.connections) < n:  # noqa: ASYNC110 - polling someone else's counter
             await asyncio.sleep(0.05)
         held = rss_kib()
         held_conns = len(rt.front.connections)
@@ -91,10 +99,14 @@ async def main(n: int) -> None:
         sample = json.loads(await proc.stdout.readline())["idle_sample_ms"]
         await proc.wait()
         print(f"{n} idle keep-alive connections opened in {opened:.2f}s; front held {held_conns}")
-        print(f"runtime RSS {before / 1024:.1f} MiB -> {held / 1024:.1f} MiB "
-              f"(~{(held - before) / n:.1f} KiB per idle connection)")
-        print(f"request on a fresh connection while they are open: {fresh_ms:.2f} ms; "
-              f"on an idle one: {sample:.2f} ms")
+        print(
+            f"runtime RSS {before / 1024:.1f} MiB -> {held / 1024:.1f} MiB "
+            f"(~{(held - before) / n:.1f} KiB per idle connection)"
+        )
+        print(
+            f"request on a fresh connection while they are open: {fresh_ms:.2f} ms; "
+            f"on an idle one: {sample:.2f} ms"
+        )
 
 
 if __name__ == "__main__":

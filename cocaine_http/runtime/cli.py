@@ -57,24 +57,60 @@ def _generation(text: str) -> Generation:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--protocol", type=_generation, default=Generation.B, metavar="0.11|0.12",
-                   help="protocol generation to emulate (default 0.12)")
-    p.add_argument("--locator-port", type=int, default=10053, metavar="PORT",
-                   help="locator port (default 10053; 0 = any free port)")
-    p.add_argument("--port-range", type=_port_range, default=None, metavar="FIRST-LAST",
-                   help="ports for services and apps, lowest free first (default: ephemeral)")
+    p.add_argument(
+        "--protocol",
+        type=_generation,
+        default=Generation.B,
+        metavar="0.11|0.12",
+        help="protocol generation to emulate (default 0.12)",
+    )
+    p.add_argument(
+        "--locator-port",
+        type=int,
+        default=10053,
+        metavar="PORT",
+        help="locator port (default 10053; 0 = any free port)",
+    )
+    p.add_argument(
+        "--port-range",
+        type=_port_range,
+        default=None,
+        metavar="FIRST-LAST",
+        help="ports for services and apps, lowest free first (default: ephemeral)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address services listen on (default 127.0.0.1)")
     p.add_argument("--storage", default=None, metavar="DIR", help="keep storage in DIR (default: memory)")
-    p.add_argument("--runtime-dir", default=None, metavar="DIR",
-                   help="where worker sockets live (default: a temporary directory)")
-    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="HTTP front: wait this long for a response head or the next body chunk (default 30)")
-    p.add_argument("--max-body-size", type=int, default=16 * 1024 * 1024, metavar="BYTES",
-                   help="HTTP front: largest request body (default 16 MiB)")
-    p.add_argument("--log-level", default="info", metavar="LEVEL",
-                   help="console verbosity: debug, info, warning, error (default info)")
-    p.add_argument("--headers", action="store_true",
-                   help="B: send the literal tracing headers on every frame, like a 0.12.14 runtime")
+    p.add_argument(
+        "--runtime-dir",
+        default=None,
+        metavar="DIR",
+        help="where worker sockets live (default: a temporary directory)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="HTTP front: wait this long for a response head or the next body chunk (default 30)",
+    )
+    p.add_argument(
+        "--max-body-size",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="HTTP front: largest request body (default 16 MiB)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        metavar="LEVEL",
+        help="console verbosity: debug, info, warning, error (default info)",
+    )
+    p.add_argument(
+        "--headers",
+        action="store_true",
+        help="B: send the literal tracing headers on every frame, like a 0.12.14 runtime",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,12 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--reload", action="store_true", help="restart the workers when a .py file changes")
     _common(dev)
     rt = sub.add_parser("runtime", help="run apps given as manifest directories")
-    rt.add_argument("--apps", action="append", default=[], metavar="DIR",
-                    help="an app directory (manifest.json) or a directory of them; repeatable")
+    rt.add_argument(
+        "--apps",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an app directory (manifest.json) or a directory of them; repeatable",
+    )
     rt.add_argument("--bind", default=DEFAULT_BIND, help=f"HTTP front address (default {DEFAULT_BIND})")
     rt.add_argument("--no-http", action="store_true", help="no HTTP front")
-    rt.add_argument("--workers", type=int, default=None, metavar="N",
-                    help="pool size of every app (default: the profile's pool-limit, started on demand)")
+    rt.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pool size of every app (default: the profile's pool-limit, started on demand)",
+    )
     _common(rt)
     return parser
 
@@ -128,9 +174,15 @@ def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> N
     lines.append(f"  storage    {storage}")
     for name, app in rt.apps.items():
         pool = app.pool
-        size = f"{pool.min_workers} worker{'s' if pool.min_workers != 1 else ''}" if pool.min_workers else "on demand"
-        lines.append(f"  app        {name} :{rt.port_of(name)}  pool {size} (limit {pool.pool_limit}, "
-                     f"{pool.concurrency} sessions each, queue {pool.queue_limit})")
+        size = (
+            f"{pool.min_workers} worker{'s' if pool.min_workers != 1 else ''}"
+            if pool.min_workers
+            else "on demand"
+        )
+        lines.append(
+            f"  app        {name} :{rt.port_of(name)}  pool {size} (limit {pool.pool_limit}, "
+            f"{pool.concurrency} sessions each, queue {pool.queue_limit})"
+        )
         lines.append(f"             {' '.join(app.spec.argv)}")
     if reload:
         lines.append("  reload     on: workers restart when a .py file changes")
@@ -142,8 +194,13 @@ def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> N
 def _snapshot(root: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("__pycache__", "node_modules")
-                       and not d.endswith(".egg-info")]
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and d not in ("__pycache__", "node_modules")
+            and not d.endswith(".egg-info")
+        ]
         for name in filenames:
             if name.endswith(".py"):
                 path = os.path.join(dirpath, name)

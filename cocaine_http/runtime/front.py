@@ -57,7 +57,14 @@ from ..protocol.wire import unpackb
 if TYPE_CHECKING:
     from .local import LocalRuntime
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_HEADER_SIZE", "DEFAULT_TIMEOUT", "HttpFront", "parse_bind", "route"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "DEFAULT_TIMEOUT",
+    "HttpFront",
+    "parse_bind",
+    "route",
+]
 
 log = logging.getLogger("cocaine_http.runtime.front")
 access = logging.getLogger("cocaine_http.runtime.http")
@@ -101,8 +108,9 @@ class RouteError(Exception):
         self.status, self.body = status, body
 
 
-def route(target: bytes, headers: dict[bytes, bytes], running: Callable[[str], bool],
-          default_app: str | None) -> Route:
+def route(
+    target: bytes, headers: dict[bytes, bytes], running: Callable[[str], bool], default_app: str | None
+) -> Route:
     """Pick app, event and the URI the worker sees (see the module docstring)."""
     service = headers.get(b"x-cocaine-service")
     event = headers.get(b"x-cocaine-event")
@@ -197,7 +205,9 @@ class HttpFront:
             merged.setdefault(b"X-Cocaine-Event", [rt.event.encode()])
         headers = [*cookies, *([k, b",".join(v)] for k, v in merged.items())]
         version = req.http_version.decode()
-        return encode_request(req.method.decode(), rt.uri, headers, body, generation=self.generation, version=version)
+        return encode_request(
+            req.method.decode(), rt.uri, headers, body, generation=self.generation, version=version
+        )
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -318,8 +328,9 @@ class _HttpConnection(asyncio.Protocol):
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = f"{http.HTTPStatus(status).phrase}: {message}\n".encode()
             with contextlib.suppress(h11.LocalProtocolError):
-                self._send(h11.Response(status_code=status, headers=_plain(body, close=True),
-                                        reason=_reason(status)))
+                self._send(
+                    h11.Response(status_code=status, headers=_plain(body, close=True), reason=_reason(status))
+                )
                 self._send(h11.Data(data=body))
                 self._send(h11.EndOfMessage())
         if self.transport is not None:
@@ -472,7 +483,9 @@ class _HttpConnection(asyncio.Protocol):
                 log.warning("%s: no body chunk in %.3fs; connection cut", where.app, self.front.timeout)
                 self.shutdown()
                 raise ConnectionResetError("timeout mid-body") from None
-            raise _Failure(504, f"Application {where.app} timeout: timeout ({self.front.timeout:.3f}s)") from None
+            raise _Failure(
+                504, f"Application {where.app} timeout: timeout ({self.front.timeout:.3f}s)"
+            ) from None
 
     def _worker_failed(self, item: tuple[Any, ...], where: Route) -> None:
         if item[0] == "error":
@@ -480,7 +493,9 @@ class _HttpConnection(asyncio.Protocol):
             if isinstance(code, tuple):
                 code = f"{code[0]}, {code[1]}"
             raise _Failure(502, f"Application {where.app} error: {message} [{code}]")
-        raise _Failure(502, f"Application {where.app} error: the worker closed the session without a response")
+        raise _Failure(
+            502, f"Application {where.app} error: the worker closed the session without a response"
+        )
 
 
 def _declared_length(req: h11.Request) -> int:
@@ -509,7 +524,12 @@ def _decode_head(payload: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
     if not isinstance(payload, bytes):
         raise ValueError("head chunk is not bytes")
     head = unpackb(payload)
-    if not isinstance(head, list) or len(head) != 2 or type(head[0]) is not int or not isinstance(head[1], list):
+    if (
+        not isinstance(head, list)
+        or len(head) != 2
+        or type(head[0]) is not int
+        or not isinstance(head[1], list)
+    ):
         raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
     code = head[0]
     if not 100 <= code <= 599:
@@ -522,7 +542,9 @@ def _decode_head(payload: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
     return code, pairs
 
 
-def _response_headers(pairs: list[tuple[bytes, bytes]], gen: Generation) -> tuple[list[tuple[bytes, bytes]], bool]:
+def _response_headers(
+    pairs: list[tuple[bytes, bytes]], gen: Generation
+) -> tuple[list[tuple[bytes, bytes]], bool]:
     out = []
     lingering = False
     seen_length = False

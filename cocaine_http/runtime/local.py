@@ -278,16 +278,24 @@ class LocalRuntime:
                 await pool.stop()
                 raise
             self.apps[spec.name] = app
-            log.info("app %s started (%s), pool of %d, port %d", spec.name, spec.source or " ".join(spec.argv),
-                     pool_limit, self.port_of(spec.name))
+            log.info(
+                "app %s started (%s), pool of %d, port %d",
+                spec.name,
+                spec.source or " ".join(spec.argv),
+                pool_limit,
+                self.port_of(spec.name),
+            )
             return app
 
     def _worker_output(self, app: str) -> Callable[[str, str, str], None]:
         console = self.console
 
         def echo(uuid: str, stream: str, line: str) -> None:
-            console.emit("warning" if stream == "stderr" and "Traceback" in line else "info",
-                         f"{app}[{uuid[:8]}]", line)
+            console.emit(
+                "warning" if stream == "stderr" and "Traceback" in line else "info",
+                f"{app}[{uuid[:8]}]",
+                line,
+            )
 
         return echo
 

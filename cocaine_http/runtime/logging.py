@@ -77,10 +77,14 @@ def parse_level(name: str) -> str:
 class Console:
     """Readable, line-oriented output shared by the runtime, its services and workers' output."""
 
-    def __init__(self, stream: TextIO | None = None, *, colour: bool | None = None, level: str = "debug") -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, colour: bool | None = None, level: str = "debug"
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         if colour is None:
-            colour = hasattr(self.stream, "isatty") and self.stream.isatty() and not os.environ.get("NO_COLOR")
+            colour = (
+                hasattr(self.stream, "isatty") and self.stream.isatty() and not os.environ.get("NO_COLOR")
+            )
         self.colour = colour
         self.level = parse_level(level)
         self.lines = 0

@@ -90,7 +90,9 @@ class AppSpec:
     profile_name: str = "default"
     source: str = ""
 
-    def merged_profile(self, generation: Generation, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    def merged_profile(
+        self, generation: Generation, overrides: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         out = dict(DEFAULT_PROFILE)
         if generation is Generation.B:
             out["startup-timeout"] = 5.0
@@ -112,8 +114,9 @@ def default_name(target: str) -> str:
     return "app"
 
 
-def spec_from_target(target: str, name: str | None = None, *, python: str | None = None,
-                     extra_args: list[str] | None = None) -> AppSpec:
+def spec_from_target(
+    target: str, name: str | None = None, *, python: str | None = None, extra_args: list[str] | None = None
+) -> AppSpec:
     argv = [python or sys.executable, "-m", "cocaine_http", target, *(extra_args or [])]
     return AppSpec(name or default_name(target), argv, cwd=os.getcwd(), source=f"module {target}")
 
@@ -147,7 +150,9 @@ def spec_from_directory(path: str | os.PathLike[str]) -> AppSpec:
         profile = json.loads(profile_path.read_text())
     env = {str(k): str(v) for k, v in (manifest.get("environment") or {}).items()}
     name = str(manifest.get("name") or base.name)
-    return AppSpec(name, _slave_argv(manifest["slave"], base), str(base), env, profile, source=f"directory {base}")
+    return AppSpec(
+        name, _slave_argv(manifest["slave"], base), str(base), env, profile, source=f"directory {base}"
+    )
 
 
 def _text_keys(obj: Any) -> Any:
@@ -200,8 +205,9 @@ def spec_from_storage(rt: LocalRuntime, name: str, profile_name: str) -> AppSpec
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             tar.extractall(spool, filter="data")
     env = {str(k): str(v) for k, v in (manifest.get("environment") or {}).items()}
-    return AppSpec(name, _slave_argv(manifest["slave"], spool), str(spool), env, profile, profile_name,
-                   source="storage")
+    return AppSpec(
+        name, _slave_argv(manifest["slave"], spool), str(spool), env, profile, profile_name, source="storage"
+    )
 
 
 def resolve_item(rt: LocalRuntime, item: Any) -> AppSpec:
@@ -236,11 +242,13 @@ async def boot_apps(rt: LocalRuntime) -> None:
         except Exception as exc:
             import logging
 
-            logging.getLogger("cocaine_http.runtime.node").error("runlist app %s did not start: %s", name, exc)
+            logging.getLogger("cocaine_http.runtime.node").error(
+                "runlist app %s did not start: %s", name, exc
+            )
 
 
 def _profile_arg(v: Any) -> str:
-    if isinstance(v, (bytes, str)):
+    if isinstance(v, bytes | str):
         return text(v)
     raise ArgError(f"expected a profile name, got {type(v).__name__}")
 

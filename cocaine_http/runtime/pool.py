@@ -53,7 +53,7 @@ log = logging.getLogger("cocaine_http.runtime.pool")
 CLIENT_GONE_B = (0x01, 103)
 
 
-class Refused(Exception):  # noqa: N818 - an answer, like the runtime's
+class Refused(Exception):
     """The engine refused an event: ``code`` as on the wire (A int, B pair), ``message`` its text."""
 
     def __init__(self, code: Any, message: str) -> None:
@@ -187,7 +187,9 @@ class Pool(Engine):
     def _dead(self, slave: Slave) -> None:
         if slave.state is SlaveState.DEAD:
             return
-        activated = slave.activated.done() and not slave.activated.cancelled() and slave.activated.exception() is None
+        activated = (
+            slave.activated.done() and not slave.activated.cancelled() and slave.activated.exception() is None
+        )
         unexpected = not slave.terminated_by_engine
         if unexpected:
             if activated:
@@ -310,7 +312,9 @@ class Pool(Engine):
             "pool": {
                 "size": sum(1 for s in self.slaves.values() if s.alive),
                 "spawning": self._pending_spawns
-                + sum(1 for s in self.slaves.values() if s.state in (SlaveState.SPAWNED, SlaveState.HANDSHAKEN)),
+                + sum(
+                    1 for s in self.slaves.values() if s.state in (SlaveState.SPAWNED, SlaveState.HANDSHAKEN)
+                ),
                 "concurrency": self.concurrency,
                 "restarts": self.restarts,
                 "workers": {

@@ -87,7 +87,7 @@ class Reply(enum.Enum):
     STREAM = "stream"
 
 
-class Fault(Exception):  # noqa: N818 - it is a reply, not a bug
+class Fault(Exception):
     """Raised by a handler to answer with an error frame.
 
     ``code`` is an int in generation A and ``(category, code)`` in B; an int
@@ -101,7 +101,7 @@ class Fault(Exception):  # noqa: N818 - it is a reply, not a bug
         self.message = message
 
 
-class Drop(Exception):  # noqa: N818
+class Drop(Exception):
     """Raised by a handler (B) when the peer broke the protocol: the connection is dropped."""
 
 
@@ -111,7 +111,7 @@ class ArgError(Exception):
 
 # -- argument converters ------------------------------------------------------
 def text(v: Any) -> str:
-    if isinstance(v, (bytes, str)):
+    if isinstance(v, bytes | str):
         return as_text(v)
     raise ArgError(f"expected a string, got {type(v).__name__}")
 
@@ -304,7 +304,9 @@ class _Connection:
     def _frame_a(self, f: Frame) -> None:
         method = self.service.methods.get(f.type)
         if method is None:
-            self._send(self.encoder.error(f.session, 1, "unknown message type") + self.encoder.choke(f.session))
+            self._send(
+                self.encoder.error(f.session, 1, "unknown message type") + self.encoder.choke(f.session)
+            )
             return
         try:
             args = self._convert(method, f.args)
@@ -366,7 +368,7 @@ class _Connection:
         code: Any = f.args[0] if f.args else (0xFF, 0)
         if isinstance(code, list):
             code = tuple(code)
-        message = as_text(f.args[1]) if len(f.args) > 1 and isinstance(f.args[1], (bytes, str)) else ""
+        message = as_text(f.args[1]) if len(f.args) > 1 and isinstance(f.args[1], bytes | str) else ""
         call.inbound.put_nowait(("error", code, message))
 
     def _convert(self, method: Method, args: list[Any]) -> list[Any]:
@@ -374,7 +376,9 @@ class _Connection:
         if len(args) < need:
             raise ArgError(f"argument sequence length mismatch - expected at least {need}, got {len(args)}")
         if len(args) > need + extra:
-            raise ArgError(f"argument sequence length mismatch - expected at most {need + extra}, got {len(args)}")
+            raise ArgError(
+                f"argument sequence length mismatch - expected at most {need + extra}, got {len(args)}"
+            )
         out = []
         for i, (conv, arg) in enumerate(zip((*method.args, *method.optional), args, strict=False)):
             try:
@@ -435,10 +439,8 @@ class _Connection:
     def _send(self, data: bytes) -> None:
         if self.channel.closed:
             return
-        try:
+        with contextlib.suppress(DisconnectedError):
             self.channel.send(0, data)
-        except DisconnectedError:
-            pass
 
     def send_write(self, session: int, data: Any) -> None:
         if self.generation is Generation.A:

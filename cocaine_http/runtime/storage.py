@@ -31,6 +31,7 @@ names percent-encoded so any key is a safe file name; writes are atomic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,7 +42,7 @@ from ..protocol.frames import Generation
 from ..protocol.wire import packb, unpackb
 from .server import Call, Method, Reply, Service, raw, text, text_list
 
-__all__ = ["FileBackend", "MemoryBackend", "NOT_FOUND_B", "StorageBackend", "StorageService", "not_found"]
+__all__ = ["NOT_FOUND_B", "FileBackend", "MemoryBackend", "StorageBackend", "StorageService", "not_found"]
 
 NOT_FOUND_B = (0x0C, 2)
 
@@ -109,10 +110,8 @@ class FileBackend:
 
     def remove(self, collection: str, key: str) -> None:
         for path in self._paths(collection, key):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
 
     def find(self, collection: str, tags: list[str]) -> list[str]:
         if not tags:
@@ -142,10 +141,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -168,17 +165,23 @@ class StorageService(Service):
         except KeyError:
             raise self.fault(1, NOT_FOUND_B, not_found(collection, key)) from None
 
-    async def write(self, call: Call, collection: str, key: str, value: bytes, tags: list[str] | None = None) -> None:
+    async def write(
+        self, call: Call, collection: str, key: str, value: bytes, tags: list[str] | None = None
+    ) -> None:
         try:
             self.backend.write(collection, key, value, tags or [])
         except OSError as exc:
-            raise self.fault(1, (0x01, exc.errno or 5), f"cannot write '{key}' in '{collection}': {exc}") from None
+            raise self.fault(
+                1, (0x01, exc.errno or 5), f"cannot write '{key}' in '{collection}': {exc}"
+            ) from None
 
     async def remove(self, call: Call, collection: str, key: str) -> None:
         try:
             self.backend.remove(collection, key)
         except OSError as exc:
-            raise self.fault(1, (0x01, exc.errno or 5), f"cannot remove '{key}' in '{collection}': {exc}") from None
+            raise self.fault(
+                1, (0x01, exc.errno or 5), f"cannot remove '{key}' in '{collection}': {exc}"
+            ) from None
 
     async def find(self, call: Call, collection: str, tags: list[str]) -> list[str]:
         return self.backend.find(collection, tags)

@@ -1,4 +1,4 @@
-"""``cocaine-http dev`` / ``cocaine-http runtime`` as a user runs them: a real process, signals, exit codes."""
+"""``cocaine-http dev`` / ``runtime`` as a user runs them: a real process, signals, exit codes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
 import httpx
 import pytest
 
@@ -22,7 +23,11 @@ def start(*args: str, cwd: Path = ROOT) -> tuple[subprocess.Popen[str], dict[str
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cocaine_http", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seen: dict[str, str] = {}
     lines = []
@@ -60,8 +65,19 @@ def test_runtime_with_app_directories(tmp_path: Path) -> None:
     app.mkdir(parents=True)
     (app / "manifest.json").write_text(json.dumps({"slave": str(WORKER), "environment": {"X": "1"}}))
     (app / "profile.json").write_text(json.dumps({"pool-limit": 2}))
-    proc, seen = start("runtime", "--apps", str(tmp_path / "apps"), "--bind", "127.0.0.1:0",
-                       "--locator-port", "0", "--workers", "1", "--protocol", "0.11")
+    proc, seen = start(
+        "runtime",
+        "--apps",
+        str(tmp_path / "apps"),
+        "--bind",
+        "127.0.0.1:0",
+        "--locator-port",
+        "0",
+        "--workers",
+        "1",
+        "--protocol",
+        "0.11",
+    )
     try:
         url = seen["HTTP"]
         r = httpx.get(url + "/tiny/http/pid", timeout=10)
@@ -83,8 +99,16 @@ def test_runtime_with_app_directories(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("protocol", ["0.11", "0.12"])
 def test_dev_serves_the_flask_example(protocol: str) -> None:
-    proc, seen = start("dev", "examples.flask_app.app:app", "--bind", "127.0.0.1:0", "--locator-port", "0",
-                       "--protocol", protocol)
+    proc, seen = start(
+        "dev",
+        "examples.flask_app.app:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--locator-port",
+        "0",
+        "--protocol",
+        protocol,
+    )
     try:
         r = httpx.get(seen["HTTP"] + "/", timeout=10)
         assert (r.status_code, r.text) == (200, "Hello, world!\n"), r.text
@@ -95,8 +119,14 @@ def test_dev_serves_the_flask_example(protocol: str) -> None:
 
 def test_bad_arguments_and_busy_ports() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    bad = subprocess.run([sys.executable, "-m", "cocaine_http", "dev", "x:app", "--protocol", "0.9"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cocaine_http", "dev", "x:app", "--protocol", "0.9"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert bad.returncode == 2 and "0.11 or 0.12" in bad.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -104,10 +134,21 @@ def test_bad_arguments_and_busy_ports() -> None:
         port = busy.getsockname()[1]
         res = subprocess.run(
             [sys.executable, "-m", "cocaine_http", "runtime", "--no-http", "--locator-port", str(port)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     assert res.returncode == 1 and "cannot start" in res.stderr and "--locator-port 0" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "cocaine_http", "runtime", "--apps", "/nonexistent/apps"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+    res = subprocess.run(
+        [sys.executable, "-m", "cocaine_http", "runtime", "--apps", "/nonexistent/apps"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert res.returncode == 1 and "not a directory" in res.stderr
 
 
@@ -124,8 +165,9 @@ def test_reload_restarts_the_workers(tmp_path: Path) -> None:
 
     async def main() -> None:
         spec = AppSpec("web", [sys.executable, str(WORKER)])
-        async with LocalRuntime("0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1,
-                                console=Console(io.StringIO())) as rt:
+        async with LocalRuntime(
+            "0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1, console=Console(io.StringIO())
+        ) as rt:
             watcher = asyncio.get_running_loop().create_task(_watch(rt, spec, 1, tmp_path, period=0.1))
             async with httpx.AsyncClient(base_url=rt.front_url) as client:
                 before = (await client.get("/pid")).text

@@ -26,11 +26,18 @@ def spec(name: str = "web", **env: str) -> AppSpec:
     return AppSpec(name, [sys.executable, WORKER], cwd=os.path.dirname(WORKER), env=dict(env))
 
 
-def runtime(gen: str, apps: list[Any], *, workers: int | None = 1, out: io.StringIO | None = None,
-            **kw: Any) -> LocalRuntime:
+def runtime(
+    gen: str, apps: list[Any], *, workers: int | None = 1, out: io.StringIO | None = None, **kw: Any
+) -> LocalRuntime:
     kw.setdefault("bind", "127.0.0.1:0")
-    return LocalRuntime(gen, locator_port=0, apps=apps, workers=workers,
-                        console=Console(out if out is not None else io.StringIO()), **kw)
+    return LocalRuntime(
+        gen,
+        locator_port=0,
+        apps=apps,
+        workers=workers,
+        console=Console(out if out is not None else io.StringIO()),
+        **kw,
+    )
 
 
 def alive(pid: int) -> bool:
@@ -99,6 +106,7 @@ def test_app_service_over_tcp(gen: str) -> None:
             assert info["queue"]["capacity"] == 100
             assert set(info) >= {"load-median", "profile", "queue", "sessions", "slaves", "state", "pool"}
             await peer.aclose()
+
     run(main())
 
 
@@ -120,6 +128,7 @@ def test_a_refusals_and_tags() -> None:
             peer.send([0, 3, ["pid", b""]])
             assert await peer.recv() == [5, 3, [2, b"the queue is full"]]
             assert await peer.recv() == [6, 3, []]
+
     run(main())
 
 
@@ -130,6 +139,7 @@ def test_b_queue_full_refusal() -> None:
             peer = await RawPeer.connect(rt.port_of("web"))
             peer.send([1, 0, ["pid"]])
             assert await peer.recv() == [1, 1, [[0x52FF, 1], b"the queue is full"]]
+
     run(main())
 
 
@@ -151,10 +161,13 @@ def test_pool_shares_load_and_replaces_crashed_workers() -> None:
                 assert pool.restarts == 2
                 new = {(await client.get("/pid")).text for _ in range(4)}
                 assert new and not new & pids
-                assert all(r.status_code == 200 for r in await asyncio.gather(
-                    *(client.get("/hello") for _ in range(10))))
+                assert all(
+                    r.status_code == 200
+                    for r in await asyncio.gather(*(client.get("/hello") for _ in range(10)))
+                )
             info = rt.apps["web"].info()
             assert info["pool"]["size"] == 2 and info["pool"]["restarts"] == 2
+
     run(main())
 
 
@@ -163,8 +176,13 @@ def test_worker_that_never_starts_gets_a_clear_error(mode: str) -> None:
     out = io.StringIO()
 
     async def main() -> None:
-        async with runtime("0.12", [spec(CH_RT_MODE=mode)], out=out, profile={"startup-timeout": 0.4},
-                           front_options={"timeout": 20}) as rt:
+        async with runtime(
+            "0.12",
+            [spec(CH_RT_MODE=mode)],
+            out=out,
+            profile={"startup-timeout": 0.4},
+            front_options={"timeout": 20},
+        ) as rt:
             rt.apps["web"].pool.backoff_base = 0.05
             async with httpx.AsyncClient(base_url=rt.front_url, timeout=20) as client:
                 r = await client.get("/hello")
@@ -200,23 +218,24 @@ def test_garbage_mid_session_and_silent_heartbeats() -> None:
                         break
                     await asyncio.sleep(0.02)
                 assert silent.restarts >= 1
+
     run(main())
 
 
 def test_flood_is_streamed_with_bounded_buffering() -> None:
     async def main() -> None:
-        async with runtime("0.12", [spec()]) as rt:
-            async with httpx.AsyncClient(base_url=rt.front_url) as client:
-                total = 0
-                async with client.stream("GET", "/flood?n=160") as r:  # 10 MiB
-                    async for part in r.aiter_bytes():
-                        total += len(part)
-                        if total < 4 << 20:
-                            await asyncio.sleep(0.002)  # a slow reader at first
-                assert total == 160 * 65536
-                slave = next(iter(rt.apps["web"].pool.slaves.values()))
-                assert slave.flow is not None and slave.flow.pauses >= 1  # the worker's socket was paused
-                assert (await client.get("/hello")).text == "hello"
+        async with runtime("0.12", [spec()]) as rt, httpx.AsyncClient(base_url=rt.front_url) as client:
+            total = 0
+            async with client.stream("GET", "/flood?n=160") as r:  # 10 MiB
+                async for part in r.aiter_bytes():
+                    total += len(part)
+                    if total < 4 << 20:
+                        await asyncio.sleep(0.002)  # a slow reader at first
+            assert total == 160 * 65536
+            slave = next(iter(rt.apps["web"].pool.slaves.values()))
+            assert slave.flow is not None and slave.flow.pauses >= 1  # the worker's socket was paused
+            assert (await client.get("/hello")).text == "hello"
+
     run(main(), timeout=40)
 
 
@@ -248,6 +267,7 @@ def test_client_disconnect_frees_everything() -> None:
             assert sum(s.load for s in pool.slaves.values()) == 1
             async with httpx.AsyncClient(base_url=rt.front_url) as client:
                 assert (await client.get("/hello")).text == "hello"
+
     run(main())
 
 
@@ -276,6 +296,7 @@ def test_b_caller_disconnect_tells_the_worker() -> None:
             other = await RawPeer.connect(rt.port_of("web"))
             other.send([1, 0, ["echo"]], [1, 0, [b"b"]], [1, 2, []])
             assert await other.recv() == [1, 0, [b"b"]]
+
     run(main())
 
 
@@ -292,6 +313,7 @@ def test_idle_workers_are_terminated() -> None:
             peer = await RawPeer.connect(rt.port_of("web"))
             peer.send([0, 1, ["echo", b"again"]])
             assert await peer.recv() == [4, 1, [b"again"]]
+
     run(main())
 
 
@@ -313,7 +335,9 @@ def test_node_starts_apps_from_storage_and_runlist(tmp_path: Any) -> None:
             await node.recv()
             node.send([1, 2, [["stored", "nosuch"]]])
             assert msgpack.unpackb((await node.recv())[2][0]) == {
-                "stored": "the app has been stopped", "nosuch": "the app is not running"}
+                "stored": "the app has been stopped",
+                "nosuch": "the app is not running",
+            }
             await node.recv()
             node.send([0, 3, [{"stored": "fast"}]])
             assert msgpack.unpackb((await node.recv())[2][0]) == {"stored": "the app has been started"}
@@ -325,6 +349,7 @@ def test_node_starts_apps_from_storage_and_runlist(tmp_path: Any) -> None:
             app = await RawPeer.connect(rt.port_of("stored"))
             app.send([0, 1, ["echo", b"x"]])
             assert await app.recv() == [4, 1, [b"x"]]
+
     run(main())
 
 
@@ -353,6 +378,7 @@ def test_node_b_methods(tmp_path: Any) -> None:
             node.send([8, 0, ["ghost", "default"]])
             reply = await node.recv()
             assert reply[:2] == [8, 1] and b"has not been found" in reply[2][1]
+
     run(main())
 
 
@@ -390,6 +416,7 @@ def test_many_idle_keepalive_connections() -> None:
                     break
                 await asyncio.sleep(0.02)
             assert not rt.front.connections
+
     try:
         run(main(), timeout=60)
     finally:

@@ -31,7 +31,11 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/", {}),
     ("GET", "/items/3?q=x&tag=a&tag=b", {}),
     ("POST", "/json", {"json": {"name": "pen", "price": 1.5, "tags": ["x"]}}),
-    ("POST", "/form", {"content": b"a=1&b=2&a=3", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}),
+    (
+        "POST",
+        "/form",
+        {"content": b"a=1&b=2&a=3", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+    ),
     ("POST", "/upload", {"content": bytes(range(256)) * 1024}),
     ("GET", "/stream?n=4&delay=0.01", {}),
     ("GET", "/cached", {}),
@@ -51,15 +55,18 @@ class GroundTruth:
         if name == "flask_app":
             from examples.flask_app.app import app as flask_app
 
-            self.sync: httpx.Client | None = httpx.Client(transport=httpx.WSGITransport(app=flask_app),
-                                                          base_url="http://testserver")
+            self.sync: httpx.Client | None = httpx.Client(
+                transport=httpx.WSGITransport(app=flask_app), base_url="http://testserver"
+            )
             self.async_: httpx.AsyncClient | None = None
         else:
             from examples.fastapi_app.app import app as fastapi_app
 
             self.sync = None
-            self.async_ = httpx.AsyncClient(transport=httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=False),
-                                            base_url="http://testserver")
+            self.async_ = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=False),
+                base_url="http://testserver",
+            )
 
     async def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         if self.sync is not None:
@@ -88,8 +95,9 @@ def test_examples_match_ground_truth(gen: str) -> None:
             spec = spec_from_target(target)
             spec.cwd = str(ROOT)
             specs.append(spec)
-        async with LocalRuntime(gen, locator_port=0, bind="127.0.0.1:0", apps=specs, workers=1,
-                                console=Console(io.StringIO())) as rt:
+        async with LocalRuntime(
+            gen, locator_port=0, bind="127.0.0.1:0", apps=specs, workers=1, console=Console(io.StringIO())
+        ) as rt:
             assert set(rt.apps) == {"flask_app", "fastapi_app"}
             async with httpx.AsyncClient(base_url=rt.front_url, timeout=20) as front:
                 for name in rt.apps:
@@ -118,9 +126,11 @@ def test_examples_match_ground_truth(gen: str) -> None:
                 # the default app answers plain URLs
                 assert (await front.get("/")).text == "Hello, world!\n"
                 # concurrent requests on both apps
-                replies = await asyncio.gather(*(front.get(f"/{n}/http/items/{i}") for i in range(10)
-                                                 for n in rt.apps))
+                replies = await asyncio.gather(
+                    *(front.get(f"/{n}/http/items/{i}") for i in range(10) for n in rt.apps)
+                )
                 assert all(r.status_code == 200 for r in replies)
+
     run(main(), timeout=60)
 
 
@@ -128,14 +138,17 @@ def test_flask_example_reads_storage_through_the_locator() -> None:
     import cocaine_http.services as services
 
     if not hasattr(services, "BlockingClient"):
-        pytest.skip("examples/flask_app's /storage route imports cocaine_http.services.BlockingClient, "
-                    "which the services package does not export")
+        pytest.skip(
+            "examples/flask_app's /storage route imports cocaine_http.services.BlockingClient, "
+            "which the services package does not export"
+        )
 
     async def main() -> None:
         spec = spec_from_target("examples.flask_app.app:app")
         spec.cwd = str(ROOT)
-        async with LocalRuntime("0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1,
-                                console=Console(io.StringIO())) as rt:
+        async with LocalRuntime(
+            "0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1, console=Console(io.StringIO())
+        ) as rt:
             peer = await RawPeer.connect(rt.port_of("storage"))
             peer.send([1, 1, ["ns", "key", b"\x00stored\xff"]])
             assert await peer.recv() == [1, 0, []]
@@ -144,4 +157,5 @@ def test_flask_example_reads_storage_through_the_locator() -> None:
                 assert (r.status_code, r.content) == (200, b"\x00stored\xff"), r.text
                 r = await front.get("/storage/ns/missing")
                 assert r.status_code == 503 and "has not been found" in r.text
+
     run(main(), timeout=60)

@@ -29,7 +29,7 @@ def echo_script(gen: str, *, code: int = 200, extra: list[tuple[str, str]] | Non
     """Answers with the request envelope it got, msgpack'd, as the body."""
 
     async def script(inv: Any, sunk: list[Any]) -> None:
-        while not sunk or sunk[-1][0] != "close":
+        while not sunk or sunk[-1][0] != "close":  # noqa: ASYNC110 - the fake records, it does not signal
             await asyncio.sleep(0.001)
         request = msgpack.unpackb(sunk[0][1], raw=False)
         inv.feed_chunk(head(code, [("Content-Type", "application/x-msgpack"), *(extra or [])]))
@@ -40,8 +40,9 @@ def echo_script(gen: str, *, code: int = 200, extra: list[tuple[str, str]] | Non
 
 
 async def started(gen: str, apps: dict[str, Any], default: str | None = None, **front: Any) -> LocalRuntime:
-    rt = LocalRuntime(gen, locator_port=0, bind="127.0.0.1:0", console=Console(io.StringIO()),
-                      front_options=front)
+    rt = LocalRuntime(
+        gen, locator_port=0, bind="127.0.0.1:0", console=Console(io.StringIO()), front_options=front
+    )
     await rt.start()
     rt.apps.update(apps)
     rt.front.default_app = default
@@ -54,8 +55,9 @@ def test_envelope_per_generation(gen: str) -> None:
         rt = await started(gen, {"web": FakeApp("web", echo_script(gen))}, default="web")
         try:
             async with httpx.AsyncClient(base_url=rt.front_url) as client:
-                r = await client.post("/p/q?x=1", content=b"hi=1",
-                                      headers={"x-lower": "1", "Cookie": "a=b; c=d", "X-Dup": "1"})
+                r = await client.post(
+                    "/p/q?x=1", content=b"hi=1", headers={"x-lower": "1", "Cookie": "a=b; c=d", "X-Dup": "1"}
+                )
                 assert r.status_code == 200
                 method, uri, version, headers, req_body = msgpack.unpackb(r.content, raw=False)
             assert (method, uri, req_body) == ("POST", "/p/q?x=1", "hi=1")
@@ -67,6 +69,7 @@ def test_envelope_per_generation(gen: str) -> None:
             assert_old_spec(rt.apps["web"].sunk[0][0][1])
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -77,6 +80,7 @@ def test_routing(gen: str) -> None:
         rt = await started(gen, apps, default="web")
         try:
             async with httpx.AsyncClient(base_url=rt.front_url) as client:
+
                 async def seen(path: str, **kw: Any) -> tuple[str, str, list[Any]]:
                     before = len(apps["other"].invocations)
                     r = await client.get(path, **kw)
@@ -97,7 +101,9 @@ def test_routing(gen: str) -> None:
                 assert (await seen("/nosuch/http/x"))[:2] == ("web", "/nosuch/http/x")
                 assert (await seen("/"))[:2] == ("web", "/")
                 # both headers route and keep the URI
-                r = await client.get("/keep/me", headers={"X-Cocaine-Service": "other", "X-Cocaine-Event": "ev"})
+                r = await client.get(
+                    "/keep/me", headers={"X-Cocaine-Service": "other", "X-Cocaine-Event": "ev"}
+                )
                 assert msgpack.unpackb(r.content, raw=False)[1] == "/keep/me"
                 assert apps["other"].invocations[-1].event == "ev"
                 # one header alone is ignored
@@ -108,6 +114,7 @@ def test_routing(gen: str) -> None:
                 assert r.status_code == 503
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -124,6 +131,7 @@ def test_routing_without_default_app() -> None:
                 assert (await client.get("/web/http/x")).status_code == 200
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -137,7 +145,9 @@ def test_streaming_chunked_and_content_length(gen: str) -> None:
         inv.feed_close()
 
     async def sized(inv: Any, sunk: list[Any]) -> None:
-        inv.feed_chunk(head(201, [("Content-Length", "5"), ("Connection", "close"), ("Transfer-Encoding", "x")]))
+        inv.feed_chunk(
+            head(201, [("Content-Length", "5"), ("Connection", "close"), ("Transfer-Encoding", "x")])
+        )
         inv.feed_chunk(body(gen, b"hello"))
         inv.feed_close()
 
@@ -157,6 +167,7 @@ def test_streaming_chunked_and_content_length(gen: str) -> None:
                 assert len(rt.front.connections) == 1
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -185,6 +196,7 @@ def test_b_lingering_end_and_empty_writes() -> None:
                 assert (await client.get("/e/http/")).content == b"ab"
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -236,6 +248,7 @@ def test_failures_map_to_status(gen: str) -> None:
                 assert (await client.get("/err/http/")).status_code == 502
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -265,14 +278,21 @@ def test_client_disconnect_cancels_the_session() -> None:
             assert not rt.front.connections
         finally:
             await rt.stop()
+
     run(main())
 
 
 def test_malformed_http_and_limits() -> None:
     async def main() -> None:
-        rt = await started("0.12", {"web": FakeApp("web", echo_script("0.12"))}, default="web",
-                           max_header_size=1024, max_body_size=1000)
+        rt = await started(
+            "0.12",
+            {"web": FakeApp("web", echo_script("0.12"))},
+            default="web",
+            max_header_size=1024,
+            max_body_size=1000,
+        )
         try:
+
             async def raw(data: bytes) -> bytes:
                 reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
                 writer.write(data)
@@ -282,17 +302,23 @@ def test_malformed_http_and_limits() -> None:
 
             assert (await raw(b"NOT HTTP AT ALL\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
             assert (await raw(b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 2000 + b"\r\n\r\n")).startswith(
-                b"HTTP/1.1 431 ")
+                b"HTTP/1.1 431 "
+            )
             assert (await raw(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")).startswith(
-                b"HTTP/1.1 413 ")
-            chunked_big = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + \
-                b"".join(b"%x\r\n%s\r\n" % (200, b"z" * 200) for _ in range(10)) + b"0\r\n\r\n"
+                b"HTTP/1.1 413 "
+            )
+            chunked_big = (
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"".join(b"%x\r\n%s\r\n" % (200, b"z" * 200) for _ in range(10))
+                + b"0\r\n\r\n"
+            )
             assert (await raw(chunked_big)).startswith(b"HTTP/1.1 413 ")
             # still serving
             async with httpx.AsyncClient(base_url=rt.front_url) as client:
                 assert (await client.post("/", content=b"x" * 999)).status_code == 200
         finally:
             await rt.stop()
+
     run(main())
 
 
@@ -309,4 +335,5 @@ def test_pipelined_requests_answered_in_order() -> None:
             writer.close()
         finally:
             await rt.stop()
+
     run(main())

@@ -37,8 +37,17 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers", "rt
 
 
 def _official() -> Any:
-    for name in ("MutableMapping", "Mapping", "MutableSet", "MutableSequence", "Sequence", "Callable",
-                 "Iterable", "Hashable", "Set"):
+    for name in (
+        "MutableMapping",
+        "Mapping",
+        "MutableSet",
+        "MutableSequence",
+        "Sequence",
+        "Callable",
+        "Iterable",
+        "Hashable",
+        "Set",
+    ):
         if not hasattr(collections, name):
             setattr(collections, name, getattr(collections.abc, name))
     try:
@@ -46,8 +55,9 @@ def _official() -> Any:
             warnings.simplefilter("ignore")
             import cocaine.detail.util as util
 
-            util.msgpack_unpacker = functools.partial(msgpack.Unpacker, raw=True, strict_map_key=False,
-                                                      use_list=True)
+            util.msgpack_unpacker = functools.partial(
+                msgpack.Unpacker, raw=True, strict_map_key=False, use_list=True
+            )
             util.msgpack_unpackb = functools.partial(msgpack.unpackb, raw=True, strict_map_key=False)
             util.msgpack_packb = functools.partial(msgpack.packb, use_bin_type=False)
             from cocaine.exceptions import ChokeEvent, ServiceError
@@ -55,10 +65,21 @@ def _official() -> Any:
             from tornado import gen
             from tornado.ioloop import IOLoop
     except Exception as exc:  # ImportError, or a Python the old code cannot run on
-        pytest.skip(f"the official client (pip install 'cocaine==0.12.14.5' 'tornado<5') cannot be imported: "
-                    f"{type(exc).__name__}: {exc}")
-    return type("Official", (), {"Service": Service, "ChokeEvent": ChokeEvent, "ServiceError": ServiceError,
-                                 "gen": gen, "IOLoop": IOLoop})
+        pytest.skip(
+            f"the official client (pip install 'cocaine==0.12.14.5' 'tornado<5') cannot be imported: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    return type(
+        "Official",
+        (),
+        {
+            "Service": Service,
+            "ChokeEvent": ChokeEvent,
+            "ServiceError": ServiceError,
+            "gen": gen,
+            "IOLoop": IOLoop,
+        },
+    )
 
 
 @pytest.fixture
@@ -70,8 +91,14 @@ def runtime_port() -> Iterator[int]:
 
     def serve() -> None:
         async def main() -> None:
-            rt = LocalRuntime("0.12", locator_port=0, bind=None, apps=[AppSpec("web", [sys.executable, WORKER])],
-                              workers=1, console=Console(io.StringIO()))
+            rt = LocalRuntime(
+                "0.12",
+                locator_port=0,
+                bind=None,
+                apps=[AppSpec("web", [sys.executable, WORKER])],
+                workers=1,
+                console=Console(io.StringIO()),
+            )
             try:
                 async with rt:
                     box["port"] = rt.locator_port

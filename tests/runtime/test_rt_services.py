@@ -11,21 +11,25 @@ import pytest
 from helpers.oldspec import assert_old_spec
 from rt_helpers import RawPeer, hx, run
 
-from cocaine_http.protocol.frames import Generation
 from cocaine_http.protocol.wire import packb
 from cocaine_http.runtime.local import LocalRuntime
 from cocaine_http.runtime.logging import Console
 
 # §7 A9, A10, B8 (ports substituted where the vector's port differs from ours)
-A9 = hx("93 04 01 91 da 00 2c 93 92 a9 31 32 37 2e 30 2e 30 2e 31 cd 27 78 01 84 00 a4 72 65 61 64 01 a5 77 72 69 "
-        "74 65 02 a6 72 65 6d 6f 76 65 03 a4 66 69 6e 64 93 06 01 90")
-A10 = hx("93 05 01 92 01 bf 73 65 72 76 69 63 65 20 6e 6f 73 75 63 68 20 69 73 20 6e 6f 74 20 61 76 61 69 6c 61 "
-         "62 6c 65 93 06 01 90")
+A9 = hx(
+    "93 04 01 91 da 00 2c 93 92 a9 31 32 37 2e 30 2e 30 2e 31 cd 27 78 01 84 00 a4 72 65 61 64 01 a5 "
+    "77 72 69 74 65 02 a6 72 65 6d 6f 76 65 03 a4 66 69 6e 64 93 06 01 90"
+)
+A10 = hx(
+    "93 05 01 92 01 bf 73 65 72 76 69 63 65 20 6e 6f 73 75 63 68 20 69 73 20 6e 6f 74 20 61 76 61 69 "
+    "6c 61 62 6c 65 93 06 01 90"
+)
 B8 = hx(
-    "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 72 65 61 64 "
-    "80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 01 93 a5 77 72 69 74 65 80 82 00 92 a5 76 61 6c "
-    "75 65 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 "
-    "72 72 6f 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80"
+    "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 "
+    "72 65 61 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 01 93 a5 77 72 69 74 65 "
+    "80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65 80 82 00 "
+    "92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c "
+    "75 65 80 01 92 a5 65 72 72 6f 72 80"
 )
 
 
@@ -58,7 +62,8 @@ async def resolve_b(rt: LocalRuntime, name: str) -> Any:
     return reply[2]
 
 
-# -- locator ------------------------------------------------------------------------------------------------
+# -- locator ---------------------------------------------------------------------------------------
+
 
 def test_a9_a10_locator_bytes() -> None:
     async def main() -> None:
@@ -76,6 +81,7 @@ def test_a9_a10_locator_bytes() -> None:
             assert await peer.recv() == [5, 2, [1, b"service locator is not available"]]
             assert await peer.recv() == [6, 2, []]
             await peer.aclose()
+
     run(main())
 
 
@@ -93,6 +99,7 @@ def test_b8_locator_bytes_and_unknown() -> None:
             peer.send([3, 0, ["locator"]])
             assert await peer.recv() == [3, 1, [[10, 1], b"service is not available"]]
             await peer.aclose()
+
     run(main())
 
 
@@ -112,6 +119,7 @@ def test_every_service_resolves_with_its_table(gen: str) -> None:
                     assert graph == msgpack.unpackb(packb(GRAPHS_B[name]), raw=True, strict_map_key=False)
                     port = endpoints[0][1]
                 assert port == rt.port_of(name)
+
     run(main())
 
 
@@ -119,10 +127,12 @@ def test_ports_lowest_free_first_in_start_order() -> None:
     async def main() -> None:
         async with runtime("0.11", port_range=(24300, 24310)) as rt:
             assert [rt.port_of(n) for n in ("logging", "node", "storage")] == [24300, 24301, 24302]
+
     run(main())
 
 
-# -- storage ------------------------------------------------------------------------------------------------
+# -- storage ---------------------------------------------------------------------------------------
+
 
 def test_storage_a_roundtrip_and_errors() -> None:
     async def main() -> None:
@@ -134,7 +144,8 @@ def test_storage_a_roundtrip_and_errors() -> None:
             peer.send([0, 2, ["manifests", "echo"]])
             # §7 A11: the stored bytes come back wrapped once more
             assert await peer.recv_bytes(25) == hx(
-                "93 04 02 91 b0 af 81 a5 73 6c 61 76 65 a7 65 63 68 6f 2e 70 79 93 06 02 90")
+                "93 04 02 91 b0 af 81 a5 73 6c 61 76 65 a7 65 63 68 6f 2e 70 79 93 06 02 90"
+            )
             peer.send([0, 3, ["manifests", "nope"]])
             assert await peer.recv() == [5, 3, [1, b"object 'nope' has not been found in 'manifests'"]]
             assert await peer.recv() == [6, 3, []]
@@ -150,13 +161,17 @@ def test_storage_a_roundtrip_and_errors() -> None:
             assert await peer.recv() == [6, 6, []]
             peer.send([0, 7, ["manifests"]])
             assert await peer.recv() == [
-                5, 7, [1, b"argument sequence length mismatch - expected at least 2, got 1"]]
+                5,
+                7,
+                [1, b"argument sequence length mismatch - expected at least 2, got 1"],
+            ]
             assert await peer.recv() == [6, 7, []]
             peer.send([2, 8, ["manifests", "echo"]])
             assert await peer.recv() == [6, 8, []]
             peer.send([0, 9, ["manifests", "echo"]])
             assert (await peer.recv())[0] == 5
             await peer.aclose()
+
     run(main())
 
 
@@ -181,6 +196,7 @@ def test_storage_binary_values_kept_byte_for_byte_b() -> None:
             peer.send([7, 0, ["c", "missing"]])
             assert await peer.recv() == [7, 1, [[0x0C, 2], b"object 'missing' has not been found in 'c'"]]
             await peer.aclose()
+
     run(main())
 
 
@@ -196,20 +212,22 @@ def test_storage_files_backend_persists(tmp_path: Any) -> None:
             assert await peer.recv() == [1, 0, [b"\x00bin"]]
             peer.send([2, 3, ["col/with/slash", ["t"]]])
             assert await peer.recv() == [2, 0, [[b"../../etc/passwd"]]]
+
     run(write_then_read())
     # nothing escaped the storage directory
     assert all(str(p).startswith(str(tmp_path)) for p in tmp_path.rglob("*"))
 
 
-# -- B channel rules -------------------------------------------------------------------------------------------
+# -- B channel rules -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "bad",
     [
-        [1, 0, ["c", "k"]],       # channel 1 again after it was used: revoked
-        [5, 9, []],               # unknown method
-        [5, 0, ["c"]],            # wrong argument count
-        [5, 0, [1, 2]],           # wrong argument types
+        [1, 0, ["c", "k"]],  # channel 1 again after it was used: revoked
+        [5, 9, []],  # unknown method
+        [5, 0, ["c"]],  # wrong argument count
+        [5, 0, [1, 2]],  # wrong argument types
     ],
 )
 def test_b_violations_drop_the_connection(bad: list[Any]) -> None:
@@ -225,6 +243,7 @@ def test_b_violations_drop_the_connection(bad: list[Any]) -> None:
             other.send([1, 0, ["c", "k"]])
             assert await other.recv() == [1, 0, [b"v"]]
             await other.aclose()
+
     run(main())
 
 
@@ -243,6 +262,7 @@ def test_malformed_frame_drops_only_that_connection(gen: str) -> None:
             reply = await good.recv()
             assert reply[0 if gen == "0.12" else 1] == 1
             await good.aclose()
+
     run(main())
 
 
@@ -260,10 +280,12 @@ def test_b_headers_are_decoded_and_optionally_sent() -> None:
             assert (await peer.recv())[:3] == [2, 0, [b"v"]]
             peer.send([3, 0, ["c", "k"], [99]])  # index not in the table: hpack error
             assert await peer.closed()
+
     run(main())
 
 
-# -- logging -------------------------------------------------------------------------------------------------
+# -- logging ---------------------------------------------------------------------------------------
+
 
 def test_logging_a_emit_chokes_and_verbosity() -> None:
     out = io.StringIO()
@@ -277,6 +299,7 @@ def test_logging_a_emit_chokes_and_verbosity() -> None:
             assert await peer.recv() == [6, 2, []]
             peer.send([1, 3, []])
             assert await peer.recv_bytes(10) == hx("93 04 03 91 a1 03 93 06 03 90")  # info = 3 in A
+
     run(main())
     text = out.getvalue()
     assert "INFO" in text and "app/echo: hello from A" in text
@@ -299,6 +322,7 @@ def test_logging_b_emit_is_mute() -> None:
             peer.send([5, 0, [1, "app", "info now hidden"]])
             peer.send([6, 1, []])
             assert await peer.recv() == [6, 0, [2]]
+
     run(main())
     text = out.getvalue()
     assert "INFO" in text and "app: hello from B  user=bob n=3" in text
@@ -317,6 +341,7 @@ def test_old_spec_everywhere_a() -> None:
             raw = await peer.reader.read(4096)
             assert_old_spec(raw)
             assert b"\xd9" not in raw
+
     run(main())
 
 
@@ -330,4 +355,5 @@ def test_runtime_stops_cleanly_with_open_connections() -> None:
             assert await peer.closed(2)
         await asyncio.sleep(0)
         assert asyncio.all_tasks() - before == set()
+
     run(main())

@@ -17,9 +17,9 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
-from cocaine_http.config import WorkerConfig  # noqa: E402
-from cocaine_http.http.envelope import ResponseEncoder, parse_request  # noqa: E402
-from cocaine_http.worker import Worker  # noqa: E402
+from cocaine_http.config import WorkerConfig
+from cocaine_http.http.envelope import ResponseEncoder, parse_request
+from cocaine_http.worker import Worker
 
 MODE = os.environ.get("CH_RT_MODE", "")
 if MODE == "exit":
@@ -34,8 +34,9 @@ if MODE == "garbage":
     sock.sendall(b"\xc1\xc1 this is not msgpack")
     time.sleep(3600)
 
-worker = Worker(heartbeat_interval=float(os.environ.get("CH_RT_HEARTBEAT", 1.0)), disown_timeout=10.0,
-                grace_period=1.0)
+worker = Worker(
+    heartbeat_interval=float(os.environ.get("CH_RT_HEARTBEAT", 1.0)), disown_timeout=10.0, grace_period=1.0
+)
 enc = ResponseEncoder(worker.config.generation)
 
 
