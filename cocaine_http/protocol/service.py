@@ -29,9 +29,12 @@ and raise :class:`ResolveFormatError`, naming the service, on garbage.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgpack
 
 from ..errors import (
     ChannelClosedError,
@@ -46,7 +49,7 @@ from .catalog import A
 from .definitions import GRAPHS_B, TABLES_A
 from .frames import Frame, Generation
 from .headers import HeaderTable, literal
-from .wire import as_text, packb, unpackb
+from .wire import MAX_MAP_LEN, PACKER_OPTIONS, as_text, reject_ext
 
 __all__ = [
     "A_STREAMING_DEFAULT",
@@ -402,6 +405,14 @@ class Reply(enum.IntEnum):
     VALUE = 3  # the unary result
 
 
+_UNARY, _STREAM, _DISCARD = CallMode.UNARY, CallMode.STREAM, CallMode.DISCARD
+_R_DATA, _R_ERROR, _R_END, _R_VALUE = Reply.DATA, Reply.ERROR, Reply.END, Reply.VALUE
+_DATA, _ERROR = Kind.DATA, Kind.ERROR
+_unpack_blob = functools.partial(
+    msgpack.unpackb, raw=True, strict_map_key=False, ext_hook=reject_ext, max_map_len=MAX_MAP_LEN
+)
+
+
 class CallState:
     """One open call: where each direction is in its graph, and what it collected."""
 
@@ -413,7 +424,7 @@ class CallState:
         self.mode = mode
         self.recv: Node = method.upstream
         self.send: Node = method.dispatch
-        self.values: list[Any] | None = [] if mode is CallMode.UNARY else None
+        self.values: list[Any] | None = None  # UNARY: earlier data messages, when there are several
         self.delivered = False  # the final outcome (value or error) has been handed out
         #: Owned by the IO layer (a future, a stream); opaque here.
         self.sink: Any = None
@@ -460,7 +471,7 @@ class ServiceProtocol:
     no leaked session state.
     """
 
-    __slots__ = ("_rx_headers", "calls", "generation", "ignored", "last_id", "service")
+    __slots__ = ("_is_a", "_pack", "_rx_headers", "calls", "generation", "ignored", "last_id", "service")
 
     def __init__(self, generation: Generation, service: str = "service") -> None:
         self.generation = generation
@@ -469,6 +480,9 @@ class ServiceProtocol:
         self.calls: dict[int, CallState] = {}
         self.ignored = 0  # frames for calls no longer (or never) open
         self._rx_headers = HeaderTable() if generation is Generation.B else None
+        self._is_a = generation is Generation.A
+        # one packer per connection (the dialect of wire.packb): reused, never shared across threads
+        self._pack = msgpack.Packer(**PACKER_OPTIONS).pack
 
     def __repr__(self) -> str:
         return f"<ServiceProtocol {self.service} {self.generation.value} last_id={self.last_id} open={len(self.calls)}>"
@@ -479,13 +493,13 @@ class ServiceProtocol:
         if not isinstance(args, (list, tuple)):
             raise TypeError(f"{what}: arguments must be a list, got {type(args).__name__}")
         try:
-            if self.generation is Generation.A:
+            if self._is_a:
                 if headers:
                     raise LocalProtocolError(f"{what}: generation A frames cannot carry headers")
-                return packb([type_id, cid, args])
+                return self._pack([type_id, cid, args])
             if headers:
-                return packb([cid, type_id, args, [literal(n, v) for n, v in headers]])
-            return packb([cid, type_id, args])
+                return self._pack([cid, type_id, args, [literal(n, v) for n, v in headers]])
+            return self._pack([cid, type_id, args])
         except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(f"{what}: cannot encode arguments: {exc}") from None
 
@@ -500,12 +514,18 @@ class ServiceProtocol:
         """Start a call: ``(state, frame bytes)``. ``state`` is ``None`` for a mute method
         with nothing more to send (B ``logging.emit``): no reply will ever come."""
         cid = self.last_id + 1
-        data = self._encode(cid, method.index, args, headers, f"{self.service}.{method.name}")
+        if headers is None and type(args) in (list, tuple):  # the common case, kept short
+            try:
+                data = self._pack([method.index, cid, args] if self._is_a else [cid, method.index, args])
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise LocalProtocolError(f"{self.service}.{method.name}: cannot encode arguments: {exc}") from None
+        else:
+            data = self._encode(cid, method.index, args, headers, f"{self.service}.{method.name}")
         self.last_id = cid  # only consumed once the frame exists
         if method.upstream is TERMINAL and method.dispatch is TERMINAL:
             return None, data
         if mode is None:
-            mode = CallMode.STREAM if method.streaming else CallMode.UNARY
+            mode = _STREAM if method.streaming else _UNARY
         st = CallState(cid, method, mode)
         self.calls[cid] = st
         return st, data
@@ -585,45 +605,54 @@ class ServiceProtocol:
                 f"{self.service}.{st.method.name}: unexpected message type {frame.type} on session {st.id}"
             )
             return st, Reply.ERROR, exc
-        if t.next is not None:
-            st.recv = t.next
-            if t.next is TERMINAL and st.send is TERMINAL:
+        nxt = t.next
+        if nxt is not None:
+            st.recv = nxt
+            if nxt is TERMINAL and st.send is TERMINAL:
                 del self.calls[st.id]
         if st.delivered:
             return None
         kind = t.kind
         mode = st.mode
-        if kind is Kind.DATA:
+        if kind is _DATA:
             args = frame.args
-            if self.generation is Generation.A:
+            if self._is_a:
                 payload = self._chunk_a(st, args)
-                if isinstance(payload, MalformedReplyError):
+                if type(payload) is MalformedReplyError:
                     st.delivered = True
-                    return st, Reply.ERROR, payload
+                    return st, _R_ERROR, payload
             else:
                 payload = args[0] if len(args) == 1 else (None if not args else tuple(args))
-            if mode is CallMode.UNARY:
-                st.values.append(payload)  # type: ignore[union-attr]
+            if mode is _UNARY:
                 if st.recv is TERMINAL:
                     st.delivered = True
-                    return st, Reply.VALUE, self._collected(st)
+                    values = st.values
+                    if not values:  # the common case: one value message
+                        st.values = None
+                        return st, _R_VALUE, payload
+                    values.append(payload)  # type: ignore[union-attr]
+                    return st, _R_VALUE, self._collected(st)
+                if st.values is None:
+                    st.values = [payload]
+                else:
+                    st.values.append(payload)
                 return None
-            if mode is CallMode.STREAM:
+            if mode is _STREAM:
                 if st.recv is TERMINAL:
                     st.delivered = True  # a terminal data message (primitive value): item, then end
-                return st, Reply.DATA, payload
+                return st, _R_DATA, payload
             return None
-        if kind is Kind.ERROR:
+        if kind is _ERROR:
             st.delivered = True
-            if mode is CallMode.DISCARD:
+            if mode is _DISCARD:
                 return None
-            return st, Reply.ERROR, error_from_args(self.generation, frame.args, self.service, st.method.name)
+            return st, _R_ERROR, error_from_args(self.generation, frame.args, self.service, st.method.name)
         # END
         st.delivered = True
-        if mode is CallMode.UNARY:
-            return st, Reply.VALUE, self._collected(st)
-        if mode is CallMode.STREAM:
-            return st, Reply.END, None
+        if mode is _UNARY:
+            return st, _R_VALUE, self._collected(st)
+        if mode is _STREAM:
+            return st, _R_END, None
         return None
 
     @staticmethod
@@ -644,7 +673,7 @@ class ServiceProtocol:
         if not st.method.decode:
             return blob
         try:
-            return unpackb(blob)
+            return _unpack_blob(blob)
         except (ValueError, TypeError) as exc:  # msgpack's errors subclass ValueError
             return MalformedReplyError(
                 f"{self.service}.{st.method.name}: chunk is not msgpack ({exc})",

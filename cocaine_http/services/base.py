@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -71,11 +72,47 @@ Resolver = Callable[[str, "float | None"], Awaitable[Resolved]]
 
 _S = ServiceState
 _I = ServiceInput
+_CONNECTED = ServiceState.CONNECTED
+_UNARY = CallMode.UNARY
+_VALUE = Reply.VALUE
 
 
 def _expire(fut: asyncio.Future[Any], exc: CocaineError) -> None:
     if not fut.done():
         fut.set_exception(exc)
+
+
+#: Call deadlines are grouped in buckets this wide (seconds): one timer per
+#: bucket rather than one per call, so thousands of calls in flight cost a
+#: dict entry each instead of a heap entry each.
+DEADLINE_RESOLUTION = 0.005
+_PER_SECOND = 1 / DEADLINE_RESOLUTION
+
+
+class _Deadlines:
+    """Timeouts for many futures with few timer handles (expiry may be late by one bucket)."""
+
+    __slots__ = ("_buckets", "_loop", "_time", "service")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, service: str) -> None:
+        self._loop = loop
+        self._time = loop.time
+        self.service = service
+        self._buckets: dict[int, dict[asyncio.Future[Any], tuple[str, float]]] = {}
+
+    def add(self, fut: asyncio.Future[Any], timeout: float, method: str) -> dict[asyncio.Future[Any], Any]:
+        key = math.ceil((self._time() + timeout) * _PER_SECOND)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = {}
+            self._loop.call_at(key * DEADLINE_RESOLUTION, self._fire, key)
+        bucket[fut] = (method, timeout)
+        return bucket
+
+    def _fire(self, key: int) -> None:
+        for fut, (method, timeout) in self._buckets.pop(key, {}).items():
+            if not fut.done():
+                fut.set_exception(CallTimeoutError(f"{self.service}.{method}: no reply within {timeout} s"))
 
 
 class BaseService:
@@ -122,6 +159,9 @@ class BaseService:
         self._last_failure: float | None = None
         self._stale = False  # the known endpoints failed: resolve again before the next round
         self._paused_by: set[int] = set()  # ids of streams over their high-water mark
+        self._io_loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: _Deadlines | None = None
+        self._wbuf: list[bytes] | None = None  # frames written during this loop iteration
         #: Called with no arguments after every successful connect / every lost connection.
         self.on_connected: list[Callable[[], Any]] = []
         self.on_disconnected: list[Callable[[BaseException | None], Any]] = []
@@ -287,6 +327,11 @@ class BaseService:
                 continue
             self._handle = ch
             self._proto = ServiceProtocol(self.generation, self.name)
+            self._wbuf = None
+            loop = asyncio.get_running_loop()
+            if self._io_loop is not loop:
+                self._io_loop = loop
+                self._deadlines = _Deadlines(loop, self.name)
             self.fsm.apply(_I.CONNECTED)
             log.debug("%s: connected to %s", self.name, format_endpoint(ep))
             return
@@ -296,6 +341,7 @@ class BaseService:
         if ch is not self._handle:
             return
         self._handle = None
+        self._wbuf = None  # unsent frames belong to calls that are failing now
         proto, self._proto = self._proto, None
         self._paused_by.clear()
         if self.fsm.state is _S.CONNECTED:
@@ -338,9 +384,9 @@ class BaseService:
         sink = st.sink
         if sink is None:
             return
-        if st.mode is CallMode.UNARY:
+        if st.mode is _UNARY:
             if not sink.done():
-                if what is Reply.VALUE:
+                if what is _VALUE:
                     sink.set_result(payload)
                 else:
                     sink.set_exception(payload)
@@ -362,10 +408,32 @@ class BaseService:
         data = proto.abandon(st)
         self._resume_for(st.id)
         if data is not None and proto is self._proto and self._handle is not None:
-            try:
-                self._handle.send(st.id, data)
-            except DisconnectedError:
-                pass
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        """Send one frame, in order. With other calls in flight, frames are gathered
+        and leave together at the end of the loop iteration (one syscall for many
+        calls); a lone call goes out at once."""
+        buf = self._wbuf
+        if buf is not None:
+            buf.append(data)
+            return
+        handle = self._handle
+        if handle is None:
+            raise DisconnectedError(f"{self.name}: not connected")
+        proto = self._proto
+        if proto is None or len(proto.calls) <= 1:
+            handle.send(0, data)
+            return
+        self._wbuf = [data]
+        assert self._io_loop is not None
+        self._io_loop.call_soon(self._flush, handle)
+
+    def _flush(self, handle: Channel) -> None:
+        buf = self._wbuf
+        self._wbuf = None
+        if buf and handle is self._handle and not handle.closed:
+            handle.send(0, b"".join(buf) if len(buf) > 1 else buf[0])
 
     # -- calls ---------------------------------------------------------------
     async def call(self, name: str, *args: Any, timeout: float | None = None,
@@ -391,32 +459,33 @@ class BaseService:
                      headers: Sequence[tuple[Any, Any]] | None) -> Any:
         if timeout is None:
             timeout = self.timeout
-        if self.fsm.state is not _S.CONNECTED:
+        if self.fsm.state is not _CONNECTED:
             loop = asyncio.get_running_loop()
             start = loop.time()
             await self._ensure_connected(timeout)
             if timeout is not None:
                 timeout = max(0.0, timeout - (loop.time() - start))
         proto = self._proto
-        handle = self._handle
-        assert proto is not None and handle is not None
+        assert proto is not None
         st, data = proto.open(spec, args, headers=headers)
         if st is None:  # mute: nothing will come back
-            handle.send(0, data)
+            self._write(data)
             return None
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut = self._io_loop.create_future()  # type: ignore[union-attr]
         st.sink = fut
-        handle.send(st.id, data)
-        timer = None
+        self._write(data)
+        bucket = None
         if timeout is not None:
-            timer = loop.call_later(timeout, _expire, fut,
-                                    CallTimeoutError(f"{self.name}.{spec.name}: no reply within {timeout} s"))
+            bucket = self._deadlines.add(fut, timeout, spec.name)  # type: ignore[union-attr]
         try:
             return await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # cancelled while the reply failed: mark it seen
+            raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if bucket is not None:
+                bucket.pop(fut, None)
             if not st.delivered:  # timed out or cancelled: end the session here
                 self._abandon(proto, st)
 
@@ -431,8 +500,8 @@ class BaseService:
         proto, handle = self._proto, self._handle
         if proto is None or handle is None:
             raise DisconnectedError(f"{self.name}: not connected")
-        st, data = proto.open(self.method(name), args, mode=CallMode.DISCARD, headers=headers)
-        handle.send(st.id if st else 0, data)
+        _st, data = proto.open(self.method(name), args, mode=CallMode.DISCARD, headers=headers)
+        self._write(data)
         return handle.write_paused
 
     async def drain(self) -> None:
@@ -452,7 +521,7 @@ class BaseService:
         stream = Stream(self, proto, st, spec, timeout)
         if st is not None:
             st.sink = stream
-        handle.send(st.id if st else 0, data)
+        self._write(data)
         return stream
 
 
@@ -529,9 +598,9 @@ class Stream:
         if self._proto is not self._svc._proto or self._svc._handle is None:
             raise DisconnectedError(f"{self._svc.name}.{self.method}: connection lost")
         data = self._proto.send(st, name, args, headers)
+        self._svc._write(data)
         handle = self._svc._handle
-        handle.send(st.id, data)
-        if handle.write_paused:
+        if handle is not None and handle.write_paused:
             await handle.drain()
 
     async def write(self, *args: Any) -> None:
@@ -595,6 +664,8 @@ class Stream:
             try:
                 await w
             except BaseException:
+                if w.done() and not w.cancelled():
+                    w.exception()
                 self._drop()  # timeout or cancellation: the call is over
                 raise
             finally:

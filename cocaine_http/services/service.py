@@ -97,7 +97,9 @@ class Service(BaseService):
             spec = self._methods.get(name) if self._methods else None  # type: ignore[union-attr]
             if spec is None:
                 return self.call(name, *args, timeout=timeout, headers=headers)
-            return self.call_spec(spec, args, timeout=timeout, headers=headers)
+            if spec.streaming:
+                return self._open_stream(spec, args, timeout, headers)
+            return self._unary(spec, args, timeout, headers)  # the coroutine itself: no extra frame
 
         caller.__name__ = name
         caller.__qualname__ = f"{type(self).__name__}.{name}"

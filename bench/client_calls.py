@@ -1,0 +1,241 @@
+"""Unary service calls per second: cocaine_http's client next to a minimal one.
+
+    python bench/client_calls.py [--protocol 0.12|0.11|both] [--server runtime|peer] [--seconds 2]
+
+The storage service runs in a separate process (so client and server do not
+share one core): cocaine_http's local runtime when it is importable
+(``--server runtime``, the default), else a fast asyncio peer defined here
+(``--server peer``). The same key is read over and over: a 16-byte value.
+
+Two clients, each on one connection, measured with 1 and with 256 calls in
+flight:
+
+* **cocaine_http**: ``Client`` -> ``await client.service("storage")`` ->
+  ``await storage.read(collection, key)`` (generated method, per-call timeout,
+  session bookkeeping, A double decoding);
+* **minimal**: asyncio.Protocol + msgpack Unpacker + a dict of futures, ids
+  from a counter, no timeouts, no checks: about as little as a correct client
+  can do.
+
+Prints the median calls/s of each over alternating rounds and the median of the\nper-round ratios (target >= 0.8x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+VALUE = b"0123456789abcdef"
+
+
+# -- servers (run in a child process) --------------------------------------------------------------
+
+
+class _PeerProtocol(asyncio.Protocol):
+    """A fast storage/locator peer: only what the benchmark needs."""
+
+    def __init__(self, gen: str, role: str, storage_port: list[int]) -> None:
+        self.gen = gen
+        self.role = role
+        self.storage_port = storage_port
+        self.up = msgpack.Unpacker(raw=True, strict_map_key=False)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.up.feed(data)
+        out = []
+        pack = msgpack.packb
+        for msg in self.up:
+            if self.gen == "A":
+                method, sid, args = msg
+            else:
+                sid, method, args = msg
+            if self.role == "locator":
+                table = {0: "read", 1: "write", 2: "remove", 3: "find"}
+                if self.gen == "A":
+                    blob = pack([["127.0.0.1", self.storage_port[0]], 1, table], use_bin_type=False)
+                    out.append(pack([4, sid, [blob]], use_bin_type=False) + pack([6, sid, []]))
+                else:
+                    p = {0: ["value", {}], 1: ["error", {}]}
+                    graph = {i: [n, {}, p] for i, n in table.items()}
+                    out.append(pack([sid, 0, [[["127.0.0.1", self.storage_port[0]]], 1, graph]], use_bin_type=False))
+            elif self.gen == "A":
+                out.append(pack([4, sid, [pack(VALUE, use_bin_type=False)]], use_bin_type=False))
+                out.append(pack([6, sid, []]))
+            else:
+                out.append(pack([sid, 0, [VALUE]], use_bin_type=False))
+        self.transport.write(b"".join(out))
+
+
+async def serve(kind: str, gen: str) -> None:
+    loop = asyncio.get_running_loop()
+    if kind == "runtime":
+        from cocaine_http.runtime.local import LocalRuntime
+        from cocaine_http.runtime.logging import Console
+
+        rt = LocalRuntime("0.11" if gen == "A" else "0.12", locator_port=0, bind=None,
+                          console=Console(open(os.devnull, "w")))  # noqa: SIM115
+        await rt.start()
+        rt.storage.write("bench", "k", VALUE, [])
+        locator_port = rt.locator_port
+    else:
+        storage_port = [0]
+        storage = await loop.create_server(lambda: _PeerProtocol(gen, "storage", storage_port), "127.0.0.1", 0)
+        storage_port[0] = storage.sockets[0].getsockname()[1]
+        locator = await loop.create_server(lambda: _PeerProtocol(gen, "locator", storage_port), "127.0.0.1", 0)
+        locator_port = locator.sockets[0].getsockname()[1]
+    print(locator_port, flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+
+
+# -- the minimal client ----------------------------------------------------------------------------
+
+
+class MinimalClient(asyncio.Protocol):
+    def __init__(self, gen: str) -> None:
+        self.gen = gen
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.up = msgpack.Unpacker(raw=True, strict_map_key=False)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.up.feed(data)
+        for msg in self.up:
+            if self.gen == "A":
+                kind, sid, args = msg
+                if kind == 4:
+                    fut = self.pending[sid]
+                    fut._value = msgpack.unpackb(args[0], raw=True)  # type: ignore[attr-defined]
+                elif kind == 6:
+                    fut = self.pending.pop(sid)
+                    fut.set_result(getattr(fut, "_value", None))
+            else:
+                sid, kind, args = msg
+                fut = self.pending.pop(sid)
+                fut.set_result(args[0] if kind == 0 else RuntimeError(args))
+
+    async def read(self, collection: str, key: str) -> Any:
+        sid = next(self.ids)
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[sid] = fut
+        frame = [0, sid, [collection, key]] if self.gen == "A" else [sid, 0, [collection, key]]
+        self.transport.write(msgpack.packb(frame, use_bin_type=False))
+        return await fut
+
+
+# -- measurement -----------------------------------------------------------------------------------
+
+
+async def measure(read: Any, inflight: int, seconds: float) -> tuple[float, float]:
+    """(calls per second, client CPU microseconds per call)."""
+    for _ in range(50):  # warm up
+        assert await read("bench", "k") == VALUE
+    stop = time.perf_counter() + seconds
+    count = 0
+
+    async def lane() -> None:
+        nonlocal count
+        n = 0
+        while True:
+            for _ in range(50):
+                await read("bench", "k")
+            n += 50
+            if time.perf_counter() >= stop:
+                break
+        count += n
+
+    start = time.perf_counter()
+    cpu = time.process_time()
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    return count / (time.perf_counter() - start), (time.process_time() - cpu) / count * 1e6
+
+
+async def bench(gen: str, locator_port: int, seconds: float, rounds: int) -> list[tuple[float, ...]]:
+    from cocaine_http.services import Client
+
+    client = Client(f"127.0.0.1:{locator_port}", "0.11" if gen == "A" else "0.12", timeout=30)
+    storage = await client.service("storage")
+    host, port = storage.endpoints[0]
+    loop = asyncio.get_running_loop()
+    _, minimal = await loop.create_connection(lambda: MinimalClient(gen), host, port)
+    rows = []
+    for inflight in (1, 256):
+        ours: list[tuple[float, float]] = []
+        theirs: list[tuple[float, float]] = []
+        for i in range(rounds):  # alternate (and swap the order) so noise hits both alike
+            first, second = (storage.read, minimal.read) if i % 2 == 0 else (minimal.read, storage.read)
+            a = await measure(first, inflight, seconds / rounds)
+            b = await measure(second, inflight, seconds / rounds)
+            ours.append(a if i % 2 == 0 else b)
+            theirs.append(b if i % 2 == 0 else a)
+        ratio = statistics.median(o[0] / t[0] for o, t in zip(ours, theirs))
+        rows.append((inflight, statistics.median(o[0] for o in ours), statistics.median(t[0] for t in theirs),
+                     ratio, statistics.median(o[1] for o in ours), statistics.median(t[1] for t in theirs)))
+        assert storage.pending == 0
+    minimal.transport.close()
+    await client.close()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", choices=["0.11", "0.12", "both"], default="both")
+    ap.add_argument("--server", choices=["runtime", "peer"], default=None)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per client and in-flight setting")
+    ap.add_argument("--rounds", type=int, default=6, help="alternating rounds; the median ratio is printed")
+    ap.add_argument("--serve", nargs=2, metavar=("KIND", "GEN"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        asyncio.run(serve(*args.serve))
+        return
+    server = args.server
+    if server is None:
+        try:
+            import cocaine_http.runtime.local  # noqa: F401
+
+            server = "runtime"
+        except ImportError:
+            server = "peer"
+    from cocaine_http.protocol import codec
+
+    gens = ["A", "B"] if args.protocol == "both" else ["A" if args.protocol == "0.11" else "B"]
+    print(f"storage server: {server} (separate process); decoder backend: {codec.BACKEND}; "
+          f"python {sys.version.split()[0]}")
+    print(f"{'gen':4} {'in flight':>9} {'cocaine_http':>14} {'minimal':>14} {'ratio':>7}   client CPU/call (ours, minimal)")
+    for gen in gens:
+        child = subprocess.Popen([sys.executable, __file__, "--serve", server, gen], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert child.stdout is not None
+            port = int(child.stdout.readline())
+            for inflight, ours, theirs, ratio, cpu_o, cpu_t in asyncio.run(bench(gen, port, args.seconds, args.rounds)):
+                print(f"{gen:4} {inflight:>9.0f} {ours:>12,.0f}/s {theirs:>12,.0f}/s {ratio:>6.2f}x"
+                      f"   {cpu_o:5.1f} us, {cpu_t:5.1f} us", flush=True)
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    main()
