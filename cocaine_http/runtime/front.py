@@ -191,7 +191,7 @@ class HttpFront:
     # -- the request envelope --------------------------------------------------------
     def envelope(self, req: h11.Request, body: bytes, rt: Route) -> bytes:
         merged: dict[bytes, list[bytes]] = {}
-        cookies: list[list[bytes]] = []
+        cookies: list[tuple[bytes, bytes]] = []
         for name, value in req.headers.raw_items():
             key = title_case(name)
             merged.setdefault(key, []).append(value)
@@ -199,11 +199,11 @@ class HttpFront:
                 for part in value.split(b";"):
                     cname, eq, cval = part.strip().partition(b"=")
                     if eq and cname:
-                        cookies.append([cname, cval])
+                        cookies.append((cname, cval))
         if rt.by_url and self.generation is Generation.B:
             merged.setdefault(b"X-Cocaine-Service", [rt.app.encode()])
             merged.setdefault(b"X-Cocaine-Event", [rt.event.encode()])
-        headers = [*cookies, *([k, b",".join(v)] for k, v in merged.items())]
+        headers = [*cookies, *((k, b",".join(v)) for k, v in merged.items())]
         version = req.http_version.decode()
         return encode_request(
             req.method.decode(), rt.uri, headers, body, generation=self.generation, version=version

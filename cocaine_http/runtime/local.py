@@ -244,7 +244,7 @@ class LocalRuntime:
         to the runtime and none for apps started through ``node``, growing on demand."""
         async with self._lock:
             if spec.name in self.apps:
-                return self.apps[spec.name]  # type: ignore[no-any-return]
+                return self.apps[spec.name]
             if spec.name in self.servers or spec.name == "locator":
                 raise ValueError(f"{spec.name!r} is the name of a service")
             profile = spec.merged_profile(self.generation, self.profile_overrides)

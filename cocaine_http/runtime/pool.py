@@ -154,7 +154,7 @@ class Pool(Engine):
         failures = max(self.start_failures, recent - 1)
         if failures <= 0:
             return 0.0
-        return min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
+        return float(min(self.backoff_max, self.backoff_base * 2 ** (failures - 1)))
 
     async def spawn(self, uuid: str | None = None) -> Slave:
         self._pending_spawns += 1

@@ -339,10 +339,11 @@ class _Connection:
                 self.inbound_open[ch] = call
             self._start(call, args)
             return
-        call = self.inbound_open.get(ch)
-        if call is None:
+        open_call = self.inbound_open.get(ch)
+        if open_call is None:
             self.drop(f"revoked channel {ch}")
             return
+        call = open_call
         if f.type not in STREAMING:
             self.drop(f"slot not found: type {f.type} on channel {ch}")
             return
