@@ -297,9 +297,6 @@ class _HttpConnection(asyncio.Protocol):
             if isinstance(event, h11.Request):
                 self.request = event
                 self.body = bytearray()
-                if self.idle is not None:
-                    self.idle.cancel()
-                    self.idle = None
                 head_size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
                 if head_size > self.front.max_header_size:
                     # h11 bounds only an incomplete head; a complete one arriving at once is checked here
@@ -317,6 +314,9 @@ class _HttpConnection(asyncio.Protocol):
                 assert self.request is not None
                 request, body = self.request, bytes(self.body)
                 self.request, self.body = None, bytearray()
+                if self.idle is not None:  # the keep-alive timer also bounds a slow request
+                    self.idle.cancel()
+                    self.idle = None
                 self.task = asyncio.get_running_loop().create_task(self._respond(request, body))
                 return
             elif isinstance(event, h11.ConnectionClosed):

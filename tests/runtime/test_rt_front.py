@@ -337,3 +337,23 @@ def test_pipelined_requests_answered_in_order() -> None:
             await rt.stop()
 
     run(main())
+
+
+def test_idle_and_slow_connections_time_out() -> None:
+    async def main() -> None:
+        rt = await started(
+            "0.12", {"web": FakeApp("web", echo_script("0.12"))}, default="web", keepalive_timeout=0.3
+        )
+        try:
+            idle = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            slow = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            slow[1].write(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+            )  # and never the rest
+            assert await asyncio.wait_for(idle[0].read(), 3) == b""
+            assert await asyncio.wait_for(slow[0].read(), 3) == b""
+            assert not rt.front.connections and not rt.apps["web"].invocations
+        finally:
+            await rt.stop()
+
+    run(main())
