@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from worker_helpers import make_engine, run
+from worker_helpers import make_engine, run, until
 
 from cocaine_http.errors import ChannelClosedError, ServiceError
 from cocaine_http.runtime import Engine, Slave
@@ -160,8 +160,7 @@ def test_max_sessions_refuses_with_a_retryable_error(gen: str, runtime_dir: str)
     async def scenario(engine: Engine, worker: Worker, slave: Slave) -> None:
         gates.append(asyncio.Event())
         held = [await engine.open("wait") for _ in range(3)]
-        await asyncio.sleep(0.05)
-        assert worker.active_sessions == 3
+        await until(lambda: worker.active_sessions == 3, what="3 sessions running")
         refused = await engine.invoke("wait", [])
         busy = "the worker is busy (3 sessions)"
         assert refused.error == (
@@ -199,7 +198,8 @@ def test_inbound_buffering_pauses_reading_at_the_session_mark(gen: str, runtime_
         assert flow is not None
         inv = await engine.open("lazy")
         writer = asyncio.ensure_future(_send(inv, 4 * MiB, 32 * KiB))
-        await asyncio.sleep(0.3)
+        await until(lambda: flow.paused, what="reading paused")
+        await asyncio.sleep(0.1)
         # the handler reads nothing: reading paused once the session passed its mark
         assert flow.paused and flow.pauses >= 1
         assert 256 * KiB < flow.total <= 256 * KiB + 256 * KiB + 64 * KiB  # mark + one socket read + a frame
@@ -236,7 +236,8 @@ def test_inbound_buffering_pauses_at_the_connection_mark(gen: str, runtime_dir: 
         assert flow is not None
         invs = [await engine.open("lazy") for _ in range(20)]
         writers = [asyncio.ensure_future(_send(inv, 200 * KiB, 20 * KiB)) for inv in invs]
-        await asyncio.sleep(0.3)
+        await until(lambda: flow.paused, what="reading paused")
+        await asyncio.sleep(0.1)
         assert flow.paused
         assert MiB < flow.total <= MiB + 512 * KiB  # every session under its own mark, the total over
         gate.set()

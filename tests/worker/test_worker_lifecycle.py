@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 
-from worker_helpers import make_engine, run
+from worker_helpers import make_engine, run, until
 
 ABORTED = {"A": 2, "B": (42, 212)}
 REFUSED = {"A": 2, "B": (12, 32)}  # B: EPIPE "app stopped", which the proxies retry
@@ -78,7 +78,9 @@ def test_sigterm_drains_replies_terminate_and_refuses_new_work(gen: str, runtime
             slow = asyncio.ensure_future(engine.invoke("slow", [b"0.5"]))
             await asyncio.sleep(0.1)
             slave.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.1)
+            await until(
+                lambda: "EVENT terminate 1 worker shut down" in events(slave), what="the terminate event"
+            )
             # the runtime does not know yet: it still sends work, which is refused
             refused = await engine.invoke("echo", [b"late"])
             assert refused.error == (REFUSED[gen], "the worker is shutting down")
@@ -122,14 +124,15 @@ def test_a_runtime_that_stops_answering_heartbeats_is_left(gen: str, runtime_dir
 
 def test_heartbeats_flow_at_the_configured_interval(gen: str, runtime_dir: str) -> None:
     async def body() -> None:
-        async with make_engine(
-            gen, runtime_dir, env={"CH_TEST_HEARTBEAT": "0.05"}, heartbeat_timeout=0.25
-        ) as engine:
+        env = {"CH_TEST_HEARTBEAT": "0.1"}
+        async with make_engine(gen, runtime_dir, env=env, heartbeat_timeout=0.5) as engine:
             [slave] = await engine.start(1)
-            await asyncio.sleep(
-                0.6
-            )  # over twice the engine's heartbeat timeout: a silent worker would be dead
-            assert slave.state.value == "active" and 8 <= slave.heartbeats <= 15
+            start = slave.heartbeats
+            # twice the engine's heartbeat timeout: a worker that fell silent would be dead by now
+            await asyncio.sleep(1.0)
+            assert slave.state.value == "active"
+            # about 10 at 0.1 s; generous bounds, as a loaded machine delays timers
+            assert 5 <= slave.heartbeats - start <= 13
 
     run(body())
 

@@ -168,16 +168,14 @@ def test_a_slow_handler_never_blocks_others(gen: str, runtime_dir: str, slow_eve
     async def body() -> None:
         async with make_engine(gen, runtime_dir, env={"CH_TEST_THREADS": "2"}) as engine:
             await engine.start(1)
-            slow = asyncio.ensure_future(engine.invoke(slow_event, [b"0.6"]))
+            slow = asyncio.ensure_future(engine.invoke(slow_event, [b"1.0"]))
             await asyncio.sleep(0.05)
-            t0 = time.monotonic()
             fast = await asyncio.gather(
                 *(engine.invoke("echo", [b"f"]) for _ in range(20)), engine.invoke("echo_sync", [b"s"])
             )
-            assert time.monotonic() - t0 < 0.4
-            assert not slow.done()
+            assert not slow.done()  # all the fast ones were answered while the slow one ran
             assert [r.data for r in fast] == [b"f"] * 20 + [b"s"]
-            assert (await slow).data == b"done after 0.6"
+            assert (await slow).data == b"done after 1"
 
     run(body())
 
