@@ -163,7 +163,7 @@ class Client:
         :class:`~cocaine_http.errors.ServiceNotFoundError` for an unknown name.
         """
         loop = self._bind_loop()
-        key = (name, id(definition) if definition is not None else None)
+        key = (name, definition if isinstance(definition, type) or definition is None else id(definition))
         fut = self._cache.get(key)
         if fut is None:
             fut = self._cache[key] = loop.create_future()
