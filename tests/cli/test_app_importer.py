@@ -191,20 +191,17 @@ class WSGIClass:
 
 
 def test_detect_frameworks() -> None:
-    import django
     from django.core.handlers.asgi import ASGIHandler
-    from django.core.handlers.wsgi import WSGIHandler
     from fastapi import FastAPI
     from flask import Flask
     from starlette.applications import Starlette
 
-    from django.conf import settings
+    # the example project configures Django's (process-wide) settings; configuring
+    # them here with anything else would break later tests that use the example
+    from examples.django_app.mysite.wsgi import application
 
-    if not settings.configured:
-        settings.configure()
-    django.setup()
     assert detect_interface(Flask("x")) == "wsgi"
-    assert detect_interface(WSGIHandler()) == "wsgi"
+    assert detect_interface(application) == "wsgi"
     assert detect_interface(ASGIHandler()) == "asgi"
     assert detect_interface(FastAPI()) == "asgi"
     assert detect_interface(Starlette()) == "asgi"
