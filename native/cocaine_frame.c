@@ -389,7 +389,7 @@ static int finish(cf_decoder *d, size_t start, cf_frame *out)
     uint64_t size = d->scanned;
     uint32_t n = d->top_len;
 
-    if (size > d->max_frame_size)
+    if (size > d->max_frame_size) /* cannot happen: the scan window; kept as a guard */
         return fail(d, CF_E_TOO_LARGE);
     if (d->timestamp)
         return fail(d, CF_E_MALFORMED);

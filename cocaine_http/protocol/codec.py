@@ -14,10 +14,14 @@ Both backends implement :class:`Decoder`:
   error the decoder is dead and raises the same error again;
 * iterating yields frames until more bytes are needed;
 * ``pending`` is the number of buffered bytes not yet returned as a frame.
+
+Both enforce the same limits at the same byte of the stream, so they agree
+on every input however it is split: see native/README.md.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from typing import Protocol
@@ -87,7 +91,8 @@ def _select() -> tuple[str, type]:
         raise ImportError(f"{ENV_VAR}={choice!r}: use 'native' or 'python'")
     try:
         return "native", _native_class()
-    except ImportError:
+    except ImportError as exc:
+        logging.getLogger(__name__).info("native frame decoder unavailable (%s): using the pure-Python twin", exc)
         return "pure", _pure_class()
 
 

@@ -33,7 +33,7 @@ FUZZ = settings(
     derandomize=SCALE == 1,
     database=None,
     deadline=None,
-    max_examples=300 * SCALE,
+    max_examples=200 * SCALE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
