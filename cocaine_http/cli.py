@@ -397,8 +397,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-{fallback}
-from cocaine_http.cli import main
+{fallback}from cocaine_http.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["--app-dir", HERE, *sys.argv[1:]]))
@@ -408,6 +407,7 @@ _FALLBACK = '''try:
     import cocaine_http  # noqa: F401
 except ImportError:  # not installed for this interpreter: use the copy init ran from
     sys.path.insert(0, {path!r})
+
 '''
 
 

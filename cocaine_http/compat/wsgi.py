@@ -349,7 +349,11 @@ class WSGIHandler:
 
     def __call__(self, request: Any, response: Any) -> None:
         started = time.perf_counter()
-        blob = request.read()
+        try:
+            blob = request.read()
+        except CocaineError as exc:
+            log.info("session %s failed before its request arrived: %s", request.session, exc)
+            return
         try:
             req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
         except EnvelopeError as exc:
