@@ -8,7 +8,7 @@ import logging
 
 import pytest
 from cocaine_peers import Cloud, LoggingPeer
-from svc_util import FAST, all_services, assert_no_leaks, make_client, protocol_of, run
+from svc_util import FAST, all_services, assert_no_leaks, make_client, run
 
 from cocaine_http.protocol.frames import Generation
 from cocaine_http.services import Client, CocaineLogHandler, Logger, LogLevel
