@@ -79,7 +79,9 @@ def best_time(fn: Callable[[list[bytes]], int], pieces: list[bytes], expected: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best counts (default 5)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="runs per measurement; the best counts (default 5)"
+    )
     parser.add_argument("--quick", action="store_true", help="an eighth of the data, for a smoke run")
     args = parser.parse_args(argv)
 
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     contenders["msgpack only"] = run_baseline
 
     total = STREAM_BYTES // (8 if args.quick else 1)
-    print(f"msgpack {'.'.join(map(str, msgpack.version))} ({msgpack.Unpacker.__module__}), "
-          f"Python {sys.version.split()[0]}, {PIECE // 1024} KiB pieces, CPU time, best of {args.repeat}")
+    print(
+        f"msgpack {'.'.join(map(str, msgpack.version))} ({msgpack.Unpacker.__module__}), "
+        f"Python {sys.version.split()[0]}, {PIECE // 1024} KiB pieces, CPU time, best of {args.repeat}"
+    )
     header = f"{'payload':>8} {'decoder':>13} {'frames':>8} {'frames/s':>12} {'MB/s':>9}"
     print(header)
     print("-" * len(header))
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in contenders.items():
             elapsed = best_time(fn, pieces, count, args.repeat)
             rates[name] = count / elapsed
-            print(f"{label:>8} {name:>13} {count:>8} {count / elapsed:>12,.0f} {stream_bytes / elapsed / 1e6:>9,.1f}")
+            mb_per_s = stream_bytes / elapsed / 1e6
+            print(f"{label:>8} {name:>13} {count:>8} {count / elapsed:>12,.0f} {mb_per_s:>9,.1f}")
         if "native" in rates:
             ratios[label] = rates["native"] / rates["pure"]
     if ratios:

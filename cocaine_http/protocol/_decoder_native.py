@@ -61,7 +61,9 @@ _ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAG
 def _unpack_slice(data: memoryview) -> Any:
     """Decode an args/headers slice C has already validated."""
     try:
-        return msgpack.unpackb(data, raw=True, strict_map_key=False, ext_hook=reject_ext, max_map_len=MAX_MAP_LEN)
+        return msgpack.unpackb(
+            data, raw=True, strict_map_key=False, ext_hook=reject_ext, max_map_len=MAX_MAP_LEN
+        )
     except (ValueError, TypeError) as exc:  # pragma: no cover - C checked the same rules
         raise MalformedMessageError(f"frame element failed to decode: {exc}") from exc
 
@@ -216,7 +218,9 @@ class NativeDecoder:
         """Ask C for the next batch of frames; fill the ready queue."""
         buf = self._buf
         with ffi.from_buffer(buf) as ptr:
-            n = lib.cf_next_many(self._state, ptr, self._end, self._start, self._records, _BATCH, self._status)
+            n = lib.cf_next_many(
+                self._state, ptr, self._end, self._start, self._records, _BATCH, self._status
+            )
         status = self._status[0]
         ready: list[Frame] = []
         if n:
@@ -236,12 +240,16 @@ class NativeDecoder:
                 if self._gen_a and 0 not in p_offs:  # a batch of chunks: the hot loop
                     ready = [
                         Frame(e1, e0, [cut[off : off + size]], None)
-                        for e0, e1, off, size in zip(elem0, elem1, p_offs, p_lens)
+                        for e0, e1, off, size in zip(elem0, elem1, p_offs, p_lens, strict=True)
                     ]
                 elif self._gen_a:
                     ready = [
-                        Frame(e1, e0, [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF), None)
-                        for i, (e0, e1, off, size) in enumerate(zip(elem0, elem1, p_offs, p_lens))
+                        Frame(
+                            e1, e0, [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF), None
+                        )
+                        for i, (e0, e1, off, size) in enumerate(
+                            zip(elem0, elem1, p_offs, p_lens, strict=True)
+                        )
                     ]
                 else:
                     ready = [
@@ -249,9 +257,13 @@ class NativeDecoder:
                             e0,
                             e1,
                             [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF),
-                            self._slice(view, i, _HEADERS_OFF) if fields[i * _FIELDS + _FLAGS] & _HAS_HEADERS else None,
+                            self._slice(view, i, _HEADERS_OFF)
+                            if fields[i * _FIELDS + _FLAGS] & _HAS_HEADERS
+                            else None,
                         )
-                        for i, (e0, e1, off, size) in enumerate(zip(elem0, elem1, p_offs, p_lens))
+                        for i, (e0, e1, off, size) in enumerate(
+                            zip(elem0, elem1, p_offs, p_lens, strict=True)
+                        )
                     ]
             finally:
                 view.release()

@@ -92,7 +92,9 @@ def _select() -> tuple[str, type]:
     try:
         return "native", _native_class()
     except ImportError as exc:
-        logging.getLogger(__name__).info("native frame decoder unavailable (%s): using the pure-Python twin", exc)
+        logging.getLogger(__name__).info(
+            "native frame decoder unavailable (%s): using the pure-Python twin", exc
+        )
         return "pure", _pure_class()
 
 

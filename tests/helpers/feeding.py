@@ -9,6 +9,7 @@ feeding with a whole one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import struct
@@ -41,7 +42,9 @@ def require_backend(name: str) -> str:
     return name
 
 
-def make(backend: str, generation: Generation | str = "A", max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE):
+def make(
+    backend: str, generation: Generation | str = "A", max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE
+):
     return codec.new_decoder(generation, max_frame_size=max_frame_size, backend=backend)
 
 
@@ -95,7 +98,7 @@ def cut(data: bytes, cuts: Sequence[int]) -> list[bytes]:
     """Split *data* at the given offsets (any order, duplicates and ends allowed)."""
     points = sorted({c for c in cuts if 0 < c < len(data)})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def random_splits(data: bytes, rng: random.Random, max_piece: int | None = None) -> list[bytes]:
@@ -119,8 +122,13 @@ def decode_all(backend: str, data: bytes, generation: Generation | str = "A", **
     return frames
 
 
-def outcome(backend: str, data: bytes, generation: Generation | str = "A", pieces: Sequence[bytes] | None = None,
-            **kw: Any) -> Outcome:
+def outcome(
+    backend: str,
+    data: bytes,
+    generation: Generation | str = "A",
+    pieces: Sequence[bytes] | None = None,
+    **kw: Any,
+) -> Outcome:
     return run(make(backend, generation, **kw), whole(data) if pieces is None else pieces)
 
 

@@ -28,7 +28,9 @@ def nested(depth: int, inner: bytes = b"") -> bytes:
     return b"\x93\x01\x00" + b"\x91" * (depth - 2) + (inner or b"\x90")
 
 
-def first_verdict(backend: str, data: bytes, generation: str = "A", max_frame_size: int | None = None) -> tuple[int, str]:
+def first_verdict(
+    backend: str, data: bytes, generation: str = "A", max_frame_size: int | None = None
+) -> tuple[int, str]:
     """Feed byte by byte; return how many bytes it took to reach a verdict, and the verdict."""
     kw = {} if max_frame_size is None else {"max_frame_size": max_frame_size}
     decoder = make(backend, generation, **kw)
@@ -54,7 +56,9 @@ def test_depth_limit_is_inclusive(backend: str) -> None:
     assert outcome(backend, nested(DEPTH + 1)).end == "FrameTooDeepError"
 
 
-@pytest.mark.parametrize("container", [b"\x90", b"\x80", b"\x91\x01", b"\xdc\x00\x00", b"\xdf\x00\x00\x00\x00"])
+@pytest.mark.parametrize(
+    "container", [b"\x90", b"\x80", b"\x91\x01", b"\xdc\x00\x00", b"\xdf\x00\x00\x00\x00"]
+)
 def test_depth_is_checked_at_the_header_even_for_empty_containers(backend: str, container: bytes) -> None:
     data = nested(DEPTH + 1, container)
     header_end = len(nested(DEPTH)) + (1 if container[0] < 0xDC else 3 if container[0] == 0xDC else 5)
@@ -137,7 +141,13 @@ def test_later_frames_get_their_own_window(backend: str) -> None:
 
 @pytest.mark.parametrize(
     "ext",
-    [b"\xd4\x01\x00", b"\xd8\x01" + bytes(16), b"\xc7\x03\x01abc", b"\xc8\x00\x01\x01a", b"\xc9\x00\x00\x00\x00\x7f"],
+    [
+        b"\xd4\x01\x00",
+        b"\xd8\x01" + bytes(16),
+        b"\xc7\x03\x01abc",
+        b"\xc8\x00\x01\x01a",
+        b"\xc9\x00\x00\x00\x00\x7f",
+    ],
 )
 def test_ext_is_malformed_once_complete(backend: str, ext: bytes) -> None:
     data = b"\x93\x01\x00\x91" + ext + b"\x01\x02"

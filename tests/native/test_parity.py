@@ -16,7 +16,18 @@ import struct
 
 import msgpack
 import pytest
-from helpers.feeding import Outcome, array_header, cut, make, map_header, raw, require_backend, run, sint, uint
+from helpers.feeding import (
+    Outcome,
+    array_header,
+    cut,
+    make,
+    map_header,
+    raw,
+    require_backend,
+    run,
+    sint,
+    uint,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,9 +109,9 @@ def _containers(children: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
         lambda t: array_header(len(t[0]), t[1]) + b"".join(t[0])
     )
     keys = weighted((12, SCALARS), (1, children))  # a container key is an error
-    maps = st.tuples(st.lists(st.tuples(keys, children), max_size=4), st.sampled_from(["auto"] * 4 + ["de", "df"])).map(
-        lambda t: map_header(len(t[0]), t[1]) + b"".join(k + v for k, v in t[0])
-    )
+    maps = st.tuples(
+        st.lists(st.tuples(keys, children), max_size=4), st.sampled_from(["auto"] * 4 + ["de", "df"])
+    ).map(lambda t: map_header(len(t[0]), t[1]) + b"".join(k + v for k, v in t[0]))
     return weighted((2, arrays), (1, maps))
 
 
@@ -117,8 +128,12 @@ ARGS = weighted(
     (1, VALUES),  # usually not an array: a format error
 )
 HEADERS = weighted(
-    (6, st.lists(weighted((2, UINTS), (1, CLEAN_VALUES)), max_size=4).map(
-        lambda xs: array_header(len(xs)) + b"".join(xs))),
+    (
+        6,
+        st.lists(weighted((2, UINTS), (1, CLEAN_VALUES)), max_size=4).map(
+            lambda xs: array_header(len(xs)) + b"".join(xs)
+        ),
+    ),
     (1, VALUES),
 )
 
@@ -127,9 +142,9 @@ HEADERS = weighted(
 def frames(draw: st.DrawFn, generation: str) -> bytes:
     items = [draw(IDS), draw(IDS), draw(ARGS)]
     shape = draw(st.sampled_from(range(40)))  # 0 first: hypothesis favours it
-    if generation == "B" and 25 <= shape or shape == 38:
+    if (generation == "B" and shape >= 25) or shape == 38:
         items.append(draw(HEADERS))
-    if generation == "B" and 36 <= shape:
+    if generation == "B" and shape >= 36:
         items.extend(draw(st.lists(VALUES, max_size=2)))
     if shape == 39:
         del items[1:]  # too short
@@ -141,8 +156,33 @@ def streams(generation: str) -> st.SearchStrategy[bytes]:
     return st.lists(frames(generation), min_size=1, max_size=6).map(b"".join)
 
 
-SPECIAL_BYTES = [0x00, 0x7F, 0x80, 0x90, 0x91, 0x9F, 0xA0, 0xC0, 0xC1, 0xC3, 0xC4, 0xC7, 0xC9, 0xCF, 0xD3, 0xD4,
-                 0xD6, 0xD7, 0xD9, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF, 0xFF]
+SPECIAL_BYTES = [
+    0x00,
+    0x7F,
+    0x80,
+    0x90,
+    0x91,
+    0x9F,
+    0xA0,
+    0xC0,
+    0xC1,
+    0xC3,
+    0xC4,
+    0xC7,
+    0xC9,
+    0xCF,
+    0xD3,
+    0xD4,
+    0xD6,
+    0xD7,
+    0xD9,
+    0xDB,
+    0xDC,
+    0xDD,
+    0xDE,
+    0xDF,
+    0xFF,
+]
 
 
 @st.composite
@@ -196,7 +236,9 @@ GEN = st.sampled_from(["A", "B"])
 
 @FUZZ
 @given(data=st.data(), generation=GEN, limit=LIMITS, cuts=CUTS)
-def test_parity_on_generated_streams(data: st.DataObject, generation: str, limit: int, cuts: list[int]) -> None:
+def test_parity_on_generated_streams(
+    data: st.DataObject, generation: str, limit: int, cuts: list[int]
+) -> None:
     check(data.draw(streams(generation)), generation, limit, cuts)
 
 
@@ -221,7 +263,9 @@ def test_parity_on_random_bytes(data: bytes, generation: str, limit: int, cuts: 
     generation=GEN,
     cuts=st.lists(st.integers(0, 1100), max_size=4),
 )
-def test_parity_near_the_depth_limit(depth: int, inner: bytes, tail: bytes, generation: str, cuts: list[int]) -> None:
+def test_parity_near_the_depth_limit(
+    depth: int, inner: bytes, tail: bytes, generation: str, cuts: list[int]
+) -> None:
     data = b"\x94\x01\x00" + b"\x91" * depth + inner + tail
     check(data, generation, codec.DEFAULT_MAX_FRAME_SIZE, cuts)
 
@@ -235,22 +279,30 @@ def test_parity_byte_by_byte(data: st.DataObject, generation: str, limit: int) -
 
 @settings(FUZZ, max_examples=40 * SCALE)
 @given(
-    sizes=st.lists(st.sampled_from([0, 1, 31, 32, 255, 256, 4096, 65535, 65536, 70_000, 200_000]), min_size=1,
-                   max_size=4),
+    sizes=st.lists(
+        st.sampled_from([0, 1, 31, 32, 255, 256, 4096, 65535, 65536, 70_000, 200_000]), min_size=1, max_size=4
+    ),
     marker=st.sampled_from(["auto", "d9", "c4", "c5", "c6", "db"]),
     piece=st.integers(1, 70_000),
     tail=st.binary(max_size=6),
     generation=GEN,
     limit=st.sampled_from([codec.DEFAULT_MAX_FRAME_SIZE, 100_000, 65_600]),
 )
-def test_parity_on_large_payloads(sizes: list[int], marker: str, piece: int, tail: bytes, generation: str,
-                                  limit: int) -> None:
+def test_parity_on_large_payloads(
+    sizes: list[int], marker: str, piece: int, tail: bytes, generation: str, limit: int
+) -> None:
     """Chunks bigger than the pieces they arrive in: the glue's collecting path."""
     frames = []
     for i, size in enumerate(sizes):
         m = marker
-        if (m == "d9" or m == "c4") and size > 255 or m == "c5" and size > 65535:
+        if ((m == "d9" or m == "c4") and size > 255) or (m == "c5" and size > 65535):
             m = "auto"
-        frames.append(array_header(3) + uint(4, "fix") + uint(i, "cd") + array_header(1) + raw(b"%c" % (i + 65) * size, m))
+        frames.append(
+            array_header(3)
+            + uint(4, "fix")
+            + uint(i, "cd")
+            + array_header(1)
+            + raw(b"%c" % (i + 65) * size, m)
+        )
     data = b"".join(frames) + tail
     check(data, generation, limit, list(range(piece, len(data), piece)))

@@ -51,8 +51,15 @@ def test_status_codes(native: Any) -> None:
     from cocaine_http.protocol._decoder_native import ERRORS
 
     lib = native.lib
-    codes = [lib.CF_FRAME, lib.CF_NEED_DATA, lib.CF_E_MALFORMED, lib.CF_E_FORMAT, lib.CF_E_TOO_LARGE, lib.CF_E_DEPTH,
-             lib.CF_E_USAGE]
+    codes = [
+        lib.CF_FRAME,
+        lib.CF_NEED_DATA,
+        lib.CF_E_MALFORMED,
+        lib.CF_E_FORMAT,
+        lib.CF_E_TOO_LARGE,
+        lib.CF_E_DEPTH,
+        lib.CF_E_USAGE,
+    ]
     assert (lib.CF_FRAME, lib.CF_NEED_DATA) == (1, 0)
     assert len(set(codes)) == len(codes)
     assert sorted(ERRORS) == sorted(c for c in codes if c < 0 and c != lib.CF_E_USAGE)
@@ -89,7 +96,14 @@ def test_headers_record(native: Any) -> None:
 
 def test_fast_path_only_for_exactly_one_raw(native: Any) -> None:
     lib = native.lib
-    for args, fast in (([b"x"], True), ([b""], True), ([1], False), ([b"x", b"y"], False), ([[b"x"]], False), ([], False)):
+    for args, fast in (
+        ([b"x"], True),
+        ([b""], True),
+        ([1], False),
+        ([b"x", b"y"], False),
+        ([[b"x"]], False),
+        ([], False),
+    ):
         rc, f = next_frame(native, scanner(native), pack([4, 1, args]))
         assert rc == lib.CF_FRAME
         assert bool(f["flags"] & lib.CF_FAST_RAW) is fast, args
@@ -186,10 +200,25 @@ def test_one_mib_chunk_takes_the_fast_path(native: Any) -> None:
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_c_compiles_cleanly_on_its_own(tmp_path: Path) -> None:
     """No Python.h, no warnings, strict C99, and C++ can include the header."""
-    cmd = ["cc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Wconversion", "-Werror",
-           "-c", str(ROOT / "native" / "cocaine_frame.c"), "-o", str(tmp_path / "cf.o")]
+    cmd = [
+        "cc",
+        "-std=c99",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wpedantic",
+        "-Wshadow",
+        "-Wconversion",
+        "-Werror",
+        "-c",
+        str(ROOT / "native" / "cocaine_frame.c"),
+        "-o",
+        str(tmp_path / "cf.o"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    source = (ROOT / "native" / "cocaine_frame.c").read_text() + (ROOT / "native" / "cocaine_frame.h").read_text()
+    source = (ROOT / "native" / "cocaine_frame.c").read_text() + (
+        ROOT / "native" / "cocaine_frame.h"
+    ).read_text()
     assert "Python.h" not in source
     assert "malloc" not in source.replace("allocation-free", "")

@@ -42,12 +42,26 @@ VECTORS: dict[str, tuple[str, bytes, list[list[Any]], bool]] = {
     "A9": (
         "A",
         h(
-            "93 04 01 91 da 00 2c 93 92 a9 31 32 37 2e 30 2e 30 2e 31 cd 27 78 01 84 00 a4 72 65 61 64 01 a5 77 72"
-            " 69 74 65 02 a6 72 65 6d 6f 76 65 03 a4 66 69 6e 64 93 06 01 90"
+            "93 04 01 91 da 00 2c 93 92 a9 31 32 37 2e 30 2e 30 2e 31 cd 27 78 01 84 00 a4 72 65 61 64 01 a5"
+            " 77 72 69 74 65 02 a6 72 65 6d 6f 76 65 03 a4 66 69 6e 64 93 06 01 90"
         ),
         [
-            [4, 1, [h("93 92 a9") + b"127.0.0.1" + h("cd 27 78 01 84 00 a4") + b"read" + h("01 a5") + b"write"
-                    + h("02 a6") + b"remove" + h("03 a4") + b"find"]],
+            [
+                4,
+                1,
+                [
+                    h("93 92 a9")
+                    + b"127.0.0.1"
+                    + h("cd 27 78 01 84 00 a4")
+                    + b"read"
+                    + h("01 a5")
+                    + b"write"
+                    + h("02 a6")
+                    + b"remove"
+                    + h("03 a4")
+                    + b"find"
+                ],
+            ],
             [6, 1, []],
         ],
         True,
@@ -66,10 +80,36 @@ VECTORS: dict[str, tuple[str, bytes, list[list[Any]], bool]] = {
     ),
     "A12": (
         "A",
-        h("93 04 11 91 da 00 2d 95 a3") + b"GET" + h("aa") + b"/hello?x=1" + h("a8") + b"HTTP/1.1"
-        + h("91 92 a4") + b"Host" + h("ab") + b"example.com" + h("a0"),
-        [[4, 17, [h("95 a3") + b"GET" + h("aa") + b"/hello?x=1" + h("a8") + b"HTTP/1.1" + h("91 92 a4") + b"Host"
-                  + h("ab") + b"example.com" + h("a0")]]],
+        h("93 04 11 91 da 00 2d 95 a3")
+        + b"GET"
+        + h("aa")
+        + b"/hello?x=1"
+        + h("a8")
+        + b"HTTP/1.1"
+        + h("91 92 a4")
+        + b"Host"
+        + h("ab")
+        + b"example.com"
+        + h("a0"),
+        [
+            [
+                4,
+                17,
+                [
+                    h("95 a3")
+                    + b"GET"
+                    + h("aa")
+                    + b"/hello?x=1"
+                    + h("a8")
+                    + b"HTTP/1.1"
+                    + h("91 92 a4")
+                    + b"Host"
+                    + h("ab")
+                    + b"example.com"
+                    + h("a0")
+                ],
+            ]
+        ],
         True,
     ),
     "A13": (
@@ -82,41 +122,96 @@ VECTORS: dict[str, tuple[str, bytes, list[list[Any]], bool]] = {
     "B1": ("B", h("93 01 00 91 da 00 24") + UUID, [[1, 0, [UUID]]], True),
     "B2": (
         "B",
-        h("94 01 00 90 93 93 c2 a8") + b"trace_id" + h("a8") + ZERO8 + h("93 c2 a7") + b"span_id" + h("a8") + ZERO8
-        + h("93 c2 a9") + b"parent_id" + h("a8") + ZERO8,
+        h("94 01 00 90 93 93 c2 a8")
+        + b"trace_id"
+        + h("a8")
+        + ZERO8
+        + h("93 c2 a7")
+        + b"span_id"
+        + h("a8")
+        + ZERO8
+        + h("93 c2 a9")
+        + b"parent_id"
+        + h("a8")
+        + ZERO8,
         [[1, 0, [], [[False, b"trace_id", ZERO8], [False, b"span_id", ZERO8], [False, b"parent_id", ZERO8]]]],
         True,
     ),
     "B3": ("B", h("94 02 00 91 a4") + b"http" + H_CF, [[2, 0, [b"http"], [80, 81, 82]]], False),
     "B4": ("B", h("93 02 00 91 a5 00 80 c4 d9 ff"), [[2, 0, [b"\x00\x80\xc4\xd9\xff"]]], True),
-    "B5": ("B", h("93 02 01 92 92 2a 01 af") + b"event not found", [[2, 1, [[42, 1], b"event not found"]]], True),
+    "B5": (
+        "B",
+        h("93 02 01 92 92 2a 01 af") + b"event not found",
+        [[2, 1, [[42, 1], b"event not found"]]],
+        True,
+    ),
     "B6": ("B", h("93 01 01 92 0d ad") + b"slave is idle", [[1, 1, [13, b"slave is idle"]]], True),
     "B7": ("B", h("93 01 00 91 a7") + b"storage", [[1, 0, [b"storage"]]], True),
     "B8": (
         "B",
         h(
-            "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 72 65"
-            " 61 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 01 93 a5 77 72 69 74 65 80 82 00 92"
-            " a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65 80 82 00 92 a5 76 61 6c 75"
-            " 65 80 01 92 a5 65 72 72 6f 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72"
-            " 72 6f 72 80"
+            "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4"
+            " 72 65 61 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 01 93 a5 77 72 69 74 65"
+            " 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65 80 82 00"
+            " 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c"
+            " 75 65 80 01 92 a5 65 72 72 6f 72 80"
         ),
-        [[1, 0, [[[b"127.0.0.1", 43210], [b"::1", 43210]], 1,
-                 {0: [b"read", {}, P], 1: [b"write", {}, P], 2: [b"remove", {}, P], 3: [b"find", {}, P]}]]],
+        [
+            [
+                1,
+                0,
+                [
+                    [[b"127.0.0.1", 43210], [b"::1", 43210]],
+                    1,
+                    {0: [b"read", {}, P], 1: [b"write", {}, P], 2: [b"remove", {}, P], 3: [b"find", {}, P]},
+                ],
+            ]
+        ],
         True,
     ),
     "B9": (
         "B",
-        h("93 02 00 91 da 00 28 95 a3") + b"GET" + h("aa") + b"/hello?x=1" + h("a3") + b"1.1" + h("91 92 a4")
-        + b"Host" + h("ab") + b"example.com" + h("a0"),
-        [[2, 0, [h("95 a3") + b"GET" + h("aa") + b"/hello?x=1" + h("a3") + b"1.1" + h("91 92 a4") + b"Host"
-                 + h("ab") + b"example.com" + h("a0")]]],
+        h("93 02 00 91 da 00 28 95 a3")
+        + b"GET"
+        + h("aa")
+        + b"/hello?x=1"
+        + h("a3")
+        + b"1.1"
+        + h("91 92 a4")
+        + b"Host"
+        + h("ab")
+        + b"example.com"
+        + h("a0"),
+        [
+            [
+                2,
+                0,
+                [
+                    h("95 a3")
+                    + b"GET"
+                    + h("aa")
+                    + b"/hello?x=1"
+                    + h("a3")
+                    + b"1.1"
+                    + h("91 92 a4")
+                    + b"Host"
+                    + h("ab")
+                    + b"example.com"
+                    + h("a0")
+                ],
+            ]
+        ],
         True,
     ),
     "B10": (
         "B",
-        h("93 02 00 91 bd 92 cc c8 91 92 ac") + b"Content-Type" + h("aa") + b"text/plain"
-        + h("93 02 00 91 a5") + b"hello" + h("93 02 02 90"),
+        h("93 02 00 91 bd 92 cc c8 91 92 ac")
+        + b"Content-Type"
+        + h("aa")
+        + b"text/plain"
+        + h("93 02 00 91 a5")
+        + b"hello"
+        + h("93 02 02 90"),
         [
             [2, 0, [h("92 cc c8 91 92 ac") + b"Content-Type" + h("aa") + b"text/plain"]],
             [2, 0, [b"hello"]],
@@ -220,7 +315,11 @@ def unpack(blob: bytes) -> Any:
 def test_a9_resolve_blob(backend: str) -> None:
     chunk, choke = decode_all(backend, VECTORS["A9"][1], "A")
     assert (chunk.type, chunk.session, choke.type, choke.args) == (4, 1, 6, [])
-    assert unpack(chunk.args[0]) == [[b"127.0.0.1", 10104], 1, {0: b"read", 1: b"write", 2: b"remove", 3: b"find"}]
+    assert unpack(chunk.args[0]) == [
+        [b"127.0.0.1", 10104],
+        1,
+        {0: b"read", 1: b"write", 2: b"remove", 3: b"find"},
+    ]
 
 
 def test_a11_storage_value_blob(backend: str) -> None:
