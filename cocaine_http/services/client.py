@@ -39,6 +39,11 @@ from .service import Definition, Service, service_class
 __all__ = ["Client", "RuntimeDefaults", "runtime_defaults"]
 
 
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeDefaults:
     """What a client uses when nothing is passed explicitly."""
@@ -129,7 +134,7 @@ class Client:
         }
         self.locator = Locator(endpoints, generation=self.generation, **self._options)
         self.locator.on_disconnected.append(self._locator_lost)
-        self._cache: dict[tuple[str, Any], asyncio.Future[Service]] = {}
+        self._cache: dict[tuple[str, Any], asyncio.Task[Service]] = {}
         self._loggers: list[Any] = []
         self._services: list[Service] = []
         self._closed = False
@@ -164,23 +169,28 @@ class Client:
         """
         loop = self._bind_loop()
         key = (name, definition if isinstance(definition, type) or definition is None else id(definition))
-        fut = self._cache.get(key)
-        if fut is None:
-            fut = self._cache[key] = loop.create_future()
-            cls = service_class(definition)
-            svc = cls(name, generation=self.generation, resolver=self.locator.resolve, **self._options)
-            try:
-                await svc.connect(timeout)
-            except BaseException as exc:
-                if self._cache.get(key) is fut:
-                    del self._cache[key]
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: the waiters below re-raise it
-                raise
-            self._services.append(svc)
-            fut.set_result(svc)
-            return svc
-        return await asyncio.shield(fut)
+        task = self._cache.get(key)
+        if task is None:
+            # one task per name, shared by concurrent callers: cancelling one caller
+            # does not cancel the resolve the others are waiting for
+            task = loop.create_task(self._make_service(key, name, definition, timeout), name=f"resolve {name}")
+            task.add_done_callback(_retrieve)
+            self._cache[key] = task
+        return await asyncio.shield(task)
+
+    async def _make_service(self, key: tuple[str, Any], name: str, definition: Definition | None,
+                            timeout: float | None) -> Service:
+        cls = service_class(definition)
+        svc = cls(name, generation=self.generation, resolver=self.locator.resolve, **self._options)
+        try:
+            await svc.connect(timeout)
+        except BaseException:
+            if key in self._cache and self._cache[key] is asyncio.current_task():
+                del self._cache[key]
+            svc.close()
+            raise
+        self._services.append(svc)
+        return svc
 
     def logger(self, prefix: str | None = None, **options: Any) -> Any:
         """A :class:`~cocaine_http.services.Logger` writing as *prefix* (default: the app name).

@@ -635,3 +635,26 @@ def test_peer_saw_no_violations(gen: str) -> None:
 
 def test_app_peer_type_reexport() -> None:
     assert AppPeer.name == "app"
+
+
+def test_cancelling_one_caller_of_service_does_not_fail_the_others(gen: str) -> None:
+    async def scenario() -> None:
+        async with Cloud(gen) as cloud, make_client(cloud) as client:
+            loop = asyncio.get_running_loop()
+            real = cloud.locator.on_a if gen == "A" else cloud.locator.on_b
+
+            def slow(conn: Any, sid: int) -> None:  # answer the resolve 50 ms later
+                del cloud.locator.canned["storage"]
+                loop.call_later(0.05, lambda: asyncio.ensure_future(real(conn, sid, 0, [b"storage"])))
+
+            cloud.locator.canned["storage"] = slow
+            first = asyncio.ensure_future(client.service("storage"))
+            second = asyncio.ensure_future(client.service("storage"))
+            await asyncio.sleep(0.01)
+            first.cancel()
+            svc = await second
+            assert first.cancelled() and svc.connected
+            assert await client.service("storage") is svc
+            assert_no_leaks(*all_services(client))
+
+    run(scenario())
