@@ -608,7 +608,12 @@ class Stream:
         await self.send("write", *args)
 
     async def close(self) -> None:
-        """``close``: we have nothing more to send. Reading may continue."""
+        """``close``: we have nothing more to send. Reading may continue.
+
+        A no-op when our side has already ended (closed, errored or abandoned)."""
+        st = self._st
+        if st is None or self._proto.calls.get(st.id) is not st or st.send is TERMINAL:
+            return
         await self.send("close")
 
     async def error(self, code: int | tuple[int, int], message: str) -> None:
