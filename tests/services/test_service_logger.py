@@ -13,6 +13,7 @@ from svc_util import FAST, all_services, assert_no_leaks, make_client, run
 from cocaine_http.protocol.frames import Generation
 from cocaine_http.services import Client, CocaineLogHandler, Logger, LogLevel
 from cocaine_http.services.logger import as_level, threshold, wire_level
+from helpers.oldspec import assert_old_spec
 
 A_LEVELS = {"debug": 4, "info": 3, "warning": 2, "error": 1}
 B_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
@@ -90,10 +91,12 @@ def test_attributes_and_percent_args(gen: str) -> None:
         async with Cloud(gen) as cloud, make_client(cloud) as client:
             log = client.logger("app/web")
             log.info("user %s did %d things", "bob", 3, uid=7, ok=True, ratio=0.5, who="me", obj=[1])
+            log.info("x" * 40, long="y" * 200)  # raw16, never str8
             log.info("100% literal")  # no args: no formatting
             log.error("bad %d", "x")  # a broken format never raises
             await log.flush()
-            first, second, third = await cloud.logging.wait_emits(3)
+            first, long, second, third = await cloud.logging.wait_emits(4)
+            assert long[2].startswith(b"x" * 40)
             if gen == "B":
                 assert first == [1, b"app/web", b"user bob did 3 things",
                                  [[b"uid", 7], [b"ok", True], [b"ratio", 0.5], [b"who", b"me"], [b"obj", b"[1]"]]]
@@ -102,6 +105,7 @@ def test_attributes_and_percent_args(gen: str) -> None:
                 assert first == [3, b"app/web", b"user bob did 3 things uid=7 ok=True ratio=0.5 who=me obj=[1]"]
                 assert second == [3, b"app/web", b"100% literal"]
             assert b"formatting failed" in third[2]
+            assert_old_spec(bytes(cloud.logging.raw))  # no str8/bin/ext anywhere, attributes included
 
     run(scenario())
 
