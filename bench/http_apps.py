@@ -17,15 +17,18 @@ so the figures are per core and the ratios compare CPU cost per request.
 
 Usage::
 
-    python bench/http_apps.py [--requests 6000] [--concurrency 16] [--rounds 3] [--cpu N] [--only flask|fastapi]
+    python bench/http_apps.py [--requests 6000] [--concurrency 16] [--rounds 5] [--cpu N] [--only flask|fastapi]
 
-Prints one line per (app, server) with the best round, then the ratios.
+All targets of an app run at once and the rounds interleave them, so load
+from elsewhere on the machine hits every target alike; each round gives one
+ratio, and the median ratio is reported (with the per-round figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -34,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -44,6 +47,7 @@ from cocaine_http.protocol.frames import Generation  # noqa: E402
 from cocaine_http.runtime.engine import Engine  # noqa: E402
 
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
+TARGETS = {("flask", "gunicorn-sync"): 1.5, ("fastapi", "uvicorn"): 1.2}
 EXPECTED = b"Hello, world!\n"
 _CL = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
@@ -167,7 +171,9 @@ def server_command(kind: str, app: str, fd: int, port: int, concurrency: int) ->
     raise ValueError(kind)
 
 
-async def bench_http(kind: str, app: str, n: int, concurrency: int, rounds: int) -> list[float]:
+@contextlib.asynccontextmanager
+async def http_server(kind: str, app: str, concurrency: int) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
+    """Start one server; yields ``measure(n) -> req/s``."""
     sock = listening_socket()
     port = sock.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": ROOT}
@@ -179,13 +185,12 @@ async def bench_http(kind: str, app: str, n: int, concurrency: int, rounds: int)
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     sock.close()
     try:
         await wait_ready(port, proc)
-        await http_load(port, max(200, n // 10), concurrency)  # warm-up
-        return [await http_load(port, n, concurrency) for _ in range(rounds)]
+        yield lambda n: http_load(port, n, concurrency)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -215,7 +220,11 @@ async def cocaine_load(engine: Engine, n: int, concurrency: int, generation: Gen
     return n / (time.perf_counter() - t0)
 
 
-async def bench_cocaine(app: str, n: int, concurrency: int, rounds: int, generation: Generation) -> list[float]:
+@contextlib.asynccontextmanager
+async def cocaine_worker(
+    app: str, concurrency: int, generation: Generation
+) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
+    """Start one worker behind an Engine; yields ``measure(n) -> req/s``."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "cocaine_http", app, "--app-dir", ROOT, "--log-level", "warning"]
         async with Engine(
@@ -229,8 +238,7 @@ async def bench_cocaine(app: str, n: int, concurrency: int, rounds: int, generat
             queue_limit=max(1000, concurrency * 4),
         ) as engine:
             await engine.start(1, timeout=30)
-            await cocaine_load(engine, max(200, n // 10), concurrency, generation)
-            return [await cocaine_load(engine, n, concurrency, generation) for _ in range(rounds)]
+            yield lambda n: cocaine_load(engine, n, concurrency, generation)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -243,37 +251,55 @@ def pin(cpu: int | None) -> int:
     return chosen
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 async def run(args: argparse.Namespace) -> None:
     gen = Generation.parse(args.generation)
-    results: dict[tuple[str, str], float] = {}
-    plan: list[tuple[str, str, Callable[[], Awaitable[list[float]]]]] = []
+    coc = f"cocaine-http ({gen.name})"
     for name in ("flask", "fastapi"):
         if args.only and args.only != name:
             continue
         app = APPS[name]
-        plan.append((name, f"cocaine-http ({gen.name})", lambda app=app: bench_cocaine(app, args.requests, args.concurrency, args.rounds, gen)))
-        servers = ("gunicorn-sync", "gunicorn-gthread") if name == "flask" else ("uvicorn",)
-        for kind in servers:
-            plan.append((name, kind, lambda kind=kind, app=app: bench_http(kind, app, args.requests, args.concurrency, args.rounds)))
-    for name, server, fn in plan:
-        figures = await fn()
-        best = max(figures)
-        results[(name, server)] = best
-        print(f"{name:8s} {server:20s} best {best:8.0f} req/s   rounds: {', '.join(f'{f:.0f}' for f in figures)}", flush=True)
-    print()
-    coc = f"cocaine-http ({gen.name})"
-    for name, base, target in (("flask", "gunicorn-sync", 1.5), ("flask", "gunicorn-gthread", None), ("fastapi", "uvicorn", 1.2)):
-        if (name, coc) in results and (name, base) in results:
-            ratio = results[(name, coc)] / results[(name, base)]
-            goal = f"  (target >= {target}x: {'met' if ratio >= target else 'NOT met'})" if target else ""
-            print(f"{name:8s} cocaine-http / {base:17s} = {ratio:5.2f}x{goal}")
+        bases = ("gunicorn-sync", "gunicorn-gthread") if name == "flask" else ("uvicorn",)
+        async with contextlib.AsyncExitStack() as stack:
+            targets = {coc: await stack.enter_async_context(cocaine_worker(app, args.concurrency, gen))}
+            for kind in bases:
+                targets[kind] = await stack.enter_async_context(http_server(kind, app, args.concurrency))
+            for measure in targets.values():  # warm-up
+                await measure(max(200, args.requests // 10))
+            figures: dict[str, list[float]] = {t: [] for t in targets}
+            # rounds interleave the targets, so load from elsewhere on the machine
+            # hits all of them alike; ratios are taken per round
+            for _ in range(args.rounds):
+                for target, measure in targets.items():
+                    figures[target].append(await measure(args.requests))
+        for target, values in figures.items():
+            print(
+                f"{name:8s} {target:18s} median {median(values):7.0f} req/s   best {max(values):7.0f}   "
+                f"rounds: {', '.join(f'{v:.0f}' for v in values)}",
+                flush=True,
+            )
+        for base in bases:
+            ratios = [c / b for c, b in zip(figures[coc], figures[base])]
+            target = TARGETS.get((name, base))
+            goal = f"  (target >= {target}x: {'met' if median(ratios) >= target else 'NOT met'})" if target else ""
+            print(
+                f"{name:8s} cocaine-http / {base:16s} median {median(ratios):5.2f}x  "
+                f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}){goal}",
+                flush=True,
+            )
+        print(flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=6000, help="requests per round (default 6000)")
     p.add_argument("--concurrency", "-W", type=int, default=16, help="requests in flight (default 16)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last allowed one)")
     p.add_argument("--generation", default="B", help="protocol generation for cocaine-http (A or B)")
     p.add_argument("--only", choices=sorted(APPS), default=None)
