@@ -19,11 +19,12 @@ built; :mod:`.codec` then falls back to the pure twin.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from operator import length_hint
 from typing import Any, NoReturn
 
 import msgpack
 
-from .._native import ffi, lib
+from .._native import ffi, lib  # type: ignore[import-not-found, unused-ignore]
 from ..errors import (
     DecodeError,
     FrameFormatError,
@@ -95,7 +96,7 @@ class NativeDecoder:
         self._buf: bytes | bytearray = b""  # bytes; a bytearray while a large frame is gathered
         self._end = 0  # bytes in _buf (a bytearray has room after them)
         self._spare: bytearray | None = None  # the last gathering buffer, for the next large frame
-        self._pieces: list[bytes] = []  # fed after _buf, not yet copied into it
+        self._pieces: list[bytes | bytearray | memoryview] = []  # fed after _buf, not yet copied into it
         self._pieces_len = 0
         self._wanted = 0  # stream offset C needs before it can go on (0: unknown)
         self._start = 0  # offset in _buf where the next frame to scan begins
@@ -111,7 +112,7 @@ class NativeDecoder:
     def pending(self) -> int:
         """Bytes fed but not yet returned as part of a frame."""
         returned = self._returned
-        taken = len(self._ready) - self._it.__length_hint__()
+        taken = len(self._ready) - length_hint(self._it)
         if taken:  # the records of the batch stay in place until the next one
             returned = self._ready_base + self._fields[(taken - 1) * _FIELDS + _END]
         return self._base + self._end + self._pieces_len - returned
@@ -144,7 +145,7 @@ class NativeDecoder:
                 self._spare = buf
             buf = b"".join((memoryview(buf)[start:end], data)) if left else bytes(data)
             self._buf, self._end = buf, len(buf)
-        elif type(buf) is bytes:
+        elif isinstance(buf, bytes):
             # A frame arriving in pieces smaller than itself: gather it in a
             # bytearray with room to spare, instead of copying it on every feed.
             gather, self._spare = self._spare, None
