@@ -158,6 +158,7 @@ class BaseService:
         self._failures = 0
         self._last_failure: float | None = None
         self._stale = False  # the known endpoints failed: resolve again before the next round
+        self._epoch = 0  # bumped by close(): a connect attempt from before it must not go on
         self._paused_by: set[int] = set()  # ids of streams over their high-water mark
         self._io_loop: asyncio.AbstractEventLoop | None = None
         self._deadlines: _Deadlines | None = None
@@ -208,6 +209,7 @@ class BaseService:
         """
         task = self._connecting
         self._connecting = None
+        self._epoch += 1
         if task is not None and not task.done():
             task.cancel()
         handle = self._handle
@@ -240,16 +242,25 @@ class BaseService:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
         except asyncio.TimeoutError:
             raise CallTimeoutError(f"{self.name}: not connected within {timeout} s") from None
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if task.cancelled() and not (me is not None and getattr(me, "cancelling", lambda: 0)()):
+                # close() stopped the attempt; we were not cancelled ourselves
+                raise DisconnectedError(f"{self.name}: service closed while connecting") from None
+            raise
         if self.fsm.state is not _S.CONNECTED:  # connected and lost again in between
             raise DisconnectedError(f"{self.name}: connection lost while connecting")
 
     async def _establish(self) -> None:
         loop = asyncio.get_running_loop()
         last: BaseException | None = None
+        epoch = self._epoch
         for _ in range(self.backoff.attempts):
             wait = self.backoff.wait_before(self._failures, self._last_failure, loop.time())
             if wait > 0:
                 await asyncio.sleep(wait)
+            if epoch != self._epoch:
+                raise DisconnectedError(f"{self.name}: closed while connecting")
             try:
                 if self._resolver is not None and (self._methods is None or not self.endpoints or self._stale):
                     await self._resolve()
@@ -263,6 +274,8 @@ class BaseService:
             except (ServiceError, ResolveFormatError):
                 raise  # the locator's definitive answer (not found, garbage): do not retry
             except (TransportError, RemoteProtocolError) as exc:
+                if epoch != self._epoch:
+                    raise
                 if self.fsm.state is _S.CONNECTING:
                     self.fsm.apply(_I.CONNECT_FAILED)
                 self._failures += 1

@@ -658,3 +658,25 @@ def test_cancelling_one_caller_of_service_does_not_fail_the_others(gen: str) -> 
             assert_no_leaks(*all_services(client))
 
     run(scenario())
+
+
+def test_close_while_resolving_fails_the_waiting_calls(gen: str) -> None:
+    async def scenario() -> None:
+        async with SilentPeer(gen) as silent:  # a locator that never answers
+            client = Client([silent.endpoint], protocol_of(gen), backoff=FAST, timeout=5)
+            svc = Service("storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST)
+            svc.fsm.history = []
+            calls = [asyncio.ensure_future(svc.read("c", "k")) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            assert svc.fsm.resolving
+            svc.close()
+            for call in calls:
+                with pytest.raises(DisconnectedError, match="closed"):
+                    await call
+            assert svc.state is ServiceState.CLOSED and not svc.fsm.resolving
+            await asyncio.sleep(0.02)
+            assert svc.state is ServiceState.CLOSED  # nothing reconnected behind our back
+            assert_no_leaks(svc, client.locator)  # the cancelled resolve left nothing behind
+            await client.close()
+
+    run(scenario())
