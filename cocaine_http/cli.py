@@ -380,6 +380,16 @@ def serve(argv: Sequence[str]) -> int:
         options["grace_period"] = ns.timeout
     runtime_argv = [x for k, v in opts.runtime.items() for x in (f"--{k}", v)]
     worker = Worker(runtime_argv, **options)
+    cfg = worker.config
+    window = 5.0 if cfg.protocol == 0 else 10.0  # the runtime's kill window after terminate
+    if cfg.grace_period + cfg.shutdown_timeout >= window:
+        log.warning(
+            "--timeout %.1f s + shutdown hooks (%.2f s) reach the runtime's %.0f s kill window: "
+            "the worker may be killed before it says goodbye",
+            cfg.grace_period,
+            cfg.shutdown_timeout,
+            window,
+        )
     install(worker, loaded, ns)
     return int(worker.run(exit=False))
 
