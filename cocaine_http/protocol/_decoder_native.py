@@ -234,23 +234,20 @@ class NativeDecoder:
             elem1 = fields[_ELEM1:stop:_FIELDS].tolist()
             p_offs = fields[_PAYLOAD_OFF:stop:_FIELDS].tolist()
             p_lens = fields[_PAYLOAD_LEN:stop:_FIELDS].tolist()
+            # Equal lengths by construction (strict=True would re-check that per item).
+            columns = zip(elem0, elem1, p_offs, p_lens)  # noqa: B905
             # Payloads are sliced from bytes directly, from a bytearray through a view.
             view = memoryview(buf)
             cut = buf if type(buf) is bytes else _Copier(view)
             try:
                 if self._gen_a and 0 not in p_offs:  # a batch of chunks: the hot loop
-                    ready = [
-                        Frame(e1, e0, [cut[off : off + size]], None)
-                        for e0, e1, off, size in zip(elem0, elem1, p_offs, p_lens, strict=True)
-                    ]
+                    ready = [Frame(e1, e0, [cut[off : off + size]], None) for e0, e1, off, size in columns]
                 elif self._gen_a:
                     ready = [
                         Frame(
                             e1, e0, [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF), None
                         )
-                        for i, (e0, e1, off, size) in enumerate(
-                            zip(elem0, elem1, p_offs, p_lens, strict=True)
-                        )
+                        for i, (e0, e1, off, size) in enumerate(columns)
                     ]
                 else:
                     ready = [
@@ -262,9 +259,7 @@ class NativeDecoder:
                             if fields[i * _FIELDS + _FLAGS] & _HAS_HEADERS
                             else None,
                         )
-                        for i, (e0, e1, off, size) in enumerate(
-                            zip(elem0, elem1, p_offs, p_lens, strict=True)
-                        )
+                        for i, (e0, e1, off, size) in enumerate(columns)
                     ]
             finally:
                 view.release()
