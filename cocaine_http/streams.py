@@ -200,6 +200,14 @@ class Request:
             if self._flow is not None:
                 self._flow.removed(self, n)
 
+    def _consumed(self, n: int) -> None:
+        """Accounting for a chunk a worker thread took directly (see :class:`BlockingRequest`)."""
+        if self._discarding:
+            return  # _discard already released everything that was buffered
+        self._buffered -= n
+        if self._flow is not None:
+            self._flow.removed(self, n)
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -423,6 +431,23 @@ class BlockingRequest:
     def read(self, timeout: float | None = None) -> bytes:
         """The next chunk, ``b""`` at the end; blocks the calling thread."""
         self._state.check()
+        request = self._request
+        # Fast path, without a round trip through the loop: only this thread
+        # consumes the deque (popleft is atomic against the loop's append);
+        # the byte accounting is posted to the loop, which owns it.
+        if request._chunks:
+            try:
+                data = request._chunks.popleft()
+            except IndexError:
+                pass
+            else:
+                try:
+                    self._loop.call_soon_threadsafe(request._consumed, len(data))
+                except RuntimeError:  # the loop is closed: the worker is gone
+                    raise DisconnectedError("the worker's event loop has stopped") from None
+                return data
+        elif request._eof and request._exc is None:
+            return b""
         try:
             future = asyncio.run_coroutine_threadsafe(self._request.read(), self._loop)
         except RuntimeError:  # the loop is closed: the worker is gone
