@@ -8,8 +8,8 @@ frame checks, no Frame objects): the floor for anything built on it.
     python bench/decoder.py [--repeat N] [--quick]
 
 Prints frames/s and MB/s (10^6 bytes of stream per second of process CPU
-time, best of N runs: CPU time, so that other load on the machine does not
-count) and the native/pure ratio per payload size.
+time, so that other load on the machine counts less; the best of N rounds,
+the contenders interleaved) and the native/pure ratio per payload size.
 """
 
 from __future__ import annotations
@@ -65,16 +65,13 @@ def run_baseline(pieces: list[bytes]) -> int:
     return n
 
 
-def best_time(fn: Callable[[list[bytes]], int], pieces: list[bytes], expected: int, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        n = fn(pieces)
-        elapsed = time.process_time() - start
-        if n != expected:
-            raise SystemExit(f"{fn!r}: decoded {n} frames, expected {expected}")
-        best = min(best, elapsed)
-    return best
+def timed(fn: Callable[[list[bytes]], int], pieces: list[bytes], expected: int) -> float:
+    start = time.process_time()
+    n = fn(pieces)
+    elapsed = time.process_time() - start
+    if n != expected:
+        raise SystemExit(f"{fn!r}: decoded {n} frames, expected {expected}")
+    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,14 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     for label, size in SIZES.items():
         pieces, count = make_stream(size, total)
         stream_bytes = sum(map(len, pieces))
-        rates = {}
-        for name, fn in contenders.items():
-            elapsed = best_time(fn, pieces, count, args.repeat)
-            rates[name] = count / elapsed
+        # Rounds interleave the contenders, so that a change in the load on
+        # the machine hits them alike; each keeps its best round.
+        best = dict.fromkeys(contenders, float("inf"))
+        for _ in range(args.repeat):
+            for name, fn in contenders.items():
+                best[name] = min(best[name], timed(fn, pieces, count))
+        for name, elapsed in best.items():
             mb_per_s = stream_bytes / elapsed / 1e6
             print(f"{label:>8} {name:>13} {count:>8} {count / elapsed:>12,.0f} {mb_per_s:>9,.1f}")
-        if "native" in rates:
-            ratios[label] = rates["native"] / rates["pure"]
+        if "native" in best:
+            ratios[label] = best["pure"] / best["native"]
     if ratios:
         print()
         print("native / pure: " + ", ".join(f"{label} {ratio:.2f}x" for label, ratio in ratios.items()))
