@@ -434,7 +434,9 @@ class BlockingRequest:
         request = self._request
         # Fast path, without a round trip through the loop: only this thread
         # consumes the deque (popleft is atomic against the loop's append);
-        # the byte accounting is posted to the loop, which owns it.
+        # the byte accounting is posted to the loop, which owns it. The end
+        # flag is read first: once it is set, every chunk is already queued.
+        ended = request._eof and request._exc is None
         if request._chunks:
             try:
                 data = request._chunks.popleft()
@@ -446,7 +448,7 @@ class BlockingRequest:
                 except RuntimeError:  # the loop is closed: the worker is gone
                     raise DisconnectedError("the worker's event loop has stopped") from None
                 return data
-        elif request._eof and request._exc is None:
+        elif ended:
             return b""
         try:
             future = asyncio.run_coroutine_threadsafe(self._request.read(), self._loop)
