@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .. import __version__
-from ..errors import ChannelClosedError, CocaineError, DisconnectedError, ErrorCode, ServiceError
+from ..errors import CocaineError, ErrorCode
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
     EnvelopeError,
@@ -376,12 +376,12 @@ class WSGIHandler:
             if ex.head is None:
                 raise AssertionError("the app returned before calling start_response")
             ex.send_head()
-        except CocaineError as exc:
-            if _session_gone(exc):
-                log.info("%s: session %s ended before the response: %s", req.request_line, request.session, exc)
-                return
-            self._fail(req, ex, exc)
         except Exception as exc:
+            # Decided by the session, not by the exception's type: an app may well
+            # let a ServiceError of its own escape, and that deserves a 500.
+            if response.closed:
+                log.info("%s: session %s ended before the response: %r", req.request_line, request.session, exc)
+                return
             self._fail(req, ex, exc)
         finally:
             close = getattr(result, "close", None)
@@ -419,7 +419,3 @@ class WSGIHandler:
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
 
-
-def _session_gone(exc: CocaineError) -> bool:
-    """The runtime failed or aborted the session: nothing can be sent any more."""
-    return isinstance(exc, (ChannelClosedError, DisconnectedError, ServiceError))

@@ -361,3 +361,25 @@ def test_lifespan_state_and_exactly_once() -> None:
 
     assert asyncio.run(run()) == {"db": "up"}
     assert events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+def test_an_apps_own_cocaine_error_still_gets_500() -> None:
+    from cocaine_http.errors import ServiceError
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        raise ServiceError("storage said no", code=2)
+
+    assert decode_response(call_wsgi(app).writes, Generation.B)[0] == 500
+
+
+def test_nothing_is_written_once_the_session_is_gone() -> None:
+    from cocaine_http.errors import ChannelClosedError
+
+    response = FakeResponse()
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        response.closed = True  # the worker aborted the session meanwhile
+        raise ChannelClosedError("session aborted")
+
+    WSGIHandler(app)(FakeBlockingRequest(encode_request("GET", "/", [])), response)
+    assert response.writes == [] and response.error_args is None
