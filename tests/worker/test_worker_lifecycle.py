@@ -190,3 +190,23 @@ def test_crash_restart(gen: str, runtime_dir: str) -> None:
             assert (await engine.invoke("echo", [b"again"])).data == b"again"
 
     run(body())
+
+
+def test_socket_closed_right_after_a_terminate(gen: str, runtime_dir: str) -> None:
+    """EOF after a terminate is a normal end (0) unless sessions were still running (1)."""
+
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, pool_limit=2) as engine:
+            idle, busy = await engine.start(2)
+            inv = await engine.open("hang", slave=busy)
+            assert await inv.read() == b"started"
+            for slave in (idle, busy):
+                assert slave.channel is not None and slave.side is not None
+                slave.channel.send(0, slave.side.terminate(1, "the engine is shutting down"))
+                slave.channel.close_gracefully()  # the terminate goes out, then EOF
+            assert await idle.wait(5) == 0
+            assert await busy.wait(5) == 1
+            for slave in (idle, busy):
+                assert not any("Traceback" in line for line in slave.lines())
+
+    run(body())
