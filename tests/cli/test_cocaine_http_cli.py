@@ -245,7 +245,7 @@ def test_init_output_runs_under_the_engine(tmp_path, gen: Generation) -> None:  
 
 
 @pytest.mark.parametrize("example", ["flask_app", "fastapi_app", "django_app"])
-def test_example_manifests_run_as_deployed(example: str) -> None:
+def test_example_manifests_run_as_deployed(example: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """cwd = the example dir (the app archive's root), env = the manifest's environment.
 
     The checked-in launchers say ``#!/usr/bin/env python3``; run them with this
@@ -260,7 +260,7 @@ def test_example_manifests_run_as_deployed(example: str) -> None:
     async def go() -> tuple[int, bytes]:
         env = {**manifest["environment"], "PYTHONPATH": ROOT}
         async with Engine(
-            "ex", [sys.executable, launcher], generation=Generation.B, runtime_dir=tempfile_dir(), cwd=directory, env=env
+            "ex", [sys.executable, launcher], generation=Generation.B, runtime_dir=str(tmp_path), cwd=directory, env=env
         ) as engine:
             await engine.start(1, timeout=20)
             reply = await engine.invoke("http", [encode_request("GET", "/", [("Host", "h")])])
@@ -269,8 +269,3 @@ def test_example_manifests_run_as_deployed(example: str) -> None:
 
     assert asyncio.run(go()) == (200, b"Hello, world!\n")
 
-
-def tempfile_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="chs-ex-")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -132,6 +133,7 @@ class Served:
             self.lt.run(self.engine.stop(), 30)
         finally:
             self.lt.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def raw_envelope(obj: Any) -> bytes:
