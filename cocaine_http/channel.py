@@ -201,7 +201,15 @@ class Channel:
         try:
             self._decoder.feed(data)
             for frame in self._decoder:
-                self._dispatch(frame)
+                try:
+                    self._dispatch(frame)
+                except Exception:
+                    # A callback's bug must not take the connection (and every
+                    # other session on it) down: log it and keep reading.
+                    log.exception(
+                        "callback failed on message type %d of session %d from %s",
+                        frame.type, frame.session, self.endpoint,
+                    )
                 if self._closed:
                     return
         except DecodeError as exc:

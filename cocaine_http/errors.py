@@ -37,7 +37,7 @@ ends a request.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AppImportError",
@@ -128,11 +128,21 @@ class ErrorCode(enum.IntEnum):
     APP_IMPORT = 292
 
 
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+#: "Keep the class default" for ``code``/``category`` arguments, so that an
+#: explicit ``category=None`` (generation A has no categories) is honoured.
+UNSET: Any = _Unset.UNSET
+
+
 class CocaineError(Exception):
     """Base of every cocaine_http error.
 
     ``code`` and ``category`` default to the class attributes and may be
-    overridden per instance (an error frame from the wire keeps its own).
+    overridden per instance (an error frame from the wire keeps its own;
+    ``category=None`` says the error came from generation A, which has none).
     """
 
     code: int = ErrorCode.INVOCATION_FAILED
@@ -143,14 +153,14 @@ class CocaineError(Exception):
         self,
         message: str = "",
         *,
-        code: int | None = None,
-        category: int | None = None,
+        code: int | None = UNSET,
+        category: int | None = UNSET,
     ) -> None:
         super().__init__(message)
         self.message = message
-        if code is not None:
+        if code is not UNSET and code is not None:
             self.code = code
-        if category is not None:
+        if category is not UNSET:
             self.category = category
 
     def __str__(self) -> str:
@@ -232,8 +242,8 @@ class ServiceError(CocaineError):
         self,
         message: str = "",
         *,
-        code: int | None = None,
-        category: int | None = None,
+        code: int | None = UNSET,
+        category: int | None = UNSET,
         service: str | None = None,
         method: str | None = None,
     ) -> None:

@@ -239,3 +239,44 @@ def test_write_backpressure_exposes_drain() -> None:
     assert paused and blocked
     assert sent_bytes < 64 * 1024 * 100  # bounded by the mark, not by the loop count
     assert total == sent_bytes  # nothing lost once the peer reads
+
+
+def test_a_failing_callback_is_logged_and_the_connection_survives(caplog: pytest.LogCaptureFixture) -> None:
+    enc = MessageEncoder(Generation.A)
+
+    async def peer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(enc.chunk(1, b"boom") + enc.chunk(1, b"fine") + enc.choke(1))
+        await w.drain()
+        await r.read()
+        w.close()
+
+    async def main() -> list[bytes]:
+        server, path = await unix_peer(peer)
+        ch = Channel(Generation.A)
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        def on_chunk(session: int, data: bytes) -> None:
+            if data == b"boom":
+                raise RuntimeError("bug in a callback")
+            got.append(data)
+
+        ch.on_chunk = on_chunk
+        ch.on_choke = lambda session: done.set()
+        await ch.connect(path)
+        await done.wait()
+        assert ch.connected
+        ch.close()
+        server.close()
+        return got
+
+    assert run(main()) == [b"fine"]
+    assert "callback failed on message type 4 of session 1" in caplog.text
+
+
+def test_service_error_keeps_an_explicit_none_category() -> None:
+    from cocaine_http.errors import ErrorCategory, ServiceError
+
+    assert ServiceError("x", code=1, category=None).category is None  # generation A
+    assert ServiceError("x", code=1).category == ErrorCategory.WORKER
+    assert "[10, 1]" in str(ServiceError("gone", code=1, category=10, service="locator", method="resolve"))
