@@ -137,6 +137,9 @@ class Channel:
     def _attached(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
+        if self.endpoint is None:  # accepted by a server: name the peer in logs
+            peer = transport.get_extra_info("peername")
+            self.endpoint = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else str(peer or "unix peer")
         transport.set_write_buffer_limits(high=self.write_high_water)
         self.on_connect()
 
