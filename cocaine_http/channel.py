@@ -203,9 +203,10 @@ class Channel:
     def _data_received(self, data: bytes) -> None:
         try:
             self._decoder.feed(data)
+            now = self._loop.time() if self._loop is not None else 0.0  # once per read, not per frame
             for frame in self._decoder:
                 try:
-                    self._dispatch(frame)
+                    self._dispatch(frame, now)
                 except Exception:
                     # A callback's bug must not take the connection (and every
                     # other session on it) down: log it and keep reading.
@@ -222,9 +223,8 @@ class Channel:
                 self._transport.abort()
             self._mark_closed(exc)
 
-    def _dispatch(self, frame: Frame) -> None:
+    def _dispatch(self, frame: Frame, now: float) -> None:
         if self.worker is not None:
-            now = self._loop.time() if self._loop else 0.0
             event = self.worker.receive(frame, now)
             if self.on_event is not None:
                 self.on_event(event)

@@ -27,16 +27,26 @@ from .frames import Generation
 __all__ = ["TRANSITIONS", "Half", "Msg", "SessionState"]
 
 
-class Half(enum.Enum):
-    OPEN = "open"
-    ERRORED = "errored"  # A only: error sent/received, choke still owed
-    CLOSED = "closed"
+class Half(enum.IntEnum):
+    """One direction's state. Int-valued so table lookups hash at C speed."""
+
+    OPEN = 0
+    ERRORED = 1  # A only: error sent/received, choke still owed
+    CLOSED = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
 
 
-class Msg(enum.Enum):
-    CHUNK = "chunk"  # A chunk, B write
-    ERROR = "error"
-    CHOKE = "choke"  # A choke, B close
+class Msg(enum.IntEnum):
+    CHUNK = 0  # A chunk, B write
+    ERROR = 1
+    CHOKE = 2  # A choke, B close
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
 
 
 TRANSITIONS: dict[Generation, dict[tuple[Half, Msg], Half]] = {
@@ -67,7 +77,7 @@ class SessionState:
         self.recv_half = Half.OPEN
 
     def __repr__(self) -> str:
-        return f"<SessionState {self.session} send={self.send_half.value} recv={self.recv_half.value}>"
+        return f"<SessionState {self.session} send={self.send_half.label} recv={self.recv_half.label}>"
 
     @property
     def finished(self) -> bool:
@@ -80,9 +90,9 @@ class SessionState:
         nxt = self._table.get((self.send_half, msg))
         if nxt is None:
             if self.send_half is Half.CLOSED:
-                raise ChannelClosedError(f"session {self.session}: cannot send {msg.value} after the end")
+                raise ChannelClosedError(f"session {self.session}: cannot send {msg.label} after the end")
             raise LocalProtocolError(
-                f"session {self.session}: cannot send {msg.value} while {self.send_half.value}"
+                f"session {self.session}: cannot send {msg.label} while {self.send_half.label}"
             )
         self.send_half = nxt
 
@@ -90,7 +100,7 @@ class SessionState:
         nxt = self._table.get((self.recv_half, msg))
         if nxt is None:
             raise UnexpectedMessageError(
-                f"session {self.session}: peer sent {msg.value} while its side is {self.recv_half.value}"
+                f"session {self.session}: peer sent {msg.label} while its side is {self.recv_half.label}"
             )
         self.recv_half = nxt
 

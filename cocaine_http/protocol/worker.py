@@ -103,6 +103,10 @@ class Ignored:
 
 Event = Invoke | Chunk | Choke | Error | Heartbeat | Terminate | Ignored
 
+#: Session message ids -> the session table's inputs, per generation.
+_A_STREAM: dict[int, Msg] = {A.CHUNK: Msg.CHUNK, A.ERROR: Msg.ERROR, A.CHOKE: Msg.CHOKE}
+_B_STREAM: dict[int, Msg] = {B_STREAM.WRITE: Msg.CHUNK, B_STREAM.ERROR: Msg.ERROR, B_STREAM.CLOSE: Msg.CHOKE}
+
 
 class WorkerProtocol:
     """State of one worker's connection to its runtime."""
@@ -171,8 +175,9 @@ class WorkerProtocol:
             return self._terminate(args)
         if t == A.INVOKE:
             return self._invoke(s, args, [])
-        if t in (A.CHUNK, A.ERROR, A.CHOKE):
-            return self._stream(s, {A.CHUNK: Msg.CHUNK, A.ERROR: Msg.ERROR, A.CHOKE: Msg.CHOKE}[A(t)], args, [])
+        msg = _A_STREAM.get(t)
+        if msg is not None:
+            return self._stream(s, msg, args, [])
         return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
 
     def _receive_b(self, f: Frame) -> Event:
@@ -193,10 +198,10 @@ class WorkerProtocol:
             if t != B_STREAM.INVOKE:
                 return Ignored(ch, UnknownMessageError(f"channel {ch} opened with type {t}, not invoke"))
             return self._invoke(ch, args, headers)
-        kinds = {B_STREAM.WRITE: Msg.CHUNK, B_STREAM.ERROR: Msg.ERROR, B_STREAM.CLOSE: Msg.CHOKE}
-        if t not in kinds:
+        msg = _B_STREAM.get(t)
+        if msg is None:
             return Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}"))
-        return self._stream(ch, kinds[B_STREAM(t)], args, headers)
+        return self._stream(ch, msg, args, headers)
 
     def _terminate(self, args: list[Any]) -> Event:
         self.terminating = True
@@ -215,7 +220,7 @@ class WorkerProtocol:
     def _stream(self, s: int, msg: Msg, args: list[Any], headers: Headers) -> Event:
         state = self.sessions.get(s)
         if state is None:
-            return Ignored(s, UnexpectedMessageError(f"{msg.value} for unknown session {s}"))
+            return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
         try:
             state.recv(msg)
         except UnexpectedMessageError as exc:

@@ -167,7 +167,7 @@ class RuntimeSide:
             return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
         state = self.sessions.get(s)
         if state is None:
-            return Ignored(s, UnexpectedMessageError(f"{msg.value} for unknown session {s}"))
+            return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
         try:
             state.recv(msg)
         except UnexpectedMessageError as exc:

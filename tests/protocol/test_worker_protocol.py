@@ -6,6 +6,7 @@ import pytest
 
 from cocaine_http.errors import ChannelClosedError, UnexpectedMessageError, UnknownMessageError
 from cocaine_http.protocol.frames import Frame, Generation
+from cocaine_http.protocol.session import Half
 from cocaine_http.protocol.worker import (
     Choke,
     Chunk,
@@ -65,7 +66,7 @@ def test_b_lifecycle_and_headers() -> None:
     assert isinstance(ignored, Ignored) and isinstance(ignored.error, UnexpectedMessageError)
     w.receive(Frame(5, 0, [b"http"], None), 1)  # sparse ids are fine
     assert w.send_error(5, (42, 100), "boom") == bytes.fromhex("9305019292 2a64 a4") + b"boom"
-    assert 5 not in w.sessions or w.sessions[5].send_half.value == "closed"
+    assert 5 not in w.sessions or w.sessions[5].send_half is Half.CLOSED
     with pytest.raises(ChannelClosedError):
         w.send_choke(5)  # nothing after an error in B
     assert w.receive(Frame(1, 1, [11, b"overseer is shutdowning"], H), 2) == Terminate(11, "overseer is shutdowning")
