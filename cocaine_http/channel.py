@@ -115,9 +115,16 @@ class Channel:
     def closed(self) -> bool:
         return self._closed
 
-    async def connect(self, endpoint: Endpoint | Any) -> None:
-        """Connect to a UNIX path, ``(host, port)``, ``"host:port"`` or ``"[v6]:port"``."""
-        ep = parse_endpoint(endpoint)
+    async def connect(self, endpoint: Endpoint | Any, *, unix: bool = False) -> None:
+        """Connect to a UNIX path, ``(host, port)``, ``"host:port"`` or ``"[v6]:port"``.
+
+        ``unix=True`` takes *endpoint* as a socket path whatever it looks like
+        (the runtime's ``--endpoint`` may be relative, e.g. ``web.4242``).
+        """
+        try:
+            ep = parse_endpoint(endpoint, unix=unix)
+        except ValueError as exc:
+            raise ConnectError(f"bad endpoint {endpoint!r}: {exc}") from exc
         self.endpoint = ep
         loop = asyncio.get_running_loop()
         try:

@@ -454,7 +454,7 @@ class Worker:
         )
         self._threads = HandlerThreads(cfg.threads)
         try:
-            await channel.connect(cfg.endpoint)
+            await channel.connect(cfg.endpoint, unix=True)
         except ConnectError as exc:
             log.error("cannot connect to the runtime at %s: %s", cfg.endpoint, exc)
             self.events.emit("error", exc)

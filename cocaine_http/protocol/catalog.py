@@ -122,7 +122,7 @@ class MessageEncoder:
     dialect.
     """
 
-    __slots__ = ("_chunk_prefix", "_choke", "_error_id", "generation")
+    __slots__ = ("_error_id", "generation")
 
     def __init__(self, generation: Generation | str) -> None:
         self.generation = Generation.parse(generation)
@@ -172,14 +172,17 @@ class MessageEncoder:
     def chunk(self, session: int, data: bytes | bytearray | memoryview) -> bytes:
         return self.frame_header(session, len(data)) + bytes(data)
 
-    def error(self, session: int, code: int | tuple[int, int], message: str) -> bytes:
+    def error(self, session: int, code: int | tuple[int, int] | list[int], message: str) -> bytes:
+        """``code`` may be a pair as a tuple or, as it decodes from the wire, a list."""
+        if isinstance(code, (tuple, list)):
+            if len(code) != 2:
+                raise ValueError(f"an error code pair is (category, code), got {code!r}")
+            category, value = int(code[0]), int(code[1])
+        else:
+            category, value = 42, int(code)
         if self.generation is Generation.A:
-            if isinstance(code, tuple):
-                code = code[1]
-            return packb([A.ERROR.value, session, [int(code), message]])
-        if not isinstance(code, tuple):
-            code = (42, int(code))
-        return packb([session, B_STREAM.ERROR.value, [[int(code[0]), int(code[1])], message]])
+            return packb([A.ERROR.value, session, [value, message]])
+        return packb([session, B_STREAM.ERROR.value, [[category, value], message]])
 
     def choke(self, session: int) -> bytes:
         if self.generation is Generation.A:

@@ -18,10 +18,15 @@ DEFAULT_LOCATOR_PORT = 10053
 Endpoint = str | tuple[str, int]
 
 
-def parse_endpoint(value: Endpoint | Sequence[object], *, default_port: int | None = None) -> Endpoint:
+def parse_endpoint(
+    value: Endpoint | Sequence[object], *, default_port: int | None = None, unix: bool = False
+) -> Endpoint:
     """``"/run/x.sock"`` -> path; ``"h:1"``/``"[::1]:1"``/``("h", 1)`` -> ``(host, port)``.
 
-    A bare port (``"10053"``) means localhost; a host without a port takes
+    Text with a ``/`` is a path (relative runtime paths such as
+    ``run/web.123`` included); ``unix=True`` says the value is a path
+    whatever it looks like (the worker's ``--endpoint`` always is). A bare
+    port (``"10053"``) means localhost; a host without a port takes
     *default_port* when given. Raises :class:`ValueError` otherwise.
     """
     if isinstance(value, (tuple, list)):
@@ -32,7 +37,7 @@ def parse_endpoint(value: Endpoint | Sequence[object], *, default_port: int | No
     text = str(value).strip()
     if not text:
         raise ValueError("empty endpoint")
-    if text.startswith(("/", "./", "../", "~")) or text.endswith(".sock"):
+    if unix or "/" in text or text.startswith("~") or text.endswith(".sock"):
         return text
     if text.isdigit():
         return ("127.0.0.1", _port(text))
@@ -52,7 +57,7 @@ def parse_endpoint(value: Endpoint | Sequence[object], *, default_port: int | No
         return (text, default_port)
     if sep and ":" in host and default_port is not None:  # bare IPv6 literal
         return (text, default_port)
-    raise ValueError(f"cannot parse endpoint {text!r}")
+    raise ValueError(f"cannot parse endpoint {text!r} (a UNIX path needs a '/', e.g. ./{text})")
 
 
 def parse_locators(value: str, *, comma_list: bool = True) -> list[tuple[str, int]]:

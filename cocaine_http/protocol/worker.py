@@ -210,6 +210,8 @@ class WorkerProtocol:
         return Terminate(code, reason)
 
     def _invoke(self, s: int, args: list[Any], headers: Headers) -> Event:
+        if s == 0 or (s == B_CONTROL_CHANNEL and self.generation is Generation.B):
+            return Ignored(s, UnexpectedMessageError(f"invoke on the control session {s}"))
         if s in self.sessions:
             return Ignored(s, UnexpectedMessageError(f"invoke for session {s}, which is already open"))
         if len(args) < 1 or not isinstance(args[0], (bytes, str)):

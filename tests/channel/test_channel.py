@@ -280,3 +280,22 @@ def test_service_error_keeps_an_explicit_none_category() -> None:
     assert ServiceError("x", code=1, category=None).category is None  # generation A
     assert ServiceError("x", code=1).category == ErrorCategory.WORKER
     assert "[10, 1]" in str(ServiceError("gone", code=1, category=10, service="locator", method="resolve"))
+
+
+def test_relative_unix_endpoint_and_bad_endpoint() -> None:
+    async def main() -> None:
+        server, path = await unix_peer(lambda r, w: asyncio.sleep(0))
+        cwd = os.getcwd()
+        os.chdir(os.path.dirname(path))
+        try:
+            ch = Channel(Generation.B)
+            await ch.connect(os.path.basename(path), unix=True)  # "rt.sock" relative to cwd
+            assert ch.connected
+            ch.close()
+        finally:
+            os.chdir(cwd)
+        with pytest.raises(ConnectError, match="bad endpoint"):
+            await Channel(Generation.B).connect("no-port-here")
+        server.close()
+
+    run(main())

@@ -117,3 +117,11 @@ def test_method_tables() -> None:
     assert method_names("storage", True) == method_names("storage", False)
     assert method_names("app", False) == {"enqueue": 0, "info": 1, "control": 2}
     assert GRAPHS_B["logging"][0] == ["emit", {}, {}]  # mute
+
+
+def test_error_codes_as_decoded_from_the_wire(a: MessageEncoder, b: MessageEncoder) -> None:
+    # A [category, code] pair decodes as a list; relaying it must work as a tuple does.
+    assert b.error(4, [0x52FF, 1], "queue is full") == b.error(4, (0x52FF, 1), "queue is full")
+    assert msgpack.unpackb(a.error(4, [0x52FF, 1], "queue is full")) == [5, 4, [1, "queue is full"]]
+    with pytest.raises(ValueError):
+        b.error(4, [1, 2, 3], "x")

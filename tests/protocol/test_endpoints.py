@@ -40,3 +40,11 @@ def test_locator_lists() -> None:
 def test_format_round_trip() -> None:
     for ep in [("::1", 1), ("127.0.0.1", 2), "/tmp/x.sock"]:
         assert parse_endpoint(format_endpoint(ep)) == ep
+
+
+def test_relative_unix_paths() -> None:
+    # A runtime configured with a relative runtime path hands out such endpoints.
+    assert parse_endpoint("run/web.123") == "run/web.123"
+    assert parse_endpoint("web.123", unix=True) == "web.123"
+    with pytest.raises(ValueError, match="needs a '/'"):
+        parse_endpoint("web.123")

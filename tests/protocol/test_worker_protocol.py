@@ -108,3 +108,14 @@ def test_heartbeat_and_disown_deadlines() -> None:
     assert w.disowned(36.0)
     w.receive(Frame(1, 0, [], None), 36.5)  # any frame is a sign of life
     assert not w.disowned(60)
+
+
+@pytest.mark.parametrize(("gen", "frame"), [(Generation.A, Frame(0, 3, [b"http"])), (Generation.B, Frame(1, 0, [b"x"]))])
+def test_invoke_on_the_control_session_is_ignored(gen: Generation, frame: Frame) -> None:
+    w = WorkerProtocol(gen, "u")
+    w.start(0)
+    if gen is Generation.A:
+        ev = w.receive(frame, 0)
+        assert isinstance(ev, Ignored) and 0 not in w.sessions
+    else:
+        assert isinstance(w.receive(frame, 0), Heartbeat)  # channel 1, type 0 is a heartbeat reply in B
