@@ -114,24 +114,32 @@ class ServiceStateMachine:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Reconnect policy: exponential delays with a cap.
+    """Reconnect policy: exponential delays with a cap, and a per-call budget.
 
     After ``n`` consecutive failed connection rounds the next round may start
     ``delay(n)`` seconds after the last failure: 0 for ``n == 0`` (the first
     reconnect after a drop is immediate), then ``initial * factor**(n-1)``,
-    never more than ``cap``. One call makes at most ``attempts`` rounds
-    (each round tries every endpoint once) before it fails with
-    :class:`~cocaine_http.errors.ConnectError`; the failure count survives
-    across calls, so a dead service is not hammered by a burst of callers.
+    never more than ``cap``. The failure count survives across calls, so a
+    dead service is not hammered by a burst of callers.
+
+    One call makes at most ``attempts`` rounds (each round tries every
+    endpoint once), and it starts a round only within ``window`` seconds of
+    its first one (:meth:`may_start`). The window keeps the backoff from
+    turning into a wait: a call that would have to sleep past it fails at
+    once with :class:`~cocaine_http.errors.ConnectError` instead (naming the
+    endpoints and the last error), and the pacing is left to later calls.
+    Without the window a dead endpoint would hold each call for the sum of
+    the growing delays, up to ``attempts * cap``.
     """
 
     initial: float = 0.05
     factor: float = 2.0
     cap: float = 5.0
     attempts: int = 3
+    window: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.initial < 0 or self.factor < 1 or self.cap < 0 or self.attempts < 1:
+        if self.initial < 0 or self.factor < 1 or self.cap < 0 or self.attempts < 1 or self.window < 0:
             raise ValueError(f"invalid backoff policy {self!r}")
 
     def delay(self, failures: int) -> float:
@@ -145,6 +153,10 @@ class Backoff:
         if last_failure is None:
             return 0.0
         return max(0.0, last_failure + self.delay(failures) - now)
+
+    def may_start(self, started: float, now: float, wait: float) -> bool:
+        """Whether a call whose first round began at *started* may sleep *wait* and start another."""
+        return now + wait - started <= self.window
 
 
 def diagram() -> str:

@@ -13,7 +13,10 @@ module only moves bytes and wakes awaiting tasks:
   queued behind it), each within its own timeout.
 * on **connection loss** every pending call fails with
   :class:`~cocaine_http.errors.DisconnectedError`; the next call reconnects,
-  with exponential backoff and a cap (:class:`~cocaine_http.protocol.states.Backoff`).
+  with exponential backoff and a cap (:class:`~cocaine_http.protocol.states.Backoff`);
+  a call never sleeps past the backoff's window: when the next round is not
+  due yet it fails at once with :class:`~cocaine_http.errors.ConnectError`.
+  An unreachable locator is the locator's to retry, never the service's.
 * every call has a **timeout** (:class:`~cocaine_http.errors.CallTimeoutError`);
   cancelling the awaiting task, a timeout or dropping a stream ends the
   session cleanly: its state is removed at once, late replies are ignored,
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -115,6 +119,14 @@ class _Deadlines:
                 fut.set_exception(CallTimeoutError(f"{self.service}.{method}: no reply within {timeout} s"))
 
 
+def _resolve_failed(name: str, exc: TransportError) -> TransportError:
+    """*exc*, the locator's transport error, re-raised as the same type naming service *name*."""
+    err = type(exc)(f"{name}: cannot resolve through the locator: {exc}")
+    if isinstance(exc, ConnectError):
+        err.errno = exc.errno  # type: ignore[attr-defined]
+    return err
+
+
 class BaseService:
     """A connection to one service with calls multiplexed on it.
 
@@ -157,6 +169,7 @@ class BaseService:
         self._connecting: asyncio.Task[None] | None = None
         self._failures = 0
         self._last_failure: float | None = None
+        self._last_error: BaseException | None = None
         self._stale = False  # the known endpoints failed: resolve again before the next round
         self._epoch = 0  # bumped by close(): a connect attempt from before it must not go on
         self._paused_by: set[int] = set()  # ids of streams over their high-water mark
@@ -253,17 +266,26 @@ class BaseService:
 
     async def _establish(self) -> None:
         loop = asyncio.get_running_loop()
+        backoff = self.backoff
         last: BaseException | None = None
         epoch = self._epoch
-        for _ in range(self.backoff.attempts):
-            wait = self.backoff.wait_before(self._failures, self._last_failure, loop.time())
+        started = loop.time()
+        for _ in range(backoff.attempts):
+            now = loop.time()
+            wait = backoff.wait_before(self._failures, self._last_failure, now)
+            if not backoff.may_start(started, now, wait):
+                # past this call's window: fail now and let later calls pace the retries
+                raise last if last is not None else self._backing_off(wait)
             if wait > 0:
                 await asyncio.sleep(wait)
             if epoch != self._epoch:
                 raise DisconnectedError(f"{self.name}: closed while connecting")
+            resolving = self._resolver is not None and (
+                self._methods is None or not self.endpoints or self._stale)
             try:
-                if self._resolver is not None and (self._methods is None or not self.endpoints or self._stale):
+                if resolving:
                     await self._resolve()
+                    resolving = False
                 elif self.fsm.state is _S.ERROR:
                     self.fsm.apply(_I.RETRY)
                 else:
@@ -276,21 +298,37 @@ class BaseService:
             except (TransportError, RemoteProtocolError) as exc:
                 if epoch != self._epoch:
                     raise
+                if resolving and isinstance(exc, TransportError):
+                    # The locator is unreachable or silent. It made its own rounds under its
+                    # own backoff; resolving again here would multiply them (attempts**2
+                    # rounds and their waits: seconds for a refused port). The call ends here.
+                    raise _resolve_failed(self.name, exc) from exc
                 if self.fsm.state is _S.CONNECTING:
                     self.fsm.apply(_I.CONNECT_FAILED)
                 self._failures += 1
                 self._last_failure = loop.time()
+                self._last_error = exc
                 self._stale = True
                 last = exc
                 continue
             self._failures = 0
             self._last_failure = None
+            self._last_error = None
             self._stale = False
             for hook in list(self.on_connected):
                 hook()
             return
         assert last is not None
         raise last
+
+    def _backing_off(self, wait: float) -> ConnectError:
+        """The error of a call that arrives while the backoff holds the next round back."""
+        last = self._last_error
+        errno = last.errno if isinstance(last, ConnectError) else None
+        n = self._failures
+        return ConnectError(
+            f"{self.name}: not reconnecting for another {wait:.2f} s (backoff after {n} failed"
+            f" round{'s' if n != 1 else ''}; last: {last})", errno=errno)
 
     async def _resolve(self) -> None:
         assert self._resolver is not None
@@ -324,11 +362,12 @@ class BaseService:
             try:
                 await asyncio.wait_for(ch.connect(ep), self.connect_timeout)
             except ConnectError as exc:
-                errors.append(str(exc))
+                reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+                errors.append(f"{format_endpoint(ep)} ({reason})")
                 last_errno = exc.errno
                 continue
             except asyncio.TimeoutError:
-                errors.append(f"connect to {format_endpoint(ep)} timed out after {self.connect_timeout} s")
+                errors.append(f"{format_endpoint(ep)} (timed out after {self.connect_timeout} s)")
                 ch.close()
                 continue
             if self.fsm.state is not _S.CONNECTING:  # closed while we were connecting
@@ -348,7 +387,7 @@ class BaseService:
             self.fsm.apply(_I.CONNECTED)
             log.debug("%s: connected to %s", self.name, format_endpoint(ep))
             return
-        raise ConnectError(f"{self.name}: cannot connect to any endpoint: " + "; ".join(errors), errno=last_errno)
+        raise ConnectError(f"{self.name}: cannot connect to any endpoint: " + ", ".join(errors), errno=last_errno)
 
     def _on_close(self, ch: Channel, exc: BaseException | None) -> None:
         if ch is not self._handle:

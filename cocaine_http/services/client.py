@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import TransportError
 from ..protocol.endpoints import Endpoint, format_endpoint, parse_endpoint, parse_locators
 from ..protocol.frames import Generation
 from ..protocol.service import Resolved
@@ -137,6 +138,8 @@ class Client:
         self._cache: dict[tuple[str, Any], asyncio.Task[Service]] = {}
         self._loggers: list[Any] = []
         self._services: list[Service] = []
+        #: Services whose first connect failed, reused by the next call for the same key.
+        self._unconnected: dict[tuple[str, Any], Service] = {}
         self._closed = False
         #: The loop this client was first used on (loggers wake it from other threads).
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -180,14 +183,20 @@ class Client:
 
     async def _make_service(self, key: tuple[str, Any], name: str, definition: Definition | None,
                             timeout: float | None) -> Service:
-        cls = service_class(definition)
-        svc = cls(name, generation=self.generation, resolver=self.locator.resolve, **self._options)
+        svc = self._unconnected.pop(key, None)
+        if svc is None:
+            cls = service_class(definition)
+            svc = cls(name, generation=self.generation, resolver=self.locator.resolve, **self._options)
         try:
             await svc.connect(timeout)
-        except BaseException:
+        except BaseException as exc:
             if key in self._cache and self._cache[key] is asyncio.current_task():
                 del self._cache[key]
-            svc.close()
+            if isinstance(exc, TransportError) and not self._closed:
+                # kept for the next call: its failure count paces the reconnects (Backoff)
+                self._unconnected[key] = svc
+            else:
+                svc.close()
             raise
         self._services.append(svc)
         return svc
@@ -226,9 +235,10 @@ class Client:
         self._closed = True
         for lg in list(self._loggers):
             await lg.aclose()
-        for svc in self._services:
+        for svc in [*self._services, *self._unconnected.values()]:
             svc.close()
         self._services.clear()
+        self._unconnected.clear()
         self._cache.clear()
         self.locator.close()
 

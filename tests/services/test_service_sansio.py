@@ -415,5 +415,11 @@ def test_backoff() -> None:
     assert b.delay(10_000) == 1.0
     assert b.wait_before(0, None, 5.0) == 0.0
     assert b.wait_before(2, 10.0, 10.05) == pytest.approx(0.15)
+    # a call starts rounds only within its window (default 0.5 s from its first)
+    assert b.may_start(10.0, 10.0, 0.5) and b.may_start(10.0, 10.2, 0.2)
+    assert not b.may_start(10.0, 10.0, 0.8) and not b.may_start(10.0, 10.4, 0.2)
+    assert Backoff(window=0).may_start(1.0, 1.0, 0.0)
     with pytest.raises(ValueError):
         Backoff(attempts=0)
+    with pytest.raises(ValueError):
+        Backoff(window=-1)
