@@ -231,6 +231,25 @@ class HandlerThreads:
             return len(self._threads) - self._idle
 
 
+def _share_loop(loop: asyncio.AbstractEventLoop | None, ours: asyncio.AbstractEventLoop | None = None) -> None:
+    """Register *loop* as the services' sync facade default (``None``: withdraw *ours*).
+
+    Sync handlers run in the worker's threads; a ``SyncClient`` made there then
+    calls through the worker's loop and shares its connections instead of
+    starting a private loop thread. Imported here, not at the top: the service
+    clients are optional for a worker, and ``import cocaine_http.worker`` stays
+    free of them (and of any import cycle they might grow).
+    """
+    try:
+        from .services import sync
+    except ImportError:  # pragma: no cover - services are part of the package
+        return
+    if loop is not None:
+        sync.set_default_loop(loop)
+    elif sync.get_default_loop() is ours:  # a registration made since is not ours to clear
+        sync.set_default_loop(None)
+
+
 def _is_async(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
@@ -391,12 +410,16 @@ class Worker:
         self._hurry = asyncio.Event()
         if self.handle_signals:
             self._install_signals()
+        _share_loop(loop)
         try:
             code = await self._startup()
             if code is None:
                 code = await self._done
         finally:
-            await self._teardown()
+            try:
+                await self._teardown()
+            finally:
+                _share_loop(None, loop)
         return code
 
     def stop(self, code: int = 1, reason: str = SHUTDOWN_REASON) -> None:

@@ -89,9 +89,10 @@ def test_enqueue_to_a_worker_that_is_itself_a_client(gen: str) -> None:
                 assert await app.call("store", b"\x00payload\xff") == [b"\x00payload\xff"]
                 storage = await client.storage()
                 assert await storage.read("fromworker", "async") == b"\x00payload\xff"
-                # a sync handler in a worker thread uses the SyncClient on the worker's loop
+                # a sync handler in a worker thread: its SyncClient runs on the worker's loop,
+                # which Worker.serve registered (the app does nothing for it)
                 replies = await app.call("store_sync", b"sync!")
-                assert replies == [b"sync!", b"async,sync"]
+                assert replies == [b"sync!", b"async,sync", b"worker loop"]
                 await asyncio.sleep(0.2)
                 source = "app/clientapp" if gen == "A" else "clientapp"  # the default log source
                 assert f"{source}: stored 9 bytes" in out.getvalue()

@@ -159,3 +159,49 @@ def test_plain_script_in_a_subprocess(bg_cloud: Cloud, gen: str) -> None:
     assert bg_cloud.storage.data[b"scripts"][b"blob"][0] == b"\x00\xff\xfe"
     assert [e[2] for e in bg_cloud.logging.emits] == [b"bye from script"]
     assert "Traceback" not in out.stderr
+
+
+def test_a_served_worker_shares_its_loop_with_sync_handlers(gen: str, tmp_path: Any) -> None:
+    """Worker.serve registers its loop: a SyncClient made in a sync handler (a worker
+    thread) calls through it, with no private loop thread, and the registration ends
+    with the worker."""
+    import uuid as uuid_mod
+
+    from cocaine_http.runtime import Engine
+    from cocaine_http.services.sync import get_default_loop
+    from cocaine_http.worker import Worker
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with Cloud(gen) as cloud, Engine(
+            "app", [sys.executable, "-c", "pass"], generation=gen, runtime_dir=str(tmp_path), autospawn=False
+        ) as engine:
+            uuid = str(uuid_mod.uuid4())
+            slave = engine.expect(uuid)
+            worker = Worker([], app="app", endpoint=engine.endpoint, uuid=uuid,
+                            protocol=1 if gen == "B" else 0, handle_signals=False)
+            seen: dict[str, Any] = {}
+
+            @worker.on("read")
+            def read(request: Any, response: Any) -> None:  # a plain def: runs in a worker thread
+                cocaine = SyncClient(cloud.locator_endpoint, protocol_of(gen), backoff=FAST, timeout=5)
+                seen.update(thread=threading.current_thread(), private=cocaine._thread, loop=cocaine.loop)
+                storage = cocaine.storage()
+                storage.write("c", "k", request.read_all())
+                response.write(storage.read("c", "k"))
+                seen["client"] = cocaine.client
+
+            assert get_default_loop() is None
+            task = asyncio.ensure_future(worker.serve())
+            await slave.wait_active(5)
+            assert get_default_loop() is loop
+            reply = await engine.invoke("read", [b"\x00via the worker's loop\xff"])
+            assert reply.error is None and b"".join(reply.chunks) == b"\x00via the worker's loop\xff"
+            assert seen["thread"] is not threading.current_thread()
+            assert seen["private"] is None and seen["loop"] is loop
+            await seen["client"].close()
+            await engine.terminate(slave)
+            assert await asyncio.wait_for(task, 5) == 0
+            assert get_default_loop() is None
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import asyncio
 
-from cocaine_http.services import Client, SyncClient, set_default_loop
+from cocaine_http.services import Client, SyncClient
 from cocaine_http.worker import Worker
 
 worker = Worker()
 client = Client()
 _sync: SyncClient | None = None
+_worker_loop: asyncio.AbstractEventLoop | None = None
 
 
 def sync_client() -> SyncClient:
     global _sync
     if _sync is None:
-        _sync = SyncClient()  # the loop registered below: the worker's own
+        _sync = SyncClient()  # no loop given: Worker.serve registered its own
     return _sync
 
 
-async def share_loop() -> None:
-    # sync handlers run in the worker's threads; let their SyncClient use this loop
-    set_default_loop(asyncio.get_running_loop())
+async def remember_loop() -> None:
+    # only recorded, so that store_sync can show which loop its SyncClient uses
+    global _worker_loop
+    _worker_loop = asyncio.get_running_loop()
 
 
-worker.on_startup.append(share_loop)
+worker.on_startup.append(remember_loop)
 
 
 @worker.on("echo")
@@ -55,6 +57,8 @@ def store_sync(request, response):
     storage.write("fromworker", "sync", body, ["w"])
     response.write(storage.read("fromworker", "sync"))
     response.write(",".join(storage.find("fromworker", ["w"])).encode())
+    shared = cocaine._thread is None and cocaine.loop is _worker_loop
+    response.write(b"worker loop" if shared else b"private loop")
 
 
 worker.run()
