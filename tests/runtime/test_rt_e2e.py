@@ -158,7 +158,7 @@ def test_pool_shares_load_and_replaces_crashed_workers() -> None:
                 with pytest.raises(httpx.RemoteProtocolError):
                     await client.get("/crash")
                 await pool.wait_active(2, timeout=10)
-                assert pool.restarts == 2
+                assert pool.policy.restarts == 2
                 new = {(await client.get("/pid")).text for _ in range(4)}
                 assert new and not new & pids
                 assert all(
@@ -183,7 +183,7 @@ def test_worker_that_never_starts_gets_a_clear_error(mode: str) -> None:
             profile={"startup-timeout": 0.4},
             front_options={"timeout": 20},
         ) as rt:
-            rt.apps["web"].pool.backoff_base = 0.05
+            rt.apps["web"].pool.policy.backoff_base = 0.05
             async with httpx.AsyncClient(base_url=rt.front_url, timeout=20) as client:
                 r = await client.get("/hello")
                 assert r.status_code == 502, r.text
@@ -209,15 +209,15 @@ def test_garbage_mid_session_and_silent_heartbeats() -> None:
                     await client.get("/web/http/garbage")
                 await asyncio.wait_for(asyncio.shield(first.exited), 5)
                 assert (await client.get("/web/http/hello")).text == "hello"
-                assert web.restarts == 1
+                assert web.policy.restarts == 1
                 # no heartbeat within heartbeat-timeout: killed, its request fails with 502
                 r = await client.get("/quiet/http/slow?s=3")
                 assert r.status_code == 502 and "timed out" in r.text
                 for _ in range(100):  # the kill is reaped, then the worker replaced
-                    if silent.restarts:
+                    if silent.policy.restarts:
                         break
                     await asyncio.sleep(0.02)
-                assert silent.restarts >= 1
+                assert silent.policy.restarts >= 1
 
     run(main())
 

@@ -1,0 +1,232 @@
+"""One event as the runtime sees it: the request going to a worker, the reply coming back.
+
+This module exists to keep the caller's view of an event (write, close, read,
+how it ended) apart from the worker process and the engine's queue. An
+:class:`Invocation` is created by :meth:`Engine.open
+<cocaine_http.runtime.engine.Engine.open>`; until the engine binds it to a
+worker, what the caller writes is kept and sent on binding.
+
+The engine drives the reply side through three engine-facing methods:
+:meth:`Invocation.bind`, :meth:`Invocation.deliver` and
+:meth:`Invocation.finish`. Callers use the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
+from ..streams import InboundFlow
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .slave import Slave
+
+__all__ = ["Invocation", "Reply"]
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a worker answered on one invocation."""
+
+    chunks: list[bytes] = field(default_factory=list)
+    #: ``(code, message)``; ``code`` is an int (A) or ``(category, code)`` (B).
+    error: tuple[Any, str] | None = None
+    #: The worker finished its side with choke/close (an A error is followed by one too).
+    closed: bool = False
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class Invocation:
+    """One event handed to a worker: write the request, read the reply.
+
+    Writes before the invocation is bound to a worker are kept and sent once
+    it is. The reply is read with ``async for chunk in invocation`` (or
+    :meth:`read`, :meth:`reply`); ``error`` and ``closed`` tell how it ended,
+    and ``finished`` is done at that point.
+    """
+
+    def __init__(self, engine: Engine, event: str) -> None:
+        self.engine = engine
+        self.event = event
+        self.session: int | None = None
+        self.slave: Slave | None = None
+        self.error: tuple[Any, str] | None = None
+        self.closed = False
+        self._loop = asyncio.get_running_loop()
+        self.assigned: asyncio.Future[None] = self._loop.create_future()
+        self.finished: asyncio.Future[None] = self._loop.create_future()
+        self._outbox: list[tuple[str, Any]] = []
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0  # read by InboundFlow (the Buffered protocol)
+        self._ended = False  # the worker's side is over (choke/close/error/death)
+        self._discarding = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._flow: InboundFlow | None = None
+        self._sent_end = False
+        #: A: the engine-wide session id taken at enqueue (§2.3); B: None until bound.
+        self.a_session: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<Invocation {self.event!r} session={self.session} ended={self._ended}>"
+
+    @property
+    def ended(self) -> bool:
+        """The worker's side is over (choke/close, error, death, refusal)."""
+        return self._ended
+
+    @property
+    def request_closed(self) -> bool:
+        """Our side is over: :meth:`close` or :meth:`send_error` was called (or the
+        invocation ended)."""
+        return self._sent_end
+
+    # -- request side ------------------------------------------------------------
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sent_end:
+            raise ChannelClosedError("write after close")
+        if self.slave is None:
+            self._outbox.append(("chunk", bytes(data)))
+            return
+        channel, side = self.slave.channel, self.slave.side
+        if self._ended or channel is None or channel.closed or side is None:
+            return  # the worker is gone or done; the runtime drops such data
+        assert self.session is not None
+        try:
+            parts = side.chunk(self.session, data)
+        except CocaineError:
+            return
+        channel.send_parts(self.session, *parts)
+        if channel.write_paused:
+            with contextlib.suppress(CocaineError):
+                await channel.drain()
+
+    async def close(self) -> None:
+        """End the request (A choke, B close); a no-op once it has ended."""
+        self._end("choke", None)
+
+    async def send_error(self, code: int | tuple[int, int], message: str) -> None:
+        """End the request with an error (A error + choke; B error, which also ends the reply)."""
+        self._end("error", (code, message))
+
+    def _end(self, kind: str, arg: Any) -> None:
+        if self._sent_end:
+            return
+        self._sent_end = True
+        if self.slave is None:
+            self._outbox.append((kind, arg))
+            return
+        self._send_now(kind, arg)
+
+    def _send_now(self, kind: str, arg: Any) -> None:
+        slave = self.slave
+        assert slave is not None and self.session is not None
+        channel, side = slave.channel, slave.side
+        if channel is None or side is None or channel.closed:
+            return
+        try:
+            if kind == "chunk":
+                channel.send_parts(self.session, *side.chunk(self.session, arg))
+            elif kind == "choke":
+                channel.send(self.session, side.choke(self.session))
+            else:
+                channel.send(self.session, side.error(self.session, *arg))
+        except CocaineError:
+            pass
+
+    # -- engine-facing -------------------------------------------------------------
+    def bind(self, slave: Slave, session: int) -> None:
+        """The engine gave this invocation to *slave* as *session*; flush what was written."""
+        self.slave = slave
+        self.session = session
+        self._flow = slave.flow
+        if not self.assigned.done():
+            self.assigned.set_result(None)
+        outbox, self._outbox = self._outbox, []
+        for kind, arg in outbox:
+            self._send_now(kind, arg)
+
+    def deliver(self, data: bytes) -> None:
+        """A reply chunk from the worker."""
+        if self._discarding:
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._flow is not None:
+            self._flow.added(self, len(data))
+        self._wake()
+
+    def finish(self, error: tuple[Any, str] | None, closed: bool) -> None:
+        """The reply is over: with *error* (the worker's, or the engine's words), and
+        *closed* when the worker ended it with choke/close. Idempotent."""
+        if error is not None and self.error is None:
+            self.error = error
+        self.closed = self.closed or closed
+        if not self._ended:
+            self._ended = True
+            self._sent_end = True
+            if not self.finished.done():
+                self.finished.set_result(None)
+            if not self.assigned.done():
+                self.assigned.set_result(None)
+        self._wake()
+
+    def discard(self) -> None:
+        """Drop what is buffered and whatever the worker still sends (the caller is gone)."""
+        self._discarding = True
+        while self._chunks:
+            data = self._chunks.popleft()
+            self._buffered -= len(data)
+            if self._flow is not None:
+                self._flow.removed(self, len(data))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- reply side ----------------------------------------------------------------
+    async def read(self) -> bytes | None:
+        """The next reply chunk (empty ones included), or ``None`` at the end."""
+        while not self._chunks:
+            if self._ended:
+                return None
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._flow is not None:
+            self._flow.removed(self, len(data))
+        return data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.read()) is not None:
+            yield chunk
+
+    async def reply(self, timeout: float | None = None) -> Reply:
+        """Collect the whole reply."""
+
+        async def collect() -> Reply:
+            chunks = [c async for c in self]
+            return Reply(chunks, self.error, self.closed)
+
+        if timeout is None:
+            return await collect()
+        try:
+            return await asyncio.wait_for(collect(), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeoutError(f"no complete reply to {self.event!r} within {timeout} s") from None
