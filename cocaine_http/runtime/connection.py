@@ -20,7 +20,7 @@ from ..channel import Channel
 from ..protocol.frames import Frame, Generation
 from ..protocol.worker import Choke, Chunk, Error, Heartbeat, Ignored, Terminate
 from ..streams import InboundFlow
-from .side import Handshake, RuntimeSide
+from .side import Handshake, LateFrame, RuntimeSide
 from .slave import Slave, SlaveState
 
 if TYPE_CHECKING:
@@ -102,7 +102,8 @@ class WorkerConnection:
                 slave.fail_sessions(self.engine.supervisor.error(event.reason or "worker terminated"))
                 slave.send_signal(signal.SIGTERM)
         elif kind is Ignored:
-            log.warning("worker %s: dropped a message: %s", slave.uuid, event.error)
+            level = logging.DEBUG if isinstance(event.error, LateFrame) else logging.WARNING
+            log.log(level, "worker %s: dropped a message: %s", slave.uuid, event.error)
 
     def on_close(self, exc: BaseException | None) -> None:
         slave = self.slave

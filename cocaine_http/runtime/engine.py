@@ -440,7 +440,8 @@ class Engine:
         """The client is gone: withdraw a queued event, or tell its worker and drop the rest.
 
         While the request side is still open the worker is told (B: an error
-        ``[[1, 103], reason]``, ECONNABORTED; A: a choke). Once the request had been closed
+        ``[[1, 103], reason]``, ECONNABORTED, which ends the channel and frees
+        the slot at once; A: a choke). Once the request had been closed
         nothing more may be sent on the session in either generation, so the
         worker finishes on its own; what it still sends is dropped, and its
         slot is freed at its choke/close.
@@ -454,17 +455,7 @@ class Engine:
         if self.generation is Generation.A or inv.request_closed:
             self.background(inv.close())  # A: choke (a no-op when already sent)
         else:
-            self.background(self._cancel_b(inv, reason))
-
-    async def _cancel_b(self, inv: Invocation, reason: str) -> None:
-        # B: the error ends the channel for the runtime; the worker sends nothing more
-        # on it either (a revoked channel would cost it its connection), so forget it.
-        await inv.send_error(CLIENT_GONE_B, reason)
-        slave, session = inv.slave, inv.session
-        if slave is not None and session is not None and slave.sessions.get(session) is inv:
-            if slave.side is not None:
-                slave.side.sessions.pop(session, None)
-            slave.release(session, (CLIENT_GONE_B, reason), False)
+            self.background(inv.send_error(CLIENT_GONE_B, reason))
 
     def pump(self) -> None:
         """Give queued events to the least-loaded active workers below ``concurrency``;

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
+from ..protocol.frames import Generation
 from ..streams import InboundFlow
 
 if TYPE_CHECKING:
@@ -52,6 +53,10 @@ class Invocation:
     it is. The reply is read with ``async for chunk in invocation`` (or
     :meth:`read`, :meth:`reply`); ``error`` and ``closed`` tell how it ended,
     and ``finished`` is done at that point.
+
+    In B, :meth:`send_error` ends the invocation at once, with that error:
+    the runtime's error closes the channel for both sides, and the worker
+    sends nothing more on it (docs/worker.md), so the slot is freed.
     """
 
     def __init__(self, engine: Engine, event: str) -> None:
@@ -122,6 +127,9 @@ class Invocation:
             return
         self._sent_end = True
         if self.slave is None:
+            if kind == "error" and self.engine.generation is Generation.B:
+                self.engine.withdraw(self, arg)  # never sent anywhere: nothing to tell a worker
+                return
             self._outbox.append((kind, arg))
             return
         self._send_now(kind, arg)
@@ -140,7 +148,9 @@ class Invocation:
             else:
                 channel.send(self.session, side.error(self.session, *arg))
         except CocaineError:
-            pass
+            return
+        if kind == "error" and not side.is_open(self.session):
+            slave.release(self.session, arg, False)  # B: the channel is over for both sides
 
     # -- engine-facing -------------------------------------------------------------
     def bind(self, slave: Slave, session: int) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "B_SLAVE",
     "Handshake",
     "HeaderFlavour",
+    "LateFrame",
     "RuntimeSide",
 ]
 
@@ -55,6 +56,11 @@ class HeaderFlavour(str, enum.Enum):
 @dataclass(slots=True)
 class Handshake:
     uuid: str
+
+
+class LateFrame(UnexpectedMessageError):
+    """B: a frame on a channel that has already ended, typically one the worker sent
+    before it saw the runtime's error. Dropped quietly."""
 
 
 class RuntimeSide:
@@ -111,6 +117,8 @@ class RuntimeSide:
             return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
         state = self.sessions.get(s)
         if state is None:
+            if not a and B_CONTROL_CHANNEL < s <= self._max_channel:
+                return Ignored(s, LateFrame(f"{msg.label} on channel {s}, which has ended"))
             return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
         try:
             state.recv(msg)
@@ -200,7 +208,15 @@ class RuntimeSide:
         return self._frame(session, B_STREAM.CLOSE, [])
 
     def error(self, session: int, code: int | tuple[int, int], message: str) -> bytes:
-        """An error to the worker: A error + choke, B the terminal error."""
+        """An error to the worker: A error + choke; B the terminal error, which ends the
+        channel for both sides.
+
+        In A the worker still owes its choke, and the session lives until it
+        comes (§2.4.4). In B the runtime's error is what it sends "to both
+        sides" on a client error or timeout (§3.3); the worker sends nothing
+        more on the channel (docs/worker.md), so it is forgotten here and now:
+        whatever the worker had already sent is dropped as a :class:`LateFrame`.
+        """
         state = self._state(session)
         state.send(Msg.ERROR)
         if self.generation is Generation.A:
@@ -214,7 +230,7 @@ class RuntimeSide:
         else:
             cat, c = code if isinstance(code, tuple) else (42, code)
             out = self._frame(session, B_STREAM.ERROR, [[int(cat), int(c)], message])
-        self._forget_if_done(state)
+        self.sessions.pop(session, None)
         return out
 
     def can_send(self, session: int) -> bool:

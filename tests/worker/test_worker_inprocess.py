@@ -318,9 +318,11 @@ def test_a_runtime_error_on_a_session_reaches_the_reader(gen: str, runtime_dir: 
         if gen == "A":  # the session ends with the worker's choke
             reply = await inv.reply(2)
             assert reply.closed and reply.chunks == [b"late"]
-        else:
+        else:  # the runtime's error ends the channel for both sides: the slot is free at once
+            assert inv.finished.done() and inv.error == ((0x51FF, 3), "request timed out")
+            assert slave.load == 0 and slave.side is not None and not slave.side.is_open(inv.session or 0)
             await asyncio.sleep(0.2)
-            assert not inv.finished.done() and inv._buffered == 0  # nothing at all sent back
+            assert inv._buffered == 0  # nothing at all sent back
         assert got == (
             [(None, 3, "request timed out"), False]
             if gen == "A"

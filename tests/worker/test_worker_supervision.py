@@ -23,6 +23,55 @@ def dead_kept(engine: Engine) -> int:
     return sum(1 for s in engine.slaves.values() if s.state is SlaveState.DEAD)
 
 
+# -- the runtime's error ends a B channel for both sides ------------------------------------
+def test_b_runtime_error_frees_the_slot(runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine("B", runtime_dir, concurrency=1) as engine:
+            [slave] = await engine.start(1)
+            first = await engine.open("echo")
+            await first.write(b"a")
+            assert await first.read() == b"a"
+            queued = await engine.open("echo")  # concurrency 1: waits for the first one's slot
+            await asyncio.sleep(0.05)
+            assert queued.slave is None and len(engine.queue) == 1
+            await first.send_error((0x51FF, 3), "request timed out")
+            # the worker sends nothing more on that channel, so the engine does not wait for it
+            assert first.finished.done() and first.error == ((0x51FF, 3), "request timed out")
+            assert await first.read() is None
+            assert queued.slave is slave and not engine.queue
+            await queued.write(b"next")
+            await queued.close()
+            assert (await queued.reply(5)).data == b"next"
+            assert slave.load == 0 and slave.side is not None and not slave.side.sessions
+            assert (await engine.invoke("echo", [b"still serving"], timeout=5)).data == b"still serving"
+
+    run(body())
+
+
+def test_b_error_on_a_queued_event_withdraws_it(runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine("B", runtime_dir) as engine:  # no worker: events wait
+            inv = await engine.open("echo")
+            await inv.write(b"never sent")
+            await inv.send_error((1, 103), "client disconnected")
+            assert inv.finished.done() and inv.error == ((1, 103), "client disconnected")
+            assert not engine.queue
+
+    run(body())
+
+
+def test_a_runtime_error_waits_for_the_workers_choke(runtime_dir: str) -> None:
+    async def body() -> None:
+        async with make_engine("A", runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            inv = await engine.open("echo")
+            await inv.send_error(3, "request timed out")
+            reply = await inv.reply(5)  # A: the session ends with the worker's choke (§2.4.4)
+            assert reply.closed and slave.load == 0
+
+    run(body())
+
+
 # -- bounded restarts -----------------------------------------------------------------------
 def test_restart_policy_backoff() -> None:
     policy = RestartPolicy(backoff_base=0.5, backoff_max=3.0, crash_window=10.0, max_start_failures=3)
