@@ -281,8 +281,9 @@ class Engine:
                 if not self._running:
                     raise RuntimeError(f"{self.app}: the engine is stopping")
             slave = self.expect(uuid or str(uuid_mod.uuid4()))
+            argv = [*self.command, *self.argv(slave.uuid)]
             try:
-                proc = await self._exec(slave.uuid)
+                await slave.launch(argv, cwd=self.cwd, env={**self.env, **os.environ})
             except OSError as exc:
                 slave.death_reason = f"cannot start {self.command[0]!r}: {exc}"
                 failed: OSError | None = exc
@@ -294,36 +295,8 @@ class Engine:
             self.supervisor.dead(slave)  # a failed start, as if it had exited at once
             raise failed
         self.spawns += 1
-        slave.process = proc
-        assert proc.stdout is not None and proc.stderr is not None
-        slave.readers = [
-            asyncio.create_task(slave.capture("stdout", proc.stdout)),
-            asyncio.create_task(slave.capture("stderr", proc.stderr)),
-        ]
         self.supervisor.watch(slave)
         return slave
-
-    async def _exec(self, uuid: str) -> asyncio.subprocess.Process:
-        creating = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *self.command,
-                *self.argv(uuid),
-                cwd=self.cwd,
-                env={**self.env, **os.environ},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-        )
-        try:
-            return await asyncio.shield(creating)
-        except asyncio.CancelledError:
-            with contextlib.suppress(BaseException):
-                orphan = await creating  # cancelled mid-start: never leave the process behind
-                orphan.kill()
-                await orphan.wait()
-            raise
 
     def expect(self, uuid: str) -> Slave:
         """Register a worker the engine did not start (it connects to :attr:`endpoint` itself)."""

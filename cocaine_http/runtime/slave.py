@@ -124,6 +124,34 @@ class Slave:
     async def wait_active(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(asyncio.shield(self.activated), timeout)
 
+    async def launch(self, argv: list[str], *, cwd: str | None, env: dict[str, str]) -> None:
+        """Start the process (its own session, stdin closed) and capture its output."""
+        creating = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        )
+        try:
+            proc = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                orphan = await creating  # cancelled mid-start: never leave the process behind
+                orphan.kill()
+                await orphan.wait()
+            raise
+        self.process = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        self.readers = [
+            asyncio.create_task(self.capture("stdout", proc.stdout)),
+            asyncio.create_task(self.capture("stderr", proc.stderr)),
+        ]
+
     def _line(self, name: str, data: bytes) -> None:
         line = data.decode("utf-8", "replace")
         self.output.append((name, line))
