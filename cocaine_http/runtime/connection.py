@@ -56,7 +56,7 @@ class WorkerConnection:
                 log.warning("dropping a worker connection: %s", getattr(event, "error", event))
                 self.channel.close()
                 return
-            self.slave = self._bind(event.uuid)  # type: ignore[union-attr]
+            self.slave = self._bind(event.uuid)
             if self.slave is None:
                 self.channel.close()
             return

@@ -236,12 +236,11 @@ class Slave:
 
     def handle(self, event: Chunk | Choke | Error) -> None:
         """A session frame from the worker."""
-        kind = type(event)
-        if kind is Chunk:
+        if isinstance(event, Chunk):
             inv = self.sessions.get(event.session)
             if inv is not None:
-                inv.deliver(event.data)  # type: ignore[union-attr]
-        elif kind is Choke:
+                inv.deliver(event.data)
+        elif isinstance(event, Choke):
             side, channel = self.side, self.channel
             if self.release(event.session, None, True) is not None and side is not None:
                 if side.generation is Generation.A and channel is not None:
@@ -250,7 +249,6 @@ class Slave:
                     if out:
                         channel.send(event.session, out)
         else:
-            assert isinstance(event, Error)
             code: Any = (event.category, event.code) if event.category is not None else event.code
             if self.side is not None and self.side.generation is Generation.A:
                 inv = self.sessions.get(event.session)  # the choke that follows frees the slot
