@@ -164,7 +164,7 @@ class AppService(Service):
         self.pool.min_workers = max(0, min(workers, self.pool.pool_limit))
         live = sum(1 for s in self.pool.slaves.values() if s.alive)
         for _ in range(self.pool.min_workers - live):
-            self.pool._spawn_task(self.pool.spawn())
+            self.pool.spawn_soon()
 
     async def control_call(self, call: Call) -> None:
         while True:

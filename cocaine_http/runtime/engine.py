@@ -348,7 +348,6 @@ class Engine:
         task.add_done_callback(self._task_done)
         return task
 
-    _spawn_task = background  # the old name, still used by callers outside the engine
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
