@@ -17,7 +17,15 @@ flight:
   from a counter, no timeouts, no checks: about as little as a correct client
   can do.
 
-Prints the median calls/s of each over alternating rounds and the median of the\nper-round ratios (target >= 0.8x).
+Prints the median calls/s of each over alternating rounds and the median of the
+per-round ratios (target >= 0.8x).
+
+``--baseline REV`` adds a third contender: cocaine_http as it was at git
+revision REV, extracted to a temporary directory and imported as
+``cocaine_http_baseline`` (every import inside the package is relative), with
+this tree's native decoder. All three run in the same process, in the same
+interleaved rounds, against the same server, so a change to the call path is
+measured side by side rather than across runs on a noisy machine.
 """
 
 from __future__ import annotations
@@ -167,30 +175,61 @@ async def measure(read: Any, inflight: int, seconds: float) -> tuple[float, floa
     return count / (time.perf_counter() - start), (time.process_time() - cpu) / count * 1e6
 
 
-async def bench(gen: str, locator_port: int, seconds: float, rounds: int) -> list[tuple[float, ...]]:
+def load_baseline(rev: str) -> Any:
+    """``cocaine_http.services`` as of git revision *rev*, imported as ``cocaine_http_baseline``."""
+    import glob
+    import importlib
+    import shutil
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="cocaine_http_baseline.")
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "cocaine_http"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
+    pkg = os.path.join(where, "cocaine_http_baseline")
+    os.rename(os.path.join(where, "cocaine_http"), pkg)
+    for built in glob.glob(os.path.join(ROOT, "cocaine_http", "_native*")):
+        if not built.endswith((".py", ".c")):
+            shutil.copy(built, pkg)
+    sys.path.insert(0, where)
+    return importlib.import_module("cocaine_http_baseline.services")
+
+
+async def bench(gen: str, locator_port: int, seconds: float, rounds: int,
+                baseline: Any = None) -> list[tuple[Any, ...]]:
     from cocaine_http.services import Client
 
-    client = Client(f"127.0.0.1:{locator_port}", "0.11" if gen == "A" else "0.12", timeout=30)
+    protocol = "0.11" if gen == "A" else "0.12"
+    client = Client(f"127.0.0.1:{locator_port}", protocol, timeout=30)
     storage = await client.service("storage")
+    contenders: dict[str, Any] = {"cocaine_http": storage.read}
+    old_client = None
+    if baseline is not None:
+        old_client = baseline.Client(f"127.0.0.1:{locator_port}", protocol, timeout=30)
+        old_storage = await old_client.service("storage")
+        contenders["baseline"] = old_storage.read
     host, port = storage.endpoints[0]
     loop = asyncio.get_running_loop()
     _, minimal = await loop.create_connection(lambda: MinimalClient(gen), host, port)
+    contenders["minimal"] = minimal.read
+    names = list(contenders)
     rows = []
     for inflight in (1, 256):
-        ours: list[tuple[float, float]] = []
-        theirs: list[tuple[float, float]] = []
-        for i in range(rounds):  # alternate (and swap the order) so noise hits both alike
-            first, second = (storage.read, minimal.read) if i % 2 == 0 else (minimal.read, storage.read)
-            a = await measure(first, inflight, seconds / rounds)
-            b = await measure(second, inflight, seconds / rounds)
-            ours.append(a if i % 2 == 0 else b)
-            theirs.append(b if i % 2 == 0 else a)
-        ratio = statistics.median(o[0] / t[0] for o, t in zip(ours, theirs))
-        rows.append((inflight, statistics.median(o[0] for o in ours), statistics.median(t[0] for t in theirs),
-                     ratio, statistics.median(o[1] for o in ours), statistics.median(t[1] for t in theirs)))
+        got: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        for i in range(rounds):  # rotate the order every round so noise hits all alike
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                got[name].append(await measure(contenders[name], inflight, seconds / rounds))
+        row: list[Any] = [inflight]
+        for name in names:
+            ratio = statistics.median(o[0] / t[0] for o, t in zip(got[name], got["minimal"]))
+            row.append((name, statistics.median(o[0] for o in got[name]), ratio,
+                        statistics.median(o[1] for o in got[name])))
+        rows.append(tuple(row))
         assert storage.pending == 0
     minimal.transport.close()
     await client.close()
+    if old_client is not None:
+        await old_client.close()
     return rows
 
 
@@ -200,6 +239,7 @@ def main() -> None:
     ap.add_argument("--server", choices=["runtime", "peer"], default=None)
     ap.add_argument("--seconds", type=float, default=3.0, help="per client and in-flight setting")
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds; the median ratio is printed")
+    ap.add_argument("--baseline", metavar="REV", help="also measure cocaine_http at git revision REV, side by side")
     ap.add_argument("--serve", nargs=2, metavar=("KIND", "GEN"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -215,19 +255,21 @@ def main() -> None:
             server = "peer"
     from cocaine_http.protocol import codec
 
+    baseline = load_baseline(args.baseline) if args.baseline else None
     gens = ["A", "B"] if args.protocol == "both" else ["A" if args.protocol == "0.11" else "B"]
     print(f"storage server: {server} (separate process); decoder backend: {codec.BACKEND}; "
-          f"python {sys.version.split()[0]}")
-    print(f"{'gen':4} {'in flight':>9} {'cocaine_http':>14} {'minimal':>14} {'ratio':>7}   client CPU/call (ours, minimal)")
+          f"python {sys.version.split()[0]}" + (f"; baseline: {args.baseline}" if baseline else ""))
+    print(f"{'gen':4} {'in flight':>9} {'client':>12} {'calls/s':>10} {'vs minimal':>10}   client CPU/call")
     for gen in gens:
         child = subprocess.Popen([sys.executable, __file__, "--serve", server, gen], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             assert child.stdout is not None
             port = int(child.stdout.readline())
-            for inflight, ours, theirs, ratio, cpu_o, cpu_t in asyncio.run(bench(gen, port, args.seconds, args.rounds)):
-                print(f"{gen:4} {inflight:>9.0f} {ours:>12,.0f}/s {theirs:>12,.0f}/s {ratio:>6.2f}x"
-                      f"   {cpu_o:5.1f} us, {cpu_t:5.1f} us", flush=True)
+            for inflight, *results in asyncio.run(bench(gen, port, args.seconds, args.rounds, baseline)):
+                for name, rate, ratio, cpu in results:
+                    print(f"{gen:4} {inflight:>9.0f} {name:>12} {rate:>10,.0f} {ratio:>9.2f}x   {cpu:6.1f} us",
+                          flush=True)
         finally:
             assert child.stdin is not None
             child.stdin.close()
