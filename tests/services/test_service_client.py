@@ -297,6 +297,32 @@ def test_timeout_on_a_silent_peer(gen: str) -> None:
     run(scenario())
 
 
+def test_deadlines_leave_nothing_behind_and_name_the_call(gen: str) -> None:
+    async def scenario() -> None:
+        async with Cloud(gen) as cloud, SilentPeer(gen) as silent:
+            cloud.locator.register("silent", silent, "storage")
+            async with make_client(cloud) as client:
+                storage = await client.service("storage")
+                for i in range(200):  # answered calls take their futures out of the buckets
+                    await storage.write("c", str(i), b"v")
+                deadlines = storage._deadlines
+                assert sum(len(b) for b in deadlines._buckets.values()) == 0
+                svc = await client.service("silent")
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                with pytest.raises(CallTimeoutError, match=r"^silent\.read: no reply within 0\.05 s$"):
+                    await svc.read("c", "k", timeout=0.05)
+                assert 0.04 <= loop.time() - start < 1.0  # late by one 5 ms bucket at most (plus the loop)
+                with pytest.raises(CallTimeoutError, match="no reply within 0 s"):
+                    await svc.read("c", "k", timeout=0)
+                assert_no_leaks(svc)
+                assert sum(len(b) for b in svc._deadlines._buckets.values()) == 0
+                await asyncio.sleep(0.05)  # the buckets' timers have fired: nothing is kept
+                assert not svc._deadlines._buckets
+
+    run(scenario())
+
+
 def test_cancelling_the_awaiting_task_ends_the_session(gen: str) -> None:
     async def scenario() -> None:
         async with Cloud(gen) as cloud, SilentPeer(gen) as silent:
