@@ -21,6 +21,10 @@ module only moves bytes and wakes awaiting tasks:
   cancelling the awaiting task, a timeout or dropping a stream ends the
   session cleanly: its state is removed at once, late replies are ignored,
   an id is never reused and (B) nothing follows a terminal message.
+
+The caller's end of a streaming call is :class:`~cocaine_http.services.stream.Stream`
+(:mod:`.stream`), and the call timeouts are :mod:`.deadlines`; both are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -28,14 +32,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from ..channel import Channel
 from ..errors import (
     CallTimeoutError,
-    ChannelClosedError,
     CocaineError,
     ConnectError,
     DisconnectedError,
@@ -47,7 +49,6 @@ from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.endpoints import Endpoint, format_endpoint
 from ..protocol.frames import Frame, Generation
 from ..protocol.service import (
-    TERMINAL,
     CallMode,
     CallState,
     MethodSpec,
@@ -58,8 +59,17 @@ from ..protocol.service import (
     method_not_found,
 )
 from ..protocol.states import Backoff, ServiceInput, ServiceState, ServiceStateMachine
+from .deadlines import DEADLINE_RESOLUTION, TIMED_OUT, Deadlines
+from .stream import Stream
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "BaseService", "Resolver", "Stream"]
+__all__ = [
+    "DEADLINE_RESOLUTION",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "BaseService",
+    "Resolver",
+    "Stream",
+]
 
 log = logging.getLogger("cocaine_http.services")
 
@@ -78,56 +88,6 @@ _I = ServiceInput
 _CONNECTED = ServiceState.CONNECTED
 _UNARY = CallMode.UNARY
 _VALUE = Reply.VALUE
-
-
-#: Call deadlines are grouped in buckets this wide (seconds): one timer per
-#: bucket rather than one per call, so thousands of calls in flight cost a
-#: set entry each instead of a heap entry each.
-DEADLINE_RESOLUTION = 0.005
-_PER_SECOND = 1 / DEADLINE_RESOLUTION
-#: The result a deadline gives a unary call's future: the awaiting call, which
-#: knows its method and timeout, raises CallTimeoutError itself. So the timer
-#: needs no per-call record, and nothing is allocated per call for a timeout.
-_TIMED_OUT: Any = object()
-
-
-class _Deadlines:
-    """Timeouts for many futures with few timer handles (expiry may be late by one bucket).
-
-    At one call in flight every call of a 5 ms stretch lands in the same
-    bucket: the last one is remembered, so the common case is one clock read,
-    one comparison and one set insertion.
-    """
-
-    __slots__ = ("_buckets", "_last", "_last_key", "_loop", "_time")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._time = loop.time
-        self._buckets: dict[int, set[asyncio.Future[Any]]] = {}
-        self._last_key = -1
-        self._last: set[asyncio.Future[Any]] = set()
-
-    def add(self, fut: asyncio.Future[Any], timeout: float) -> set[asyncio.Future[Any]]:
-        """Give *fut* the result :data:`_TIMED_OUT` after *timeout*; returns the set to discard it from."""
-        key = int((self._time() + timeout) * _PER_SECOND) + 1
-        if key == self._last_key:
-            bucket = self._last
-        else:
-            bucket = self._buckets.get(key)  # type: ignore[assignment]
-            if bucket is None:
-                bucket = self._buckets[key] = set()
-                self._loop.call_at(key * DEADLINE_RESOLUTION, self._fire, key)
-            self._last_key, self._last = key, bucket
-        bucket.add(fut)
-        return bucket
-
-    def _fire(self, key: int) -> None:
-        if key == self._last_key:  # the loop may run a timer a hair early: never reuse a fired bucket
-            self._last_key = -1
-        for fut in self._buckets.pop(key, ()):
-            if not fut.done():
-                fut.set_result(_TIMED_OUT)
 
 
 def _resolve_failed(name: str, exc: TransportError) -> TransportError:
@@ -185,7 +145,7 @@ class BaseService:
         self._epoch = 0  # bumped by close(): a connect attempt from before it must not go on
         self._paused_by: set[int] = set()  # ids of streams over their high-water mark
         self._io_loop: asyncio.AbstractEventLoop | None = None
-        self._deadlines: _Deadlines | None = None
+        self._deadlines: Deadlines | None = None
         self._wbuf: list[bytes] | None = None  # frames written during this loop iteration
         #: Called with no arguments after every successful connect / every lost connection.
         self.on_connected: list[Callable[[], Any]] = []
@@ -394,7 +354,7 @@ class BaseService:
             loop = asyncio.get_running_loop()
             if self._io_loop is not loop:
                 self._io_loop = loop
-                self._deadlines = _Deadlines(loop)
+                self._deadlines = Deadlines(loop)
             self.fsm.apply(_I.CONNECTED)
             log.debug("%s: connected to %s", self.name, format_endpoint(ep))
             return
@@ -565,7 +525,7 @@ class BaseService:
                 bucket.discard(fut)
             if not st.delivered:  # timed out or cancelled: end the session here
                 self._abandon(proto, st)
-        if value is _TIMED_OUT:
+        if value is TIMED_OUT:
             raise CallTimeoutError(f"{self.name}.{spec.name}: no reply within {timeout} s")
         return value
 
@@ -608,182 +568,3 @@ class BaseService:
 def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
-
-
-_END = object()
-
-
-class Stream:
-    """A streaming call: send with :meth:`write`/:meth:`close`/:meth:`error`,
-    read with ``async for`` (or :meth:`recv`/:meth:`collect`).
-
-    Items are the payloads of the reply's data messages: the raw chunk
-    (``bytes``) of a ``write``, or the value of a terminal ``value``. An
-    ``error`` raises :class:`~cocaine_http.errors.ServiceError`; a lost
-    connection :class:`~cocaine_http.errors.DisconnectedError`. ``timeout``
-    bounds every wait for the next item; expiry raises
-    :class:`~cocaine_http.errors.CallTimeoutError` and abandons the call.
-    Leaving ``async with`` or calling :meth:`aclose` before the end abandons
-    it too: (B) an ``error`` ends our side if it is still open.
-    """
-
-    def __init__(self, service: BaseService, proto: ServiceProtocol, st: CallState | None, spec: MethodSpec,
-                 timeout: float | None) -> None:
-        self._svc = service
-        self._proto = proto
-        self._st = st
-        self.method = spec.name
-        self.timeout = timeout
-        self._items: deque[Any] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._finished = st is None or spec.upstream is TERMINAL  # reply side ended
-        self._exc: BaseException | None = None
-
-    def __repr__(self) -> str:
-        sid = self._st.id if self._st else "-"
-        return f"<Stream {self._svc.name}.{self.method} session={sid} buffered={len(self._items)}>"
-
-    @property
-    def session(self) -> int | None:
-        return self._st.id if self._st is not None else None
-
-    @property
-    def finished(self) -> bool:
-        """The reply has ended (normally or with an error) and everything was read."""
-        return self._finished and not self._items
-
-    # -- fed by the service --------------------------------------------------
-    def _feed(self, what: Reply, payload: Any) -> None:
-        if what is Reply.DATA:
-            self._items.append(payload)
-            if self._st is not None and self._st.recv is TERMINAL:
-                self._finished = True
-            elif len(self._items) >= self._svc.stream_high_water and self._st is not None:
-                self._svc._pause_for(self._st.id)
-        elif what is Reply.ERROR:
-            self._exc = payload
-            self._finished = True
-        else:
-            self._finished = True
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    # -- sending -------------------------------------------------------------
-    async def send(self, name: str, *args: Any, headers: Sequence[tuple[Any, Any]] | None = None) -> None:
-        """Send dispatch message *name* (what the method's dispatch graph allows now)."""
-        st = self._st
-        if st is None:
-            raise ChannelClosedError(f"{self._svc.name}.{self.method}: the call accepts no messages")
-        if self._proto is not self._svc._proto or self._svc._handle is None:
-            raise DisconnectedError(f"{self._svc.name}.{self.method}: connection lost")
-        data = self._proto.send(st, name, args, headers)
-        self._svc._write(data)
-        handle = self._svc._handle
-        if handle is not None and handle.write_paused:
-            await handle.drain()
-
-    async def write(self, *args: Any) -> None:
-        """``write`` (B: a request body chunk for app ``enqueue``)."""
-        await self.send("write", *args)
-
-    async def close(self) -> None:
-        """``close``: we have nothing more to send. Reading may continue.
-
-        A no-op when our side has already ended (closed, errored or abandoned)."""
-        st = self._st
-        if st is None or self._proto.calls.get(st.id) is not st or st.send is TERMINAL:
-            return
-        await self.send("close")
-
-    async def error(self, code: int | tuple[int, int], message: str) -> None:
-        """``error``: abort our side with ``(category, code)`` (an int means category 42)."""
-        if not isinstance(code, tuple):
-            code = (42, int(code))
-        await self.send("error", [int(code[0]), int(code[1])], message)
-
-    def can_send(self, name: str) -> bool:
-        return self._st is not None and self._proto is self._svc._proto and self._proto.can_send(self._st, name)
-
-    # -- receiving -----------------------------------------------------------
-    def __aiter__(self) -> Stream:
-        return self
-
-    async def __anext__(self) -> Any:
-        item = await self._next(self.timeout)
-        if item is _END:
-            raise StopAsyncIteration
-        return item
-
-    async def recv(self, timeout: float | None = None) -> Any:
-        """The next item; raises ``StopAsyncIteration`` at the end."""
-        item = await self._next(self.timeout if timeout is None else timeout)
-        if item is _END:
-            raise StopAsyncIteration
-        return item
-
-    async def collect(self) -> list[Any]:
-        """Every remaining item, until the reply ends."""
-        return [item async for item in self]
-
-    async def _next(self, timeout: float | None) -> Any:
-        while True:
-            if self._items:
-                item = self._items.popleft()
-                if self._st is not None and len(self._items) < self._svc.stream_high_water // 2:
-                    self._svc._resume_for(self._st.id)
-                return item
-            if self._exc is not None:
-                exc, self._exc = self._exc, None
-                self._drop()
-                raise exc
-            if self._finished:
-                self._drop_if_done()
-                return _END
-            loop = asyncio.get_running_loop()
-            w = self._waiter = loop.create_future()
-            bucket = None
-            if timeout is not None:  # the service's deadline buckets: no timer, no error object per wait
-                deadlines = self._svc._deadlines
-                if deadlines is None or deadlines._loop is not loop:
-                    deadlines = _Deadlines(loop)
-                bucket = deadlines.add(w, timeout)
-            try:
-                got = await w
-            except BaseException:
-                if w.done() and not w.cancelled():
-                    w.exception()
-                self._drop()  # cancellation: the call is over
-                raise
-            finally:
-                self._waiter = None
-                if bucket is not None:
-                    bucket.discard(w)
-            if got is _TIMED_OUT:
-                self._drop()  # the call is over
-                raise CallTimeoutError(f"{self._svc.name}.{self.method}: nothing received within {timeout} s")
-
-    def _drop_if_done(self) -> None:
-        st = self._st
-        if st is not None and st.id in self._proto.calls and st.send is not TERMINAL:
-            return  # our side is still open: the owner may still write/close
-        self._drop()
-
-    def _drop(self) -> None:
-        st = self._st
-        if st is not None and self._proto.calls.get(st.id) is st:
-            self._svc._abandon(self._proto, st)
-        elif st is not None:
-            self._svc._resume_for(st.id)
-
-    async def aclose(self) -> None:
-        """Abandon the call if it is not over (see the class docstring)."""
-        self._finished = True
-        self._items.clear()
-        self._drop()
-
-    async def __aenter__(self) -> Stream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
