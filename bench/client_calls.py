@@ -183,7 +183,8 @@ def load_baseline(rev: str) -> Any:
     import tempfile
 
     where = tempfile.mkdtemp(prefix="cocaine_http_baseline.")
-    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "cocaine_http"], check=True, capture_output=True)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "cocaine_http"],
+                             check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
     pkg = os.path.join(where, "cocaine_http_baseline")
     os.rename(os.path.join(where, "cocaine_http"), pkg)
@@ -239,7 +240,8 @@ def main() -> None:
     ap.add_argument("--server", choices=["runtime", "peer"], default=None)
     ap.add_argument("--seconds", type=float, default=3.0, help="per client and in-flight setting")
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds; the median ratio is printed")
-    ap.add_argument("--baseline", metavar="REV", help="also measure cocaine_http at git revision REV, side by side")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also measure cocaine_http at git revision REV, side by side")
     ap.add_argument("--serve", nargs=2, metavar=("KIND", "GEN"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -268,8 +270,8 @@ def main() -> None:
             port = int(child.stdout.readline())
             for inflight, *results in asyncio.run(bench(gen, port, args.seconds, args.rounds, baseline)):
                 for name, rate, ratio, cpu in results:
-                    print(f"{gen:4} {inflight:>9.0f} {name:>12} {rate:>10,.0f} {ratio:>9.2f}x   {cpu:6.1f} us",
-                          flush=True)
+                    print(f"{gen:4} {inflight:>9.0f} {name:>12} {rate:>10,.0f} {ratio:>9.2f}x"
+                          f"   {cpu:6.1f} us", flush=True)
         finally:
             assert child.stdin is not None
             child.stdin.close()
