@@ -177,12 +177,14 @@ async def measure(read: Any, inflight: int, seconds: float) -> tuple[float, floa
 
 def load_baseline(rev: str) -> Any:
     """``cocaine_http.services`` as of git revision *rev*, imported as ``cocaine_http_baseline``."""
+    import atexit
     import glob
     import importlib
     import shutil
     import tempfile
 
     where = tempfile.mkdtemp(prefix="cocaine_http_baseline.")
+    atexit.register(shutil.rmtree, where, ignore_errors=True)
     archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "cocaine_http"],
                              check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
