@@ -34,13 +34,15 @@ from ..errors import (
     UnexpectedMessageError,
     UnknownMessageError,
 )
-from .catalog import A, B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, MessageEncoder
+from .catalog import B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, A, MessageEncoder
 from .frames import Frame, Generation
 from .headers import HeaderTable
 from .session import Half, Msg, SessionState
 from .wire import as_text
 
 __all__ = [
+    "A_SESSION_MESSAGES",
+    "B_SESSION_MESSAGES",
     "Choke",
     "Chunk",
     "Error",
@@ -50,6 +52,9 @@ __all__ = [
     "Invoke",
     "Terminate",
     "WorkerProtocol",
+    "error_event",
+    "stream_event",
+    "terminate_event",
 ]
 
 Headers = list[tuple[bytes, bytes]]
@@ -106,6 +111,57 @@ Event = Invoke | Chunk | Choke | Error | Heartbeat | Terminate | Ignored
 #: Session message ids -> the session table's inputs, per generation.
 _A_STREAM: dict[int, Msg] = {A.CHUNK: Msg.CHUNK, A.ERROR: Msg.ERROR, A.CHOKE: Msg.CHOKE}
 _B_STREAM: dict[int, Msg] = {B_STREAM.WRITE: Msg.CHUNK, B_STREAM.ERROR: Msg.ERROR, B_STREAM.CLOSE: Msg.CHOKE}
+#: Public names of the two maps, for the runtime's end of the connection.
+A_SESSION_MESSAGES = _A_STREAM
+B_SESSION_MESSAGES = _B_STREAM
+
+
+def stream_event(
+    sessions: dict[int, SessionState], s: int, msg: Msg, args: list[Any], headers: Headers | None = None
+) -> Event:
+    """Apply an inbound session message to its table and turn it into an event.
+
+    Shared by both ends of a worker connection (this module's worker side and
+    the local runtime's :mod:`cocaine_http.runtime.side`): the rules for a
+    chunk, an error or a choke on a session are the same whoever receives
+    them. A session whose directions have both finished is forgotten.
+    """
+    state = sessions.get(s)
+    if state is None:
+        return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
+    try:
+        state.recv(msg)
+    except UnexpectedMessageError as exc:
+        return Ignored(s, exc)
+    if state.finished:
+        sessions.pop(s, None)
+    if msg is Msg.CHUNK:
+        if len(args) != 1 or not isinstance(args[0], (bytes, str)):
+            return Ignored(s, FrameFormatError(f"chunk on session {s} is not [data]"))
+        data = args[0]
+        return Chunk(s, data if isinstance(data, bytes) else data.encode(), headers or [])
+    if msg is Msg.CHOKE:
+        return Choke(s)
+    return error_event(s, args)
+
+
+def error_event(s: int, args: list[Any]) -> Event:
+    """``[code, message]`` (A) or ``[[category, code], message]`` (B) as an :class:`Error`."""
+    code: Any = args[0] if args else 0
+    message = as_text(args[1], "message") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
+    category = None
+    if isinstance(code, list) and len(code) == 2:
+        category, code = code
+    if type(code) is not int or (category is not None and type(category) is not int):
+        return Ignored(s, FrameFormatError(f"error on session {s} has a malformed code {code!r}"))
+    return Error(s, code, message, category)
+
+
+def terminate_event(args: list[Any], default_code: int) -> Terminate:
+    """``[code, reason]`` of a terminate, tolerating a missing or odd reason."""
+    code = args[0] if args and type(args[0]) is int else default_code
+    reason = as_text(args[1], "reason") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
+    return Terminate(code, reason)
 
 
 class WorkerProtocol:
@@ -205,9 +261,7 @@ class WorkerProtocol:
 
     def _terminate(self, args: list[Any]) -> Event:
         self.terminating = True
-        code = args[0] if args and type(args[0]) is int else 1
-        reason = as_text(args[1], "reason") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
-        return Terminate(code, reason)
+        return terminate_event(args, default_code=1)
 
     def _invoke(self, s: int, args: list[Any], headers: Headers) -> Event:
         if s == 0 or (s == B_CONTROL_CHANNEL and self.generation is Generation.B):
@@ -220,32 +274,7 @@ class WorkerProtocol:
         return Invoke(s, as_text(args[0], "event"), headers)
 
     def _stream(self, s: int, msg: Msg, args: list[Any], headers: Headers) -> Event:
-        state = self.sessions.get(s)
-        if state is None:
-            return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
-        try:
-            state.recv(msg)
-        except UnexpectedMessageError as exc:
-            return Ignored(s, exc)
-        self._forget_if_done(state)
-        if msg is Msg.CHUNK:
-            if len(args) != 1 or not isinstance(args[0], (bytes, str)):
-                return Ignored(s, FrameFormatError(f"chunk on session {s} is not [data]"))
-            data = args[0]
-            return Chunk(s, data if isinstance(data, bytes) else data.encode(), headers)
-        if msg is Msg.CHOKE:
-            return Choke(s)
-        return self._error(s, args)
-
-    def _error(self, s: int, args: list[Any]) -> Event:
-        code: Any = args[0] if args else 0
-        message = as_text(args[1], "message") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
-        category = None
-        if isinstance(code, list) and len(code) == 2:
-            category, code = code
-        if type(code) is not int or (category is not None and type(category) is not int):
-            return Ignored(s, FrameFormatError(f"error on session {s} has a malformed code {code!r}"))
-        return Error(s, code, message, category)
+        return stream_event(self.sessions, s, msg, args, headers)
 
     # -- outbound ------------------------------------------------------------
     def _state(self, session: int) -> SessionState:

@@ -24,7 +24,18 @@ from ..protocol.frames import Frame, Generation
 from ..protocol.headers import HeaderTable, tracing_headers
 from ..protocol.session import Msg, SessionState
 from ..protocol.wire import as_text, packb
-from ..protocol.worker import Choke, Chunk, Error, Heartbeat, Ignored, Terminate
+from ..protocol.worker import (
+    A_SESSION_MESSAGES,
+    B_SESSION_MESSAGES,
+    Choke,
+    Chunk,
+    Error,
+    Heartbeat,
+    Ignored,
+    Terminate,
+    stream_event,
+    terminate_event,
+)
 
 __all__ = [
     "A_RESOURCE",
@@ -103,7 +114,7 @@ class RuntimeSide:
                 return Heartbeat()
             if s == 0 and t == A.TERMINATE:
                 return self._terminate(f.args)
-            kinds = {A.CHUNK: Msg.CHUNK, A.ERROR: Msg.ERROR, A.CHOKE: Msg.CHOKE}
+            kinds = A_SESSION_MESSAGES
         else:
             if s == B_CONTROL_CHANNEL:
                 if t == B_CONTROL.HEARTBEAT:
@@ -111,39 +122,16 @@ class RuntimeSide:
                 if t == B_CONTROL.TERMINATE:
                     return self._terminate(f.args)
                 return Ignored(s, UnknownMessageError(f"unknown control message {t}"))
-            kinds = {B_STREAM.WRITE: Msg.CHUNK, B_STREAM.ERROR: Msg.ERROR, B_STREAM.CLOSE: Msg.CHOKE}
-        msg = kinds.get(t)  # type: ignore[call-overload]
+            kinds = B_SESSION_MESSAGES
+        msg = kinds.get(t)
         if msg is None:
             return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
-        state = self.sessions.get(s)
-        if state is None:
-            if not a and B_CONTROL_CHANNEL < s <= self._max_channel:
-                return Ignored(s, LateFrame(f"{msg.label} on channel {s}, which has ended"))
-            return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
-        try:
-            state.recv(msg)
-        except UnexpectedMessageError as exc:
-            return Ignored(s, exc)
-        self._forget_if_done(state)
-        if msg is Msg.CHUNK:
-            if len(f.args) != 1 or not isinstance(f.args[0], (bytes, str)):
-                return Ignored(s, FrameFormatError(f"chunk on session {s} is not [data]"))
-            data = f.args[0]
-            return Chunk(s, data if isinstance(data, bytes) else data.encode())
-        if msg is Msg.CHOKE:
-            return Choke(s)
-        code: Any = f.args[0] if f.args else 0
-        message = (
-            as_text(f.args[1], "message") if len(f.args) > 1 and isinstance(f.args[1], (bytes, str)) else ""
-        )
-        if isinstance(code, list) and len(code) == 2:
-            return Error(s, code[1], message, code[0])
-        return Error(s, code if type(code) is int else 0, message)
+        if s not in self.sessions and not a and B_CONTROL_CHANNEL < s <= self._max_channel:
+            return Ignored(s, LateFrame(f"{msg.label} on channel {s}, which has ended"))
+        return stream_event(self.sessions, s, msg, f.args)
 
     def _terminate(self, args: list[Any]) -> Terminate:
-        code = args[0] if args and type(args[0]) is int else 0
-        reason = as_text(args[1], "reason") if len(args) > 1 and isinstance(args[1], (bytes, str)) else ""
-        return Terminate(code, reason)
+        return terminate_event(args, default_code=0)
 
     def _forget_if_done(self, state: SessionState) -> None:
         if state.finished:
