@@ -400,19 +400,8 @@ class BaseService:
                 self._on_close(handle, exc)
                 handle.close()
             return
-        if out is not None:  # _deliver, inlined: this runs once per reply
-            st, what, payload = out
-            sink = st.sink
-            if sink is None:
-                return
-            if st.mode is _UNARY:
-                if not sink.done():
-                    if what is _VALUE:
-                        sink.set_result(payload)
-                    else:
-                        sink.set_exception(payload)
-            else:
-                sink._feed(what, payload)
+        if out is not None:
+            self._deliver(*out)
 
     def _deliver(self, st: CallState, what: Reply, payload: Any) -> None:
         sink = st.sink
