@@ -69,9 +69,9 @@ class _PeerProtocol(asyncio.Protocol):
         pack = msgpack.packb
         for msg in self.up:
             if self.gen == "A":
-                method, sid, args = msg
+                _method, sid, _args = msg
             else:
-                sid, method, args = msg
+                sid, _method, _args = msg
             if self.role == "locator":
                 table = {0: "read", 1: "write", 2: "remove", 3: "find"}
                 if self.gen == "A":
@@ -96,7 +96,7 @@ async def serve(kind: str, gen: str) -> None:
         from cocaine_http.runtime.logging import Console
 
         rt = LocalRuntime("0.11" if gen == "A" else "0.12", locator_port=0, bind=None,
-                          console=Console(open(os.devnull, "w")))  # noqa: SIM115
+                          console=Console(open(os.devnull, "w")))  # noqa: SIM115, ASYNC230 - setup, before timing
         await rt.start()
         rt.storage.write("bench", "k", VALUE, [])
         locator_port = rt.locator_port
@@ -224,7 +224,7 @@ async def bench(gen: str, locator_port: int, seconds: float, rounds: int,
                 got[name].append(await measure(contenders[name], inflight, seconds / rounds))
         row: list[Any] = [inflight]
         for name in names:
-            ratio = statistics.median(o[0] / t[0] for o, t in zip(got[name], got["minimal"]))
+            ratio = statistics.median(o[0] / t[0] for o, t in zip(got[name], got["minimal"], strict=True))
             row.append((name, statistics.median(o[0] for o in got[name]), ratio,
                         statistics.median(o[1] for o in got[name])))
         rows.append(tuple(row))

@@ -179,7 +179,7 @@ async def http_server(kind: str, app: str, concurrency: int) -> AsyncIterator[Ca
     env = {**os.environ, "PYTHONPATH": ROOT}
     if kind == "uvicorn":
         sock.close()  # uvicorn binds the (just freed, port-0-chosen) port itself
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - harness setup, before any timing
         server_command(kind, app, sock.fileno(), port, concurrency),
         pass_fds=() if kind == "uvicorn" else (sock.fileno(),),
         cwd=ROOT,
@@ -284,7 +284,7 @@ async def run(args: argparse.Namespace) -> None:
                 flush=True,
             )
         for base in bases:
-            ratios = [c / b for c, b in zip(figures[coc], figures[base])]
+            ratios = [c / b for c, b in zip(figures[coc], figures[base], strict=True)]
             target = TARGETS.get((name, base))
             goal = f"  (target >= {target}x: {'met' if median(ratios) >= target else 'NOT met'})" if target else ""
             print(

@@ -29,6 +29,7 @@ requires it, ``off`` skips it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -299,10 +300,8 @@ class ASGIHandler:
             self._answer(ex.response, 500, "Internal Server Error")
             ex.complete = True
             return
-        try:
+        with contextlib.suppress(CocaineError):
             ex.response.error(ErrorCode.UNCAUGHT_EXCEPTION, f"{what}: {exc!r}"[:512] if exc else what)
-        except CocaineError:
-            pass
 
     def _answer(self, response: Any, status: int, message: str) -> None:
         head, body = self.encoder.error_response(status, message)
@@ -370,10 +369,8 @@ class Lifespan:
             log.error("ASGI lifespan shutdown failed: %s", self._failed)
         task = self._task
         if task is not None and not task.done():
-            try:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(task, 1.0)
-            except (asyncio.TimeoutError, Exception):
-                pass
 
     async def _main(self) -> None:
         scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}

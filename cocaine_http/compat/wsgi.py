@@ -30,6 +30,7 @@ worker keeps serving in every case.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import time
@@ -404,10 +405,8 @@ class WSGIHandler:
             ex.status = 500
             self._answer(ex.response, self.encoder, 500, "Internal Server Error")
             return
-        try:
+        with contextlib.suppress(CocaineError):
             ex.response.error(ErrorCode.UNCAUGHT_EXCEPTION, f"the app failed after its response started: {exc!r}"[:512])
-        except CocaineError:
-            pass
 
     @staticmethod
     def _answer(response: Any, encoder: ResponseEncoder, status: int, message: str) -> None:

@@ -31,10 +31,10 @@ from .frames import Generation
 from .wire import packb
 
 __all__ = [
-    "A",
     "B_CONTROL",
     "B_CONTROL_CHANNEL",
     "B_STREAM",
+    "A",
     "MessageEncoder",
     "TerminateCode",
     "raw_header",
@@ -54,7 +54,7 @@ class A(enum.IntEnum):
     CHOKE = 6
 
 
-class B_CONTROL(enum.IntEnum):  # noqa: N801 - mirrors the IDL name
+class B_CONTROL(enum.IntEnum):  # upper-case: mirrors the IDL name
     """Generation B ids on the worker control channel."""
 
     HANDSHAKE = 0
@@ -62,7 +62,7 @@ class B_CONTROL(enum.IntEnum):  # noqa: N801 - mirrors the IDL name
     TERMINATE = 1
 
 
-class B_STREAM(enum.IntEnum):  # noqa: N801
+class B_STREAM(enum.IntEnum):
     """Generation B ids on invocation channels (and the streaming protocol)."""
 
     INVOKE = 0

@@ -143,10 +143,7 @@ class HeaderTable:
             if not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], bool):
                 raise FrameFormatError(f"malformed header entry {entry!r:.80}")
             store, name_ref, value = entry
-            if type(name_ref) is int:
-                name = self.lookup(name_ref)[0]
-            else:
-                name = _as_bytes(name_ref, "name")
+            name = self.lookup(name_ref)[0] if type(name_ref) is int else _as_bytes(name_ref, "name")
             value = _as_bytes(value, "value")
             if store:
                 self.push(name, value)

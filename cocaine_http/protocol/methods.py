@@ -155,10 +155,7 @@ def compile_graph(graph: Any, *, what: str = "graph", _depth: int = 0) -> Node:
         name = _name(entry[0], f"{what} entry {key}")
         sub = entry[1]
         nxt: Node | None
-        if sub is None:
-            nxt = None
-        else:
-            nxt = compile_graph(sub, what=f"{what}/{name}", _depth=_depth + 1)
+        nxt = None if sub is None else compile_graph(sub, what=f"{what}/{name}", _depth=_depth + 1)
         t = Transition(key, name, _kind(name, nxt is TERMINAL), nxt)
         node.by_type[key] = t
         node.by_name.setdefault(name, t)

@@ -69,7 +69,7 @@ from .methods import (
 )
 from .wire import MAX_MAP_LEN, PACKER_OPTIONS, as_text, reject_ext
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by origin, see the comments
     # calls (this module)
     "CallMode",
     "CallState",

@@ -156,10 +156,8 @@ class Slave:
         line = data.decode("utf-8", "replace")
         self.output.append((name, line))
         if self.on_line is not None:
-            try:
+            with contextlib.suppress(Exception):  # an echo must never stop the capture
                 self.on_line(name, line)
-            except Exception:  # an echo must never stop the capture
-                pass
 
     async def capture(self, name: str, stream: asyncio.StreamReader) -> None:
         """Read one output stream into the ring until EOF."""
@@ -242,12 +240,16 @@ class Slave:
                 inv.deliver(event.data)
         elif isinstance(event, Choke):
             side, channel = self.side, self.channel
-            if self.release(event.session, None, True) is not None and side is not None:
-                if side.generation is Generation.A and channel is not None:
-                    # The runtime closes its side too when the worker choked first (§2.4.4).
-                    out = side.close_if_open(event.session)
-                    if out:
-                        channel.send(event.session, out)
+            if (
+                self.release(event.session, None, True) is not None
+                and side is not None
+                and side.generation is Generation.A
+                and channel is not None
+            ):
+                # The runtime closes its side too when the worker choked first (§2.4.4).
+                out = side.close_if_open(event.session)
+                if out:
+                    channel.send(event.session, out)
         else:
             code: Any = (event.category, event.code) if event.category is not None else event.code
             if self.side is not None and self.side.generation is Generation.A:

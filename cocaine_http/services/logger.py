@@ -29,6 +29,7 @@ to stderr instead; the logger says so once. It keeps trying to reconnect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import sys
@@ -217,15 +218,11 @@ class Logger(Service):
         idle = self._idle
         if idle is None:
             return
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
         if self._handle is not None:
-            try:
+            with contextlib.suppress(CocaineError):
                 await self.drain()
-            except CocaineError:
-                pass
 
     def close(self) -> None:
         """Close at once: what is still queued goes to stderr, and so do later messages."""

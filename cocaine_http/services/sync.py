@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import inspect
 import threading
 import weakref
@@ -303,7 +304,5 @@ class SyncClient:
 @atexit.register
 def _close_all() -> None:
     for client in list(_live):
-        try:
+        with contextlib.suppress(Exception):  # best effort at exit
             client.close()
-        except Exception:  # noqa: S110 - best effort at exit
-            pass

@@ -10,9 +10,9 @@ import stat
 import subprocess
 import sys
 import textwrap
-import tomllib
 
 import pytest
+import tomllib
 
 from cocaine_http import __version__
 from cocaine_http.cli import (

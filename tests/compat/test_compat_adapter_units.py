@@ -147,7 +147,7 @@ def test_client_and_scheme() -> None:
 class FakeBlockingRequest:
     event = "http"
     session = 7
-    headers: list[tuple[bytes, bytes]] = []
+    headers: list[tuple[bytes, bytes]] = []  # noqa: RUF012 - fake request, never mutated
 
     def __init__(self, *chunks: bytes) -> None:
         self.chunks = list(chunks)
@@ -238,7 +238,7 @@ def test_head_request_drops_the_body_but_keeps_content_length() -> None:
 class FakeRequest:
     event = "http"
     session = 3
-    headers: list[tuple[bytes, bytes]] = []
+    headers: list[tuple[bytes, bytes]] = []  # noqa: RUF012 - fake request, never mutated
 
     def __init__(self, *chunks: bytes, eof: bool = True) -> None:
         self.chunks = list(chunks)

@@ -238,11 +238,11 @@ def test_head_size_limit() -> None:
 
 def test_a_drops_content_length_and_hop_by_hop() -> None:
     enc = ResponseEncoder(Generation.A)
-    code, pairs = enc.head_pairs(
+    _code, pairs = enc.head_pairs(
         200, [("Content-Length", "5"), ("Transfer-Encoding", "chunked"), ("Connection", "close"), ("X", "1")]
     )
     assert pairs == [[b"X", b"1"]]
-    code, pairs = ResponseEncoder(Generation.B).head_pairs(200, [("Content-Length", "5"), ("Connection", "x")])
+    _code, pairs = ResponseEncoder(Generation.B).head_pairs(200, [("Content-Length", "5"), ("Connection", "x")])
     assert pairs == [[b"Content-Length", b"5"]]
 
 

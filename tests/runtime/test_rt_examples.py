@@ -161,35 +161,34 @@ def test_flask_example_storage_route_is_503_when_storage_or_locator_is_unreachab
         spec.cwd = str(ROOT)
         async with LocalRuntime(
             gen, locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1, console=Console(io.StringIO())
-        ) as rt:
-            async with httpx.AsyncClient(base_url=rt.front_url, timeout=40) as front:
+        ) as rt, httpx.AsyncClient(base_url=rt.front_url, timeout=40) as front:
 
-                async def unavailable() -> str:
-                    loop = asyncio.get_running_loop()
-                    start = loop.time()
-                    r = await front.get("/storage/ns/key")
-                    elapsed = loop.time() - start
-                    assert r.status_code == 503, r.text
-                    assert elapsed < 3.0, (elapsed, r.text)  # prompt, never the 30 s call timeout
-                    data = r.json()
-                    assert data["error"] == "storage unavailable"
-                    return str(data["detail"])
+            async def unavailable() -> str:
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                r = await front.get("/storage/ns/key")
+                elapsed = loop.time() - start
+                assert r.status_code == 503, r.text
+                assert elapsed < 3.0, (elapsed, r.text)  # prompt, never the 30 s call timeout
+                data = r.json()
+                assert data["error"] == "storage unavailable"
+                return str(data["detail"])
 
-                r = await front.get("/storage/ns/missing")  # the worker's client is connected
-                assert r.status_code == 404
-                # the storage service goes away: the locator no longer knows it
-                await rt.remove_service("storage")
-                for _ in range(2):
-                    assert (await unavailable()).startswith("ServiceNotFoundError: ")
-                # the locator goes away too: nothing listens on the worker's --locator any more
-                port = rt.locator_port
-                assert rt.locator is not None
-                await rt.locator.stop()
-                for _ in range(3):
-                    detail = await unavailable()
-                    assert detail.startswith("ConnectError: storage: "), detail
-                    assert f":{port}" in detail, detail  # names the locator endpoint
-                # the rest of the app is unaffected
-                assert (await front.get("/")).text == "Hello, world!\n"
+            r = await front.get("/storage/ns/missing")  # the worker's client is connected
+            assert r.status_code == 404
+            # the storage service goes away: the locator no longer knows it
+            await rt.remove_service("storage")
+            for _ in range(2):
+                assert (await unavailable()).startswith("ServiceNotFoundError: ")
+            # the locator goes away too: nothing listens on the worker's --locator any more
+            port = rt.locator_port
+            assert rt.locator is not None
+            await rt.locator.stop()
+            for _ in range(3):
+                detail = await unavailable()
+                assert detail.startswith("ConnectError: storage: "), detail
+                assert f":{port}" in detail, detail  # names the locator endpoint
+            # the rest of the app is unaffected
+            assert (await front.get("/")).text == "Hello, world!\n"
 
     run(main(), timeout=60)

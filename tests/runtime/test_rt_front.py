@@ -94,7 +94,7 @@ def test_routing(gen: str) -> None:
                 assert (await seen("/other/http?x=1"))[:2] == ("other", "/?x=1")
                 assert (await seen("/other/ping"))[:2] == ("other", "/")
                 assert apps["other"].invocations[-1].event == "ping"
-                app, uri, headers = await seen("/other/http/x")
+                _app, _uri, headers = await seen("/other/http/x")
                 if gen == "0.12":  # the 0.12 proxy adds the routing headers
                     assert ["X-Cocaine-Service", "other"] in headers
                 # an unknown first segment goes to the default app, unchanged
@@ -265,7 +265,7 @@ def test_client_disconnect_cancels_the_session() -> None:
         app = FakeApp("h", hang)
         rt = await started("0.12", {"h": app})
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            _reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
             writer.write(b"GET /h/http/ HTTP/1.1\r\nHost: x\r\n\r\n")
             await began.wait()
             writer.close()

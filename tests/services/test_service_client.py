@@ -8,6 +8,7 @@ from typing import Any
 import msgpack
 import pytest
 from cocaine_peers import AppPeer, Cloud, HangupPeer, LocatorPeer, SilentPeer, StoragePeer, pack
+from helpers.oldspec import assert_old_spec
 from svc_util import FAST, all_services, assert_no_leaks, make_client, protocol_of, run
 
 from cocaine_http.errors import (
@@ -21,8 +22,7 @@ from cocaine_http.errors import (
     ServiceNotFoundError,
 )
 from cocaine_http.protocol.states import ServiceInput, ServiceState
-from cocaine_http.services import Client, Service, ResolveFormatError, Stream
-from helpers.oldspec import assert_old_spec
+from cocaine_http.services import Client, ResolveFormatError, Service, Stream
 
 NESTED = pack({"slave": "echo.py", "environment": {"A": "1"}, "blob": b"\xc1\xd9\xff"})
 VALUES = {
@@ -62,17 +62,16 @@ def test_resolve_and_request_bytes(gen: str) -> None:
 
 def test_unknown_service(gen: str) -> None:
     async def scenario() -> None:
-        async with Cloud(gen) as cloud:
-            async with make_client(cloud) as client:
-                with pytest.raises(ServiceNotFoundError) as info:
-                    await client.service("nosuch")
-                exc = info.value
-                assert exc.service == "nosuch" and "nosuch" in str(exc)
-                assert (exc.category, exc.code) == ((None, 1) if gen == "A" else (10, 1))
-                assert not client._cache
-                # the locator connection survived and still answers
-                assert (await client.service("storage")).connected
-                assert_no_leaks(*all_services(client))
+        async with Cloud(gen) as cloud, make_client(cloud) as client:
+            with pytest.raises(ServiceNotFoundError) as info:
+                await client.service("nosuch")
+            exc = info.value
+            assert exc.service == "nosuch" and "nosuch" in str(exc)
+            assert (exc.category, exc.code) == ((None, 1) if gen == "A" else (10, 1))
+            assert not client._cache
+            # the locator connection survived and still answers
+            assert (await client.service("storage")).connected
+            assert_no_leaks(*all_services(client))
 
     run(scenario())
 
@@ -358,36 +357,35 @@ def test_peer_closing_mid_reply_is_a_disconnect(gen: str) -> None:
 
 def test_reconnect_after_the_service_restarts(gen: str) -> None:
     async def scenario() -> None:
-        async with Cloud(gen) as cloud, SilentPeer(gen) as silent:
-            async with make_client(cloud) as client:
-                storage = await client.service("storage")
-                await storage.write("c", "k", b"v1")
-                port = cloud.storage.port
-                # calls in flight when a service dies fail with DisconnectedError
-                cloud.locator.register("silent", silent, "storage")
-                hung = await client.service("silent")
-                inflight = [asyncio.ensure_future(hung.read("c", str(i))) for i in range(3)]
-                await asyncio.sleep(0.02)
-                assert hung.pending == 3
-                await silent.stop()
-                for fut in inflight:
-                    with pytest.raises(DisconnectedError, match="connection to .* lost"):
-                        await fut
-                assert_no_leaks(hung)
-                await cloud.storage.stop()
-                await asyncio.sleep(0.02)
-                assert storage.state is ServiceState.ERROR
-                assert_no_leaks(storage)
-                # while it is down: a connect error after the backoff rounds (and a re-resolve)
-                with pytest.raises(ConnectError):
-                    await storage.read("c", "k")
-                assert storage.fsm.state is ServiceState.ERROR
-                # it comes back on the same port: the next call reconnects
-                await cloud.storage.start(port)
-                await storage.write("c", "k", b"v2")
-                assert await storage.read("c", "k") == b"v2"
-                assert storage.connected and cloud.storage.accepted == 2
-                assert_no_leaks(*all_services(client))
+        async with Cloud(gen) as cloud, SilentPeer(gen) as silent, make_client(cloud) as client:
+            storage = await client.service("storage")
+            await storage.write("c", "k", b"v1")
+            port = cloud.storage.port
+            # calls in flight when a service dies fail with DisconnectedError
+            cloud.locator.register("silent", silent, "storage")
+            hung = await client.service("silent")
+            inflight = [asyncio.ensure_future(hung.read("c", str(i))) for i in range(3)]
+            await asyncio.sleep(0.02)
+            assert hung.pending == 3
+            await silent.stop()
+            for fut in inflight:
+                with pytest.raises(DisconnectedError, match=r"connection to .* lost"):
+                    await fut
+            assert_no_leaks(hung)
+            await cloud.storage.stop()
+            await asyncio.sleep(0.02)
+            assert storage.state is ServiceState.ERROR
+            assert_no_leaks(storage)
+            # while it is down: a connect error after the backoff rounds (and a re-resolve)
+            with pytest.raises(ConnectError):
+                await storage.read("c", "k")
+            assert storage.fsm.state is ServiceState.ERROR
+            # it comes back on the same port: the next call reconnects
+            await cloud.storage.start(port)
+            await storage.write("c", "k", b"v2")
+            assert await storage.read("c", "k") == b"v2"
+            assert storage.connected and cloud.storage.accepted == 2
+            assert_no_leaks(*all_services(client))
 
     run(scenario())
 
@@ -555,7 +553,7 @@ def test_stream_backpressure_pauses_reading() -> None:
 class StorageDefinition:
     """Override ``read``, add a helper; declare ``find`` streaming."""
 
-    streaming = {"find"}
+    streaming = {"find"}  # noqa: RUF012 - read-only declaration, as a definition writes it
 
     async def read(self: Any, collection: str, key: str, **kw: Any) -> str:
         value = await self.call("read", collection, key, **kw)

@@ -8,12 +8,12 @@ import logging
 
 import pytest
 from cocaine_peers import Cloud, LoggingPeer
+from helpers.oldspec import assert_old_spec
 from svc_util import FAST, all_services, assert_no_leaks, make_client, run
 
 from cocaine_http.protocol.frames import Generation
 from cocaine_http.services import Client, CocaineLogHandler, Logger, LogLevel
 from cocaine_http.services.logger import as_level, threshold, wire_level
-from helpers.oldspec import assert_old_spec
 
 A_LEVELS = {"debug": 4, "info": 3, "warning": 2, "error": 1}
 B_LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}

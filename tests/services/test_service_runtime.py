@@ -29,39 +29,41 @@ def client_for(rt: LocalRuntime, gen: str) -> Client:
 def test_storage_logging_node_against_the_local_runtime(gen: str) -> None:
     async def scenario() -> None:
         out = io.StringIO()
-        async with LocalRuntime(gen, locator_port=0, bind=None, console=Console(out, level="info")) as rt:
-            async with client_for(rt, gen) as client:
-                storage = await client.storage()
-                values = {"bin": bytes(range(256)), "bad-utf8": b"\xff\xfe\xc3\x28", "empty": b"",
-                          "nested": b"\x81\xa5slave\xa7echo.py"}
-                for k, v in values.items():
-                    await storage.write("blobs", k, v, ["t", k])
-                for k, v in values.items():
-                    assert await storage.read("blobs", k) == v
-                assert await storage.find("blobs", ["t"]) == sorted(values)
-                assert await storage.find("blobs", ["t", "bin"]) == ["bin"]
-                await storage.write_object("manifests", "web", {"slave": "web.py"}, ["app"])
-                assert await storage.read_object("manifests", "web") == {b"slave": b"web.py"}
-                await storage.remove("blobs", "empty")
-                with pytest.raises(ServiceError) as info:
-                    await storage.read("blobs", "empty")
-                assert info.value.service == "storage" and info.value.method == "read"
-                with pytest.raises(ServiceNotFoundError):
-                    await client.service("nosuch")
-                node = await client.node()
-                assert await node.list() == []
-                log = client.logger("rt-test")
-                log.debug("not shown")  # the runtime's verbosity is info (console level)
-                log.info("hello %s", "runtime", request=7)
-                log.error("bad")
-                await log.flush()
-                await asyncio.sleep(0.1)
-                text = out.getvalue()
-                assert "rt-test: hello runtime" in text and "rt-test: bad" in text
-                assert "not shown" not in text and log.filtered == 1
-                if gen == "B":
-                    assert "request=7" in text
-                assert_no_leaks(*all_services(client))
+        async with (
+            LocalRuntime(gen, locator_port=0, bind=None, console=Console(out, level="info")) as rt,
+            client_for(rt, gen) as client,
+        ):
+            storage = await client.storage()
+            values = {"bin": bytes(range(256)), "bad-utf8": b"\xff\xfe\xc3\x28", "empty": b"",
+                      "nested": b"\x81\xa5slave\xa7echo.py"}
+            for k, v in values.items():
+                await storage.write("blobs", k, v, ["t", k])
+            for k, v in values.items():
+                assert await storage.read("blobs", k) == v
+            assert await storage.find("blobs", ["t"]) == sorted(values)
+            assert await storage.find("blobs", ["t", "bin"]) == ["bin"]
+            await storage.write_object("manifests", "web", {"slave": "web.py"}, ["app"])
+            assert await storage.read_object("manifests", "web") == {b"slave": b"web.py"}
+            await storage.remove("blobs", "empty")
+            with pytest.raises(ServiceError) as info:
+                await storage.read("blobs", "empty")
+            assert info.value.service == "storage" and info.value.method == "read"
+            with pytest.raises(ServiceNotFoundError):
+                await client.service("nosuch")
+            node = await client.node()
+            assert await node.list() == []
+            log = client.logger("rt-test")
+            log.debug("not shown")  # the runtime's verbosity is info (console level)
+            log.info("hello %s", "runtime", request=7)
+            log.error("bad")
+            await log.flush()
+            await asyncio.sleep(0.1)
+            text = out.getvalue()
+            assert "rt-test: hello runtime" in text and "rt-test: bad" in text
+            assert "not shown" not in text and log.filtered == 1
+            if gen == "B":
+                assert "request=7" in text
+            assert_no_leaks(*all_services(client))
 
     run(scenario(), 30)
 

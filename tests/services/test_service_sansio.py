@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from helpers.oldspec import assert_old_spec
 
 from cocaine_http.errors import (
     ChannelClosedError,
@@ -38,7 +39,6 @@ from cocaine_http.protocol.states import (
     ServiceStateMachine,
     diagram,
 )
-from helpers.oldspec import assert_old_spec
 
 A, B = Generation.A, Generation.B
 
@@ -299,7 +299,7 @@ def test_a_streaming_enqueue_chunks_are_raw_and_unary_collects() -> None:
 def test_a_error_after_chunk_and_undecodable_chunk() -> None:
     info = build_methods_a({1: "info"})["info"]
     proto = ServiceProtocol(A, "echo")
-    st, _ = proto.open(info, [])
+    _st, _ = proto.open(info, [])
     raw = b"".join(msgpack.packb(f, use_bin_type=False) for f in ([4, 1, [b"\xc1"]], [6, 1, []]))
     out = feed(proto, raw)
     assert len(out) == 1 and isinstance(out[0][2], MalformedReplyError) and "echo.info" in str(out[0][2])
@@ -309,7 +309,7 @@ def test_a_error_after_chunk_and_undecodable_chunk() -> None:
 def test_unexpected_type_fails_only_that_call() -> None:
     proto = ServiceProtocol(B, "storage")
     read = static_methods(B, "storage")["read"]
-    st1, _ = proto.open(read, ["c", "k"])
+    _st1, _ = proto.open(read, ["c", "k"])
     st2, _ = proto.open(read, ["c", "k"])
     out = feed(proto, msgpack.packb([1, 7, []], use_bin_type=False) + msgpack.packb([2, 0, [b"ok"]], use_bin_type=False))
     assert isinstance(out[0][2], UnexpectedMessageError) and out[1] == (st2, Reply.VALUE, b"ok")
