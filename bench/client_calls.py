@@ -80,7 +80,9 @@ class _PeerProtocol(asyncio.Protocol):
                 else:
                     p = {0: ["value", {}], 1: ["error", {}]}
                     graph = {i: [n, {}, p] for i, n in table.items()}
-                    out.append(pack([sid, 0, [[["127.0.0.1", self.storage_port[0]]], 1, graph]], use_bin_type=False))
+                    out.append(
+                        pack([sid, 0, [[["127.0.0.1", self.storage_port[0]]], 1, graph]], use_bin_type=False)
+                    )
             elif self.gen == "A":
                 out.append(pack([4, sid, [pack(VALUE, use_bin_type=False)]], use_bin_type=False))
                 out.append(pack([6, sid, []]))
@@ -102,9 +104,13 @@ async def serve(kind: str, gen: str) -> None:
         locator_port = rt.locator_port
     else:
         storage_port = [0]
-        storage = await loop.create_server(lambda: _PeerProtocol(gen, "storage", storage_port), "127.0.0.1", 0)
+        storage = await loop.create_server(
+            lambda: _PeerProtocol(gen, "storage", storage_port), "127.0.0.1", 0
+        )
         storage_port[0] = storage.sockets[0].getsockname()[1]
-        locator = await loop.create_server(lambda: _PeerProtocol(gen, "locator", storage_port), "127.0.0.1", 0)
+        locator = await loop.create_server(
+            lambda: _PeerProtocol(gen, "locator", storage_port), "127.0.0.1", 0
+        )
         locator_port = locator.sockets[0].getsockname()[1]
     print(locator_port, flush=True)
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin

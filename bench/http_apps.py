@@ -17,7 +17,8 @@ so the figures are per core and the ratios compare CPU cost per request.
 
 Usage::
 
-    python bench/http_apps.py [--requests 6000] [--concurrency 16] [--rounds 5] [--cpu N] [--only flask|fastapi]
+    python bench/http_apps.py [--requests 6000] [--concurrency 16] [--rounds 5]
+                              [--cpu N] [--only flask|fastapi]
 
 All targets of an app run at once and the rounds interleave them, so load
 from elsewhere on the machine hits every target alike; each round gives one
@@ -157,7 +158,18 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 
 def server_command(kind: str, app: str, fd: int, port: int, concurrency: int) -> list[str]:
     bindir = os.path.dirname(sys.executable)
     if kind == "gunicorn-sync":
-        return [os.path.join(bindir, "gunicorn"), "-w", "1", "-k", "sync", "--bind", f"fd://{fd}", "--log-level", "warning", app]
+        return [
+            os.path.join(bindir, "gunicorn"),
+            "-w",
+            "1",
+            "-k",
+            "sync",
+            "--bind",
+            f"fd://{fd}",
+            "--log-level",
+            "warning",
+            app,
+        ]
     if kind == "gunicorn-gthread":
         return [
             os.path.join(bindir, "gunicorn"), "-w", "1", "-k", "gthread", "--threads", str(concurrency),
@@ -172,7 +184,9 @@ def server_command(kind: str, app: str, fd: int, port: int, concurrency: int) ->
 
 
 @contextlib.asynccontextmanager
-async def http_server(kind: str, app: str, concurrency: int) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
+async def http_server(
+    kind: str, app: str, concurrency: int
+) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
     """Start one server; yields ``measure(n) -> req/s``."""
     sock = listening_socket()
     port = sock.getsockname()[1]
@@ -286,7 +300,11 @@ async def run(args: argparse.Namespace) -> None:
         for base in bases:
             ratios = [c / b for c, b in zip(figures[coc], figures[base], strict=True)]
             target = TARGETS.get((name, base))
-            goal = f"  (target >= {target}x: {'met' if median(ratios) >= target else 'NOT met'})" if target else ""
+            goal = (
+                f"  (target >= {target}x: {'met' if median(ratios) >= target else 'NOT met'})"
+                if target
+                else ""
+            )
             print(
                 f"{name:8s} cocaine-http / {base:16s} median {median(ratios):5.2f}x  "
                 f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}){goal}",
@@ -305,7 +323,11 @@ def main() -> None:
     p.add_argument("--only", choices=sorted(APPS), default=None)
     args = p.parse_args()
     cpu = pin(args.cpu)
-    print(f"pinned to CPU {cpu}; {args.requests} requests x {args.rounds} rounds, {args.concurrency} in flight\n", flush=True)
+    print(
+        f"pinned to CPU {cpu}; {args.requests} requests x {args.rounds} rounds, "
+        f"{args.concurrency} in flight\n",
+        flush=True,
+    )
     asyncio.run(run(args))
 
 

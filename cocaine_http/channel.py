@@ -146,7 +146,9 @@ class Channel:
         self._loop = asyncio.get_running_loop()
         if self.endpoint is None:  # accepted by a server: name the peer in logs
             peer = transport.get_extra_info("peername")
-            self.endpoint = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else str(peer or "unix peer")
+            self.endpoint = (
+                (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else str(peer or "unix peer")
+            )
         transport.set_write_buffer_limits(high=self.write_high_water)
         self.on_connect()
 
@@ -283,7 +285,9 @@ class Channel:
             self.on_socket_error(exc.errno)
         pending = self._decoder.pending
         if exc is None and pending:
-            log.warning("connection to %s closed in the middle of a frame (%d bytes pending)", self.endpoint, pending)
+            log.warning(
+                "connection to %s closed in the middle of a frame (%d bytes pending)", self.endpoint, pending
+            )
         self._mark_closed(exc)
 
 

@@ -4,7 +4,7 @@
 
     cocaine-http [OPTIONS] TARGET[=EVENT] [TARGET=EVENT ...]     run as a worker (runtime flags mixed in)
     cocaine-http init TARGET [--dir DIR] [--name APP] [--python CMD] [--force] [OPTIONS]
-    cocaine-http dev ... / cocaine-http runtime ...                the local runtime (cocaine_http.runtime.cli)
+    cocaine-http dev ... / cocaine-http runtime ...              the local runtime (cocaine_http.runtime.cli)
 
 ``TARGET`` is gunicorn/uvicorn's ``MODULE:ATTR`` (``pkg.wsgi:application``,
 ``app:create_app()``, ``app:create_app("prod", debug=True)``), see
@@ -146,23 +146,38 @@ def build_parser() -> argparse.ArgumentParser:
         "targets",
         nargs="*",
         metavar="TARGET[=EVENT]",
-        help="the app as MODULE:ATTR (or MODULE:factory(...)); '=EVENT' picks its event, '=*' all other events",
+        help="the app as MODULE:ATTR (or MODULE:factory(...)); "
+        "'=EVENT' picks its event, '=*' all other events",
     )
     p.add_argument("--version", action="version", version=f"cocaine-http {__version__}")
-    p.add_argument("--event", default=DEFAULT_EVENT, help="event served by targets without '=EVENT' (default: http)")
-    p.add_argument("--interface", choices=("auto", "wsgi", "asgi"), default="auto", help="app interface (default: auto)")
+    p.add_argument(
+        "--event", default=DEFAULT_EVENT, help="event served by targets without '=EVENT' (default: http)"
+    )
+    p.add_argument(
+        "--interface", choices=("auto", "wsgi", "asgi"), default="auto", help="app interface (default: auto)"
+    )
     p.add_argument("--factory", action="store_true", help="call ATTR without arguments to get the app")
     p.add_argument("--threads", type=int, default=None, help="threads running WSGI apps (default: 8)")
     p.add_argument("--root-path", default="", help="prefix the front-end strips (SCRIPT_NAME / root_path)")
-    p.add_argument("--lifespan", choices=("auto", "on", "off"), default="auto", help="ASGI lifespan (default: auto)")
-    p.add_argument("--timeout", type=float, default=None, help="graceful terminate: seconds in-flight requests get")
+    p.add_argument(
+        "--lifespan", choices=("auto", "on", "off"), default="auto", help="ASGI lifespan (default: auto)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=None, help="graceful terminate: seconds in-flight requests get"
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable")
+    p.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request"
+    )
+    p.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable"
+    )
     p.add_argument("--config", default=None, metavar="FILE", help="settings file (.json or .py)")
     p.add_argument("--chdir", default=None, metavar="DIR", help="change to DIR before importing the app")
     p.add_argument("--app-dir", default=None, metavar="DIR", help="put DIR first on sys.path (default: cwd)")
-    p.add_argument("--keep-cookie-pairs", action="store_true", help="do not drop the Tornado proxy's cookie pairs")
+    p.add_argument(
+        "--keep-cookie-pairs", action="store_true", help="do not drop the Tornado proxy's cookie pairs"
+    )
     p.add_argument("--check", action="store_true", help="import the app(s), report the interface, and exit")
     return p
 
@@ -437,7 +452,8 @@ def build_init_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--python",
         default=None,
-        help="interpreter for the launcher's shebang, e.g. '/usr/bin/env python3' (default: this interpreter)",
+        help="interpreter for the launcher's shebang, e.g. '/usr/bin/env python3' "
+        "(default: this interpreter)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     return p

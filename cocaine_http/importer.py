@@ -65,7 +65,9 @@ def parse_target(text: str) -> AppTarget:
     module, sep, expr = text.partition(":")
     module = module.strip()
     if not module or not all(part.isidentifier() for part in module.split(".")):
-        raise AppImportError(f"invalid app target {text!r}: expected MODULE:ATTR, e.g. myproject.wsgi:application")
+        raise AppImportError(
+            f"invalid app target {text!r}: expected MODULE:ATTR, e.g. myproject.wsgi:application"
+        )
     if not sep:
         return AppTarget(module, (), text=text)
     expr = expr.strip()
@@ -92,7 +94,8 @@ def parse_target(text: str) -> AppTarget:
         attrs = _chain(tree)
     except ValueError:
         raise AppImportError(
-            f"invalid app target {text!r}: after ':' use an attribute name or a factory call like create_app()"
+            f"invalid app target {text!r}: after ':' use an attribute name "
+            "or a factory call like create_app()"
         ) from None
     return AppTarget(module, tuple(attrs), call, tuple(args), kwargs, text)
 
@@ -142,7 +145,9 @@ def import_app(target: str | AppTarget, *, factory: bool = False) -> Any:
                 obj = getattr(obj, attr)
             except AttributeError:
                 where = spec.module + "".join("." + a for a in spec.attrs[:i])
-                raise AppImportError(f"attribute {attr!r} not found in {where!r} (target {str(spec)!r})") from None
+                raise AppImportError(
+                    f"attribute {attr!r} not found in {where!r} (target {str(spec)!r})"
+                ) from None
     else:
         for attr in _DEFAULT_ATTRS:
             if hasattr(module, attr):
@@ -150,7 +155,8 @@ def import_app(target: str | AppTarget, *, factory: bool = False) -> Any:
                 break
         else:
             raise AppImportError(
-                f"module {spec.module!r} has no 'app' or 'application'; name the attribute: {spec.module}:ATTR"
+                f"module {spec.module!r} has no 'app' or 'application'; "
+                f"name the attribute: {spec.module}:ATTR"
             )
     if spec.call or factory:
         if not callable(obj):

@@ -231,7 +231,9 @@ class HandlerThreads:
             return len(self._threads) - self._idle
 
 
-def _share_loop(loop: asyncio.AbstractEventLoop | None, ours: asyncio.AbstractEventLoop | None = None) -> None:
+def _share_loop(
+    loop: asyncio.AbstractEventLoop | None, ours: asyncio.AbstractEventLoop | None = None
+) -> None:
     """Register *loop* as the services' sync facade default (``None``: withdraw *ours*).
 
     Sync handlers run in the worker's threads; a ``SyncClient`` made there then

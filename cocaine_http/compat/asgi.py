@@ -58,13 +58,17 @@ log = logging.getLogger("cocaine_http.asgi")
 access_log = logging.getLogger("cocaine_http.access")
 
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+ASGIApp = Callable[
+    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 LIFESPAN_MODES = ("auto", "on", "off")
 
 
-def build_scope(req: HttpRequest, *, root_path: str = "", state: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_scope(
+    req: HttpRequest, *, root_path: str = "", state: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``http`` scope of one request (ASGI HTTP spec 2.3)."""
     root = root_path.rstrip("/")
     path = unquote_to_bytes(req.path).decode("utf-8", "replace")
@@ -262,7 +266,9 @@ class ASGIHandler:
             return
         state = self.lifespan.state if self.lifespan is not None else None
         scope = build_scope(req, root_path=self.root_path, state=state)
-        scope["extensions"] = {"cocaine": {"event": request.event, "session": request.session, "headers": request.headers}}
+        scope["extensions"] = {
+            "cocaine": {"event": request.event, "session": request.session, "headers": request.headers}
+        }
         ex = _Exchange(request, response, req, self.encoder)
         self._live.add(ex)
         try:
@@ -281,7 +287,9 @@ class ASGIHandler:
             ex.disconnect()
             self._live.discard(ex)
             if self.access_log:
-                access_log.info("%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started))
+                access_log.info(
+                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started)
+                )
 
     def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException | None, what: str) -> None:
         if ex.complete:
@@ -352,7 +360,9 @@ class Lifespan:
         try:
             await asyncio.wait_for(self._startup_done.wait(), self.startup_timeout)
         except asyncio.TimeoutError:
-            raise StartupError(f"ASGI lifespan startup did not complete within {self.startup_timeout} s") from None
+            raise StartupError(
+                f"ASGI lifespan startup did not complete within {self.startup_timeout} s"
+            ) from None
         if self._failed is not None:
             raise StartupError(f"ASGI lifespan startup failed: {self._failed}")
         if not self.supported and self.mode == "on":

@@ -79,4 +79,7 @@ def client_addr(headers: Headers) -> str | None:
 
 def access_line(req: HttpRequest, status: int, nbytes: int, seconds: float) -> str:
     """``client - "GET /p?q HTTP/1.1" 200 5 1.2ms`` (client ``-`` when unknown)."""
-    return f'{client_addr(lowered(req.headers)) or "-"} - "{req.request_line}" {status} {nbytes} {seconds * 1000:.1f}ms'
+    return (
+        f'{client_addr(lowered(req.headers)) or "-"} - "{req.request_line}" '
+        f"{status} {nbytes} {seconds * 1000:.1f}ms"
+    )

@@ -261,7 +261,17 @@ def build_environ(
 class _Exchange:
     """One request's response state on the app's thread: start_response, write, head."""
 
-    __slots__ = ("body_ok", "bytes_sent", "code", "encoder", "head", "head_sent", "method", "response", "status")
+    __slots__ = (
+        "body_ok",
+        "bytes_sent",
+        "code",
+        "encoder",
+        "head",
+        "head_sent",
+        "method",
+        "response",
+        "status",
+    )
 
     def __init__(self, response: Any, encoder: ResponseEncoder, method: str) -> None:
         self.response = response
@@ -381,7 +391,9 @@ class WSGIHandler:
             # Decided by the session, not by the exception's type: an app may well
             # let a ServiceError of its own escape, and that deserves a 500.
             if response.closed:
-                log.info("%s: session %s ended before the response: %r", req.request_line, request.session, exc)
+                log.info(
+                    "%s: session %s ended before the response: %r", req.request_line, request.session, exc
+                )
                 return
             self._fail(req, ex, exc)
         finally:
@@ -406,7 +418,9 @@ class WSGIHandler:
             self._answer(ex.response, self.encoder, 500, "Internal Server Error")
             return
         with contextlib.suppress(CocaineError):
-            ex.response.error(ErrorCode.UNCAUGHT_EXCEPTION, f"the app failed after its response started: {exc!r}"[:512])
+            ex.response.error(
+                ErrorCode.UNCAUGHT_EXCEPTION, f"the app failed after its response started: {exc!r}"[:512]
+            )
 
     @staticmethod
     def _answer(response: Any, encoder: ResponseEncoder, status: int, message: str) -> None:

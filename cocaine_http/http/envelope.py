@@ -94,7 +94,9 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _VERSION = re.compile(r"^(?:HTTP/)?(\d)(?:\.(\d))?$", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")}
+_METHODS = {
+    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+}
 _VERSIONS = {b"HTTP/1.1": "1.1", b"1.1": "1.1", b"HTTP/1.0": "1.0", b"1.0": "1.0"}
 
 
@@ -244,7 +246,9 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
     if isinstance(raw_headers, dict):  # tolerance: a map instead of pairs
         raw_headers = list(raw_headers.items())
     if not isinstance(raw_headers, (list, tuple)):
-        raise EnvelopeError(f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}")
+        raise EnvelopeError(
+            f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}"
+        )
     headers: list[tuple[bytes, bytes]] = []
     token, bad = _TOKEN.match, _BAD_VALUE.search
     for i, pair in enumerate(raw_headers):
@@ -293,11 +297,15 @@ def parse_status_line(status: Any) -> int:
         code = status
     elif isinstance(status, str):
         match = _STATUS_LINE.match(status)
-        if not match or (match.group(2) is not None and _BAD_VALUE.search(match.group(2).encode("latin-1", "replace"))):
+        if not match or (
+            match.group(2) is not None and _BAD_VALUE.search(match.group(2).encode("latin-1", "replace"))
+        ):
             raise ResponseHeadError(f"invalid status line {status[:64]!r}")
         code = int(match.group(1))
     else:
-        raise ResponseHeadError(f"status must be a string like '200 OK' or an int, got {type(status).__name__}")
+        raise ResponseHeadError(
+            f"status must be a string like '200 OK' or an int, got {type(status).__name__}"
+        )
     if not 100 <= code <= 599:
         raise ResponseHeadError(f"status code {code} out of range 100-599")
     return code
@@ -352,7 +360,9 @@ class ResponseEncoder:
         try:
             items = list(headers)
         except TypeError:
-            raise ResponseHeadError(f"headers must be a list of (name, value), got {type(headers).__name__}") from None
+            raise ResponseHeadError(
+                f"headers must be a list of (name, value), got {type(headers).__name__}"
+            ) from None
         for item in items:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
@@ -361,7 +371,9 @@ class ResponseEncoder:
             if not _TOKEN.match(name):
                 raise ResponseHeadError(f"invalid header name {name[:64]!r}")
             if _BAD_VALUE.search(value):
-                raise ResponseHeadError(f"header {name.decode('latin-1')} has a control character in its value")
+                raise ResponseHeadError(
+                    f"header {name.decode('latin-1')} has a control character in its value"
+                )
             size += len(name) + len(value) + 4
             if size > self.max_head_size:
                 raise ResponseHeadError(f"response head exceeds {self.max_head_size} bytes")
@@ -406,7 +418,9 @@ class ResponseEncoder:
         return self.head(status, headers), self.body(body)
 
 
-def decode_response(chunks: Sequence[bytes], generation: Generation | str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def decode_response(
+    chunks: Sequence[bytes], generation: Generation | str
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The proxy's side: ``(status, headers, body)`` from the chunk payloads of a session.
 
     Used by tests, the benchmark and the dev runtime; raises ``ValueError``

@@ -132,7 +132,9 @@ class MessageEncoder:
             self._error_id = B_STREAM.ERROR
 
     # -- generic -------------------------------------------------------------
-    def frame(self, session: int, type_id: int, args: Sequence[Any], headers: Sequence[Any] | None = None) -> bytes:
+    def frame(
+        self, session: int, type_id: int, args: Sequence[Any], headers: Sequence[Any] | None = None
+    ) -> bytes:
         """Any frame, in this generation's element order."""
         if self.generation is Generation.A:
             if headers:

@@ -248,7 +248,9 @@ def build_methods_a(
     return out
 
 
-def build_methods_b(graph: Any, *, streaming: Collection[str] = (), what: str = "protocol graph") -> dict[str, MethodSpec]:
+def build_methods_b(
+    graph: Any, *, streaming: Collection[str] = (), what: str = "protocol graph"
+) -> dict[str, MethodSpec]:
     """A B root graph ``{index: [name, dispatch, upstream]}`` -> ``{name: MethodSpec}``.
 
     A method is streaming when the caller may keep sending (non-empty
@@ -303,8 +305,9 @@ class Resolved:
                 raw: Collection[str] | None = None) -> dict[str, MethodSpec]:
         """Method specs (the table was already checked by :func:`parse_resolve`)."""
         if generation is Generation.A:
-            return build_methods_a(self.table, streaming=A_STREAMING_DEFAULT if streaming is None else streaming,
-                                   raw=raw)
+            return build_methods_a(
+                self.table, streaming=A_STREAMING_DEFAULT if streaming is None else streaming, raw=raw
+            )
         return build_methods_b(self.table, streaming=streaming or ())
 
 
@@ -347,7 +350,9 @@ def parse_resolve(generation: Generation, value: Any, name: str) -> Resolved:
             build_methods_b(table)
     except ValueError as exc:
         raise ResolveFormatError(
-            f"locator returned a malformed resolve reply for service {name!r}: {exc}", service=name, method="resolve"
+            f"locator returned a malformed resolve reply for service {name!r}: {exc}",
+            service=name,
+            method="resolve",
         ) from None
     return Resolved(name, endpoints, version, table)
 

@@ -143,7 +143,9 @@ class CallState:
         self.sink: Any = None
 
     def __repr__(self) -> str:
-        return f"<CallState {self.id} {self.method.name} {self.mode.name} recv={self.recv!r} send={self.send!r}>"
+        return (
+            f"<CallState {self.id} {self.method.name} {self.mode.name} recv={self.recv!r} send={self.send!r}>"
+        )
 
 
 def error_from_args(generation: Generation, args: Any, service: str, method: str) -> CocaineErrorLike:
@@ -198,7 +200,10 @@ class ServiceProtocol:
         self._pack = msgpack.Packer(**PACKER_OPTIONS).pack
 
     def __repr__(self) -> str:
-        return f"<ServiceProtocol {self.service} {self.generation.value} last_id={self.last_id} open={len(self.calls)}>"
+        return (
+            f"<ServiceProtocol {self.service} {self.generation.value} "
+            f"last_id={self.last_id} open={len(self.calls)}>"
+        )
 
     # -- sending -------------------------------------------------------------
     def _encode(self, cid: int, type_id: int, args: Sequence[Any], headers: Iterable[tuple[Any, Any]] | None,
@@ -231,7 +236,9 @@ class ServiceProtocol:
             try:
                 data = self._pack([method.index, cid, args] if self._is_a else [cid, method.index, args])
             except (TypeError, ValueError, OverflowError) as exc:
-                raise LocalProtocolError(f"{self.service}.{method.name}: cannot encode arguments: {exc}") from None
+                raise LocalProtocolError(
+                    f"{self.service}.{method.name}: cannot encode arguments: {exc}"
+                ) from None
         else:
             data = self._encode(cid, method.index, args, headers, f"{self.service}.{method.name}")
         self.last_id = cid  # only consumed once the frame exists

@@ -358,7 +358,9 @@ class BaseService:
             self.fsm.apply(_I.CONNECTED)
             log.debug("%s: connected to %s", self.name, format_endpoint(ep))
             return
-        raise ConnectError(f"{self.name}: cannot connect to any endpoint: " + ", ".join(errors), errno=last_errno)
+        raise ConnectError(
+            f"{self.name}: cannot connect to any endpoint: " + ", ".join(errors), errno=last_errno
+        )
 
     def _on_close(self, ch: Channel, exc: BaseException | None) -> None:
         if ch is not self._handle:

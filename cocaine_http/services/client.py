@@ -176,7 +176,9 @@ class Client:
         if task is None:
             # one task per name, shared by concurrent callers: cancelling one caller
             # does not cancel the resolve the others are waiting for
-            task = loop.create_task(self._make_service(key, name, definition, timeout), name=f"resolve {name}")
+            task = loop.create_task(
+                self._make_service(key, name, definition, timeout), name=f"resolve {name}"
+            )
             task.add_done_callback(_retrieve)
             self._cache[key] = task
         return await asyncio.shield(task)

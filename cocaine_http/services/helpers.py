@@ -215,7 +215,9 @@ class App(_Wrapper):
 class Node(_Wrapper):
     """The ``node`` service."""
 
-    async def start_app(self, name: str, profile: str = "default", *, timeout: float | None = None) -> str | None:
+    async def start_app(
+        self, name: str, profile: str = "default", *, timeout: float | None = None
+    ) -> str | None:
         """Start *name* with *profile*. A answers a status text (also for "already running"); B nothing."""
         if self.generation is Generation.A:
             out = await self.service.call("start_app", {name: profile}, timeout=timeout)

@@ -55,6 +55,8 @@ class Locator(BaseService):
             raise resolve_error(exc, name) from None
         except RemoteProtocolError as exc:
             raise ResolveFormatError(
-                f"locator sent garbage while resolving service {name!r}: {exc}", service=name, method="resolve"
+                f"locator sent garbage while resolving service {name!r}: {exc}",
+                service=name,
+                method="resolve",
             ) from exc
         return parse_resolve(self.generation, value, name)

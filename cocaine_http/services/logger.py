@@ -62,8 +62,15 @@ class LogLevel(enum.IntEnum):
     ERROR = 40
 
 
-_NAMES = {"debug": LogLevel.DEBUG, "info": LogLevel.INFO, "warning": LogLevel.WARNING, "warn": LogLevel.WARNING,
-          "error": LogLevel.ERROR, "critical": LogLevel.ERROR, "fatal": LogLevel.ERROR}
+_NAMES = {
+    "debug": LogLevel.DEBUG,
+    "info": LogLevel.INFO,
+    "warning": LogLevel.WARNING,
+    "warn": LogLevel.WARNING,
+    "error": LogLevel.ERROR,
+    "critical": LogLevel.ERROR,
+    "fatal": LogLevel.ERROR,
+}
 _TO_A = {LogLevel.ERROR: 1, LogLevel.WARNING: 2, LogLevel.INFO: 3, LogLevel.DEBUG: 4}
 _TO_B = {LogLevel.DEBUG: 0, LogLevel.INFO: 1, LogLevel.WARNING: 2, LogLevel.ERROR: 3}
 _NEVER = 1 << 30  # a threshold no level reaches
@@ -108,7 +115,9 @@ def threshold(generation: Generation, verbosity: Any) -> int:
 
 
 def _attr_value(value: Any) -> Any:
-    if isinstance(value, (str, bytes, bool, float)) or (isinstance(value, int) and -(1 << 63) <= value < (1 << 64)):
+    if isinstance(value, (str, bytes, bool, float)) or (
+        isinstance(value, int) and -(1 << 63) <= value < (1 << 64)
+    ):
         return value
     return str(value)
 

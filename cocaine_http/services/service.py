@@ -66,7 +66,9 @@ class Service(BaseService):
         methods: dict[str, MethodSpec] | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(name, endpoints, generation=generation, methods=methods, resolver=resolver, **options)
+        super().__init__(
+            name, endpoints, generation=generation, methods=methods, resolver=resolver, **options
+        )
         self._callers: set[str] = set()
 
     def _build_methods(self, resolved: Resolved) -> dict[str, MethodSpec]:

@@ -117,7 +117,9 @@ class Stream:
         await self.send("error", [int(code[0]), int(code[1])], message)
 
     def can_send(self, name: str) -> bool:
-        return self._st is not None and self._proto is self._svc._proto and self._proto.can_send(self._st, name)
+        return (
+            self._st is not None and self._proto is self._svc._proto and self._proto.can_send(self._st, name)
+        )
 
     # -- receiving -----------------------------------------------------------
     def __aiter__(self) -> Stream:

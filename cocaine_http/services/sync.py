@@ -118,7 +118,9 @@ class _Runner:
         except RuntimeError:
             running = None
         if running is loop:
-            raise RuntimeError("a cocaine_http SyncClient was called from its own event loop; use the async Client")
+            raise RuntimeError(
+                "a cocaine_http SyncClient was called from its own event loop; use the async Client"
+            )
 
         async def invoke() -> Any:
             try:
@@ -253,20 +255,26 @@ class SyncClient:
         return self.client.generation
 
     def service(self, name: str, definition: Any = None, *, timeout: float | None = None) -> SyncProxy:
-        return SyncProxy(self._runner.run(lambda: self.client.service(name, definition, timeout=timeout), timeout),
-                         self._runner)
+        return SyncProxy(
+            self._runner.run(lambda: self.client.service(name, definition, timeout=timeout), timeout),
+            self._runner,
+        )
 
     def resolve(self, name: str, timeout: float | None = None) -> Any:
         return self._runner.run(lambda: self.client.resolve(name, timeout), timeout)
 
     def storage(self, *, timeout: float | None = None) -> SyncProxy:
-        return SyncProxy(self._runner.run(lambda: self.client.storage(timeout=timeout), timeout), self._runner)
+        return SyncProxy(
+            self._runner.run(lambda: self.client.storage(timeout=timeout), timeout), self._runner
+        )
 
     def node(self, *, timeout: float | None = None) -> SyncProxy:
         return SyncProxy(self._runner.run(lambda: self.client.node(timeout=timeout), timeout), self._runner)
 
     def app(self, name: str, *, timeout: float | None = None) -> SyncProxy:
-        return SyncProxy(self._runner.run(lambda: self.client.app(name, timeout=timeout), timeout), self._runner)
+        return SyncProxy(
+            self._runner.run(lambda: self.client.app(name, timeout=timeout), timeout), self._runner
+        )
 
     def logger(self, prefix: str | None = None, **options: Any) -> Logger:
         """A :class:`Logger` bound to this client's loop; its methods never block."""

@@ -114,7 +114,11 @@ def test_client_role_over_tcp(gen: Generation, family: str) -> None:
         except OSError:
             pytest.skip(f"cannot listen on {host}")
         port = server.sockets[0].getsockname()[1]
-        endpoint: Any = {"ipv4": (host, port), "ipv6": f"[{host}]:{port}", "hostport-string": f"{host}:{port}"}[family]
+        endpoint: Any = {
+            "ipv4": (host, port),
+            "ipv6": f"[{host}]:{port}",
+            "hostport-string": f"{host}:{port}",
+        }[family]
         ch = Channel(gen)
         rec = Recorder(ch)
         await ch.connect(endpoint)

@@ -67,7 +67,14 @@ def appmod(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[no
         ("m:f()", AppTarget("m", ("f",), True, text="m:f()")),
         (
             "m:f('p', 2, debug=True, tags=['a', 'b'])",
-            AppTarget("m", ("f",), True, ("p", 2), {"debug": True, "tags": ["a", "b"]}, "m:f('p', 2, debug=True, tags=['a', 'b'])"),
+            AppTarget(
+                "m",
+                ("f",),
+                True,
+                ("p", 2),
+                {"debug": True, "tags": ["a", "b"]},
+                "m:f('p', 2, debug=True, tags=['a', 'b'])",
+            ),
         ),
         ("m", AppTarget("m", (), text="m")),
     ],

@@ -31,7 +31,9 @@ from cocaine_http.runtime.engine import Engine
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run(*args: str, cwd: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("COCAINE_HTTP_")}
     full.update(PYTHONPATH=ROOT, **(env or {}))
     return subprocess.run(list(args), capture_output=True, text=True, timeout=30, cwd=cwd or ROOT, env=full)
@@ -73,13 +75,30 @@ def test_duplicate_event_rejected() -> None:
 
 # -- options and runtime flags -------------------------------------------------------------
 
-RUNTIME = ["--app", "web", "--endpoint", "/run/web.1", "--locator", "h:10053", "--protocol", "1", "--uuid", "u"]
+RUNTIME = [
+    "--app",
+    "web",
+    "--endpoint",
+    "/run/web.1",
+    "--locator",
+    "h:10053",
+    "--protocol",
+    "1",
+    "--uuid",
+    "u",
+]
 
 
 def test_runtime_flags_are_taken_out_anywhere() -> None:
     opts = parse_options(["--threads", "4", *RUNTIME[:4], "mod:app", *RUNTIME[4:], "--root-path", "/x"])
     assert opts.as_worker
-    assert opts.runtime == {"app": "web", "endpoint": "/run/web.1", "locator": "h:10053", "protocol": "1", "uuid": "u"}
+    assert opts.runtime == {
+        "app": "web",
+        "endpoint": "/run/web.1",
+        "locator": "h:10053",
+        "protocol": "1",
+        "uuid": "u",
+    }
     assert opts.ns.targets == ["mod:app"]
     assert (opts.ns.threads, opts.ns.root_path) == (4, "/x")
 
@@ -110,7 +129,12 @@ def test_unknown_flags_ignored_only_as_worker() -> None:
 def test_config_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
     js = tmp_path / "c.json"
     js.write_text(json.dumps({"targets": ["x:app=api"], "threads": 2, "env": {"A": "1"}, "root-path": "/r"}))
-    assert load_config_file(str(js)) == {"targets": ["x:app=api"], "threads": 2, "env": ["A=1"], "root_path": "/r"}
+    assert load_config_file(str(js)) == {
+        "targets": ["x:app=api"],
+        "threads": 2,
+        "env": ["A=1"],
+        "root_path": "/r",
+    }
     py = tmp_path / "c.py"
     py.write_text("import os\nthreads = 2 * 3\naccess_log = True\n_private = 1\nunrelated = 5\n")
     assert load_config_file(str(py)) == {"threads": 6, "access_log": True}
@@ -136,7 +160,10 @@ def test_without_runtime_flags_explains(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_check(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--check", "examples.fastapi_app.app:app=api", "examples.flask_app.app:app", "--app-dir", ROOT]) == 0
+    assert (
+        main(["--check", "examples.fastapi_app.app:app=api", "examples.flask_app.app:app", "--app-dir", ROOT])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "examples.fastapi_app.app:app: ASGI app, event 'api'" in out
     assert "examples.flask_app.app:app: WSGI app, event 'http'" in out
@@ -180,7 +207,12 @@ def test_console_script_entry_point() -> None:
     if os.path.exists(script):
         proc = run(script, "--version")
     else:  # not installed into this environment: call the entry point the way its wrapper does
-        proc = run(sys.executable, "-c", "import sys; from cocaine_http.cli import main; sys.exit(main())", "--version")
+        proc = run(
+            sys.executable,
+            "-c",
+            "import sys; from cocaine_http.cli import main; sys.exit(main())",
+            "--version",
+        )
     assert proc.returncode == 0 and proc.stdout.strip() == f"cocaine-http {__version__}"
 
 
@@ -197,21 +229,47 @@ HELLO = textwrap.dedent(
 
 def test_init_writes_manifest_and_launcher(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "hello.py").write_text(HELLO)
-    proc = run(sys.executable, "-m", "cocaine_http", "init", "hello:app", "--dir", str(tmp_path), "--name", "hello",
-               "--root-path", "/hello/http", "--threads", "2")
+    proc = run(
+        sys.executable,
+        "-m",
+        "cocaine_http",
+        "init",
+        "hello:app",
+        "--dir",
+        str(tmp_path),
+        "--name",
+        "hello",
+        "--root-path",
+        "/hello/http",
+        "--threads",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "cocaine-tool app upload --name hello" in proc.stdout
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest == {
         "slave": "cocaine-http-launcher",
-        "environment": {"COCAINE_HTTP_APP": "hello:app", "COCAINE_HTTP_ARGS": "--root-path /hello/http --threads 2"},
+        "environment": {
+            "COCAINE_HTTP_APP": "hello:app",
+            "COCAINE_HTTP_ARGS": "--root-path /hello/http --threads 2",
+        },
     }
     launcher = tmp_path / "cocaine-http-launcher"
     assert launcher.stat().st_mode & stat.S_IXUSR
     assert launcher.read_text().startswith(f"#!{sys.executable}\n")
     again = run(sys.executable, "-m", "cocaine_http", "init", "hello:app", "--dir", str(tmp_path))
     assert again.returncode == 2 and "exists" in again.stderr
-    bad = run(sys.executable, "-m", "cocaine_http", "init", "hello:app", "--dir", str(tmp_path / "x"), "--thread", "2")
+    bad = run(
+        sys.executable,
+        "-m",
+        "cocaine_http",
+        "init",
+        "hello:app",
+        "--dir",
+        str(tmp_path / "x"),
+        "--thread",
+        "2",
+    )
     assert bad.returncode == 2
 
 
@@ -219,7 +277,9 @@ def test_init_writes_manifest_and_launcher(tmp_path) -> None:  # type: ignore[no
 def test_init_output_runs_under_the_engine(tmp_path, gen: Generation) -> None:  # type: ignore[no-untyped-def]
     """The runtime's way: exec the manifest's slave path with only its flags, env from the manifest."""
     (tmp_path / "hello.py").write_text(HELLO)
-    proc = run(sys.executable, "-m", "cocaine_http", "init", "hello:app", "--dir", str(tmp_path), "--root-path", "/h")
+    proc = run(
+        sys.executable, "-m", "cocaine_http", "init", "hello:app", "--dir", str(tmp_path), "--root-path", "/h"
+    )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "manifest.json").read_text())
 
@@ -228,9 +288,13 @@ def test_init_output_runs_under_the_engine(tmp_path, gen: Generation) -> None:  
         env = {k: v for k, v in manifest["environment"].items()}
         saved = {k: os.environ.pop(k) for k in ("PYTHONPATH",) if k in os.environ}
         try:
-            async with Engine("hello", slave, generation=gen, runtime_dir=str(tmp_path / "run"), env=env) as engine:
+            async with Engine(
+                "hello", slave, generation=gen, runtime_dir=str(tmp_path / "run"), env=env
+            ) as engine:
                 await engine.start(1, timeout=20)
-                reply = await engine.invoke("http", [encode_request("GET", "/x", [("Host", "h")], generation=gen)])
+                reply = await engine.invoke(
+                    "http", [encode_request("GET", "/x", [("Host", "h")], generation=gen)]
+                )
                 try:
                     status, _, body = decode_response(reply.chunks, gen)
                 except ValueError as exc:
@@ -260,7 +324,12 @@ def test_example_manifests_run_as_deployed(example: str, tmp_path) -> None:  # t
     async def go() -> tuple[int, bytes]:
         env = {**manifest["environment"], "PYTHONPATH": ROOT}
         async with Engine(
-            "ex", [sys.executable, launcher], generation=Generation.B, runtime_dir=str(tmp_path), cwd=directory, env=env
+            "ex",
+            [sys.executable, launcher],
+            generation=Generation.B,
+            runtime_dir=str(tmp_path),
+            cwd=directory,
+            env=env,
         ) as engine:
             await engine.start(1, timeout=20)
             reply = await engine.invoke("http", [encode_request("GET", "/", [("Host", "h")])])

@@ -151,7 +151,11 @@ async def asgi(scope, receive, send):
         path = path[len(root) :]
     if path == "/scope":
         body = await _body(receive)
-        data = {k: v for k, v in scope.items() if k not in ("headers", "state", "extensions", "raw_path", "query_string")}
+        data = {
+            k: v
+            for k, v in scope.items()
+            if k not in ("headers", "state", "extensions", "raw_path", "query_string")
+        }
         data["raw_path"] = scope["raw_path"].decode("latin-1")
         data["query_string"] = scope["query_string"].decode("latin-1")
         data["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]

@@ -67,14 +67,18 @@ def test_input_readinto_and_buffered_wrapper() -> None:
 # -- environ and scope ------------------------------------------------------------------
 
 
-def req(uri: bytes = b"/", headers: list[tuple[str, str]] | None = None, body: bytes = b"", method: str = "GET"):  # type: ignore[no-untyped-def]
+def req(
+    uri: bytes = b"/", headers: list[tuple[str, str]] | None = None, body: bytes = b"", method: str = "GET"
+):  # type: ignore[no-untyped-def]
     return parse_request(encode_request(method, uri, headers or [], body))
 
 
 def test_environ_latin1_path_and_root_path() -> None:
     env = build_environ(req(b"/app/%C3%BC/x%2Fy?a=%C3%BC"), None, root_path="/app/")
     assert env["SCRIPT_NAME"] == "/app"
-    assert env["PATH_INFO"] == "/\u00c3\u00bc/x/y"  # bytes as latin-1 (PEP 3333), %2F decoded like every server
+    assert (
+        env["PATH_INFO"] == "/\u00c3\u00bc/x/y"
+    )  # bytes as latin-1 (PEP 3333), %2F decoded like every server
     assert env["PATH_INFO"].encode("latin-1").decode("utf-8") == "/ü/x/y"
     assert env["QUERY_STRING"] == "a=%C3%BC"
     assert env["RAW_URI"] == "/app/%C3%BC/x%2Fy?a=%C3%BC"
@@ -175,7 +179,9 @@ class FakeResponse:
 
 def call_wsgi(app: Any, path: str = "/", gen: Generation = Generation.B, method: str = "GET") -> FakeResponse:
     response = FakeResponse()
-    WSGIHandler(app, generation=gen)(FakeBlockingRequest(encode_request(method, path, [], generation=gen)), response)
+    WSGIHandler(app, generation=gen)(
+        FakeBlockingRequest(encode_request(method, path, [], generation=gen)), response
+    )
     return response
 
 
@@ -308,7 +314,10 @@ def test_asgi_receive_after_response_is_disconnect() -> None:
         messages.append(await receive())
 
     call_asgi(app, b"more", body=b"first")
-    assert messages == [{"type": "http.request", "body": b"first", "more_body": True}, {"type": "http.disconnect"}]
+    assert messages == [
+        {"type": "http.request", "body": b"first", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
 
 
 def test_asgi_bad_message_type_gets_500() -> None:

@@ -37,7 +37,9 @@ def pool(probe_log: str) -> Iterator[Callable[[str, Generation], Served]]:
     def get(kind: str, generation: Generation) -> Served:
         key = (kind, generation)
         if key not in workers:
-            workers[key] = Served(f"badapps:{kind}", generation, app_dir=COMPAT_DIR, env={"PROBE_LOG": probe_log})
+            workers[key] = Served(
+                f"badapps:{kind}", generation, app_dir=COMPAT_DIR, env={"PROBE_LOG": probe_log}
+            )
         return workers[key]
 
     yield get
@@ -117,8 +119,16 @@ def test_empty_session_gets_400(pool: Any, generation: Generation, kind: str) ->
 
 @pytest.mark.parametrize(
     "path",
-    ["/raise-before", "/bad-status", "/bad-header", "/not-iterable", "/huge-head", "/str-body", "/no-start-response",
-     "/raise-in-iter-before-head"],
+    [
+        "/raise-before",
+        "/bad-status",
+        "/bad-header",
+        "/not-iterable",
+        "/huge-head",
+        "/str-body",
+        "/no-start-response",
+        "/raise-in-iter-before-head",
+    ],
 )
 def test_wsgi_app_fault_before_head_gets_500(wsgi_worker: Served, probe_log: str, path: str) -> None:
     reply = wsgi_worker.request("GET", path)
@@ -213,7 +223,9 @@ def test_wsgi_environ(wsgi_worker: Served) -> None:
 # -- misbehaving ASGI apps ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/raise-before", "/no-response", "/bad-status", "/bad-header", "/huge-head"])
+@pytest.mark.parametrize(
+    "path", ["/raise-before", "/no-response", "/bad-status", "/bad-header", "/huge-head"]
+)
 def test_asgi_app_fault_before_head_gets_500(asgi_worker: Served, path: str) -> None:
     reply = asgi_worker.request("GET", path)
     assert (reply.status, reply.body) == (500, b"Internal Server Error")
@@ -290,5 +302,7 @@ def test_asgi_disconnect_when_runtime_fails_the_session(asgi_worker: Served, pro
         await inv.send_error((0x53FF, 1) if asgi_worker.generation is Generation.B else 1, "client went away")
 
     lt.run(go())
-    assert wait_for(lambda: "disconnect-before-response http.disconnect" in probes(probe_log)), asgi_worker.output()
+    assert wait_for(lambda: "disconnect-before-response http.disconnect" in probes(probe_log)), (
+        asgi_worker.output()
+    )
     still_serving(asgi_worker)

@@ -67,7 +67,10 @@ CASES = {
         b"a=1&a=2&b=x+y&c=%C3%A9",
     ),
     "post_json": Case(
-        "POST", "/json", [("Content-Type", "application/json")], b'{"name": "widget", "price": 2.5, "tags": ["a"]}'
+        "POST",
+        "/json",
+        [("Content-Type", "application/json")],
+        b'{"name": "widget", "price": 2.5, "tags": ["a"]}',
     ),
     "upload_10mib": Case("POST", "/upload", [("Content-Type", "application/octet-stream")], TEN_MIB),
     "upload_10mib_streamed": Case(
@@ -77,11 +80,19 @@ CASES = {
     "repeated_headers": Case(
         "GET",
         "/headers",
-        [("Accept", "text/html"), ("X-Multi", "1"), ("Accept", "application/json"), ("X-Multi", "2"),
-         ("X-Real-IP", "127.0.0.1")],
+        [
+            ("Accept", "text/html"),
+            ("X-Multi", "1"),
+            ("Accept", "application/json"),
+            ("X-Multi", "2"),
+            ("X-Real-IP", "127.0.0.1"),
+        ],
     ),
     "cookies": Case(
-        "GET", "/headers", [("Cookie", "a=b; sid=xyz"), ("X-Real-IP", "127.0.0.1")], cookie_pairs=[("a", "b"), ("sid", "xyz")]
+        "GET",
+        "/headers",
+        [("Cookie", "a=b; sid=xyz"), ("X-Real-IP", "127.0.0.1")],
+        cookie_pairs=[("a", "b"), ("sid", "xyz")],
     ),
     "set_cookie": Case("GET", "/cookie"),
     "streaming": Case("GET", "/stream?n=20", min_chunks=3),
@@ -130,14 +141,19 @@ def ground_truth(kind: str, app: Any, case: Case) -> httpx.Response:
 
 
 def through_worker(worker: Served, case: Case) -> HttpReply:
-    request = httpx.Request(case.method, "http://example.com" + case.path, headers=case.headers, content=case.body)
+    request = httpx.Request(
+        case.method, "http://example.com" + case.path, headers=case.headers, content=case.body
+    )
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
     headers = [*case.cookie_pairs, *headers]
     uri = request.url.raw_path.decode("ascii")
     body, extra = case.body, []
     if case.split_body:
         body = case.body[: case.split_body]
-        extra = [case.body[i : i + case.split_body] for i in range(case.split_body, len(case.body), case.split_body)]
+        extra = [
+            case.body[i : i + case.split_body]
+            for i in range(case.split_body, len(case.body), case.split_body)
+        ]
     return worker.request(case.method, uri, headers, body, extra_chunks=extra)
 
 
@@ -196,6 +212,8 @@ def test_same_response(worker: Served, app_name: str, generation: Generation, ca
     if case_name.startswith("upload"):
         assert hashlib.sha256(TEN_MIB).hexdigest().encode() in got.body
     if case_name == "unicode_path":
-        assert "ünïcødé-€" in got.body.decode("utf-8") or "\\u00fcn\\u00efc\\u00f8d\\u00e9" in got.body.decode()
+        assert (
+            "ünïcødé-€" in got.body.decode("utf-8") or "\\u00fcn\\u00efc\\u00f8d\\u00e9" in got.body.decode()
+        )
     if case_name == "cookies":
         assert b'"a":"b"' in got.body.replace(b" ", b"")

@@ -34,7 +34,9 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untype
 @GENS
 def test_fastapi_lifespan_once_per_process(gen: Generation, tmp_path) -> None:  # type: ignore[no-untyped-def]
     log = str(tmp_path / "lifespan.log")
-    worker = Served("examples.fastapi_app.app:app", gen, args=["--env", f"FASTAPI_APP_LIFESPAN_LOG={log}"], workers=2)
+    worker = Served(
+        "examples.fastapi_app.app:app", gen, args=["--env", f"FASTAPI_APP_LIFESPAN_LOG={log}"], workers=2
+    )
     try:
         pids = {s.pid for s in worker.engine.slaves.values()}
         for _ in range(6):
@@ -115,7 +117,11 @@ def test_event_mappings_and_default() -> None:
         "badapps:wsgi=w",
         Generation.B,
         app_dir=COMPAT_DIR,
-        args=["badapps:ASGI2App=a2", 'badapps:wsgi_factory("hello", punct="?")=f', "badapps:asgi_no_lifespan=*"],
+        args=[
+            "badapps:ASGI2App=a2",
+            'badapps:wsgi_factory("hello", punct="?")=f',
+            "badapps:asgi_no_lifespan=*",
+        ],
     )
     try:
         assert worker.request("GET", "/status-429", event="w").status == 429
@@ -167,7 +173,16 @@ def _run_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[s
     )
 
 
-RUNTIME = ["--app", "web", "--endpoint", "/nonexistent/web.1", "--locator", "127.0.0.1:10053", "--uuid", "u-1"]
+RUNTIME = [
+    "--app",
+    "web",
+    "--endpoint",
+    "/nonexistent/web.1",
+    "--locator",
+    "127.0.0.1:10053",
+    "--uuid",
+    "u-1",
+]
 
 
 def test_lifespan_startup_failure_exits_before_connecting() -> None:

@@ -26,7 +26,8 @@ def hx(text: str) -> bytes:
 
 
 A12 = hx(
-    "93 04 11 91 da 00 2d 95 a3 47 45 54 aa 2f 68 65 6c 6c 6f 3f 78 3d 31 a8 48 54 54 50 2f 31 2e 31 91 92 a4 48 6f 73"
+    "93 04 11 91 da 00 2d 95 a3 47 45 54 aa 2f 68 65 6c 6c 6f"
+    " 3f 78 3d 31 a8 48 54 54 50 2f 31 2e 31 91 92 a4 48 6f 73"
     " 74 ab 65 78 61 6d 70 6c 65 2e 63 6f 6d a0"
 )
 A13 = hx(
@@ -34,11 +35,13 @@ A13 = hx(
 )
 A14 = hx("93 04 11 91 a6 a5 68 65 6c 6c 6f")
 B9 = hx(
-    "93 02 00 91 da 00 28 95 a3 47 45 54 aa 2f 68 65 6c 6c 6f 3f 78 3d 31 a3 31 2e 31 91 92 a4 48 6f 73 74 ab 65 78 61"
+    "93 02 00 91 da 00 28 95 a3 47 45 54 aa 2f 68 65 6c 6c 6f"
+    " 3f 78 3d 31 a3 31 2e 31 91 92 a4 48 6f 73 74 ab 65 78 61"
     " 6d 70 6c 65 2e 63 6f 6d a0"
 )
 B10 = hx(
-    "93 02 00 91 bd 92 cc c8 91 92 ac 43 6f 6e 74 65 6e 74 2d 54 79 70 65 aa 74 65 78 74 2f 70 6c 61 69 6e 93 02 00 91"
+    "93 02 00 91 bd 92 cc c8 91 92 ac 43 6f 6e 74 65 6e 74 2d"
+    " 54 79 70 65 aa 74 65 78 74 2f 70 6c 61 69 6e 93 02 00 91"
     " a5 68 65 6c 6c 6f 93 02 02 90"
 )
 
@@ -201,12 +204,16 @@ def test_malformed_envelopes_raise_typed_error(blob: bytes) -> None:
 # -- response heads ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "code"), [("200 OK", 200), ("404 Not Found", 404), ("599", 599), (204, 204)])
+@pytest.mark.parametrize(
+    ("status", "code"), [("200 OK", 200), ("404 Not Found", 404), ("599", 599), (204, 204)]
+)
 def test_status_lines(status: object, code: int) -> None:
     assert parse_status_line(status) == code
 
 
-@pytest.mark.parametrize("status", ["OK", "20 OK", "2000 OK", "600 Nope", "200OK", "099 x", "200 a\r\nb", b"200 OK", None, True])
+@pytest.mark.parametrize(
+    "status", ["OK", "20 OK", "2000 OK", "600 Nope", "200OK", "099 x", "200 a\r\nb", b"200 OK", None, True]
+)
 def test_bad_status_lines(status: object) -> None:
     with pytest.raises(ResponseHeadError):
         parse_status_line(status)
@@ -242,7 +249,9 @@ def test_a_drops_content_length_and_hop_by_hop() -> None:
         200, [("Content-Length", "5"), ("Transfer-Encoding", "chunked"), ("Connection", "close"), ("X", "1")]
     )
     assert pairs == [[b"X", b"1"]]
-    _code, pairs = ResponseEncoder(Generation.B).head_pairs(200, [("Content-Length", "5"), ("Connection", "x")])
+    _code, pairs = ResponseEncoder(Generation.B).head_pairs(
+        200, [("Content-Length", "5"), ("Connection", "x")]
+    )
     assert pairs == [[b"Content-Length", b"5"]]
 
 

@@ -23,9 +23,12 @@ A1 = hx("93 00 00 91 da 00 24 38 66 30 61 36 64 34 65 2d 31 63 32 62 2d 34 61 35
 A6 = hx("93 05 11 92 d0 9c da 00 24 74 68 65 72 65 20 69 73 20 6e 6f 20 68 61 6e 64 6c 65 72 20 66 6f 72 "
         "20 65 76 65 6e 74 20 6e 6f 73 75 63 68")
 B8 = hx(
-    "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 72 65 61 64 "
-    "80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 01 93 a5 77 72 69 74 65 80 82 00 92 a5 76 61 6c "
-    "75 65 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 "
+    "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca"
+    " 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 72 65 61 64 "
+    "80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72"
+    " 80 01 93 a5 77 72 69 74 65 80 82 00 92 a5 76 61 6c "
+    "75 65 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f"
+    " 76 65 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 "
     "72 72 6f 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80"
 )
 
@@ -47,7 +50,9 @@ def test_generation_a_vectors(a: MessageEncoder) -> None:
     assert a.chunk(17, b"\x00\x80\xc4\xd9\xff") == hx("93 04 11 91 a5 00 80 c4 d9 ff")  # A4
     assert a.choke(17) == hx("93 06 11 90")  # A5
     assert a.error(17, -100, "there is no handler for event nosuch") == A6
-    assert a.terminate(1, "slave is idle") == hx("93 02 00 92 01 ad 73 6c 61 76 65 20 69 73 20 69 64 6c 65")  # A7
+    assert a.terminate(1, "slave is idle") == hx(
+        "93 02 00 92 01 ad 73 6c 61 76 65 20 69 73 20 69 64 6c 65"
+    )  # A7
     assert a.frame(1, 0, ["storage"]) == hx("93 00 01 91 a7 73 74 6f 72 61 67 65")  # A8
 
 
@@ -56,7 +61,9 @@ def test_generation_b_vectors(b: MessageEncoder) -> None:
     assert b.chunk(2, b"\x00\x80\xc4\xd9\xff") == hx("93 02 00 91 a5 00 80 c4 d9 ff")  # B4
     assert b.error(2, (42, 1), "event not found") == hx(
         "93 02 01 92 92 2a 01 af 65 76 65 6e 74 20 6e 6f 74 20 66 6f 75 6e 64")  # B5
-    assert b.terminate(13, "slave is idle") == hx("93 01 01 92 0d ad 73 6c 61 76 65 20 69 73 20 69 64 6c 65")  # B6
+    assert b.terminate(13, "slave is idle") == hx(
+        "93 01 01 92 0d ad 73 6c 61 76 65 20 69 73 20 69 64 6c 65"
+    )  # B6
     assert b.frame(1, 0, ["storage"]) == hx("93 01 00 91 a7 73 74 6f 72 61 67 65")  # B7
     assert b.chunk(2, b"hello") + b.choke(2) == hx("93 02 00 91 a5 68 65 6c 6c 6f 93 02 02 90")  # B10 tail
     assert b.invoke(2, "http", [80, 81, 82]) == hx("94 02 00 91 a4 68 74 74 70 93 50 51 52")
@@ -82,7 +89,9 @@ def test_hand_rolled_chunks_equal_the_packer(size: int, session: int) -> None:
         frame = enc.chunk(session, data)
         assert frame == msgpack.packb(order(session), use_bin_type=False)
         assert_old_spec(frame)
-        assert enc.choke(session) == msgpack.packb([6, session, []] if gen is Generation.A else [session, 2, []])
+        assert enc.choke(session) == msgpack.packb(
+            [6, session, []] if gen is Generation.A else [session, 2, []]
+        )
 
 
 def test_uint_and_raw_header_edges() -> None:

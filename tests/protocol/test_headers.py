@@ -56,8 +56,17 @@ def test_eviction_by_size() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [[0], [62], [DYNAMIC_BASE], ["x"], [[1, b"a", b"b"]], [[True, b"a"]], [[False, 1.5, b"v"]], [[False, b"a", 3]],
-     b"notalist"],
+    [
+        [0],
+        [62],
+        [DYNAMIC_BASE],
+        ["x"],
+        [[1, b"a", b"b"]],
+        [[True, b"a"]],
+        [[False, 1.5, b"v"]],
+        [[False, b"a", 3]],
+        b"notalist",
+    ],
 )
 def test_malformed_entries_raise_typed(bad: object) -> None:
     with pytest.raises(FrameFormatError):

@@ -59,7 +59,9 @@ def test_b_lifecycle_and_headers() -> None:
     assert isinstance(w.receive(Frame(1, 0, [], H), 1), Heartbeat)
     inv = w.receive(Frame(2, 0, [b"http"], H), 1)
     assert inv == Invoke(2, "http", [(b"trace_id", Z8), (b"span_id", Z8), (b"parent_id", Z8)])
-    assert w.receive(Frame(2, 0, [b"blob"], [[False, b"x-a", b"1"]]), 1) == Chunk(2, b"blob", [(b"x-a", b"1")])
+    assert w.receive(Frame(2, 0, [b"blob"], [[False, b"x-a", b"1"]]), 1) == Chunk(
+        2, b"blob", [(b"x-a", b"1")]
+    )
     assert w.receive(Frame(2, 2, [], None), 1) == Choke(2)
     # a second channel with a lower id than the highest seen is not an invoke
     ignored = w.receive(Frame(2, 0, [b"http"], None), 1)
@@ -69,7 +71,9 @@ def test_b_lifecycle_and_headers() -> None:
     assert 5 not in w.sessions or w.sessions[5].send_half is Half.CLOSED
     with pytest.raises(ChannelClosedError):
         w.send_choke(5)  # nothing after an error in B
-    assert w.receive(Frame(1, 1, [11, b"overseer is shutdowning"], H), 2) == Terminate(11, "overseer is shutdowning")
+    assert w.receive(Frame(1, 1, [11, b"overseer is shutdowning"], H), 2) == Terminate(
+        11, "overseer is shutdowning"
+    )
 
 
 def test_b_client_error_and_bad_frames_are_ignored_not_fatal() -> None:
@@ -110,7 +114,9 @@ def test_heartbeat_and_disown_deadlines() -> None:
     assert not w.disowned(60)
 
 
-@pytest.mark.parametrize(("gen", "frame"), [(Generation.A, Frame(0, 3, [b"http"])), (Generation.B, Frame(1, 0, [b"x"]))])
+@pytest.mark.parametrize(
+    ("gen", "frame"), [(Generation.A, Frame(0, 3, [b"http"])), (Generation.B, Frame(1, 0, [b"x"]))]
+)
 def test_invoke_on_the_control_session_is_ignored(gen: Generation, frame: Frame) -> None:
     w = WorkerProtocol(gen, "u")
     w.start(0)

@@ -183,8 +183,9 @@ class Peer:
         return ("127.0.0.1", self.port)
 
     async def start(self, port: int | None = None) -> Peer:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port if port is None else port,
-                                                 reuse_address=True)
+        self.server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port if port is None else port, reuse_address=True
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -247,7 +248,14 @@ class LocatorPeer(Peer):
         self.canned: dict[str, Any] = {}
         self.resolves: list[str] = []
 
-    def register(self, name: str, peer: Peer, kind: str | None = None, *, endpoints: list[tuple[str, int]] | None = None) -> None:
+    def register(
+        self,
+        name: str,
+        peer: Peer,
+        kind: str | None = None,
+        *,
+        endpoints: list[tuple[str, int]] | None = None,
+    ) -> None:
         kind = kind or peer.name
         table = TABLES_A[kind] if self.gen == "A" else GRAPHS_B[kind]
         self.registry[name] = (endpoints or [peer.endpoint], table)
@@ -304,7 +312,9 @@ class StoragePeer(Peer):
             return "void", None
         if method == 3:
             coll, tags = args
-            keys = sorted(k for k, (_, t) in self.data.get(coll, {}).items() if tags and all(x in t for x in tags))
+            keys = sorted(
+                k for k, (_, t) in self.data.get(coll, {}).items() if tags and all(x in t for x in tags)
+            )
             return "value", keys
         return "unknown", None
 
@@ -456,7 +466,9 @@ class NodePeer(Peer):
             out = {}
             for app in args[0]:
                 name = text(app)
-                out[name] = "the app is already running" if name in self.running else "the app has been started"
+                out[name] = (
+                    "the app is already running" if name in self.running else "the app has been started"
+                )
                 if name not in self.running:
                     self.running.append(name)
             conn.chunk(sid, out)

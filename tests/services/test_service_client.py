@@ -45,7 +45,9 @@ def test_resolve_and_request_bytes(gen: str) -> None:
             assert r.endpoints == (cloud.storage.endpoint,)
             assert set(r.methods(client.generation)) == {"read", "write", "remove", "find"}
             # the resolve request on the wire: A8 / B7 exactly
-            vector = "93 00 01 91 a7 73 74 6f 72 61 67 65" if gen == "A" else "93 01 00 91 a7 73 74 6f 72 61 67 65"
+            vector = (
+                "93 00 01 91 a7 73 74 6f 72 61 67 65" if gen == "A" else "93 01 00 91 a7 73 74 6f 72 61 67 65"
+            )
             assert bytes(cloud.locator.raw) == bytes.fromhex(vector)
             # the storage read request of §2.9.2 / §3.10.2, first call on the storage connection
             cloud.storage.data[b"manifests"] = {b"web": (b"M", [])}
@@ -238,7 +240,9 @@ def test_calls_made_while_connecting_are_queued(gen: str) -> None:
     async def scenario() -> None:
         async with Cloud(gen) as cloud, make_client(cloud) as client:
             cloud.storage.data[b"c"] = {b"k": (b"v", [])}
-            svc = Service("storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST)
+            svc = Service(
+                "storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST
+            )
             results = await asyncio.gather(*(svc.read("c", "k") for _ in range(50)))
             assert results == [b"v"] * 50
             assert cloud.storage.accepted == 1 and cloud.locator.resolves == ["storage"]
@@ -346,7 +350,9 @@ def test_peer_closing_mid_reply_is_a_disconnect(gen: str) -> None:
             cloud.locator.register("hang", hang, "storage")
             async with make_client(cloud) as client:
                 svc = await client.service("hang")
-                results = await asyncio.gather(svc.read("c", "k"), svc.read("c", "k2"), return_exceptions=True)
+                results = await asyncio.gather(
+                    svc.read("c", "k"), svc.read("c", "k2"), return_exceptions=True
+                )
                 assert all(isinstance(r, DisconnectedError) for r in results), results
                 assert "hang.read" in str(results[0])
                 assert svc.state is ServiceState.ERROR
@@ -450,7 +456,12 @@ def test_streaming_enqueue_with_streamed_chunks(gen: str) -> None:
             if gen == "B":
                 assert chunks == [b"echo:abc", b"echo:\xff\x00", b"end:ping"]
                 # the request went out as enqueue, write, write, close on one channel
-                assert cloud.app.frames == [[1, 0, [b"ping"]], [1, 0, [b"abc"]], [1, 0, [b"\xff\x00"]], [1, 2, []]]
+                assert cloud.app.frames == [
+                    [1, 0, [b"ping"]],
+                    [1, 0, [b"abc"]],
+                    [1, 0, [b"\xff\x00"]],
+                    [1, 2, []],
+                ]
             else:
                 assert b"".join(chunks) == b"abc\xff\x00" and len(chunks) == 5  # streamed one by one
                 assert cloud.app.frames == [[0, 1, [b"ping", b"abc\xff\x00"]]]
@@ -590,7 +601,9 @@ async def _shout(self: Any) -> bytes:
 def test_state_history_with_resolving_flag(gen: str) -> None:
     async def scenario() -> None:
         async with Cloud(gen) as cloud, make_client(cloud) as client:
-            svc = Service("storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST)
+            svc = Service(
+                "storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST
+            )
             svc.fsm.history = []
             await svc.connect()
             port = cloud.storage.port
@@ -688,7 +701,9 @@ def test_close_while_resolving_fails_the_waiting_calls(gen: str) -> None:
     async def scenario() -> None:
         async with SilentPeer(gen) as silent:  # a locator that never answers
             client = Client([silent.endpoint], protocol_of(gen), backoff=FAST, timeout=5)
-            svc = Service("storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST)
+            svc = Service(
+                "storage", generation=client.generation, resolver=client.locator.resolve, backoff=FAST
+            )
             svc.fsm.history = []
             calls = [asyncio.ensure_future(svc.read("c", "k")) for _ in range(3)]
             await asyncio.sleep(0.05)

@@ -14,7 +14,9 @@ def test_outside_a_worker_the_defaults_are_b_and_both_loopbacks() -> None:
 
 
 def test_a_worker_argv() -> None:
-    d = runtime_defaults(["--app", "web", "--endpoint", "/run/web.1", "--locator", "node1:10053", "--uuid", "u"])
+    d = runtime_defaults(
+        ["--app", "web", "--endpoint", "/run/web.1", "--locator", "node1:10053", "--uuid", "u"]
+    )
     assert d.generation is Generation.A and d.in_worker and d.app == "web"
     assert d.locators == [("node1", 10053)]
 

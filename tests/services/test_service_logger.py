@@ -98,11 +98,19 @@ def test_attributes_and_percent_args(gen: str) -> None:
             first, long, second, third = await cloud.logging.wait_emits(4)
             assert long[2].startswith(b"x" * 40)
             if gen == "B":
-                assert first == [1, b"app/web", b"user bob did 3 things",
-                                 [[b"uid", 7], [b"ok", True], [b"ratio", 0.5], [b"who", b"me"], [b"obj", b"[1]"]]]
+                assert first == [
+                    1,
+                    b"app/web",
+                    b"user bob did 3 things",
+                    [[b"uid", 7], [b"ok", True], [b"ratio", 0.5], [b"who", b"me"], [b"obj", b"[1]"]],
+                ]
                 assert second == [1, b"app/web", b"100% literal"]  # no attributes: 3 arguments
             else:
-                assert first == [3, b"app/web", b"user bob did 3 things uid=7 ok=True ratio=0.5 who=me obj=[1]"]
+                assert first == [
+                    3,
+                    b"app/web",
+                    b"user bob did 3 things uid=7 ok=True ratio=0.5 who=me obj=[1]",
+                ]
                 assert second == [3, b"app/web", b"100% literal"]
             assert b"formatting failed" in third[2]
             assert_old_spec(bytes(cloud.logging.raw))  # no str8/bin/ext anywhere, attributes included

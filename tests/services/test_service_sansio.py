@@ -48,16 +48,27 @@ def hx(s: str) -> bytes:
 
 
 A8 = hx("93 00 01 91 a7 73 74 6f 72 61 67 65")
-A9 = hx("93 04 01 91 da 00 2c 93 92 a9 31 32 37 2e 30 2e 30 2e 31 cd 27 78 01 84 00 a4 72 65 61 64 01 a5 77 72 69 74 65"
-        " 02 a6 72 65 6d 6f 76 65 03 a4 66 69 6e 64 93 06 01 90")
-A10 = hx("93 05 01 92 01 bf 73 65 72 76 69 63 65 20 6e 6f 73 75 63 68 20 69 73 20 6e 6f 74 20 61 76 61 69 6c 61 62 6c"
-         " 65 93 06 01 90")
+A9 = hx(
+    "93 04 01 91 da 00 2c 93 92 a9 31 32 37 2e 30 2e 30 2e 31"
+    " cd 27 78 01 84 00 a4 72 65 61 64 01 a5 77 72 69 74 65"
+    " 02 a6 72 65 6d 6f 76 65 03 a4 66 69 6e 64 93 06 01 90"
+)
+A10 = hx(
+    "93 05 01 92 01 bf 73 65 72 76 69 63 65 20 6e 6f 73 75"
+    " 63 68 20 69 73 20 6e 6f 74 20 61 76 61 69 6c 61 62 6c"
+    " 65 93 06 01 90"
+)
 A11 = hx("93 04 02 91 b0 af 81 a5 73 6c 61 76 65 a7 65 63 68 6f 2e 70 79 93 06 02 90")
 B7 = hx("93 01 00 91 a7 73 74 6f 72 61 67 65")
-B8 = hx("93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 72 65 61 64 80"
-        " 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80 01 93 a5 77 72 69 74 65 80 82 00 92 a5 76 61 6c 75 65"
-        " 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f"
-        " 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80")
+B8 = hx(
+    "93 01 00 93 92 92 a9 31 32 37 2e 30 2e 30 2e 31 cd a8 ca"
+    " 92 a3 3a 3a 31 cd a8 ca 01 84 00 93 a4 72 65 61 64 80"
+    " 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80"
+    " 01 93 a5 77 72 69 74 65 80 82 00 92 a5 76 61 6c 75 65"
+    " 80 01 92 a5 65 72 72 6f 72 80 02 93 a6 72 65 6d 6f 76 65"
+    " 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f"
+    " 72 80 03 93 a4 66 69 6e 64 80 82 00 92 a5 76 61 6c 75 65 80 01 92 a5 65 72 72 6f 72 80"
+)
 
 
 def frames(gen: Generation, data: bytes) -> list[Frame]:
@@ -177,7 +188,12 @@ def test_b_resolve_reply_vector_b8_with_headers_and_control_ids() -> None:
     r = parse_resolve(B, out[0][2], "storage")
     assert r.endpoints == (("127.0.0.1", 43210), ("::1", 43210))
     methods = r.methods(B)
-    assert [m.name for m in sorted(methods.values(), key=lambda m: m.index)] == ["read", "write", "remove", "find"]
+    assert [m.name for m in sorted(methods.values(), key=lambda m: m.index)] == [
+        "read",
+        "write",
+        "remove",
+        "find",
+    ]
     assert not any(m.streaming or m.mute for m in methods.values())
     # a 0.12.14 graph with transport control ids: they are not methods
     ctl = {0: [b"read", {}, {0: [b"value", {}], 1: [b"error", {}]}], 65535: [b"revoke", {}, {}],
@@ -235,7 +251,9 @@ def test_b_streaming_both_ways_follows_the_graphs() -> None:
     assert proto.send(st, "close", []) == b"\x93\x01\x02\x90"
     with pytest.raises(ChannelClosedError):
         proto.send(st, "write", [b"late"])  # nothing after a terminal message
-    replies = b"".join(msgpack.packb(f, use_bin_type=False) for f in ([1, 0, [b"a"]], [1, 0, [b"b"]], [1, 2, []]))
+    replies = b"".join(
+        msgpack.packb(f, use_bin_type=False) for f in ([1, 0, [b"a"]], [1, 0, [b"b"]], [1, 2, []])
+    )
     out = feed(proto, replies)
     assert [(w, p) for _, w, p in out] == [(Reply.DATA, b"a"), (Reply.DATA, b"b"), (Reply.END, None)]
     assert not proto.calls
@@ -311,7 +329,10 @@ def test_unexpected_type_fails_only_that_call() -> None:
     read = static_methods(B, "storage")["read"]
     _st1, _ = proto.open(read, ["c", "k"])
     st2, _ = proto.open(read, ["c", "k"])
-    out = feed(proto, msgpack.packb([1, 7, []], use_bin_type=False) + msgpack.packb([2, 0, [b"ok"]], use_bin_type=False))
+    out = feed(
+        proto,
+        msgpack.packb([1, 7, []], use_bin_type=False) + msgpack.packb([2, 0, [b"ok"]], use_bin_type=False),
+    )
     assert isinstance(out[0][2], UnexpectedMessageError) and out[1] == (st2, Reply.VALUE, b"ok")
     assert not proto.calls
 
@@ -335,15 +356,32 @@ GOOD_A = [[b"h", 1], 1, {0: b"read"}]
 GOOD_B = ([[b"::1", 1]], 1, {0: [b"read", {}, {0: [b"value", {}], 1: [b"error", {}]}]})
 
 
-@pytest.mark.parametrize(("gen", "value"), [
-    (A, None), (A, b"junk"), (A, [1, 2]), (A, [[b"h"], 1, {}]), (A, [[b"h", 0], 1, {}]), (A, [[b"h", 70000], 1, {}]),
-    (A, [[1, 2], 1, {}]), (A, [[b"h", 1], -1, {}]), (A, [[b"h", 1], 1, []]), (A, [[b"h", 1], 1, {b"0": b"read"}]),
-    (A, [[b"h", 1], 1, {0: 5}]), (A, [[b"h", 1], 1, {0: b"\xff"}]), (A, [[b"h", 1], True, {0: b"read"}]),
-    (B, GOOD_A), (B, ([], 1, {})), (B, ([[b"h", b"1"]], 1, {})), (B, ([[b"h", 1]], 1, {0: [b"read", {}]})),
-    (B, ([[b"h", 1]], 1, {0: [b"read", {}, {b"0": [b"value", {}]}]})),
-    (B, ([[b"h", 1]], 1, {0: [b"read", {}, {0: b"value"}]})),
-    (B, ([[b"h", 1]], 1, {0: [b"read", 7, {}]})), (B, ([[b"h", 1]], 1, {0: [b"a", {}, {}], 1: [b"a", {}, {}]})),
-])
+@pytest.mark.parametrize(
+    ("gen", "value"),
+    [
+        (A, None),
+        (A, b"junk"),
+        (A, [1, 2]),
+        (A, [[b"h"], 1, {}]),
+        (A, [[b"h", 0], 1, {}]),
+        (A, [[b"h", 70000], 1, {}]),
+        (A, [[1, 2], 1, {}]),
+        (A, [[b"h", 1], -1, {}]),
+        (A, [[b"h", 1], 1, []]),
+        (A, [[b"h", 1], 1, {b"0": b"read"}]),
+        (A, [[b"h", 1], 1, {0: 5}]),
+        (A, [[b"h", 1], 1, {0: b"\xff"}]),
+        (A, [[b"h", 1], True, {0: b"read"}]),
+        (B, GOOD_A),
+        (B, ([], 1, {})),
+        (B, ([[b"h", b"1"]], 1, {})),
+        (B, ([[b"h", 1]], 1, {0: [b"read", {}]})),
+        (B, ([[b"h", 1]], 1, {0: [b"read", {}, {b"0": [b"value", {}]}]})),
+        (B, ([[b"h", 1]], 1, {0: [b"read", {}, {0: b"value"}]})),
+        (B, ([[b"h", 1]], 1, {0: [b"read", 7, {}]})),
+        (B, ([[b"h", 1]], 1, {0: [b"a", {}, {}], 1: [b"a", {}, {}]})),
+    ],
+)
 def test_resolve_garbage_raises_a_typed_error_naming_the_service(gen: Generation, value: object) -> None:
     with pytest.raises(ResolveFormatError, match="'storage'") as info:
         parse_resolve(gen, value, "storage")
@@ -390,7 +428,9 @@ def test_state_machine_happy_paths_and_resolving_flag() -> None:
         "closed", "connecting", "connected", "error", "connecting", "error", "closed", "error", "closed"]
 
 
-@pytest.mark.parametrize(("state", "resolving"), [(s, False) for s in ServiceState] + [(ServiceState.CLOSED, True)])
+@pytest.mark.parametrize(
+    ("state", "resolving"), [(s, False) for s in ServiceState] + [(ServiceState.CLOSED, True)]
+)
 def test_every_missing_pair_raises(state: ServiceState, resolving: bool) -> None:
     for event in ServiceInput:
         fsm = ServiceStateMachine()

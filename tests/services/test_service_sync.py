@@ -83,7 +83,9 @@ def test_sync_facade_from_plain_code_without_a_loop(bg_cloud: Cloud, gen: str) -
         exercise(cocaine, gen)
         services = [cocaine.client.locator, *cocaine.client._services]
     assert_no_leaks(*services)
-    assert [e[2] for e in bg_cloud.logging.emits] == [b"from sync code" if gen == "B" else b"from sync code n=1"]
+    assert [e[2] for e in bg_cloud.logging.emits] == [
+        b"from sync code" if gen == "B" else b"from sync code n=1"
+    ]
     assert not cocaine.loop.is_running()
 
 
@@ -101,8 +103,12 @@ def test_sync_facade_from_worker_threads_uses_the_running_loop(gen: str) -> None
 
                 cocaine = await loop.run_in_executor(None, handler)
                 # concurrent threads share the loop's connections
-                results = await asyncio.gather(*(
-                    loop.run_in_executor(None, lambda i=i: cocaine.storage().read("c", "k")) for i in range(8)))
+                results = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(None, lambda i=i: cocaine.storage().read("c", "k"))
+                        for i in range(8)
+                    )
+                )
                 assert results == [b"\xff\x00\xc1"] * 8
                 # calling the facade from the loop's own thread would deadlock: refused
                 with pytest.raises(RuntimeError, match="own event loop"):

@@ -35,7 +35,9 @@ def dead_port() -> Iterator[int]:
         sock.close()
 
 
-async def timed_failure(call: Callable[[], Awaitable[object]], n: int = 5) -> list[tuple[float, ConnectError]]:
+async def timed_failure(
+    call: Callable[[], Awaitable[object]], n: int = 5
+) -> list[tuple[float, ConnectError]]:
     """Make *n* calls in a row; each must raise ConnectError. Returns (seconds, error) per call."""
     out = []
     for _ in range(n):
