@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test setup bench clean
+.PHONY: run test lint setup bench clean
 
 setup: $(STAMP)
 
@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml setup.py native/build_ffi.py native/cocaine_frame.c nat
 run: $(STAMP)
 	$(VENV)/bin/cocaine-http dev examples.flask_app.app:app --bind 127.0.0.1:8080
 
-# The whole suite, once with each decoder backend.
-test: $(STAMP)
+# Lint first (config: [tool.ruff] in pyproject.toml), then the whole suite,
+# once with each decoder backend.
+test: lint
 	COCAINE_HTTP_DECODER=native $(PY) -m pytest -q
 	COCAINE_HTTP_DECODER=python $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cocaine_http bench tests
 
 bench: $(STAMP)
 	$(PY) bench/decoder.py
