@@ -23,8 +23,7 @@ refuses anything the graph does not allow *now*, and after a terminal
 message nothing at all, so no message ever follows a terminal one.
 
 The methods themselves -- graphs, :class:`MethodSpec`, resolve replies --
-are described by :mod:`.methods`; its names are re-exported here, so
-``from cocaine_http.protocol.service import parse_resolve`` keeps working.
+are described by :mod:`.methods`.
 """
 
 from __future__ import annotations
@@ -45,58 +44,15 @@ from ..errors import (
 )
 from .frames import Frame, Generation
 from .headers import HeaderTable, literal
-from .methods import (
-    A_STREAMING_DEFAULT,
-    A_UPSTREAM,
-    CONTROL_IDS_START,
-    MAX_GRAPH_DEPTH,
-    TERMINAL,
-    Kind,
-    MalformedReplyError,
-    MethodNotFound,
-    MethodSpec,
-    Node,
-    Resolved,
-    ResolveFormatError,
-    Transition,
-    build_methods_a,
-    build_methods_b,
-    compile_graph,
-    method_not_found,
-    parse_resolve,
-    resolve_error,
-    static_methods,
-)
+from .methods import TERMINAL, Kind, MalformedReplyError, MethodSpec, Node
 from .wire import MAX_MAP_LEN, PACKER_OPTIONS, as_text, reject_ext
 
-__all__ = [  # noqa: RUF022 - grouped by origin, see the comments
-    # calls (this module)
+__all__ = [
     "CallMode",
     "CallState",
     "Reply",
     "ServiceProtocol",
     "error_from_args",
-    # re-exported from .methods
-    "A_STREAMING_DEFAULT",
-    "A_UPSTREAM",
-    "CONTROL_IDS_START",
-    "MAX_GRAPH_DEPTH",
-    "TERMINAL",
-    "Kind",
-    "MalformedReplyError",
-    "MethodNotFound",
-    "MethodSpec",
-    "Node",
-    "ResolveFormatError",
-    "Resolved",
-    "Transition",
-    "build_methods_a",
-    "build_methods_b",
-    "compile_graph",
-    "method_not_found",
-    "parse_resolve",
-    "resolve_error",
-    "static_methods",
 ]
 
 

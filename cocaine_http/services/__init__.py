@@ -23,7 +23,7 @@ from ..errors import (
     ServiceError,
     ServiceNotFoundError,
 )
-from ..protocol.service import MalformedReplyError, MethodNotFound, Resolved, ResolveFormatError
+from ..protocol.methods import MalformedReplyError, MethodNotFound, Resolved, ResolveFormatError
 from ..protocol.states import Backoff, ServiceState
 from .base import BaseService, Stream
 from .client import Client

@@ -48,16 +48,8 @@ from ..errors import (
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.endpoints import Endpoint, format_endpoint
 from ..protocol.frames import Frame, Generation
-from ..protocol.service import (
-    CallMode,
-    CallState,
-    MethodSpec,
-    Reply,
-    Resolved,
-    ResolveFormatError,
-    ServiceProtocol,
-    method_not_found,
-)
+from ..protocol.methods import MethodSpec, Resolved, ResolveFormatError, method_not_found
+from ..protocol.service import CallMode, CallState, Reply, ServiceProtocol
 from ..protocol.states import Backoff, ServiceInput, ServiceState, ServiceStateMachine
 from .deadlines import DEADLINE_RESOLUTION, TIMED_OUT, Deadlines
 from .stream import Stream

@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import TransportError
 from ..protocol.endpoints import Endpoint, format_endpoint, parse_endpoint, parse_locators
 from ..protocol.frames import Generation
-from ..protocol.service import Resolved
+from ..protocol.methods import Resolved
 from ..protocol.states import Backoff
 from .base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 from .locator import Locator, default_locators

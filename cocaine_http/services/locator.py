@@ -3,12 +3,12 @@
 It listens on 10053 (PROTOCOL.md §2.5.2, §3.6.2) and is never resolved
 itself; its method table is :mod:`cocaine_http.protocol.definitions`'.
 :meth:`Locator.resolve` turns the reply into a checked
-:class:`~cocaine_http.protocol.service.Resolved`:
+:class:`~cocaine_http.protocol.methods.Resolved`:
 
 * an unknown name -> :class:`~cocaine_http.errors.ServiceNotFoundError`
   (A code 1, B ``[0x0A, 1]``; matched on codes, never on text);
 * a reply of the wrong shape, or bytes that are not frames ->
-  :class:`~cocaine_http.protocol.service.ResolveFormatError` (a
+  :class:`~cocaine_http.protocol.methods.ResolveFormatError` (a
   :class:`~cocaine_http.errors.RemoteProtocolError`) naming the service.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import RemoteProtocolError, ServiceError
 from ..protocol.endpoints import DEFAULT_LOCATOR_PORT, Endpoint
 from ..protocol.frames import Generation
-from ..protocol.service import Resolved, ResolveFormatError, parse_resolve, resolve_error, static_methods
+from ..protocol.methods import Resolved, ResolveFormatError, parse_resolve, resolve_error, static_methods
 from .base import BaseService
 
 __all__ = ["Locator", "default_locators"]

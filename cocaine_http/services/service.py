@@ -5,7 +5,7 @@ and from then on ``await storage.read("manifests", "web")`` calls method
 ``read`` by the index the locator published. Method names come from the
 wire, so they are looked up in a dict, never set as attributes from wire
 data; a name the service does not publish raises
-:class:`~cocaine_http.protocol.service.MethodNotFound` (a
+:class:`~cocaine_http.protocol.methods.MethodNotFound` (a
 :class:`~cocaine_http.errors.MethodNotFoundError` that is also an
 ``AttributeError``). A method shadowed by a real attribute (a service with a
 method called ``close``) stays reachable as ``service.call("close", ...)``.
@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from ..protocol.endpoints import Endpoint
 from ..protocol.frames import Generation
-from ..protocol.service import A_STREAMING_DEFAULT, MethodSpec, Resolved, method_not_found
+from ..protocol.methods import A_STREAMING_DEFAULT, MethodSpec, Resolved, method_not_found
 from .base import BaseService, Resolver
 
 __all__ = ["Definition", "Service", "service_class"]

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CallTimeoutError, ChannelClosedError, DisconnectedError
-from ..protocol.service import TERMINAL, CallState, MethodSpec, Reply, ServiceProtocol
+from ..protocol.methods import TERMINAL, MethodSpec
+from ..protocol.service import CallState, Reply, ServiceProtocol
 from .deadlines import TIMED_OUT, Deadlines
 
 if TYPE_CHECKING:

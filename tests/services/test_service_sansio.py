@@ -15,14 +15,11 @@ from cocaine_http.errors import (
 )
 from cocaine_http.protocol.codec import new_decoder
 from cocaine_http.protocol.frames import Frame, Generation
-from cocaine_http.protocol.service import (
+from cocaine_http.protocol.methods import (
     TERMINAL,
-    CallMode,
     MalformedReplyError,
     MethodNotFound,
-    Reply,
     ResolveFormatError,
-    ServiceProtocol,
     build_methods_a,
     build_methods_b,
     method_not_found,
@@ -30,6 +27,7 @@ from cocaine_http.protocol.service import (
     resolve_error,
     static_methods,
 )
+from cocaine_http.protocol.service import CallMode, Reply, ServiceProtocol
 from cocaine_http.protocol.states import (
     TRANSITIONS,
     Backoff,
