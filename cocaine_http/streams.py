@@ -28,7 +28,7 @@ import concurrent.futures
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .errors import ChannelClosedError, CocaineError, DisconnectedError
 
@@ -74,10 +74,62 @@ class _Drain:
         return self._channel.drain().__await__()
 
 
-class Buffered(Protocol):
-    """What :class:`InboundFlow` reads from a stream: its count of unread bytes."""
+class ChunkBuffer:
+    """Received chunks waiting for their reader, their bytes counted on an :class:`InboundFlow`.
 
-    _buffered: int
+    The worker's :class:`Request` and the runtime's
+    :class:`~cocaine_http.runtime.invocation.Invocation` (its reply side)
+    both hold what arrived on a shared socket until a reader takes it, and
+    both must keep the flow's count exact so reading pauses and resumes at the
+    marks. They differ only in how a stream ends, which each decides.
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_discarding", "_flow", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, flow: InboundFlow | None) -> None:
+        self._loop = loop
+        self._flow = flow
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0  # read by InboundFlow
+        self._waiter: asyncio.Future[None] | None = None
+        self._discarding = False  # the reader is gone: take nothing more
+
+    def _push(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._flow is not None:
+            self._flow.added(self, len(data))
+        self._wake()
+
+    def _pop(self) -> bytes:
+        data = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._flow is not None:
+            self._flow.removed(self, len(data))
+        return data
+
+    def _drop(self) -> None:
+        """The reader is gone: release every buffered byte, and take nothing more."""
+        self._discarding = True
+        if self._chunks:
+            n = self._buffered
+            self._chunks.clear()
+            self._buffered = 0
+            if self._flow is not None:
+                self._flow.removed(self, n)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Until the next :meth:`_wake` (a chunk, the end, an error)."""
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
 
 class InboundFlow:
@@ -103,9 +155,9 @@ class InboundFlow:
         self.total = 0
         self.paused = False
         self.pauses = 0  # how often reading was paused (for tests and stats)
-        self._over: set[Buffered] = set()
+        self._over: set[ChunkBuffer] = set()
 
-    def added(self, request: Buffered, n: int) -> None:
+    def added(self, request: ChunkBuffer, n: int) -> None:
         self.total += n
         if request._buffered > self.session_high:
             self._over.add(request)
@@ -114,7 +166,7 @@ class InboundFlow:
             self.pauses += 1
             self._pause()
 
-    def removed(self, request: Buffered, n: int) -> None:
+    def removed(self, request: ChunkBuffer, n: int) -> None:
         self.total -= n
         if self._over and request in self._over and request._buffered <= self.session_high // 2:
             self._over.discard(request)
@@ -123,7 +175,7 @@ class InboundFlow:
             self._resume()
 
 
-class Request:
+class Request(ChunkBuffer):
     """The runtime's side of one session, read on the event loop.
 
     ``await read()`` returns the next chunk, ``b""`` once the runtime has
@@ -134,14 +186,8 @@ class Request:
     """
 
     __slots__ = (
-        "_buffered",
-        "_chunks",
-        "_discarding",
         "_eof",
         "_exc",
-        "_flow",
-        "_loop",
-        "_waiter",
         "event",
         "headers",
         "session",
@@ -159,14 +205,9 @@ class Request:
         self.session = session
         #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
         self.headers = headers
-        self._flow = flow
-        self._loop = loop
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
+        super().__init__(loop, flow)
         self._eof = False
         self._exc: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._discarding = False
 
     def __repr__(self) -> str:
         return f"<Request {self.event!r} session={self.session} buffered={self._buffered}>"
@@ -175,11 +216,7 @@ class Request:
     def _feed(self, data: bytes) -> None:
         if not data or self._discarding or self._eof or self._exc is not None:
             return
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._flow is not None:
-            self._flow.added(self, len(data))
-        self._wake()
+        self._push(data)
 
     def _feed_eof(self) -> None:
         self._eof = True
@@ -192,13 +229,7 @@ class Request:
 
     def _discard(self) -> None:
         """The handler is done: drop what it did not read, and anything still coming."""
-        self._discarding = True
-        if self._chunks:
-            n = self._buffered
-            self._chunks.clear()
-            self._buffered = 0
-            if self._flow is not None:
-                self._flow.removed(self, n)
+        self._drop()
 
     def _consumed(self, n: int) -> None:
         """Accounting for a chunk a worker thread took directly (see :class:`BlockingRequest`)."""
@@ -207,11 +238,6 @@ class Request:
         self._buffered -= n
         if self._flow is not None:
             self._flow.removed(self, n)
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- the handler's side ----------------------------------------------------
     @property
@@ -231,16 +257,8 @@ class Request:
                 raise self._exc
             if self._eof:
                 return b""
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        data = self._chunks.popleft()
-        self._buffered -= len(data)
-        if self._flow is not None:
-            self._flow.removed(self, len(data))
-        return data
+            await self._wait()
+        return self._pop()
 
     async def read_all(self, limit: int | None = None) -> bytes:
         """Every remaining chunk joined. Over *limit* bytes raises :class:`ValueError`."""
@@ -258,11 +276,7 @@ class Request:
 
     async def __anext__(self) -> bytes:
         if self._chunks:  # the common case, without a second coroutine
-            data = self._chunks.popleft()
-            self._buffered -= len(data)
-            if self._flow is not None:
-                self._flow.removed(self, len(data))
-            return data
+            return self._pop()
         chunk = await self.read()
         if not chunk:
             raise StopAsyncIteration

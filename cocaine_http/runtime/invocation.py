@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
 from ..protocol.frames import Generation
-from ..streams import InboundFlow
+from ..streams import ChunkBuffer
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -46,7 +45,7 @@ class Reply:
         return b"".join(self.chunks)
 
 
-class Invocation:
+class Invocation(ChunkBuffer):
     """One event handed to a worker: write the request, read the reply.
 
     Writes before the invocation is bound to a worker are kept and sent once
@@ -70,12 +69,8 @@ class Invocation:
         self.assigned: asyncio.Future[None] = self._loop.create_future()
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._outbox: list[tuple[str, Any]] = []
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0  # read by InboundFlow (the Buffered protocol)
+        super().__init__(self._loop, None)  # the flow is the slave's, known once bound
         self._ended = False  # the worker's side is over (choke/close/error/death)
-        self._discarding = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._flow: InboundFlow | None = None
         self._sent_end = False
         #: A: the engine-wide session id taken at enqueue (§2.3); B: None until bound.
         self.a_session: int | None = None
@@ -166,13 +161,8 @@ class Invocation:
 
     def deliver(self, data: bytes) -> None:
         """A reply chunk from the worker."""
-        if self._discarding:
-            return
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._flow is not None:
-            self._flow.added(self, len(data))
-        self._wake()
+        if not self._discarding:
+            self._push(data)
 
     def finish(self, error: tuple[Any, str] | None, closed: bool) -> None:
         """The reply is over: with *error* (the worker's, or the engine's words), and
@@ -191,17 +181,8 @@ class Invocation:
 
     def discard(self) -> None:
         """Drop what is buffered and whatever the worker still sends (the caller is gone)."""
-        self._discarding = True
-        while self._chunks:
-            data = self._chunks.popleft()
-            self._buffered -= len(data)
-            if self._flow is not None:
-                self._flow.removed(self, len(data))
+        self._drop()
         self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
     # -- reply side ----------------------------------------------------------------
     async def read(self) -> bytes | None:
@@ -209,16 +190,8 @@ class Invocation:
         while not self._chunks:
             if self._ended:
                 return None
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        data = self._chunks.popleft()
-        self._buffered -= len(data)
-        if self._flow is not None:
-            self._flow.removed(self, len(data))
-        return data
+            await self._wait()
+        return self._pop()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
