@@ -17,6 +17,8 @@ __all__ = [
     "EMPTY",
     "GRAPHS_B",
     "LOCATOR_VERSION_B",
+    "LOG_LEVELS_A",
+    "LOG_LEVELS_B",
     "PRIMITIVE",
     "STREAMING",
     "TABLES_A",
@@ -82,6 +84,12 @@ GRAPHS_B: dict[str, dict[int, list[Any]]] = {
         2: _m("control", STREAMING, PRIMITIVE),
     },
 }
+
+#: Wire numbers of the logging service's levels. They are reversed between
+#: the generations (PROTOCOL.md §2.6: "0 ignore ... 4 debug"; §3.7: "0 debug
+#: ... 3 error"), so both the client and the local runtime read them here.
+LOG_LEVELS_A: dict[str, int] = {"ignore": 0, "error": 1, "warning": 2, "info": 3, "debug": 4}
+LOG_LEVELS_B: dict[str, int] = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 #: Protocol versions published by resolve in B (the locator is version 3 on
 #: 0.12.3+ runtimes; the others 1 except logging, 2).

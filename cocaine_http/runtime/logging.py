@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..protocol.definitions import LOG_LEVELS_A, LOG_LEVELS_B
 from ..protocol.frames import Generation
 from .server import ArgError, Call, Fault, Method, Reply, Service, integer, text
 
@@ -44,8 +45,8 @@ __all__ = [
 #: Severity of each level name (Python's numbers, so stdlib records map directly).
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
-_A_NAMES = {0: "ignore", 1: "error", 2: "warning", 3: "info", 4: "debug"}
-_B_NAMES = {0: "debug", 1: "info", 2: "warning", 3: "error"}
+_A_NAMES = {number: name for name, number in LOG_LEVELS_A.items()}
+_B_NAMES = {number: name for name, number in LOG_LEVELS_B.items()}
 _COLOURS = {"debug": "\x1b[2m", "info": "\x1b[32m", "warning": "\x1b[33m", "error": "\x1b[31;1m"}
 _RESET = "\x1b[0m"
 
@@ -59,11 +60,11 @@ def level_name(generation: Generation, number: int) -> str:
 
 def level_number(generation: Generation, name: str) -> int:
     """The wire number of a level name in *generation*."""
-    table = _A_NAMES if generation is Generation.A else _B_NAMES
-    for number, candidate in table.items():
-        if candidate == name:
-            return number
-    raise ValueError(f"unknown log level {name!r}")
+    table = LOG_LEVELS_A if generation is Generation.A else LOG_LEVELS_B
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown log level {name!r}") from None
 
 
 def parse_level(name: str) -> str:

@@ -38,6 +38,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import CocaineError
+from ..protocol.definitions import LOG_LEVELS_A, LOG_LEVELS_B
 from ..protocol.frames import Generation
 from ..protocol.states import ServiceState
 from .service import Service
@@ -71,8 +72,8 @@ _NAMES = {
     "critical": LogLevel.ERROR,
     "fatal": LogLevel.ERROR,
 }
-_TO_A = {LogLevel.ERROR: 1, LogLevel.WARNING: 2, LogLevel.INFO: 3, LogLevel.DEBUG: 4}
-_TO_B = {LogLevel.DEBUG: 0, LogLevel.INFO: 1, LogLevel.WARNING: 2, LogLevel.ERROR: 3}
+_TO_A = {LogLevel[name.upper()]: n for name, n in LOG_LEVELS_A.items() if name != "ignore"}
+_TO_B = {LogLevel[name.upper()]: n for name, n in LOG_LEVELS_B.items()}
 _NEVER = 1 << 30  # a threshold no level reaches
 
 
