@@ -28,7 +28,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MethodNotFoundError, RemoteProtocolError, ServiceError, ServiceNotFoundError
+from ..errors import (
+    ErrorCategory,
+    MethodNotFoundError,
+    RemoteProtocolError,
+    ServiceError,
+    ServiceNotFoundError,
+)
 from .catalog import A
 from .definitions import GRAPHS_B, TABLES_A
 from .frames import Generation
@@ -363,7 +369,7 @@ def resolve_error(exc: ServiceError, name: str) -> ServiceError:
     A: code 1 (invocation error: "service X is not available"); B: category
     0x0A code 1. Other errors stay :class:`ServiceError`. Matches codes, never text.
     """
-    not_found = (exc.category is None and exc.code == 1) or (exc.category == 0x0A and exc.code == 1)
+    not_found = exc.code == 1 and exc.category in (None, ErrorCategory.LOCATOR)
     cls = ServiceNotFoundError if not_found else ServiceError
     out = cls(exc.message, code=exc.code, service=name, method="resolve")
     out.category = exc.category

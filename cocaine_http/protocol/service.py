@@ -37,6 +37,7 @@ import msgpack
 
 from ..errors import (
     ChannelClosedError,
+    ErrorCategory,
     LocalProtocolError,
     RemoteProtocolError,
     ServiceError,
@@ -244,7 +245,7 @@ class ServiceProtocol:
             if t is None:
                 t = st.send.by_name.get("error")
             if t is not None:
-                args: list[Any] = [] if t.kind is Kind.END else [[0x0D, 1], reason]
+                args: list[Any] = [] if t.kind is Kind.END else [[ErrorCategory.PROTOCOL.value, 1], reason]
                 out = self._encode(st.id, t.type_id, args, None, self.service)
             st.send = TERMINAL
         st.delivered = True

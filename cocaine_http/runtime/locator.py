@@ -24,6 +24,7 @@ import uuid as uuid_mod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import ErrorCategory
 from ..protocol.definitions import GRAPHS_B, TABLES_A, VERSIONS_B
 from ..protocol.frames import Generation
 from .server import Call, Fault, Method, Reply, Service, text, text_list, value
@@ -31,7 +32,7 @@ from .server import Call, Fault, Method, Reply, Service, text, text_list, value
 __all__ = ["LOCATOR_NOT_FOUND_B", "LocatorService", "Lookup"]
 
 #: B: cocaine.service.locator / service not available (§3.8).
-LOCATOR_NOT_FOUND_B = (0x0A, 1)
+LOCATOR_NOT_FOUND_B = (ErrorCategory.LOCATOR.value, 1)
 
 #: ``name -> (kind, port, connections)`` for a running service, else ``None``.
 Lookup = Callable[[str], "tuple[str, int, int] | None"]

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ErrorCategory
 from ..protocol.frames import Generation
 from ..protocol.wire import unpackb
 from .server import ArgError, Call, Fault, Method, Reply, Service, integer, text, text_list, value
@@ -59,7 +60,7 @@ __all__ = [
     "spec_from_target",
 ]
 
-NODE_CATEGORY = 0x51FF
+NODE_CATEGORY = ErrorCategory.NODE.value
 STARTED = "the app has been started"
 RUNNING = "the app is already running"
 STOPPED = "the app has been stopped"

@@ -18,7 +18,13 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ChannelClosedError, FrameFormatError, UnexpectedMessageError, UnknownMessageError
+from ..errors import (
+    ChannelClosedError,
+    ErrorCategory,
+    FrameFormatError,
+    UnexpectedMessageError,
+    UnknownMessageError,
+)
 from ..protocol.catalog import B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, A, MessageEncoder, raw_header, uint
 from ..protocol.frames import Frame, Generation
 from ..protocol.headers import HeaderTable, tracing_headers
@@ -52,8 +58,8 @@ _INDEXED_H0 = b"\x93" + b"".join(b"\xcf" + i.to_bytes(8, "big") for i in (80, 81
 
 # Error codes the runtime itself uses towards clients (A: bare int; B: category of (category, code)).
 A_RESOURCE = 2
-B_OVERSEER = 0x52FF
-B_SLAVE = 0x53FF
+B_OVERSEER = ErrorCategory.OVERSEER.value
+B_SLAVE = ErrorCategory.SLAVE.value
 
 
 class HeaderFlavour(str, enum.Enum):
