@@ -53,6 +53,7 @@ __all__ = [
     "ResponseEncoder",
     "ResponseHeadError",
     "body_allowed",
+    "decode_head",
     "decode_response",
     "drop_cookie_pairs",
     "encode_request",
@@ -418,6 +419,33 @@ class ResponseEncoder:
         return self.head(status, headers), self.body(body)
 
 
+def decode_head(payload: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The first reply chunk, ``msgpack([code, [[name, value], ...]])``, as a proxy reads it.
+
+    Raises ``ValueError`` for anything a proxy could not turn into a status
+    line and headers.
+    """
+    if not isinstance(payload, bytes):
+        raise ValueError("head chunk is not bytes")
+    head = unpackb(payload)
+    if (
+        not isinstance(head, list)
+        or len(head) != 2
+        or type(head[0]) is not int
+        or not isinstance(head[1], list)
+    ):
+        raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
+    code = head[0]
+    if not 100 <= code <= 599:
+        raise ValueError(f"status {code} out of range")
+    pairs = []
+    for pair in head[1]:
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, bytes) for x in pair):
+            raise ValueError(f"header {pair!r:.80} is not [name, value]")
+        pairs.append((pair[0], pair[1]))
+    return code, pairs
+
+
 def decode_response(
     chunks: Sequence[bytes], generation: Generation | str
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -429,10 +457,7 @@ def decode_response(
     gen = Generation.parse(generation)
     if not chunks:
         raise ValueError("no head: the session ended without a chunk")
-    head = unpackb(chunks[0])
-    if not isinstance(head, (list, tuple)) or len(head) != 2 or type(head[0]) is not int:
-        raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
-    headers = [(bytes(k), bytes(v)) for k, v in head[1]]
+    status, headers = decode_head(chunks[0])
     lingering = any(k.lower() == _PROTO_VERSION_HEADER and v.strip() == b"1.1" for k, v in headers)
     parts: list[bytes] = []
     for chunk in chunks[1:]:
@@ -447,4 +472,4 @@ def decode_response(
             if not chunk:
                 raise ValueError("empty body write in B (breaks the 0.12 proxy's chunked stream)")
             parts.append(chunk)
-    return head[0], headers, b"".join(parts)
+    return status, headers, b"".join(parts)

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
-from ..http.envelope import HOP_BY_HOP, encode_request
+from ..http.envelope import HOP_BY_HOP, decode_head, encode_request
 from ..protocol.frames import Generation
 from ..protocol.wire import unpackb
 
@@ -436,7 +436,7 @@ class _HttpConnection(asyncio.Protocol):
             if head[0] != "chunk":
                 self._worker_failed(head, where)
             try:
-                code, pairs = _decode_head(head[1])
+                code, pairs = decode_head(head[1])
             except ValueError as exc:
                 raise _Failure(502, f"Application {where.app} error: bad response head: {exc}") from None
             out_headers, lingering = _response_headers(pairs, gen)
@@ -518,28 +518,6 @@ def _plain(body: bytes, close: bool = False) -> list[tuple[bytes, bytes]]:
     if close:
         headers.append((b"Connection", b"close"))
     return headers
-
-
-def _decode_head(payload: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
-    if not isinstance(payload, bytes):
-        raise ValueError("head chunk is not bytes")
-    head = unpackb(payload)
-    if (
-        not isinstance(head, list)
-        or len(head) != 2
-        or type(head[0]) is not int
-        or not isinstance(head[1], list)
-    ):
-        raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
-    code = head[0]
-    if not 100 <= code <= 599:
-        raise ValueError(f"status {code} out of range")
-    pairs = []
-    for pair in head[1]:
-        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, bytes) for x in pair):
-            raise ValueError(f"header {pair!r:.80} is not [name, value]")
-        pairs.append((pair[0], pair[1]))
-    return code, pairs
 
 
 def _response_headers(
