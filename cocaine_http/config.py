@@ -32,6 +32,7 @@ __all__ = [
     "RUNTIME_FLAGS",
     "WORKER_FLAGS",
     "WorkerConfig",
+    "runtime_argv",
     "split_args",
 ]
 
@@ -44,6 +45,16 @@ WORKER_FLAGS: frozenset[str] = RUNTIME_FLAGS | {"threads"}
 _ALIASES = {"protocol": "generation"}
 
 MiB = 1 << 20
+
+
+def runtime_argv(app: str, endpoint: str, locator: str, uuid: str, generation: Generation) -> list[str]:
+    """The flags a runtime passes to a worker it spawns: separate items, sorted
+    by flag as the runtime's ``std::map`` orders them, ``--protocol 1`` in B
+    only (PROTOCOL.md §2.4.1, §3.4.1)."""
+    out = ["--app", app, "--endpoint", endpoint, "--locator", locator]
+    if generation is Generation.B:
+        out += ["--protocol", "1"]
+    return [*out, "--uuid", uuid]
 
 
 def split_args(argv: Iterable[str], flags: Iterable[str] = WORKER_FLAGS) -> tuple[dict[str, str], list[str]]:
@@ -229,7 +240,4 @@ class WorkerConfig:
 
     def argv(self) -> list[str]:
         """The runtime's argv for this config, in the runtime's (sorted) order."""
-        out = ["--app", self.app, "--endpoint", self.endpoint, "--locator", self.locator]
-        if self.generation is Generation.B:
-            out += ["--protocol", "1"]
-        return [*out, "--uuid", self.uuid]
+        return runtime_argv(self.app, self.endpoint, self.locator, self.uuid, self.generation)

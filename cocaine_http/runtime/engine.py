@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
+from ..config import runtime_argv
 from ..errors import CallTimeoutError
 from ..protocol.endpoints import format_endpoint, parse_locators
 from ..protocol.frames import Generation
@@ -239,10 +240,7 @@ class Engine:
     # -- workers ------------------------------------------------------------------
     def argv(self, uuid: str) -> list[str]:
         """The runtime's argv for a worker (sorted flags, separate items)."""
-        out = ["--app", self.app, "--endpoint", self.endpoint, "--locator", self.locator]
-        if self.generation is Generation.B:
-            out += ["--protocol", "1"]
-        return [*out, "--uuid", uuid]
+        return runtime_argv(self.app, self.endpoint, self.locator, uuid, self.generation)
 
     async def spawn(self, uuid: str | None = None) -> Slave:
         """Start one worker process; returns at once (see :meth:`Slave.wait_active`).
