@@ -95,10 +95,8 @@ def _generation(value: Any) -> Generation:
     if isinstance(value, bool):
         raise ConfigError(f"bad protocol {value!r}")
     text = str(value).strip()
-    if text in {"0", ""}:
+    if not text:  # no --protocol flag: the legacy protocol
         return Generation.A
-    if text == "1":
-        return Generation.B
     try:
         return Generation.parse(text)
     except ValueError as exc:
