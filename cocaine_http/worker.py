@@ -689,8 +689,7 @@ class Worker:
         session = self._sessions.get(event.session)
         if session is None:
             return
-        exc = ServiceError(event.message, code=event.code)
-        exc.category = event.category
+        exc = ServiceError(event.message, code=event.code, category=event.category)
         session.request._feed_error(exc)
         if self._gen_b:
             # B: the runtime failed the channel (client error or request timeout).

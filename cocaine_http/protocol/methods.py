@@ -371,9 +371,7 @@ def resolve_error(exc: ServiceError, name: str) -> ServiceError:
     """
     not_found = exc.code == 1 and exc.category in (None, ErrorCategory.LOCATOR)
     cls = ServiceNotFoundError if not_found else ServiceError
-    out = cls(exc.message, code=exc.code, service=name, method="resolve")
-    out.category = exc.category
-    return out
+    return cls(exc.message, code=exc.code, category=exc.category, service=name, method="resolve")
 
 
 def method_not_found(service: str, name: str, known: Mapping[str, Any]) -> MethodNotFound:

@@ -126,9 +126,7 @@ def error_from_args(generation: Generation, args: Any, service: str, method: str
         text = as_text(message, "message")
     except TypeError:
         text = repr(message)
-    exc = ServiceError(text, code=code, service=service, method=method)
-    exc.category = category  # None in A: the constructor cannot unset the class default
-    return exc
+    return ServiceError(text, code=code, category=category, service=service, method=method)
 
 
 CocaineErrorLike = ServiceError | RemoteProtocolError
