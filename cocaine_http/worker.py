@@ -35,10 +35,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import contextvars
 import inspect
 import logging
-import queue
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +54,7 @@ from .errors import (
     ServiceError,
     StartupError,
 )
+from .events import EventEmitter
 from .protocol.frames import Generation
 from .protocol.worker import (
     Choke,
@@ -69,6 +68,7 @@ from .protocol.worker import (
     WorkerProtocol,
 )
 from .streams import InboundFlow, Outbox, Request, Response, blocking_pair
+from .threads import HandlerThreads
 
 __all__ = [
     "EXIT_CONFIG",
@@ -76,8 +76,6 @@ __all__ = [
     "EXIT_LOST",
     "EXIT_OK",
     "EXIT_STARTUP",
-    "EventEmitter",
-    "HandlerThreads",
     "Worker",
 ]
 
@@ -101,134 +99,6 @@ _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
 Handler = Callable[[Any, Any], Any]
 Hook = Callable[[], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class EventEmitter:
-    """The seed's ``Worker.events``: ``on(name, fn)`` then ``emit(name, *args)``.
-
-    Listeners run synchronously, in registration order; a listener that
-    returns an awaitable gets it scheduled on the running loop. A failing
-    listener is logged and does not stop the others.
-    """
-
-    def __init__(self) -> None:
-        self._listeners: dict[str, list[Callable[..., Any]]] = {}
-        self._tasks: set[asyncio.Future[Any]] = set()
-
-    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
-        """Add a listener; without one, a decorator."""
-        if listener is None:
-
-            def decorator(fn: F) -> F:
-                self.on(event, fn)
-                return fn
-
-            return decorator
-        self._listeners.setdefault(event, []).append(listener)
-        return listener
-
-    def off(self, event: str, listener: Callable[..., Any]) -> None:
-        listeners = self._listeners.get(event, [])
-        if listener in listeners:
-            listeners.remove(listener)
-
-    def listeners(self, event: str) -> list[Callable[..., Any]]:
-        return list(self._listeners.get(event, ()))
-
-    def emit(self, event: str, *args: Any) -> bool:
-        """Call every listener of *event*; True if there was any."""
-        listeners = self._listeners.get(event)
-        if not listeners:
-            return False
-        for listener in list(listeners):
-            try:
-                result = listener(*args)
-                if inspect.isawaitable(result):
-                    task = asyncio.ensure_future(result)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._listener_done)
-            except Exception:
-                log.exception("%r listener %r failed", event, listener)
-        return True
-
-    def _listener_done(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("async listener failed", exc_info=task.exception())
-
-
-class HandlerThreads:
-    """A bounded pool of daemon threads for plain ``def`` handlers.
-
-    Like :class:`concurrent.futures.ThreadPoolExecutor`, but its threads are
-    daemons: a handler stuck in user code cannot hold the process after the
-    worker has said goodbye to the runtime (the pool in the stdlib is
-    joined at interpreter exit). Threads start on demand, up to ``size``.
-    """
-
-    def __init__(self, size: int, name: str = "cocaine-handler") -> None:
-        self.size = size
-        self.name = name
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._idle = 0
-        self._pending = 0
-        self._closed = False
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
-        if self._closed:
-            raise RuntimeError("the handler pool is shut down")
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        ctx = contextvars.copy_context()
-        with self._lock:
-            self._pending += 1
-            spawn = self._pending > self._idle and len(self._threads) < self.size
-            if spawn:
-                thread = threading.Thread(
-                    target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-        self._queue.put((future, ctx, fn, args))
-        if spawn:
-            thread.start()
-        return future
-
-    def _run(self) -> None:
-        # Signals are the main thread's business (the loop handles SIGTERM/SIGINT).
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        while True:
-            with self._lock:
-                self._idle += 1
-            item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
-                if item is not None:
-                    self._pending -= 1
-            if item is None:
-                return
-            future, ctx, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = ctx.run(fn, *args)
-            except BaseException as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del item, future, fn, args
-
-    def shutdown(self) -> None:
-        """Stop the idle threads; busy ones finish their handler first (never joined)."""
-        self._closed = True
-        for _ in self._threads:
-            self._queue.put(None)
-
-    @property
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._threads) - self._idle
 
 
 def _share_loop(

@@ -1,0 +1,91 @@
+"""The bounded pool of daemon threads that runs plain ``def`` handlers.
+
+Kept apart from the worker: it is a general executor whose only cocaine
+concern is that its threads never receive the signals the loop handles.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["HandlerThreads"]
+
+
+class HandlerThreads:
+    """A bounded pool of daemon threads for plain ``def`` handlers.
+
+    Like :class:`concurrent.futures.ThreadPoolExecutor`, but its threads are
+    daemons: a handler stuck in user code cannot hold the process after the
+    worker has said goodbye to the runtime (the pool in the stdlib is
+    joined at interpreter exit). Threads start on demand, up to ``size``.
+    """
+
+    def __init__(self, size: int, name: str = "cocaine-handler") -> None:
+        self.size = size
+        self.name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._pending = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        if self._closed:
+            raise RuntimeError("the handler pool is shut down")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        ctx = contextvars.copy_context()
+        with self._lock:
+            self._pending += 1
+            spawn = self._pending > self._idle and len(self._threads) < self.size
+            if spawn:
+                thread = threading.Thread(
+                    target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+        self._queue.put((future, ctx, fn, args))
+        if spawn:
+            thread.start()
+        return future
+
+    def _run(self) -> None:
+        # Signals are the main thread's business (the loop handles SIGTERM/SIGINT).
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                if item is not None:
+                    self._pending -= 1
+            if item is None:
+                return
+            future, ctx, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = ctx.run(fn, *args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del item, future, fn, args
+
+    def shutdown(self) -> None:
+        """Stop the idle threads; busy ones finish their handler first (never joined)."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._threads) - self._idle
