@@ -54,9 +54,11 @@ _FIELDS = ffi.sizeof("cf_frame") // 8  # cf_frame is all uint64_t
 _HAS_HEADERS = lib.CF_HAS_HEADERS
 _NEED_DATA = lib.CF_NEED_DATA
 # index of each cf_frame field in the flat array of records
-_ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS = (
+_ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS = (
     ffi.offsetof("cf_frame", name) // 8
-    for name in ("elem0", "elem1", "end", "args_off", "headers_off", "payload_off", "payload_len", "flags")
+    for name in (
+        "elem0", "elem1", "end", "args_off", "headers_off", "nargs", "payload_off", "payload_len", "flags"
+    )
 )
 
 
@@ -237,6 +239,8 @@ class NativeDecoder:
                     if off:
                         args = [buf[off : off + fields[at + _PAYLOAD_LEN]]] if type(buf) is bytes else [
                             view[off : off + fields[at + _PAYLOAD_LEN]].tobytes()]
+                    elif not fields[at + _NARGS]:
+                        args = []  # a choke, a heartbeat: nothing to decode
                     else:
                         args = self._slice(view, i, _ARGS_OFF)
                     if self._gen_a:
@@ -295,8 +299,9 @@ class NativeDecoder:
         self._wanted = 0
         if status < 0:
             self._latent = self._make_error(status)
-        elif status == _NEED_DATA:
+        elif status == _NEED_DATA and self._start < self._end:
             # Past max_frame_size bytes C answers TOO_LARGE: ask it by then.
+            # (With nothing left, C wants the next frame's first byte: no need to ask.)
             wanted = min(lib.cf_wanted(self._state), self.max_frame_size + 1)
             self._wanted = self._base + self._start + wanted
 

@@ -49,6 +49,8 @@ class Msg(enum.IntEnum):
         return self.name.lower()
 
 
+#: The hot paths of :mod:`.worker` skip the lookup for the one row both
+#: generations share: a chunk leaves an open direction open.
 TRANSITIONS: dict[Generation, dict[tuple[Half, Msg], Half]] = {
     Generation.A: {
         (Half.OPEN, Msg.CHUNK): Half.OPEN,
@@ -64,6 +66,9 @@ TRANSITIONS: dict[Generation, dict[tuple[Half, Msg], Half]] = {
 }
 
 
+_TABLE_A, _TABLE_B = TRANSITIONS[Generation.A], TRANSITIONS[Generation.B]
+
+
 class SessionState:
     """Both directions of one session; ``send``/``recv`` apply the table."""
 
@@ -72,7 +77,8 @@ class SessionState:
     def __init__(self, generation: Generation, session: int) -> None:
         self.generation = generation
         self.session = session
-        self._table = TRANSITIONS[generation]
+        # (by identity: an Enum member hashes in Python, and this runs per session)
+        self._table = _TABLE_A if generation is Generation.A else _TABLE_B
         self.send_half = Half.OPEN
         self.recv_half = Half.OPEN
 

@@ -69,6 +69,8 @@ def as_text(value: Any, what: str = "value") -> str:
     Invalid UTF-8 is replaced rather than raised: a reason string is for
     humans and must never break a session.
     """
+    if type(value) is bytes:  # what the decoders return
+        return value.decode("utf-8", "replace")
     if isinstance(value, str):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):

@@ -129,11 +129,13 @@ def stream_event(
     state = sessions.get(s)
     if state is None:
         return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
+    if msg is Msg.CHUNK and state.recv_half is Half.OPEN and len(args) == 1 and type(args[0]) is bytes:
+        return Chunk(s, args[0], headers or [])  # the hot path: the table keeps an open half open
     try:
         state.recv(msg)
     except UnexpectedMessageError as exc:
         return Ignored(s, exc)
-    if state.finished:
+    if state.recv_half is Half.CLOSED and state.send_half is Half.CLOSED:
         sessions.pop(s, None)
     if msg is Msg.CHUNK:
         if len(args) != 1 or not isinstance(args[0], (bytes, str)):
@@ -188,6 +190,7 @@ class WorkerProtocol:
         self._next_heartbeat = 0.0
         self._last_seen = 0.0
         self._armed = False  # disown timer armed once the runtime answered a heartbeat
+        self._receive = self._receive_a if self.generation is Generation.A else self._receive_b
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, now: float) -> bytes:
@@ -217,23 +220,21 @@ class WorkerProtocol:
     # -- inbound -------------------------------------------------------------
     def receive(self, frame: Frame, now: float) -> Event:
         self._last_seen = now
-        if self.generation is Generation.A:
-            return self._receive_a(frame)
-        return self._receive_b(frame)
+        return self._receive(frame)
 
     def _receive_a(self, f: Frame) -> Event:
         t, s, args = f.type, f.session, f.args
+        msg = _A_STREAM.get(t)  # the most frequent first: chunk, choke, error
+        if msg is not None:
+            return stream_event(self.sessions, s, msg, args)
+        if t == A.INVOKE:
+            return self._invoke(s, args, [])
         if t == A.HEARTBEAT and s == 0:
             self._armed = True
             self.active = True
             return Heartbeat()
         if t == A.TERMINATE and s == 0:
             return self._terminate(args)
-        if t == A.INVOKE:
-            return self._invoke(s, args, [])
-        msg = _A_STREAM.get(t)
-        if msg is not None:
-            return self._stream(s, msg, args, [])
         return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
 
     def _receive_b(self, f: Frame) -> Event:
@@ -257,7 +258,7 @@ class WorkerProtocol:
         msg = _B_STREAM.get(t)
         if msg is None:
             return Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}"))
-        return self._stream(ch, msg, args, headers)
+        return stream_event(self.sessions, ch, msg, args, headers)
 
     def _terminate(self, args: list[Any]) -> Event:
         self.terminating = True
@@ -273,9 +274,6 @@ class WorkerProtocol:
         self.sessions[s] = SessionState(self.generation, s)
         return Invoke(s, as_text(args[0], "event"), headers)
 
-    def _stream(self, s: int, msg: Msg, args: list[Any], headers: Headers) -> Event:
-        return stream_event(self.sessions, s, msg, args, headers)
-
     # -- outbound ------------------------------------------------------------
     def _state(self, session: int) -> SessionState:
         state = self.sessions.get(session)
@@ -288,7 +286,9 @@ class WorkerProtocol:
 
     def chunk_header(self, session: int, length: int) -> bytes:
         """State-check a chunk and return its frame header; the payload follows it."""
-        self._state(session).send(Msg.CHUNK)
+        state = self.sessions.get(session)
+        if state is None or state.send_half is not Half.OPEN:  # else the table keeps it open
+            self._state(session).send(Msg.CHUNK)  # raises: nothing may be sent
         return self.encoder.frame_header(session, length)
 
     def send_chunk(self, session: int, data: bytes) -> bytes:
