@@ -105,6 +105,13 @@ class Channel:
         #: Client side, B: called with every raw frame instead of the seed
         #: callbacks when set (services interpret types through their graph).
         self.on_frame: Callable[[Frame], Any] | None = None
+        #: Called once every frame of a read has been delivered (also after one
+        #: of them closed the channel). A writer that holds back what it sends
+        #: while :attr:`dispatching` (the worker's outbox) flushes here: the
+        #: answers to one read leave in one write, with no extra loop turn.
+        self.on_read_end: Callable[[], Any] | None = None
+        #: True while the frames of one read are being delivered.
+        self.dispatching = False
 
     # -- connection ----------------------------------------------------------
     @property
@@ -210,6 +217,17 @@ class Channel:
             self._transport.resume_reading()
 
     def _data_received(self, data: bytes) -> None:
+        self.dispatching = True
+        try:
+            self._deliver(data)
+        finally:
+            try:
+                if self.on_read_end is not None:
+                    self.on_read_end()
+            finally:
+                self.dispatching = False
+
+    def _deliver(self, data: bytes) -> None:
         try:
             self._decoder.feed(data)
             now = self._loop.time() if self._loop is not None else 0.0  # once per read, not per frame

@@ -311,7 +311,7 @@ class Outbox:
         self._size += len(frame)
         if self._size >= self.limit:
             self.flush()
-        elif not self._scheduled:
+        elif not self._scheduled and not self.channel.dispatching:
             self._scheduled = True
             self._loop.call_soon(self._flush_soon)
 

@@ -303,3 +303,51 @@ def test_relative_unix_endpoint_and_bad_endpoint() -> None:
         server.close()
 
     run(main())
+
+
+def test_read_end_follows_every_frame_of_a_read_even_when_one_closes_it() -> None:
+    """``on_read_end`` runs once per read, after its last frame, with ``dispatching`` set
+    throughout; a read whose tail is garbage still ends with it (after the close)."""
+    enc = MessageEncoder(Generation.A)
+    first = enc.frame_header(1, 1) + b"a" + enc.frame_header(1, 1) + b"b" + enc.choke(1)
+    second = enc.frame_header(2, 1) + b"c" + b"\xc1"  # a good frame, then a reserved byte
+    go_on = asyncio.Event()
+
+    async def peer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(first)
+        await w.drain()
+        await go_on.wait()
+        w.write(second)
+        await w.drain()
+        await r.read()
+        w.close()
+
+    async def main() -> list[tuple[Any, ...]]:
+        server, path = await unix_peer(peer)
+        ch = Channel(Generation.A)
+        rec = Recorder(ch)
+        seen: list[tuple[Any, ...]] = []
+        ch.on_chunk = lambda s, data: seen.append(("chunk", data, ch.dispatching))
+        ch.on_choke = lambda s: seen.append(("choke", ch.dispatching))
+
+        def read_end() -> None:
+            seen.append(("read end", ch.dispatching, ch.closed))
+            go_on.set()
+
+        ch.on_read_end = read_end
+        await ch.connect(path)
+        await rec.closed.wait()
+        await asyncio.sleep(0)
+        server.close()
+        assert not ch.dispatching
+        return seen
+
+    seen = run(main())
+    assert seen == [
+        ("chunk", b"a", True),
+        ("chunk", b"b", True),
+        ("choke", True),
+        ("read end", True, False),
+        ("chunk", b"c", True),
+        ("read end", True, True),
+    ]

@@ -1,0 +1,107 @@
+"""When handlers start: after the whole read that brought their invoke, as real tasks.
+
+A raw UNIX socket plays the runtime so that an invoke, its chunks and its end
+arrive in one write; the Worker runs in the test's loop so the handler's view
+can be recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+import pytest
+from worker_helpers import run
+
+from cocaine_http.protocol.catalog import MessageEncoder
+from cocaine_http.protocol.frames import Generation
+from cocaine_http.worker import Worker
+
+UUID = "0f5e3c1a-8d2b-4c7e-9a61-3b4d5e6f7a80"
+
+
+def session_of(gen: str) -> int:
+    return 2 if gen == "B" else 7
+
+
+async def one_read_session(gen: str, runtime_dir: str, handler: Any, answer: list[bytes]) -> list[int]:
+    """Serve *handler* as "echo", send one whole session (chunks ``ab``, ``cd``) in a
+    single write, check the reply is *answer* then the end, and return the sessions
+    still in flight after each read the worker finished."""
+    g = Generation.parse(gen)
+    enc = MessageEncoder(g)
+    s = session_of(gen)
+    request = enc.invoke(s, "echo") + enc.chunk(s, b"ab") + enc.chunk(s, b"cd") + enc.choke(s)
+    reply = b"".join(enc.chunk(s, data) for data in answer) + enc.choke(s)
+    connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    path = os.path.join(runtime_dir, "app.sock")
+    server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
+    worker = Worker([], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0,
+                    handle_signals=False)
+    worker.on("echo", handler)
+    in_flight: list[int] = []
+
+    def watch() -> None:
+        channel = worker._channel
+        assert channel is not None and channel.on_read_end is not None
+        original = channel.on_read_end
+
+        def read_end() -> None:
+            original()
+            in_flight.append(worker.active_sessions)
+
+        channel.on_read_end = read_end
+
+    worker.events.on("connect", watch)
+    serving = asyncio.ensure_future(worker.serve())
+    try:
+        reader, writer = await asyncio.wait_for(connected.get(), 5)
+        await reader.readexactly(len(enc.handshake(UUID) + enc.heartbeat()))
+        writer.write(enc.heartbeat())  # A activates on it; B does not mind
+        writer.write(request)
+        got = await asyncio.wait_for(reader.readexactly(len(reply)), 5)
+        assert got == reply
+        writer.write(enc.terminate(1, "done"))
+        assert await asyncio.wait_for(serving, 5) == 0
+        writer.close()
+        return in_flight
+    finally:
+        serving.cancel()
+        server.close()
+
+
+def test_a_handler_starts_with_its_whole_read_delivered_in_a_real_task(gen: str, runtime_dir: str) -> None:
+    seen: dict[str, Any] = {}
+
+    async def echo(request: Any, response: Any) -> None:
+        seen["buffered"] = request.buffered  # both chunks arrived before the handler began
+        seen["task"] = asyncio.current_task()
+        async with asyncio.timeout(5):  # needs a current task: eager steps have one
+            body = await request.read_all()
+        await response.write(body)
+
+    run(one_read_session(gen, runtime_dir, echo, [b"abcd"]))
+    assert seen["buffered"] == 4
+    assert isinstance(seen["task"], asyncio.Task)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are new in Python 3.12")
+def test_a_whole_request_is_answered_within_the_read_that_brought_it(gen: str, runtime_dir: str) -> None:
+    async def echo(request: Any, response: Any) -> None:
+        async for chunk in request:
+            await response.write(chunk)
+
+    in_flight = run(one_read_session(gen, runtime_dir, echo, [b"ab", b"cd"]))
+    # the read that carried the session left nothing in flight: the handler ran to its end in it
+    assert in_flight and in_flight[-1] == 0 and max(in_flight) == 0
+
+
+def test_a_handler_that_waits_still_runs_to_the_end(gen: str, runtime_dir: str) -> None:
+    async def echo(request: Any, response: Any) -> None:
+        await asyncio.sleep(0.01)  # suspends in its first step: the rest runs as an ordinary task
+        await response.write(await request.read_all())
+
+    in_flight = run(one_read_session(gen, runtime_dir, echo, [b"abcd"]))
+    assert 1 in in_flight  # still running when its read ended
