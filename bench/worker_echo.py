@@ -199,14 +199,20 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20000, help="invocations per case (default 20000)")
     parser.add_argument("--protocol", choices=["0", "1"], default="0", help="0 = generation A, 1 = B")
     parser.add_argument("--sync", action="store_true", help="also measure a plain-def (threaded) handler")
+    parser.add_argument(
+        "--cases", default="16x1,4096x1,16x256,4096x256", help="SIZExW,... (default: the four of the issue)"
+    )
+    parser.add_argument(
+        "--kinds", default="framework,minimal", help="workers to run (default framework,minimal)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each case's best round")
     args = parser.parse_args()
 
     from cocaine_http.protocol import codec
 
     generation = "B" if args.protocol == "1" else "A"
-    cases = [(16, 1), (4096, 1), (16, 256), (4096, 256)]
-    kinds = ["framework", "minimal"] + (["framework-sync"] if args.sync else [])
+    cases = [(int(size), int(width)) for size, width in (c.split("x") for c in args.cases.split(","))]
+    kinds = args.kinds.split(",") + (["framework-sync"] if args.sync else [])
     python = sys.version.split()[0]
     print(f"generation {generation}, decoder backend {codec.BACKEND}, N={args.n}, Python {python}")
     best: dict[str, dict] = {}
@@ -226,7 +232,7 @@ def main() -> None:
                 f" {r['cpu']:>18.1f}"
             )
     print("ratio framework/minimal: req/s (higher is better), worker CPU per request (lower is better)")
-    for case in cases:
+    for case in cases if "minimal" in best and "framework" in best else []:
         a, b = best["framework"][case], best["minimal"][case]
         cpu = f"{a['cpu'] / b['cpu']:.2f}" if b["cpu"] else "n/a"
         print(f"  size {case[0]:>5} W {case[1]:>3}: req/s {a['rps'] / b['rps']:.2f}   CPU x{cpu}")
