@@ -299,10 +299,11 @@ class NativeDecoder:
         self._wanted = 0
         if status < 0:
             self._latent = self._make_error(status)
-        elif status == _NEED_DATA and self._start < self._end:
+        elif status == _NEED_DATA:
             # Past max_frame_size bytes C answers TOO_LARGE: ask it by then.
-            # (With nothing left, C wants the next frame's first byte: no need to ask.)
-            wanted = min(lib.cf_wanted(self._state), self.max_frame_size + 1)
+            # With nothing left, C wants the next frame's first byte: no need to ask.
+            left = self._start < self._end
+            wanted = min(lib.cf_wanted(self._state), self.max_frame_size + 1) if left else 1
             self._wanted = self._base + self._start + wanted
 
     def _slice(self, view: memoryview, i: int, field: int) -> Any:
