@@ -15,6 +15,7 @@ the ratio measures what the framework adds on the worker's side.
     python bench/worker_echo.py                    # generation A, N=20000
     python bench/worker_echo.py --protocol 1 -n 50000
     python bench/worker_echo.py --sync             # also a plain-def handler (threads), not in the ratio
+    python bench/worker_echo.py --callgrind --cases 16x1   # instructions per request (needs valgrind)
 
 The script is also the workers' executable: the engine starts it again with
 ``--as-worker KIND`` before the runtime's own flags.
@@ -145,23 +146,31 @@ async def client(engine: Any, payload: bytes, remaining: list[int], latencies: l
 
 
 async def drive(
-    kind: str, generation: str, cases: list[tuple[int, int]], n: int
+    kind: str, generation: str, cases: list[tuple[int, int]], n: int, callgrind: str | None = None
 ) -> dict[tuple[int, int], dict]:
+    """Run every case against one worker of *kind*; with *callgrind* (an output
+    file), the worker runs under valgrind and the timeouts allow for it."""
     from cocaine_http.runtime import Engine
 
     results = {}
+    command = [sys.executable, SELF, "--as-worker", kind]
+    patience: dict[str, float] = {}
+    if callgrind:
+        command = ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *command]
+        patience = {"startup_timeout": 600.0, "heartbeat_timeout": 600.0}
     with tempfile.TemporaryDirectory(prefix="chb-", dir="/tmp") as runtime_dir:
         engine = Engine(
             "bench",
-            [sys.executable, SELF, "--as-worker", kind],
+            command,
             generation=generation,
             runtime_dir=runtime_dir,
             concurrency=1024,
             queue_limit=4096,
             autospawn=False,
+            **patience,
         )
         async with engine:
-            [slave] = await engine.start(1)
+            [slave] = await engine.start(1, timeout=600.0 if callgrind else 10.0)
             assert slave.pid is not None
             for size, width in cases:
                 payload = b"x" * size
@@ -182,6 +191,37 @@ async def drive(
                     "cpu": cpu / len(latencies) * 1e6,
                 }
     return results
+
+
+def count_instructions(kinds: list[str], generation: str, cases: list[tuple[int, int]]) -> None:
+    """Instructions per request, counted by callgrind: the same on a quiet or a busy machine.
+
+    Each worker runs twice under valgrind, for N=300 and N=1300; the difference
+    of the totals over 1000 is the cost of one request, start-up and shutdown
+    cancelled out. (A first plain run compiles the .pyc files both then load.)
+    """
+    for kind in kinds:
+        asyncio.run(drive(kind, generation, cases[:1], 20))
+    counts: dict[str, dict[tuple[int, int], float]] = {}
+    with tempfile.TemporaryDirectory(prefix="chb-cg-") as out:
+        for kind in kinds:
+            for case in cases:
+                totals = []
+                for n in (300, 1300):
+                    path = os.path.join(out, f"{kind}-{n}.out")
+                    asyncio.run(drive(kind, generation, [case], n, callgrind=path))
+                    with open(path) as f:
+                        totals += [int(line.split()[1]) for line in f if line.startswith("summary:")]
+                counts.setdefault(kind, {})[case] = (totals[1] - totals[0]) / 1000
+    print(f"{'worker':<15} {'size':>6} {'W':>4} {'instructions/req':>17}")
+    for kind, by_case in counts.items():
+        for (size, width), ir in by_case.items():
+            print(f"{kind:<15} {size:>6} {width:>4} {ir:>17.0f}")
+    if "framework" in counts and "minimal" in counts:
+        print("ratio framework/minimal, instructions per request (lower is better)")
+        for case in cases:
+            ratio = counts["framework"][case] / counts["minimal"][case]
+            print(f"  size {case[0]:>5} W {case[1]:>3}: x{ratio:.2f}")
 
 
 def main() -> None:
@@ -205,6 +245,11 @@ def main() -> None:
     parser.add_argument(
         "--kinds", default="framework,minimal", help="workers to run (default framework,minimal)"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions per request under valgrind instead of timing (slow; N is fixed)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each case's best round")
     args = parser.parse_args()
 
@@ -214,7 +259,11 @@ def main() -> None:
     cases = [(int(size), int(width)) for size, width in (c.split("x") for c in args.cases.split(","))]
     kinds = args.kinds.split(",") + (["framework-sync"] if args.sync else [])
     python = sys.version.split()[0]
-    print(f"generation {generation}, decoder backend {codec.BACKEND}, N={args.n}, Python {python}")
+    n = "300 and 1300, under callgrind" if args.callgrind else args.n
+    print(f"generation {generation}, decoder backend {codec.BACKEND}, N={n}, Python {python}")
+    if args.callgrind:
+        count_instructions(kinds, generation, cases)
+        return
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for kind in kinds:
