@@ -231,9 +231,13 @@ class Channel:
         try:
             self._decoder.feed(data)
             now = self._loop.time() if self._loop is not None else 0.0  # once per read, not per frame
+            worker, on_event = self.worker, self.on_event
             for frame in self._decoder:
                 try:
-                    self._dispatch(frame, now)
+                    if worker is not None and on_event is not None:
+                        on_event(worker.receive(frame, now))  # the worker's path, without a hop
+                    else:
+                        self._dispatch(frame, now)
                 except Exception:
                     # A callback's bug must not take the connection (and every
                     # other session on it) down: log it and keep reading.

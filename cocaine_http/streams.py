@@ -99,7 +99,9 @@ class ChunkBuffer:
         self._buffered += len(data)
         if self._flow is not None:
             self._flow.added(self, len(data))
-        self._wake()
+        waiter = self._waiter  # _wake, inline: once per chunk
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _pop(self) -> bytes:
         data = self._chunks.popleft()

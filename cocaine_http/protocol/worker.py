@@ -191,6 +191,7 @@ class WorkerProtocol:
         self._last_seen = 0.0
         self._armed = False  # disown timer armed once the runtime answered a heartbeat
         self._receive = self._receive_a if self.generation is Generation.A else self._receive_b
+        self.receive = self._receive  # type: ignore[method-assign]
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, now: float) -> bytes:
@@ -219,10 +220,15 @@ class WorkerProtocol:
 
     # -- inbound -------------------------------------------------------------
     def receive(self, frame: Frame, now: float) -> Event:
-        self._last_seen = now
-        return self._receive(frame)
+        """The event a decoded frame means; *now* is when it arrived.
 
-    def _receive_a(self, f: Frame) -> Event:
+        (Each instance binds this name to its generation's reader, which does
+        the same in one call per frame instead of two.)
+        """
+        return self._receive(frame, now)
+
+    def _receive_a(self, f: Frame, now: float) -> Event:
+        self._last_seen = now
         t, s, args = f.type, f.session, f.args
         msg = _A_STREAM.get(t)  # the most frequent first: chunk, choke, error
         if msg is not None:
@@ -237,7 +243,8 @@ class WorkerProtocol:
             return self._terminate(args)
         return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
 
-    def _receive_b(self, f: Frame) -> Event:
+    def _receive_b(self, f: Frame, now: float) -> Event:
+        self._last_seen = now
         ch, t, args = f.session, f.type, f.args
         try:
             headers = self.rx_headers.decode(f.headers)
@@ -295,9 +302,10 @@ class WorkerProtocol:
         return self.chunk_header(session, len(data)) + data
 
     def send_choke(self, session: int) -> bytes:
-        state = self._state(session)
+        state = self.sessions.get(session) or self._state(session)
         state.send(Msg.CHOKE)
-        self._forget_if_done(state)
+        if state.recv_half is Half.CLOSED:  # both directions done: forget the session
+            self.sessions.pop(session, None)
         return self.encoder.choke(session)
 
     def send_error(self, session: int, code: int | tuple[int, int], message: str) -> bytes:
