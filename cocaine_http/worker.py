@@ -1,8 +1,9 @@
-"""The worker: a cocaine app process, its sessions and its lifecycle.
+"""The worker: a cocaine app process and its lifecycle.
 
 A :class:`Worker` connects to the runtime's UNIX socket (``--endpoint``),
 says who it is (handshake), keeps the runtime convinced it is alive
-(heartbeats), runs a handler per invocation and leaves when asked
+(heartbeats), runs a handler per invocation (through
+:class:`~cocaine_http.sessions.Sessions`) and leaves when asked
 (terminate), all over one :class:`~cocaine_http.channel.Channel` driven by
 the sans-IO :class:`~cocaine_http.protocol.worker.WorkerProtocol`::
 
@@ -33,42 +34,22 @@ Exit codes: :data:`EXIT_OK` 0, :data:`EXIT_LOST` 1, :data:`EXIT_CONFIG` 2,
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import inspect
 import logging
 import signal
-import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from .channel import Channel
 from .config import WorkerConfig
-from .errors import (
-    ChannelClosedError,
-    CocaineError,
-    ConnectError,
-    DisconnectedError,
-    ErrorCategory,
-    ErrorCode,
-    ServiceError,
-    StartupError,
-)
+from .errors import ConnectError, StartupError
 from .events import EventEmitter
 from .protocol.frames import Generation
-from .protocol.worker import (
-    Choke,
-    Chunk,
-    Error,
-    Event,
-    Heartbeat,
-    Ignored,
-    Invoke,
-    Terminate,
-    WorkerProtocol,
-)
-from .streams import InboundFlow, Outbox, Request, Response, blocking_pair
+from .protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
+from .sessions import Handler, Sessions
+from .streams import InboundFlow, Outbox
 from .threads import HandlerThreads
 
 __all__ = [
@@ -94,10 +75,6 @@ EXIT_STARTUP = 4
 #: The reason we give when we end the worker ourselves (signal, :meth:`Worker.stop`).
 SHUTDOWN_REASON = "worker shut down"
 
-_B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
-_B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
-
-Handler = Callable[[Any, Any], Any]
 Hook = Callable[[], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,38 +100,11 @@ def _share_loop(
         sync.set_default_loop(None)
 
 
-if sys.version_info >= (3, 12):
-
-    def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
-        """A task whose first step runs now, in the caller's turn of the loop
-        (with ``current_task()`` set, unlike calling the coroutine inline).
-        A loop with its own task factory gets an ordinary task."""
-        if loop.get_task_factory() is not None:
-            return loop.create_task(coro)
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-
-else:
-
-    def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
-        return loop.create_task(coro)
-
-
 def _is_async(handler: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(handler):
         return True
     call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
     return call is not None and inspect.iscoroutinefunction(call)
-
-
-class _Session:
-    __slots__ = ("abort_threads", "aborted", "request", "response", "task")
-
-    def __init__(self, request: Request, response: Response) -> None:
-        self.request = request
-        self.response = response
-        self.task: asyncio.Future[Any] | None = None
-        self.abort_threads: Callable[[BaseException], None] | None = None
-        self.aborted = False
 
 
 # Worker states
@@ -198,13 +148,11 @@ class Worker:
         self._flow: InboundFlow | None = None
         self._outbox: Outbox | None = None
         self._threads: HandlerThreads | None = None
-        self._sessions: dict[int, _Session] = {}
-        self._starting: list[tuple[Handler, _Session]] = []  # invoked in the read being delivered
+        self._sessions: Sessions | None = None  # made with the connection
         self._state = _NEW
         self._done: asyncio.Future[int] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
-        self._idle: asyncio.Future[None] | None = None
         self._hurry: asyncio.Event | None = None
         self._terminate_received = False
         self._reply: tuple[int, str] = (1, SHUTDOWN_REASON)
@@ -214,11 +162,10 @@ class Worker:
         self._conn_lost: asyncio.Future[None] | None = None
         self._last_resume = 0.0
         self._signals: list[int] = []
-        self._gen_b = self.config.generation is Generation.B
 
     def __repr__(self) -> str:
         c = self.config
-        return f"<Worker app={c.app!r} uuid={c.uuid!r} protocol={c.protocol} sessions={len(self._sessions)}>"
+        return f"<Worker app={c.app!r} uuid={c.uuid!r} protocol={c.protocol} sessions={self.active_sessions}>"
 
     # -- registration ----------------------------------------------------------
     def on(self, event: str, handler: Handler | None = None) -> Any:
@@ -262,7 +209,7 @@ class Worker:
 
     @property
     def active_sessions(self) -> int:
-        return len(self._sessions)
+        return len(self._sessions) if self._sessions is not None else 0
 
     @property
     def terminating(self) -> bool:
@@ -354,8 +301,6 @@ class Worker:
             max_frame_size=cfg.max_frame_size,
             write_high_water=cfg.write_high_water,
         )
-        channel.on_event = self._on_event
-        channel.on_read_end = self._on_read_end
         channel.on_close = self._on_close
         self._conn_lost = loop.create_future()
         self._outbox = Outbox(channel, loop)
@@ -367,6 +312,20 @@ class Worker:
             low=cfg.read_low_water,
         )
         self._threads = HandlerThreads(cfg.threads)
+        sessions = self._sessions = Sessions(
+            loop,
+            protocol,
+            self._outbox,
+            self._flow,
+            self._threads,
+            find_handler=self._find_handler,
+            control=self._on_control,
+            max_sessions=cfg.max_sessions,
+            sync_write_budget=cfg.sync_write_budget,
+            gen_b=cfg.generation is Generation.B,
+        )
+        channel.on_event = sessions.on_event
+        channel.on_read_end = sessions.on_read_end
         try:
             await channel.connect(cfg.endpoint, unix=True)
         except ConnectError as exc:
@@ -392,8 +351,9 @@ class Worker:
             with contextlib.suppress(BaseException):
                 await task
         if self._sessions:
-            self._abort_sessions("the worker is exiting")
-            await self._settle_sessions(0.1)
+            self._sessions.accepting = False
+            self._sessions.abort("the worker is exiting")
+            await self._sessions.settle(0.1)
         if self._started:
             await self._run_shutdown_hooks()
         self._state = _DONE
@@ -513,10 +473,11 @@ class Worker:
         log.error(
             "the runtime has not answered for %.1f s: disowned, exiting (%d sessions in flight)",
             self.config.disown_timeout,
-            len(self._sessions),
+            self.active_sessions,
         )
         self.events.emit("disown")
-        self._abort_sessions("the worker was disowned by the runtime")
+        if self._sessions is not None:
+            self._sessions.abort("the worker was disowned by the runtime")
         self._finish(EXIT_DISOWNED)
 
     # -- the connection ---------------------------------------------------------
@@ -525,7 +486,7 @@ class Worker:
             self._conn_lost.set_result(None)
         if self._state >= _DONE or (self._done is not None and self._done.done()):
             return
-        in_flight = len(self._sessions)
+        in_flight = self.active_sessions
         clean = self._terminate_received and in_flight == 0
         what = f"the runtime connection was lost ({exc})" if exc else "the runtime closed the connection"
         if clean or self._reply_sent:
@@ -539,29 +500,21 @@ class Worker:
             )
         if exc is not None:
             self.events.emit("error", exc)
-        self._abort_sessions("the runtime connection was lost")
+        if self._sessions is not None:
+            self._sessions.abort("the runtime connection was lost")
         self._finish(EXIT_OK if clean or self._reply_sent else EXIT_LOST)
 
-    def _on_event(self, event: Event) -> None:
-        # Ordered by frequency: this is the hot path.
-        if type(event) is Chunk:
-            session = self._sessions.get(event.session)
-            if session is not None:
-                session.request._feed(event.data)
-        elif type(event) is Invoke:
-            self._on_invoke(event)
-        elif type(event) is Choke:
-            session = self._sessions.get(event.session)
-            if session is not None:
-                session.request._feed_eof()
-        elif type(event) is Heartbeat:
+    def _on_control(self, event: Event) -> None:
+        """The events that are not about one session (those go to :class:`Sessions`)."""
+        if type(event) is Heartbeat:
             pass  # WorkerProtocol already noted the sign of life
-        elif type(event) is Error:
-            self._on_remote_error(event)
         elif type(event) is Terminate:
             self._on_terminate(event)
         elif type(event) is Ignored:
             log.warning("dropped a message from the runtime: %s", event.error)
+
+    def _find_handler(self, event: str) -> tuple[Handler, bool] | None:
+        return self._handlers.get(event) or self._default
 
     def _on_terminate(self, event: Terminate) -> None:
         log.info("the runtime asked to terminate: %r (code %d)", event.reason, event.code)
@@ -574,221 +527,32 @@ class Worker:
             self.events.emit("terminate", event.code, event.reason)
             self._begin_shutdown()
 
-    def _on_remote_error(self, event: Error) -> None:
-        session = self._sessions.get(event.session)
-        if session is None:
-            return
-        exc = ServiceError(event.message, code=event.code, category=event.category)
-        session.request._feed_error(exc)
-        if self._gen_b:
-            # B: the runtime failed the channel (client error or request timeout).
-            # Sending on it now could be a revoked channel to the runtime, which
-            # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
-            session.response._abandon()
-            assert self._protocol is not None
-            self._protocol.sessions.pop(event.session, None)
-
-    # -- sessions --------------------------------------------------------------
-    def _on_invoke(self, event: Invoke) -> None:
-        s = event.session
-        if self._state != _RUNNING:
-            self._refuse(s, "the worker is shutting down", retryable=True)
-            return
-        if len(self._sessions) >= self.config.max_sessions:
-            self._refuse(s, f"the worker is busy ({len(self._sessions)} sessions)", busy=True)
-            return
-        entry = self._handlers.get(event.event) or self._default
-        if entry is None:
-            self._no_handler(s, event.event)
-            return
-        handler, is_async = entry
-        loop, protocol = self._loop, self._protocol
-        assert loop is not None and protocol is not None and self._outbox is not None
-        request = Request(event.event, s, event.headers, self._flow, loop)
-        response = Response(s, protocol, self._outbox)
-        session = self._sessions[s] = _Session(request, response)
-        if is_async:
-            # Started once the whole read is delivered (see _on_read_end).
-            self._starting.append((handler, session))
-        else:
-            breq, bresp, abort = blocking_pair(request, response, loop, budget=self.config.sync_write_budget)
-            session.abort_threads = abort
-            assert self._threads is not None
-            session.task = loop.create_future()
-
-            def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
-                    loop.call_soon_threadsafe(self._sync_done, session, f)
-
-            self._threads.submit(handler, breq, bresp).add_done_callback(notify)
-
-    def _on_read_end(self) -> None:
-        """Start the handlers of this read's invocations, then send what they wrote.
-
-        Starting them here rather than at the invoke means a handler sees the
-        chunks (and the end) that arrived in the same read; where the loop can
-        (Python 3.12+), it runs eagerly up to its first real wait, so a request
-        that came whole is answered in this same loop turn and in one write.
-        """
-        starting = self._starting
-        if starting:
-            self._starting = []
-            loop = self._loop
-            assert loop is not None
-            for handler, session in starting:
-                if session.aborted:  # the connection failed during this read
-                    self._session_done(session)
-                else:
-                    session.task = _start_task(loop, self._run_async(handler, session))
-        if self._outbox is not None:
-            self._outbox.flush()
-
-    async def _run_async(self, handler: Handler, session: _Session) -> None:
-        try:
-            await handler(session.request, session.response)
-        except asyncio.CancelledError:
-            if not session.aborted:
-                raise
-        except Exception as exc:
-            self._handler_failed(session, exc)
-        finally:
-            self._session_done(session)
-
-    def _sync_done(self, session: _Session, future: concurrent.futures.Future[Any]) -> None:
-        exc = future.exception()
-        if exc is None and inspect.isawaitable(future.result()):
-            result = future.result()
-            if inspect.iscoroutine(result):
-                result.close()
-            exc = TypeError(
-                f"handler of {session.request.event!r} returned an awaitable: declare it with async def"
-            )
-        if exc is not None:
-            if isinstance(exc, Exception):
-                self._handler_failed(session, exc)
-            else:
-                log.error("handler of session %d raised %r", session.request.session, exc)
-        done = session.task
-        if done is not None and not done.done():
-            done.set_result(None)
-        self._session_done(session)
-
-    def _handler_failed(self, session: _Session, exc: BaseException) -> None:
-        s = session.request.session
-        if session.aborted or (self._channel is not None and self._channel.closed):
-            log.debug("aborted handler of session %d ended with %r", s, exc)
-            return
-        if exc is session.request._exc:
-            # The runtime's own error on this session, re-raised by a read: not a bug here.
-            log.info("session %d failed on the runtime side: %s", s, exc)
-            if not session.response.closed:
-                self._safe(session.response.close)
-            return
-        log.error("handler of event %r (session %d) failed", session.request.event, s, exc_info=exc)
-        if not session.response.closed:
-            message = str(exc) or type(exc).__name__
-            # B: uncaught exception; A: invocation_error, as the runtime reports handler exceptions (§2.7)
-            code: int | tuple[int, int] = _B_UNCAUGHT if self._gen_b else 1
-            self._safe(lambda: session.response.error(code, message))
-
-    def _session_done(self, session: _Session) -> None:
-        s = session.request.session
-        if self._sessions.get(s) is session:
-            del self._sessions[s]
-        if not session.response.closed:
-            self._safe(session.response.close)
-        session.request._discard()
-        if not self._sessions:
-            # Nothing else in flight will add to this iteration's batch: send now
-            # rather than one loop iteration later (latency of lone requests).
-            if self._outbox is not None:
-                self._outbox.flush()
-            if self._idle is not None and not self._idle.done():
-                self._idle.set_result(None)
-
-    def _safe(self, fn: Callable[[], Any]) -> None:
-        try:  # noqa: SIM105 - once per session: contextlib.suppress would add three calls
-            fn()
-        except (DisconnectedError, ChannelClosedError):
-            pass
-
-    def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
-        protocol, outbox = self._protocol, self._outbox
-        assert protocol is not None and outbox is not None
-        try:
-            frame = protocol.send_error(s, code, message)
-            if not outbox.channel.closed:
-                outbox.write(frame)
-        except CocaineError as exc:
-            log.debug("could not answer session %d: %s", s, exc)
-
-    def _no_handler(self, s: int, event: str) -> None:
-        # PROTOCOL.md §5 item 6: the codes the official frameworks use.
-        if self._gen_b:
-            self._send_error(
-                s, (ErrorCategory.WORKER.value, ErrorCode.NO_HANDLER.value), f"no handler for event {event}"
-            )
-        else:
-            self._send_error(s, -100, f"there is no handler for event {event}")
-        log.warning("no handler for event %r (session %d)", event, s)
-
-    def _refuse(self, s: int, message: str, *, retryable: bool = False, busy: bool = False) -> None:
-        """An invoke we will not run. A: resource_error (2). B: a code proxies retry:
-        EPIPE in the generic category ("app stopped") when shutting down, the
-        overseer's "queue is full" when over ``max_sessions``."""
-        code: int | tuple[int, int]
-        if not self._gen_b:
-            code = 2
-        elif busy:
-            code = (ErrorCategory.OVERSEER.value, 1)
-        else:
-            code = (ErrorCategory.GENERIC.value, 32)
-        self._send_error(s, code, message)
-
-    def _abort_sessions(self, reason: str) -> None:
-        for session in list(self._sessions.values()):
-            if session.aborted:
-                continue
-            session.aborted = True
-            exc = ChannelClosedError(f"session aborted: {reason}")
-            session.request._feed_error(exc)
-            if not session.response.closed and self._channel is not None and not self._channel.closed:
-                code: int | tuple[int, int] = _B_ABORTED if self._gen_b else 2
-                self._safe(lambda session=session, code=code: session.response.error(code, reason))
-            else:
-                session.response._closed = True
-            if session.abort_threads is not None:
-                session.abort_threads(exc)
-            elif session.task is not None:
-                session.task.cancel()
-
-    async def _settle_sessions(self, timeout: float) -> None:
-        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
-
     # -- terminate ---------------------------------------------------------------
     def _begin_shutdown(self) -> None:
         assert self._loop is not None
         self._state = _DRAINING
+        if self._sessions is not None:
+            self._sessions.accepting = False  # from now on invokes are refused, retryably
         self._shutdown_task = self._loop.create_task(self._shutdown())
 
     async def _shutdown(self) -> None:
         loop = self._loop
         assert loop is not None and self._hurry is not None
         grace = self.config.grace_period
-        if self._sessions:
-            log.info("draining %d sessions (up to %.1f s)", len(self._sessions), grace)
-            self._idle = loop.create_future()
+        sessions = self._sessions
+        assert sessions is not None
+        if sessions:
+            log.info("draining %d sessions (up to %.1f s)", len(sessions), grace)
             hurry = loop.create_task(self._hurry.wait())
             try:
-                await asyncio.wait([self._idle, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+                idle = sessions.idle()
+                await asyncio.wait([idle, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 hurry.cancel()
-        if self._sessions:
-            log.warning("aborting %d sessions still running after the grace period", len(self._sessions))
-            self._abort_sessions("the worker is shutting down")
-            await self._settle_sessions(0.25)
+        if sessions:
+            log.warning("aborting %d sessions still running after the grace period", len(sessions))
+            sessions.abort("the worker is shutting down")
+            await sessions.settle(0.25)
         self._state = _CLOSING
         await self._run_shutdown_hooks()
         channel, protocol = self._channel, self._protocol

@@ -1,0 +1,346 @@
+"""The worker's sessions in flight: one handler per invocation, from its invoke to its end.
+
+:class:`Sessions` receives the session events of the runtime connection (an
+invoke, chunks, the end, an error) and runs the registered handler of each
+invocation with a :class:`~cocaine_http.streams.Request` and a
+:class:`~cocaine_http.streams.Response`: ``async def`` handlers as tasks on
+the loop, plain ``def`` handlers in the worker's thread pool. It answers what
+it will not run (no handler, too busy, shutting down) with the codes the
+runtime and the proxies understand, turns a handler's exception into an error
+reply, and aborts whatever is left when the worker goes.
+
+The :class:`~cocaine_http.worker.Worker` owns the process's lifecycle (the
+connection, heartbeats, terminate, signals) and hands everything that concerns
+a session to this class; other events come back to it through ``control``.
+
+When handlers start: an ``async def`` handler starts once every frame of the
+socket read that carried its invoke has been delivered (the channel's
+``on_read_end``), so a request that arrived whole is buffered before it runs.
+On Python 3.12+ its task starts eagerly and a handler that does not wait is
+answered in that same loop turn, in one write with the rest of the read's
+answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import inspect
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+from .errors import (
+    ChannelClosedError,
+    CocaineError,
+    DisconnectedError,
+    ErrorCategory,
+    ErrorCode,
+    ServiceError,
+)
+from .protocol.worker import Choke, Chunk, Error, Event, Invoke, WorkerProtocol
+from .streams import InboundFlow, Outbox, Request, Response, blocking_pair
+from .threads import HandlerThreads
+
+__all__ = ["Handler", "Sessions"]
+
+log = logging.getLogger("cocaine_http.worker")
+
+Handler = Callable[[Any, Any], Any]
+
+_B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
+_B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        """A task whose first step runs now, in the caller's turn of the loop
+        (with ``current_task()`` set, unlike calling the coroutine inline).
+        A loop with its own task factory gets an ordinary task."""
+        if loop.get_task_factory() is not None:
+            return loop.create_task(coro)
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        return loop.create_task(coro)
+
+
+class _Session:
+    __slots__ = ("abort_threads", "aborted", "request", "response", "task")
+
+    def __init__(self, request: Request, response: Response) -> None:
+        self.request = request
+        self.response = response
+        #: The handler's task (async), or a future set when its thread is done (sync).
+        self.task: asyncio.Future[Any] | None = None
+        self.abort_threads: Callable[[BaseException], None] | None = None
+        self.aborted = False
+
+
+class Sessions:
+    """The sessions of one runtime connection (see the module docstring).
+
+    *find_handler* maps an event name to ``(handler, is_async)`` or ``None``;
+    *control* receives every event that is not about a session (heartbeat,
+    terminate, a dropped message).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol: WorkerProtocol,
+        outbox: Outbox,
+        flow: InboundFlow,
+        threads: HandlerThreads,
+        *,
+        find_handler: Callable[[str], tuple[Handler, bool] | None],
+        control: Callable[[Event], Any],
+        max_sessions: int,
+        sync_write_budget: int,
+        gen_b: bool,
+    ) -> None:
+        self._loop = loop
+        self._protocol = protocol
+        self._outbox = outbox
+        self._flow = flow
+        self._threads = threads
+        self._find_handler = find_handler
+        self._control = control
+        self.max_sessions = max_sessions
+        self.sync_write_budget = sync_write_budget
+        self._gen_b = gen_b
+        #: False once the worker drains: new invokes are refused with a code proxies retry.
+        self.accepting = True
+        self._sessions: dict[int, _Session] = {}
+        self._starting: list[tuple[Handler, _Session]] = []  # invoked in the read being delivered
+        self._idle: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._sessions)
+
+    # -- from the connection ---------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        """Route one event of the connection: session events here, the rest to ``control``."""
+        # Ordered by frequency: this is the hot path.
+        if type(event) is Chunk:
+            session = self._sessions.get(event.session)
+            if session is not None:
+                session.request._feed(event.data)
+        elif type(event) is Invoke:
+            self._invoke(event)
+        elif type(event) is Choke:
+            session = self._sessions.get(event.session)
+            if session is not None:
+                session.request._feed_eof()
+        elif type(event) is Error:
+            self._remote_error(event)
+        else:
+            self._control(event)
+
+    def on_read_end(self) -> None:
+        """Start the handlers of this read's invocations, then send what they wrote.
+
+        Starting them here rather than at the invoke means a handler sees the
+        chunks (and the end) that arrived in the same read; where the loop can
+        (Python 3.12+), it runs eagerly up to its first real wait, so a request
+        that came whole is answered in this same loop turn and in one write.
+        """
+        starting = self._starting
+        if starting:
+            self._starting = []
+            for handler, session in starting:
+                if session.aborted:  # the connection failed during this read
+                    self._done(session)
+                else:
+                    session.task = _start_task(self._loop, self._run_async(handler, session))
+        self._outbox.flush()
+
+    def _remote_error(self, event: Error) -> None:
+        session = self._sessions.get(event.session)
+        if session is None:
+            return
+        exc = ServiceError(event.message, code=event.code, category=event.category)
+        session.request._feed_error(exc)
+        if self._gen_b:
+            # B: the runtime failed the channel (client error or request timeout).
+            # Sending on it now could be a revoked channel to the runtime, which
+            # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
+            session.response._abandon()
+            self._protocol.sessions.pop(event.session, None)
+
+    def _invoke(self, event: Invoke) -> None:
+        s = event.session
+        if not self.accepting:
+            self._refuse(s, "the worker is shutting down")
+            return
+        if len(self._sessions) >= self.max_sessions:
+            self._refuse(s, f"the worker is busy ({len(self._sessions)} sessions)", busy=True)
+            return
+        entry = self._find_handler(event.event)
+        if entry is None:
+            self._no_handler(s, event.event)
+            return
+        handler, is_async = entry
+        loop = self._loop
+        request = Request(event.event, s, event.headers, self._flow, loop)
+        response = Response(s, self._protocol, self._outbox)
+        session = self._sessions[s] = _Session(request, response)
+        if is_async:
+            # Started once the whole read is delivered (see on_read_end).
+            self._starting.append((handler, session))
+        else:
+            breq, bresp, abort = blocking_pair(request, response, loop, budget=self.sync_write_budget)
+            session.abort_threads = abort
+            session.task = loop.create_future()
+
+            def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
+                    loop.call_soon_threadsafe(self._sync_done, session, f)
+
+            self._threads.submit(handler, breq, bresp).add_done_callback(notify)
+
+    # -- a handler's end -------------------------------------------------------
+    async def _run_async(self, handler: Handler, session: _Session) -> None:
+        try:
+            await handler(session.request, session.response)
+        except asyncio.CancelledError:
+            if not session.aborted:
+                raise
+        except Exception as exc:
+            self._handler_failed(session, exc)
+        finally:
+            self._done(session)
+
+    def _sync_done(self, session: _Session, future: concurrent.futures.Future[Any]) -> None:
+        exc = future.exception()
+        if exc is None and inspect.isawaitable(future.result()):
+            result = future.result()
+            if inspect.iscoroutine(result):
+                result.close()
+            exc = TypeError(
+                f"handler of {session.request.event!r} returned an awaitable: declare it with async def"
+            )
+        if exc is not None:
+            if isinstance(exc, Exception):
+                self._handler_failed(session, exc)
+            else:
+                log.error("handler of session %d raised %r", session.request.session, exc)
+        done = session.task
+        if done is not None and not done.done():
+            done.set_result(None)
+        self._done(session)
+
+    def _handler_failed(self, session: _Session, exc: BaseException) -> None:
+        s = session.request.session
+        if session.aborted or self._outbox.channel.closed:
+            log.debug("aborted handler of session %d ended with %r", s, exc)
+            return
+        if exc is session.request._exc:
+            # The runtime's own error on this session, re-raised by a read: not a bug here.
+            log.info("session %d failed on the runtime side: %s", s, exc)
+            if not session.response.closed:
+                _quietly(session.response.close)
+            return
+        log.error("handler of event %r (session %d) failed", session.request.event, s, exc_info=exc)
+        if not session.response.closed:
+            message = str(exc) or type(exc).__name__
+            # B: uncaught exception; A: invocation_error, as the runtime reports handler exceptions (§2.7)
+            code: int | tuple[int, int] = _B_UNCAUGHT if self._gen_b else 1
+            _quietly(lambda: session.response.error(code, message))
+
+    def _done(self, session: _Session) -> None:
+        s = session.request.session
+        if self._sessions.get(s) is session:
+            del self._sessions[s]
+        if not session.response.closed:
+            _quietly(session.response.close)
+        session.request._discard()
+        if not self._sessions:
+            # Nothing else in flight will add to this iteration's batch: send now
+            # rather than one loop iteration later (latency of lone requests).
+            self._outbox.flush()
+            if self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
+
+    # -- answers to invokes that will not run ----------------------------------
+    def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
+        try:
+            frame = self._protocol.send_error(s, code, message)
+            if not self._outbox.channel.closed:
+                self._outbox.write(frame)
+        except CocaineError as exc:
+            log.debug("could not answer session %d: %s", s, exc)
+
+    def _no_handler(self, s: int, event: str) -> None:
+        # PROTOCOL.md §5 item 6: the codes the official frameworks use.
+        if self._gen_b:
+            self._send_error(
+                s, (ErrorCategory.WORKER.value, ErrorCode.NO_HANDLER.value), f"no handler for event {event}"
+            )
+        else:
+            self._send_error(s, -100, f"there is no handler for event {event}")
+        log.warning("no handler for event %r (session %d)", event, s)
+
+    def _refuse(self, s: int, message: str, *, busy: bool = False) -> None:
+        """An invoke we will not run. A: resource_error (2). B: a code proxies retry:
+        EPIPE in the generic category ("app stopped") when shutting down, the
+        overseer's "queue is full" when over ``max_sessions``."""
+        code: int | tuple[int, int]
+        if not self._gen_b:
+            code = 2
+        elif busy:
+            code = (ErrorCategory.OVERSEER.value, 1)
+        else:
+            code = (ErrorCategory.GENERIC.value, 32)
+        self._send_error(s, code, message)
+
+    # -- the worker's end --------------------------------------------------------
+    def idle(self) -> asyncio.Future[None]:
+        """A future done once no session is left (done already if none is)."""
+        if self._idle is None or self._idle.done():
+            self._idle = self._loop.create_future()
+        if not self._sessions:
+            self._idle.set_result(None)
+        return self._idle
+
+    def abort(self, reason: str) -> None:
+        """End every session now: its reader gets an error, the runtime an error reply
+        (while the connection lasts), its task is cancelled or its thread told to stop."""
+        connected = not self._outbox.channel.closed
+        for session in list(self._sessions.values()):
+            if session.aborted:
+                continue
+            session.aborted = True
+            exc = ChannelClosedError(f"session aborted: {reason}")
+            session.request._feed_error(exc)
+            if not session.response.closed and connected:
+                code: int | tuple[int, int] = _B_ABORTED if self._gen_b else 2
+                _quietly(lambda session=session, code=code: session.response.error(code, reason))
+            else:
+                session.response._closed = True
+            if session.abort_threads is not None:
+                session.abort_threads(exc)
+            elif session.task is not None:
+                session.task.cancel()
+
+    async def settle(self, timeout: float) -> None:
+        """Wait up to *timeout* for the handlers still running to return."""
+        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    """Call *fn*, ignoring that the session or the connection has already ended."""
+    try:  # noqa: SIM105 - once per session: contextlib.suppress would add three calls
+        fn()
+    except (DisconnectedError, ChannelClosedError):
+        pass
