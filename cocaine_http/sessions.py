@@ -40,8 +40,9 @@ from .errors import (
     ErrorCode,
     ServiceError,
 )
+from .flow import InboundFlow, Outbox
 from .protocol.worker import Choke, Chunk, Error, Event, Invoke, WorkerProtocol
-from .streams import InboundFlow, Outbox, Request, Response, blocking_pair
+from .streams import Request, Response, blocking_pair
 from .threads import HandlerThreads
 
 __all__ = ["Handler", "Sessions"]

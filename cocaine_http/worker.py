@@ -46,10 +46,10 @@ from .channel import Channel
 from .config import WorkerConfig
 from .errors import ConnectError, StartupError
 from .events import EventEmitter
+from .flow import InboundFlow, Outbox
 from .protocol.frames import Generation
 from .protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
 from .sessions import Handler, Sessions
-from .streams import InboundFlow, Outbox
 from .threads import HandlerThreads
 
 __all__ = [

@@ -17,9 +17,9 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from ..channel import Channel
+from ..flow import InboundFlow
 from ..protocol.frames import Frame, Generation
 from ..protocol.worker import Choke, Chunk, Error, Heartbeat, Ignored, Terminate
-from ..streams import InboundFlow
 from .side import Handshake, LateFrame, RuntimeSide
 from .slave import Slave, SlaveState
 

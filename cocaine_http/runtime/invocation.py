@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
+from ..flow import ChunkBuffer
 from ..protocol.frames import Generation
-from ..streams import ChunkBuffer
 
 if TYPE_CHECKING:
     from .engine import Engine

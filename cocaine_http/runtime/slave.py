@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..channel import Channel
+from ..flow import InboundFlow
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error
-from ..streams import InboundFlow
 from .invocation import Invocation
 from .side import RuntimeSide
 
