@@ -135,7 +135,7 @@ def stream_event(
         state.recv(msg)
     except UnexpectedMessageError as exc:
         return Ignored(s, exc)
-    if state.recv_half is Half.CLOSED and state.send_half is Half.CLOSED:
+    if state.finished:
         sessions.pop(s, None)
     if msg is Msg.CHUNK:
         if len(args) != 1 or not isinstance(args[0], (bytes, str)):
@@ -302,10 +302,9 @@ class WorkerProtocol:
         return self.chunk_header(session, len(data)) + data
 
     def send_choke(self, session: int) -> bytes:
-        state = self.sessions.get(session) or self._state(session)
+        state = self._state(session)
         state.send(Msg.CHOKE)
-        if state.recv_half is Half.CLOSED:  # both directions done: forget the session
-            self.sessions.pop(session, None)
+        self._forget_if_done(state)
         return self.encoder.choke(session)
 
     def send_error(self, session: int, code: int | tuple[int, int], message: str) -> bytes:
