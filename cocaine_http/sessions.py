@@ -55,20 +55,17 @@ _B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
 _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
 
 
-if sys.version_info >= (3, 12):
+_EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
 
-    def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
-        """A task whose first step runs now, in the caller's turn of the loop
-        (with ``current_task()`` set, unlike calling the coroutine inline).
-        A loop with its own task factory gets an ordinary task."""
-        if loop.get_task_factory() is not None:
-            return loop.create_task(coro)
-        return asyncio.Task(coro, loop=loop, eager_start=True)
 
-else:
-
-    def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    """A handler's task. On Python 3.12+ its first step runs now, in the
+    caller's turn of the loop (with ``current_task()`` set, unlike calling
+    the coroutine inline). A loop with its own task factory gets what the
+    factory makes."""
+    if loop.get_task_factory() is not None:
         return loop.create_task(coro)
+    return asyncio.Task(coro, loop=loop, **_EAGER)
 
 
 class _Session:
