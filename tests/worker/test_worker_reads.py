@@ -105,3 +105,23 @@ def test_a_handler_that_waits_still_runs_to_the_end(gen: str, runtime_dir: str) 
 
     in_flight = run(one_read_session(gen, runtime_dir, echo, [b"abcd"]))
     assert 1 in in_flight  # still running when its read ended
+
+
+def test_a_loop_with_its_own_task_factory_makes_the_handler_tasks(gen: str, runtime_dir: str) -> None:
+    made: list[str] = []
+
+    async def echo(request: Any, response: Any) -> None:
+        await response.write(await request.read_all())
+
+    async def body() -> list[int]:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            made.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+        return await one_read_session(gen, runtime_dir, echo, [b"abcd"])
+
+    run(body())
+    assert "Sessions._run_async" in made  # the handler ran in a task the factory made
