@@ -125,3 +125,42 @@ def test_a_loop_with_its_own_task_factory_makes_the_handler_tasks(gen: str, runt
 
     run(body())
     assert "Sessions._run_async" in made  # the handler ran in a task the factory made
+
+
+def test_a_read_that_ends_in_garbage_runs_none_of_its_handlers(
+    gen: str, runtime_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The invoke before the bad bytes was delivered, but the connection is gone by the
+    read's end: its handler is never started, and the worker exits as on a lost connection."""
+    called: list[int] = []
+
+    async def echo(request: Any, response: Any) -> None:
+        called.append(request.session)
+
+    async def body() -> int:
+        g = Generation.parse(gen)
+        enc = MessageEncoder(g)
+        s = session_of(gen)
+        connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        path = os.path.join(runtime_dir, "app.sock")
+        server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
+        worker = Worker([], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0,
+                        handle_signals=False)
+        worker.on("echo", echo)
+        serving = asyncio.ensure_future(worker.serve())
+        try:
+            reader, writer = await asyncio.wait_for(connected.get(), 5)
+            await reader.readexactly(len(enc.handshake(UUID) + enc.heartbeat()))
+            writer.write(enc.heartbeat())
+            writer.write(enc.invoke(s, "echo") + enc.chunk(s, b"ab") + b"\xc1")  # 0xc1: never valid msgpack
+            code = await asyncio.wait_for(serving, 5)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # nothing was answered
+            writer.close()
+            return code
+        finally:
+            serving.cancel()
+            server.close()
+
+    assert run(body()) == 1
+    assert called == []
+    assert not [r for r in caplog.records if r.exc_info]  # logged as errors, no traceback
