@@ -29,7 +29,7 @@ import contextlib
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .errors import (
@@ -120,9 +120,6 @@ class Sessions:
 
     def __len__(self) -> int:
         return len(self._sessions)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._sessions)
 
     # -- from the connection ---------------------------------------------------
     def on_event(self, event: Event) -> None:
