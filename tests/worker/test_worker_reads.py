@@ -8,8 +8,11 @@ can be recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,24 +29,46 @@ def session_of(gen: str) -> int:
     return 2 if gen == "B" else 7
 
 
-async def one_read_session(gen: str, runtime_dir: str, handler: Any, answer: list[bytes]) -> list[int]:
-    """Serve *handler* as "echo", send one whole session (chunks ``ab``, ``cd``) in a
-    single write, check the reply is *answer* then the end, and return the sessions
-    still in flight after each read the worker finished."""
-    g = Generation.parse(gen)
-    enc = MessageEncoder(g)
-    s = session_of(gen)
-    request = enc.invoke(s, "echo") + enc.chunk(s, b"ab") + enc.chunk(s, b"cd") + enc.choke(s)
-    reply = b"".join(enc.chunk(s, data) for data in answer) + enc.choke(s)
+@dataclass
+class RawPeer:
+    """The runtime's end, connected and past the handshake; ``worker`` serves in ``serving``."""
+
+    enc: MessageEncoder
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    worker: Worker
+    serving: asyncio.Future[int]
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(gen: str, runtime_dir: str, handler: Any) -> AsyncIterator[RawPeer]:
+    """Serve *handler* as "echo" in this loop, against a raw socket playing the runtime."""
+    enc = MessageEncoder(Generation.parse(gen))
     connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     path = os.path.join(runtime_dir, "app.sock")
     server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
     worker = Worker([], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0,
                     handle_signals=False)
     worker.on("echo", handler)
-    in_flight: list[int] = []
+    serving = asyncio.ensure_future(worker.serve())
+    try:
+        reader, writer = await asyncio.wait_for(connected.get(), 5)
+        await reader.readexactly(len(enc.handshake(UUID) + enc.heartbeat()))
+        writer.write(enc.heartbeat())  # A activates on it; B does not mind
+        yield RawPeer(enc, reader, writer, worker, serving)
+        writer.close()
+    finally:
+        serving.cancel()
+        server.close()
 
-    def watch() -> None:
+
+async def one_read_session(gen: str, runtime_dir: str, handler: Any, answer: list[bytes]) -> list[int]:
+    """Serve *handler* as "echo", send one whole session (chunks ``ab``, ``cd``) in a
+    single write, check the reply is *answer* then the end, and return the sessions
+    still in flight after each read the worker finished."""
+    in_flight: list[int] = []
+    async with raw_peer(gen, runtime_dir, handler) as peer:
+        enc, s, worker = peer.enc, session_of(gen), peer.worker
         channel = worker._channel
         assert channel is not None and channel.on_read_end is not None
         original = channel.on_read_end
@@ -53,23 +78,12 @@ async def one_read_session(gen: str, runtime_dir: str, handler: Any, answer: lis
             in_flight.append(worker.active_sessions)
 
         channel.on_read_end = read_end
-
-    worker.events.on("connect", watch)
-    serving = asyncio.ensure_future(worker.serve())
-    try:
-        reader, writer = await asyncio.wait_for(connected.get(), 5)
-        await reader.readexactly(len(enc.handshake(UUID) + enc.heartbeat()))
-        writer.write(enc.heartbeat())  # A activates on it; B does not mind
-        writer.write(request)
-        got = await asyncio.wait_for(reader.readexactly(len(reply)), 5)
-        assert got == reply
-        writer.write(enc.terminate(1, "done"))
-        assert await asyncio.wait_for(serving, 5) == 0
-        writer.close()
-        return in_flight
-    finally:
-        serving.cancel()
-        server.close()
+        peer.writer.write(enc.invoke(s, "echo") + enc.chunk(s, b"ab") + enc.chunk(s, b"cd") + enc.choke(s))
+        reply = b"".join(enc.chunk(s, data) for data in answer) + enc.choke(s)
+        assert await asyncio.wait_for(peer.reader.readexactly(len(reply)), 5) == reply
+        peer.writer.write(enc.terminate(1, "done"))
+        assert await asyncio.wait_for(peer.serving, 5) == 0
+    return in_flight
 
 
 def test_a_handler_starts_with_its_whole_read_delivered_in_a_real_task(gen: str, runtime_dir: str) -> None:
@@ -138,28 +152,12 @@ def test_a_read_that_ends_in_garbage_runs_none_of_its_handlers(
         called.append(request.session)
 
     async def body() -> int:
-        g = Generation.parse(gen)
-        enc = MessageEncoder(g)
-        s = session_of(gen)
-        connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-        path = os.path.join(runtime_dir, "app.sock")
-        server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
-        worker = Worker([], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0,
-                        handle_signals=False)
-        worker.on("echo", echo)
-        serving = asyncio.ensure_future(worker.serve())
-        try:
-            reader, writer = await asyncio.wait_for(connected.get(), 5)
-            await reader.readexactly(len(enc.handshake(UUID) + enc.heartbeat()))
-            writer.write(enc.heartbeat())
-            writer.write(enc.invoke(s, "echo") + enc.chunk(s, b"ab") + b"\xc1")  # 0xc1: never valid msgpack
-            code = await asyncio.wait_for(serving, 5)
-            assert await asyncio.wait_for(reader.read(), 5) == b""  # nothing was answered
-            writer.close()
-            return code
-        finally:
-            serving.cancel()
-            server.close()
+        async with raw_peer(gen, runtime_dir, echo) as peer:
+            enc, s = peer.enc, session_of(gen)
+            peer.writer.write(enc.invoke(s, "echo") + enc.chunk(s, b"ab") + b"\xc1")  # 0xc1: never msgpack
+            code = await asyncio.wait_for(peer.serving, 5)
+            assert await asyncio.wait_for(peer.reader.read(), 5) == b""  # nothing was answered
+        return code
 
     assert run(body()) == 1
     assert called == []
