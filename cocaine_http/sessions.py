@@ -41,6 +41,7 @@ from .errors import (
     ServiceError,
 )
 from .flow import InboundFlow, Outbox
+from .protocol.frames import Generation
 from .protocol.worker import Choke, Chunk, Error, Event, Invoke, WorkerProtocol
 from .streams import Request, Response, blocking_pair
 from .threads import HandlerThreads
@@ -100,7 +101,6 @@ class Sessions:
         control: Callable[[Event], Any],
         max_sessions: int,
         sync_write_budget: int,
-        gen_b: bool,
     ) -> None:
         self._loop = loop
         self._protocol = protocol
@@ -111,7 +111,7 @@ class Sessions:
         self._control = control
         self.max_sessions = max_sessions
         self.sync_write_budget = sync_write_budget
-        self._gen_b = gen_b
+        self._gen_b = protocol.generation is Generation.B
         #: False once the worker drains: new invokes are refused with a code proxies retry.
         self.accepting = True
         self._sessions: dict[int, _Session] = {}

@@ -47,7 +47,6 @@ from .config import WorkerConfig
 from .errors import ConnectError, StartupError
 from .events import EventEmitter
 from .flow import InboundFlow, Outbox
-from .protocol.frames import Generation
 from .protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
 from .sessions import Handler, Sessions
 from .threads import HandlerThreads
@@ -322,7 +321,6 @@ class Worker:
             control=self._on_control,
             max_sessions=cfg.max_sessions,
             sync_write_budget=cfg.sync_write_budget,
-            gen_b=cfg.generation is Generation.B,
         )
         channel.on_event = sessions.on_event
         channel.on_read_end = sessions.on_read_end
