@@ -12,7 +12,7 @@ and prints requests/s, p50/p99 latency per case and the ratio a/b. The
 engine is the same Python code for both, so its cost is in both numbers:
 the ratio measures what the framework adds on the worker's side.
 
-    python bench/worker_echo.py                    # generation A, N=20000
+    python bench/worker_echo.py                    # generation A, N=20000, 3 rounds
     python bench/worker_echo.py --protocol 1 -n 50000
     python bench/worker_echo.py --sync             # also a plain-def handler (threads), not in the ratio
     python bench/worker_echo.py --callgrind --cases 16x1   # instructions per request (needs valgrind)
@@ -250,7 +250,12 @@ def main() -> None:
         action="store_true",
         help="count instructions per request under valgrind instead of timing (slow; N is fixed)",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each case's best round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of every case, each worker in turn (default 3); the table keeps each best round",
+    )
     args = parser.parse_args()
 
     from cocaine_http.protocol import codec
@@ -264,14 +269,20 @@ def main() -> None:
     if args.callgrind:
         count_instructions(kinds, generation, cases)
         return
+    # Case by case, each worker in turn (order flipped every round): a machine
+    # whose load drifts weighs on both sides of a ratio alike.
     best: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for kind in kinds:
-            res = asyncio.run(drive(kind, generation, cases, args.n))
-            for case, r in res.items():
+    rounds: list[dict[str, dict]] = []
+    for i in range(args.rounds):
+        this: dict[str, dict] = {}
+        for case in cases:
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
+                r = asyncio.run(drive(kind, generation, [case], args.n))[case]
+                this.setdefault(kind, {})[case] = r
                 old = best.setdefault(kind, {}).get(case)
                 if old is None or r["rps"] > old["rps"]:  # best round; CPU comes with it
                     best[kind][case] = r
+        rounds.append(this)
     head = f"{'worker':<15} {'size':>6} {'W':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
     print(f"{head} {'worker CPU us/req':>18}")
     for kind in kinds:
@@ -280,11 +291,20 @@ def main() -> None:
                 f"{kind:<15} {size:>6} {width:>4} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f}"
                 f" {r['cpu']:>18.1f}"
             )
-    print("ratio framework/minimal: req/s (higher is better), worker CPU per request (lower is better)")
-    for case in cases if "minimal" in best and "framework" in best else []:
+    if "minimal" not in best or "framework" not in best:
+        return
+    print(
+        "ratio framework/minimal: req/s of the best rounds, and the median and range of the"
+        " ratios round by round (higher is better); worker CPU per request (lower is better)"
+    )
+    for case in cases:
         a, b = best["framework"][case], best["minimal"][case]
+        paired = sorted(r["framework"][case]["rps"] / r["minimal"][case]["rps"] for r in rounds)
         cpu = f"{a['cpu'] / b['cpu']:.2f}" if b["cpu"] else "n/a"
-        print(f"  size {case[0]:>5} W {case[1]:>3}: req/s {a['rps'] / b['rps']:.2f}   CPU x{cpu}")
+        print(
+            f"  size {case[0]:>5} W {case[1]:>3}: req/s {a['rps'] / b['rps']:.2f}"
+            f"   by round {statistics.median(paired):.2f} ({paired[0]:.2f}-{paired[-1]:.2f})   CPU x{cpu}"
+        )
 
 
 if __name__ == "__main__":
