@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable
 from typing import Any
 
@@ -14,6 +15,15 @@ from cocaine_http.protocol.wire import packb
 
 def hx(text: str) -> bytes:
     return bytes.fromhex(" ".join(text.split()))
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def run(coro: Awaitable[Any], timeout: float = 20.0) -> Any:

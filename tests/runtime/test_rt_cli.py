@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rt_helpers import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).resolve().parent / "workers" / "rt_worker.py"
@@ -50,14 +51,6 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, st
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=20)
     return proc.returncode, out
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_runtime_with_app_directories(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
-from rt_helpers import RawPeer, run
+from rt_helpers import RawPeer, alive, run
 
 from cocaine_http.protocol.wire import packb
 from cocaine_http.runtime.local import LocalRuntime
@@ -38,14 +38,6 @@ def runtime(
         console=Console(out if out is not None else io.StringIO()),
         **kw,
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("gen", GENS)
