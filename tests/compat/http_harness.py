@@ -15,7 +15,8 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,3 +147,19 @@ def served(target: str, generation: Generation, **kw: Any) -> Iterator[Served]:
         yield s
     finally:
         s.close()
+
+
+def read_lines(path: str) -> list[str]:
+    """The lines an app wrote to its probe log (what it saw, from its own process)."""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().splitlines()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll *predicate* until it holds or *timeout* passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()

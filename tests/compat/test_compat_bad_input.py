@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from http_harness import COMPAT_DIR, Served, raw_envelope
+from http_harness import COMPAT_DIR, Served, raw_envelope, read_lines, wait_for
 
 from cocaine_http.http.envelope import decode_response
 from cocaine_http.protocol.frames import Generation
@@ -55,20 +54,6 @@ def wsgi_worker(pool: Callable[[str, Generation], Served], generation: Generatio
 @pytest.fixture
 def asgi_worker(pool: Callable[[str, Generation], Served], generation: Generation) -> Served:
     return pool("asgi", generation)
-
-
-def probes(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read().splitlines()
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def still_serving(worker: Served) -> None:
@@ -136,7 +121,7 @@ def test_wsgi_app_fault_before_head_gets_500(wsgi_worker: Served, probe_log: str
     assert reply.body == b"Internal Server Error"
     assert wait_for(lambda: f"GET {path} HTTP/1.1" in wsgi_worker.output()), wsgi_worker.output()[-2000:]
     if path == "/raise-in-iter-before-head":
-        assert wait_for(lambda: "closed raise-in-iter-before-head" in probes(probe_log))
+        assert wait_for(lambda: "closed raise-in-iter-before-head" in read_lines(probe_log))
     still_serving(wsgi_worker)
 
 
@@ -148,14 +133,14 @@ def test_wsgi_app_fault_after_head_ends_with_error_frame(wsgi_worker: Served, pr
     assert "after its response started" in message
     status, _, body = decode_response(reply.chunks, wsgi_worker.generation)
     assert status == 200 and body == b"partial "
-    assert wait_for(lambda: "closed raise-after" in probes(probe_log)), "close() was not called"
+    assert wait_for(lambda: "closed raise-after" in read_lines(probe_log)), "close() was not called"
     still_serving(wsgi_worker)
 
 
 def test_wsgi_close_always_called(wsgi_worker: Served, probe_log: str) -> None:
     reply = wsgi_worker.request("GET", "/environ")
     assert reply.status == 200
-    assert wait_for(lambda: "closed environ" in probes(probe_log))
+    assert wait_for(lambda: "closed environ" in read_lines(probe_log))
 
 
 def test_wsgi_exc_info_replaces_the_head(wsgi_worker: Served) -> None:
@@ -302,7 +287,7 @@ def test_asgi_disconnect_when_runtime_fails_the_session(asgi_worker: Served, pro
         await inv.send_error((0x53FF, 1) if asgi_worker.generation is Generation.B else 1, "client went away")
 
     lt.run(go())
-    assert wait_for(lambda: "disconnect-before-response http.disconnect" in probes(probe_log)), (
+    assert wait_for(lambda: "disconnect-before-response http.disconnect" in read_lines(probe_log)), (
         asgi_worker.output()
     )
     still_serving(asgi_worker)

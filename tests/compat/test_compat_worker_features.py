@@ -10,25 +10,11 @@ import sys
 import time
 
 import pytest
-from http_harness import COMPAT_DIR, ROOT, Served, raw_envelope
+from http_harness import COMPAT_DIR, ROOT, Served, raw_envelope, read_lines, wait_for
 
 from cocaine_http.protocol.frames import Generation
 
 GENS = pytest.mark.parametrize("gen", [Generation.A, Generation.B], ids=["A", "B"])
-
-
-def read_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read().splitlines()
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @GENS
