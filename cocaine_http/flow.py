@@ -139,6 +139,8 @@ class Outbox:
     order and flushed at the end of the iteration, or at once when
     ``limit`` bytes are pending or a large payload follows (payloads over
     ``direct`` bytes go to the socket as their own part, not copied).
+    While the channel is delivering a read (``channel.dispatching``) nothing
+    is scheduled: the owner flushes from the channel's ``on_read_end``.
     """
 
     __slots__ = ("_loop", "_parts", "_scheduled", "_size", "channel", "direct", "limit")
