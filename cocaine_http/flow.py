@@ -162,8 +162,7 @@ class Outbox:
         if self._size >= self.limit:
             self.flush()
         elif not self._scheduled and not self.channel.dispatching:
-            self._scheduled = True
-            self._loop.call_soon(self._flush_soon)
+            self.flush_soon()
 
     def write_parts(self, header: bytes, payload: Data) -> None:
         self.flush()
@@ -181,6 +180,17 @@ class Outbox:
         if not self.channel.closed:
             self.channel.send(0, data)
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
+        """Flush after the callbacks already queued on the loop (once, however often called).
+
+        Called ahead of writes that are known to come, such as those of
+        handler tasks just queued to take their first step, it saves the
+        loop iteration that a flush queued behind them would cost.
+        """
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
         self._scheduled = False
         self.flush()
