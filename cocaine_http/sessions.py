@@ -16,9 +16,9 @@ a session to this class; other events come back to it through ``control``.
 When handlers start: an ``async def`` handler starts once every frame of the
 socket read that carried its invoke has been delivered (the channel's
 ``on_read_end``), so a request that arrived whole is buffered before it runs.
-On Python 3.12+ its task starts eagerly and a handler that does not wait is
-answered in that same loop turn, in one write with the rest of the read's
-answers.
+Its task starts eagerly (:mod:`.eager`; Python 3.11+), so a handler that
+does not wait is answered in that same loop turn, in one write with the rest
+of the read's answers.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import concurrent.futures
 import contextlib
 import inspect
 import logging
-import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
+from .eager import start_task
 from .errors import (
     ChannelClosedError,
     CocaineError,
@@ -54,19 +54,6 @@ Handler = Callable[[Any, Any], Any]
 
 _B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
 _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
-
-
-_EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
-
-
-def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
-    """A handler's task. On Python 3.12+ its first step runs now, in the
-    caller's turn of the loop (with ``current_task()`` set, unlike calling
-    the coroutine inline). A loop with its own task factory gets what the
-    factory makes."""
-    if loop.get_task_factory() is not None:
-        return loop.create_task(coro)
-    return asyncio.Task(coro, loop=loop, **_EAGER)
 
 
 class _Session:
@@ -144,19 +131,25 @@ class Sessions:
         """Start the handlers of this read's invocations, then send what they wrote.
 
         Starting them here rather than at the invoke means a handler sees the
-        chunks (and the end) that arrived in the same read; where the loop can
-        (Python 3.12+), it runs eagerly up to its first real wait, so a request
-        that came whole is answered in this same loop turn and in one write.
+        chunks (and the end) that arrived in the same read; it runs eagerly
+        up to its first real wait (Python 3.11+), so a request that came
+        whole is answered in this same loop turn and in one write.
         """
         starting = self._starting
+        queued = False
         if starting:
             self._starting = []
             for handler, session in starting:
                 if session.aborted:  # the connection failed during this read
                     self._done(session)
                 else:
-                    session.task = _start_task(self._loop, self._run_async(handler, session))
+                    session.task, started = start_task(self._loop, self._run_async(handler, session))
+                    queued = queued or not started
         self._outbox.flush()
+        if queued:
+            # Their first steps are queued: have what they write sent right
+            # behind them, in their loop iteration, and not one later.
+            self._outbox.flush_soon()
 
     def _remote_error(self, event: Error) -> None:
         session = self._sessions.get(event.session)

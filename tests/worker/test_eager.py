@@ -1,0 +1,193 @@
+"""Handler tasks whose first step runs at once (:mod:`cocaine_http.eager`).
+
+The worker starts handlers from the channel's read callback, outside any
+task, as these tests do. On Python 3.12+ the stdlib's eager tasks do the
+work; on 3.11 the same behaviour is built on task contexts; 3.10 queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from worker_helpers import run
+
+from cocaine_http.eager import start_task
+
+EAGER = sys.version_info >= (3, 11)
+needs_eager = pytest.mark.skipif(not EAGER, reason="Python 3.10 starts tasks queued")
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+async def from_callback(fn: Callable[[], Any]) -> Any:
+    """Call *fn* from a plain loop callback (no current task), as a protocol's data_received is."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def callback() -> None:
+        try:
+            done.set_result(fn())
+        except BaseException as exc:  # handed to the test
+            done.set_exception(exc)
+
+    loop.call_soon(callback)
+    return await done
+
+
+def start(coro: Coroutine[Any, Any, Any]) -> Callable[[], tuple[asyncio.Future[Any], bool]]:
+    return lambda: start_task(asyncio.get_running_loop(), coro)
+
+
+@needs_eager
+def test_the_first_step_runs_before_start_task_returns_with_the_task_current() -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler() -> str:
+        seen["task"] = asyncio.current_task()
+        await asyncio.sleep(0)
+        return "done"
+
+    async def body() -> None:
+        task, started = await from_callback(start(handler()))
+        assert started is True
+        assert seen["task"] is task  # ran already, inside its own task
+        assert await task == "done"
+
+    run(body())
+
+
+@needs_eager
+def test_a_coroutine_that_does_not_wait_is_finished_in_the_callers_turn() -> None:
+    steps: list[str] = []
+
+    async def handler() -> int:
+        steps.append("ran")
+        return 42
+
+    async def body() -> None:
+        def go() -> asyncio.Future[Any]:
+            task, _ = start_task(asyncio.get_running_loop(), handler())
+            steps.append("returned")
+            return task
+
+        task = await from_callback(go)
+        assert steps == ["ran", "returned"]
+        assert await task == 42
+
+    run(body())
+
+
+def test_an_exception_of_the_first_step_is_the_tasks() -> None:
+    async def handler() -> None:
+        raise ValueError("bad request")
+
+    async def body() -> None:
+        task, _ = await from_callback(start(handler()))
+        with pytest.raises(ValueError, match="bad request"):
+            await task
+
+    run(body())
+
+
+def test_contextvars_set_in_the_first_step_last_for_the_task_and_stay_in_it() -> None:
+    async def handler() -> str:
+        request_id.set("r-1")
+        await asyncio.sleep(0)  # the rest runs as the task's own steps
+        return request_id.get()
+
+    async def body() -> None:
+        task, _ = await from_callback(start(handler()))
+        assert await task == "r-1"
+        assert request_id.get() == "none"  # the caller's context is untouched
+
+    run(body())
+
+
+def test_a_cancel_before_the_tasks_own_step_reaches_the_coroutine_where_it_waits() -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler() -> None:
+        seen["waiting"] = waiting = asyncio.get_running_loop().create_future()
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            seen["cancelled"] = True
+            raise
+
+    async def body() -> None:
+        def go() -> asyncio.Future[Any]:
+            task, _ = start_task(asyncio.get_running_loop(), handler())
+            task.cancel()  # in the same turn: the task has not stepped on its own yet
+            return task
+
+        task = await from_callback(go)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert seen["cancelled"] is True
+        assert seen["waiting"].cancelled()  # as if the task had been waiting on it
+
+    run(body())
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in Python 3.11")
+def test_asyncio_timeout_works_from_the_first_step() -> None:
+    async def handler() -> str:
+        try:
+            async with asyncio.timeout(0.01):  # type: ignore[attr-defined, unused-ignore]
+                await asyncio.sleep(5)
+        except TimeoutError:
+            return "timed out"
+        return "slept"
+
+    async def body() -> None:
+        task, _ = await from_callback(start(handler()))
+        assert await task == "timed out"
+
+    run(body())
+
+
+def test_a_loop_with_a_task_factory_gets_queued_tasks_from_it() -> None:
+    made: list[Any] = []
+    steps: list[str] = []
+
+    async def handler() -> None:
+        steps.append("ran")
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            made.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(factory)
+
+        def go() -> tuple[asyncio.Future[Any], bool, list[str]]:
+            task, started = start_task(loop, handler())
+            return task, started, list(steps)
+
+        task, started, steps_then = await from_callback(go)
+        assert started is False and steps_then == []  # queued, as the factory's tasks are
+        await task
+        assert steps == ["ran"] and len(made) == 1
+
+    run(body())
+
+
+def test_started_from_inside_a_task_it_still_runs_to_its_end() -> None:
+    async def handler() -> str:
+        await asyncio.sleep(0)
+        return "ok"
+
+    async def body() -> None:
+        task, started = start_task(asyncio.get_running_loop(), handler())
+        # 3.12+ can start eagerly inside another task; 3.11's emulation cannot, and queues
+        assert started is (sys.version_info >= (3, 12))
+        assert await task == "ok"
+
+    run(body())
