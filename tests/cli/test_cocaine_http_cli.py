@@ -12,7 +12,6 @@ import sys
 import textwrap
 
 import pytest
-import tomllib
 
 from cocaine_http import __version__
 from cocaine_http.cli import (
@@ -200,6 +199,7 @@ def test_version_and_help_via_python_m() -> None:
 
 
 def test_console_script_entry_point() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
         scripts = tomllib.load(fh)["project"]["scripts"]
     assert scripts["cocaine-http"] == "cocaine_http.cli:main"

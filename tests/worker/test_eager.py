@@ -108,6 +108,7 @@ def test_contextvars_set_in_the_first_step_last_for_the_task_and_stay_in_it() ->
     run(body())
 
 
+@needs_eager
 def test_a_cancel_before_the_tasks_own_step_reaches_the_coroutine_where_it_waits() -> None:
     seen: dict[str, Any] = {}
 
