@@ -107,13 +107,15 @@ class _Resume(Coroutine[Any, Any, Any]):
 def _start_emulated(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
 ) -> tuple[asyncio.Future[Any], bool]:
-    if asyncio.current_task(loop) is not None:
-        # Called from inside a task: this one cannot be made current too.
-        return asyncio.Task(coro, loop=loop), False
     context = contextvars.copy_context()
     resume = _Resume(coro)
     task = asyncio.Task(resume, loop=loop, context=context)  # type: ignore[call-arg, unused-ignore]
-    _enter(loop, task)
+    try:
+        _enter(loop, task)
+    except RuntimeError:
+        # Called from inside a task, which is the current one: the task
+        # takes its first step on its own, queued, as any other.
+        return task, False
     try:
         resume.first = ("yield", context.run(coro.send, None))
     except StopIteration as stop:

@@ -250,13 +250,13 @@ class Sessions:
             del self._sessions[s]
         if not session.response.closed:
             _quietly(session.response.close)
-        session.request._discard()
         if not self._sessions:
             # Nothing else in flight will add to this iteration's batch: send now
             # rather than one loop iteration later (latency of lone requests).
             self._outbox.flush()
             if self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
+        session.request._discard()  # after the answer is out: off the request's critical path
 
     # -- answers to invokes that will not run ----------------------------------
     def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
