@@ -221,37 +221,36 @@ class NativeDecoder:
     def _decode(self) -> None:
         """Ask C for the next batch of frames; fill the ready queue."""
         buf = self._buf
-        with ffi.from_buffer(buf) as ptr:
-            n = lib.cf_next_many(
-                self._state, ptr, self._end, self._start, self._records, _BATCH, self._status
-            )
+        if type(buf) is bytes:  # cffi passes bytes as a pointer to their data, no buffer object
+            n = lib.cf_next_many(self._state, buf, self._end, self._start, self._records, _BATCH, self._status)
+        else:
+            with ffi.from_buffer(buf) as ptr:
+                n = lib.cf_next_many(
+                    self._state, ptr, self._end, self._start, self._records, _BATCH, self._status
+                )
         status = self._status[0]
         ready: list[Frame] = []
         if 0 < n <= _FEW:
             # Most reads carry one or a few frames: index the records
             # directly (building columns costs more than it saves here).
             fields = self._fields
-            view = memoryview(buf)
-            try:
-                for i in range(n):
-                    at = i * _FIELDS
-                    off = fields[at + _PAYLOAD_OFF]
-                    if off:
-                        args = [buf[off : off + fields[at + _PAYLOAD_LEN]]] if type(buf) is bytes else [
-                            view[off : off + fields[at + _PAYLOAD_LEN]].tobytes()]
-                    elif not fields[at + _NARGS]:
-                        args = []  # a choke, a heartbeat: nothing to decode
-                    else:
-                        args = self._slice(view, i, _ARGS_OFF)
-                    if self._gen_a:
-                        ready.append(Frame(fields[at + _ELEM1], fields[at + _ELEM0], args, None))
-                    else:
-                        headers = (
-                            self._slice(view, i, _HEADERS_OFF) if fields[at + _FLAGS] & _HAS_HEADERS else None
-                        )
-                        ready.append(Frame(fields[at + _ELEM0], fields[at + _ELEM1], args, headers))
-            finally:
-                view.release()
+            cut = buf if type(buf) is bytes else _Copier(memoryview(buf))
+            gen_a = self._gen_a
+            for at in range(0, n * _FIELDS, _FIELDS):
+                off = fields[at + _PAYLOAD_OFF]
+                if off:
+                    args = [cut[off : off + fields[at + _PAYLOAD_LEN]]]
+                elif not fields[at + _NARGS]:
+                    args = []  # a choke, a heartbeat: nothing to decode
+                else:
+                    args = self._unpack_field(buf, at + _ARGS_OFF)
+                if gen_a:
+                    ready.append(Frame(fields[at + _ELEM1], fields[at + _ELEM0], args, None))
+                else:
+                    headers = (
+                        self._unpack_field(buf, at + _HEADERS_OFF) if fields[at + _FLAGS] & _HAS_HEADERS else None
+                    )
+                    ready.append(Frame(fields[at + _ELEM0], fields[at + _ELEM1], args, headers))
             self._start = fields[n * _FIELDS - _FIELDS + _END]
         elif n:
             # The records as columns, one list of ints per field used. A
@@ -305,6 +304,12 @@ class NativeDecoder:
             left = self._start < self._end
             wanted = min(lib.cf_wanted(self._state), self.max_frame_size + 1) if left else 1
             self._wanted = self._base + self._start + wanted
+
+    def _unpack_field(self, buf: bytes | bytearray, at: int) -> Any:
+        """Decode the args (or headers) slice whose offset is record field *at*."""
+        off, length = self._fields[at], self._fields[at + 1]
+        with memoryview(buf) as view:
+            return _unpack_slice(view[off : off + length])
 
     def _slice(self, view: memoryview, i: int, field: int) -> Any:
         """Decode the args (or headers) slice of record *i*."""
