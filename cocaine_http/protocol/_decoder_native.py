@@ -220,15 +220,13 @@ class NativeDecoder:
 
     def _decode(self) -> None:
         """Ask C for the next batch of frames; fill the ready queue."""
-        buf = self._buf
+        buf, state, records, status_out = self._buf, self._state, self._records, self._status
         if type(buf) is bytes:  # cffi passes bytes as a pointer to their data, no buffer object
-            n = lib.cf_next_many(self._state, buf, self._end, self._start, self._records, _BATCH, self._status)
+            n = lib.cf_next_many(state, buf, self._end, self._start, records, _BATCH, status_out)
         else:
             with ffi.from_buffer(buf) as ptr:
-                n = lib.cf_next_many(
-                    self._state, ptr, self._end, self._start, self._records, _BATCH, self._status
-                )
-        status = self._status[0]
+                n = lib.cf_next_many(state, ptr, self._end, self._start, records, _BATCH, status_out)
+        status = status_out[0]
         ready: list[Frame] = []
         if 0 < n <= _FEW:
             # Most reads carry one or a few frames: index the records
@@ -247,9 +245,8 @@ class NativeDecoder:
                 if gen_a:
                     ready.append(Frame(fields[at + _ELEM1], fields[at + _ELEM0], args, None))
                 else:
-                    headers = (
-                        self._unpack_field(buf, at + _HEADERS_OFF) if fields[at + _FLAGS] & _HAS_HEADERS else None
-                    )
+                    has_headers = fields[at + _FLAGS] & _HAS_HEADERS
+                    headers = self._unpack_field(buf, at + _HEADERS_OFF) if has_headers else None
                     ready.append(Frame(fields[at + _ELEM0], fields[at + _ELEM1], args, headers))
             self._start = fields[n * _FIELDS - _FIELDS + _END]
         elif n:
