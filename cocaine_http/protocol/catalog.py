@@ -122,10 +122,13 @@ class MessageEncoder:
     dialect.
     """
 
-    __slots__ = ("_error_id", "generation")
+    __slots__ = ("_error_id", "_gen_a", "generation")
 
     def __init__(self, generation: Generation | str) -> None:
         self.generation = Generation.parse(generation)
+        # (a bool for the per-session encoders: before Python 3.12 reading
+        # ``Generation.A`` costs an enum metaclass __getattr__ call)
+        self._gen_a = self.generation is Generation.A
         if self.generation is Generation.A:
             self._error_id = A.ERROR
         else:
@@ -161,13 +164,13 @@ class MessageEncoder:
 
     # -- sessions ------------------------------------------------------------
     def invoke(self, session: int, event: str, headers: Sequence[Any] | None = None) -> bytes:
-        if self.generation is Generation.A:
+        if self._gen_a:
             return packb([A.INVOKE.value, session, [event]])
         return self.frame(session, B_STREAM.INVOKE, [event], headers)
 
     def frame_header(self, session: int, length: int) -> bytes:
         """Everything of a chunk frame but its payload: send ``header + payload``."""
-        if self.generation is Generation.A:
+        if self._gen_a:
             return b"\x93\x04" + uint(session) + b"\x91" + raw_header(length)
         return b"\x93" + uint(session) + b"\x00\x91" + raw_header(length)
 
@@ -187,6 +190,6 @@ class MessageEncoder:
         return packb([session, B_STREAM.ERROR.value, [[category, value], message]])
 
     def choke(self, session: int) -> bytes:
-        if self.generation is Generation.A:
+        if self._gen_a:
             return b"\x93\x06" + uint(session) + b"\x90"
         return b"\x93" + uint(session) + b"\x02\x90"

@@ -115,6 +115,15 @@ _B_STREAM: dict[int, Msg] = {B_STREAM.WRITE: Msg.CHUNK, B_STREAM.ERROR: Msg.ERRO
 A_SESSION_MESSAGES = _A_STREAM
 B_SESSION_MESSAGES = _B_STREAM
 
+# Enum members read per message, as module constants (see protocol.session:
+# before Python 3.12 each ``Msg.CHUNK`` costs a metaclass __getattr__ call).
+_CHUNK, _ERROR, _CHOKE = Msg.CHUNK, Msg.ERROR, Msg.CHOKE
+_OPEN, _CLOSED = Half.OPEN, Half.CLOSED
+_GEN_B = Generation.B
+_A_INVOKE, _A_HEARTBEAT, _A_TERMINATE = int(A.INVOKE), int(A.HEARTBEAT), int(A.TERMINATE)
+_B_HEARTBEAT, _B_TERMINATE = int(B_CONTROL.HEARTBEAT), int(B_CONTROL.TERMINATE)
+_B_INVOKE = int(B_STREAM.INVOKE)
+
 
 def stream_event(
     sessions: dict[int, SessionState], s: int, msg: Msg, args: list[Any], headers: Headers | None = None
@@ -129,7 +138,7 @@ def stream_event(
     state = sessions.get(s)
     if state is None:
         return Ignored(s, UnexpectedMessageError(f"{msg.label} for unknown session {s}"))
-    if msg is Msg.CHUNK and state.recv_half is Half.OPEN and len(args) == 1 and type(args[0]) is bytes:
+    if msg is _CHUNK and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
         return Chunk(s, args[0], headers or [])  # the hot path: the table keeps an open half open
     try:
         state.recv(msg)
@@ -137,12 +146,12 @@ def stream_event(
         return Ignored(s, exc)
     if state.finished:
         sessions.pop(s, None)
-    if msg is Msg.CHUNK:
+    if msg is _CHUNK:
         if len(args) != 1 or not isinstance(args[0], (bytes, str)):
             return Ignored(s, FrameFormatError(f"chunk on session {s} is not [data]"))
         data = args[0]
         return Chunk(s, data if isinstance(data, bytes) else data.encode(), headers or [])
-    if msg is Msg.CHOKE:
+    if msg is _CHOKE:
         return Choke(s)
     return error_event(s, args)
 
@@ -233,13 +242,13 @@ class WorkerProtocol:
         msg = _A_STREAM.get(t)  # the most frequent first: chunk, choke, error
         if msg is not None:
             return stream_event(self.sessions, s, msg, args)
-        if t == A.INVOKE:
+        if t == _A_INVOKE:
             return self._invoke(s, args, [])
-        if t == A.HEARTBEAT and s == 0:
+        if t == _A_HEARTBEAT and s == 0:
             self._armed = True
             self.active = True
             return Heartbeat()
-        if t == A.TERMINATE and s == 0:
+        if t == _A_TERMINATE and s == 0:
             return self._terminate(args)
         return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
 
@@ -251,15 +260,15 @@ class WorkerProtocol:
         except FrameFormatError:
             headers = []  # headers are informational; a bad one must not end the session
         if ch == B_CONTROL_CHANNEL:
-            if t == B_CONTROL.HEARTBEAT:
+            if t == _B_HEARTBEAT:
                 self._armed = True
                 return Heartbeat()
-            if t == B_CONTROL.TERMINATE:
+            if t == _B_TERMINATE:
                 return self._terminate(args)
             return Ignored(ch, UnknownMessageError(f"unknown control message type {t}"))
         if ch > self._max_channel:
             self._max_channel = ch
-            if t != B_STREAM.INVOKE:
+            if t != _B_INVOKE:
                 return Ignored(ch, UnknownMessageError(f"channel {ch} opened with type {t}, not invoke"))
             return self._invoke(ch, args, headers)
         msg = _B_STREAM.get(t)
@@ -272,7 +281,7 @@ class WorkerProtocol:
         return terminate_event(args, default_code=1)
 
     def _invoke(self, s: int, args: list[Any], headers: Headers) -> Event:
-        if s == 0 or (s == B_CONTROL_CHANNEL and self.generation is Generation.B):
+        if s == 0 or (s == B_CONTROL_CHANNEL and self.generation is _GEN_B):
             return Ignored(s, UnexpectedMessageError(f"invoke on the control session {s}"))
         if s in self.sessions:
             return Ignored(s, UnexpectedMessageError(f"invoke for session {s}, which is already open"))
@@ -288,14 +297,14 @@ class WorkerProtocol:
             # A session we never saw (or already finished both ways): as in
             # the table, sending on it is a local error, nothing goes out.
             state = SessionState(self.generation, session)
-            state.send_half = state.recv_half = Half.CLOSED
+            state.send_half = state.recv_half = _CLOSED
         return state
 
     def chunk_header(self, session: int, length: int) -> bytes:
         """State-check a chunk and return its frame header; the payload follows it."""
         state = self.sessions.get(session)
-        if state is None or state.send_half is not Half.OPEN:  # else the table keeps it open
-            self._state(session).send(Msg.CHUNK)  # raises: nothing may be sent
+        if state is None or state.send_half is not _OPEN:  # else the table keeps it open
+            self._state(session).send(_CHUNK)  # raises: nothing may be sent
         return self.encoder.frame_header(session, length)
 
     def send_chunk(self, session: int, data: bytes) -> bytes:
@@ -303,7 +312,7 @@ class WorkerProtocol:
 
     def send_choke(self, session: int) -> bytes:
         state = self._state(session)
-        state.send(Msg.CHOKE)
+        state.send(_CHOKE)
         self._forget_if_done(state)
         return self.encoder.choke(session)
 
