@@ -87,7 +87,8 @@ class _Resume(Coroutine[Any, Any, Any]):
         # eager task, the future it waits for is cancelled and it gets the
         # exception where it waits.
         first, self.first = self.first, None
-        exc = typ if val is None and isinstance(typ, BaseException) else (val if val is not None else typ())
+        # A task throws an instance (one argument); the old three-argument form is accepted too.
+        exc = val if val is not None else typ if isinstance(typ, BaseException) else typ()
         if first is not None:
             how, what = first
             if how != "yield":
@@ -107,15 +108,16 @@ class _Resume(Coroutine[Any, Any, Any]):
 def _start_emulated(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
 ) -> tuple[asyncio.Future[Any], bool]:
+    if _current(loop) is not None:
+        # Called from inside a task, which stays the current one: this task
+        # takes its first step on its own, queued, as any other. (Checked
+        # first: _enter_task would refuse, but only after formatting the
+        # reprs of both tasks for its message.)
+        return asyncio.Task(coro, loop=loop), False
     context = contextvars.copy_context()
     resume = _Resume(coro)
     task = asyncio.Task(resume, loop=loop, context=context)  # type: ignore[call-arg, unused-ignore]
-    try:
-        _enter(loop, task)
-    except RuntimeError:
-        # Called from inside a task, which is the current one: the task
-        # takes its first step on its own, queued, as any other.
-        return task, False
+    _enter(loop, task)
     try:
         resume.first = ("yield", context.run(coro.send, None))
     except StopIteration as stop:
@@ -131,6 +133,7 @@ if sys.version_info >= (3, 12):
     _start = _start_eager
 elif sys.version_info >= (3, 11):
     _enter, _leave = asyncio.tasks._enter_task, asyncio.tasks._leave_task  # type: ignore[attr-defined]
+    _current = asyncio.current_task
     _start = _start_emulated
 else:  # pragma: no cover - 3.10
     _start = _start_queued

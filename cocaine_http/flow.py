@@ -48,7 +48,8 @@ class ChunkBuffer:
         self._waiter: asyncio.Future[None] | None = None
         self._discarding = False  # the reader is gone: take nothing more
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, data: bytes) -> bool:
+        """Buffer *data*; True if that woke a waiting reader."""
         self._chunks.append(data)
         self._buffered += len(data)
         if self._flow is not None:
@@ -56,6 +57,8 @@ class ChunkBuffer:
         waiter = self._waiter  # _wake, inline: once per chunk
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+            return True
+        return False
 
     def _pop(self) -> bytes:
         data = self._chunks.popleft()
@@ -74,10 +77,13 @@ class ChunkBuffer:
             if self._flow is not None:
                 self._flow.removed(self, n)
 
-    def _wake(self) -> None:
+    def _wake(self) -> bool:
+        """Wake the waiting reader, if any (True if there was one)."""
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+            return True
+        return False
 
     async def _wait(self) -> None:
         """Until the next :meth:`_wake` (a chunk, the end, an error)."""

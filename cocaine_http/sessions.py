@@ -103,6 +103,7 @@ class Sessions:
         self.accepting = True
         self._sessions: dict[int, _Session] = {}
         self._starting: list[tuple[Handler, _Session]] = []  # invoked in the read being delivered
+        self._woken = False  # this read woke a handler waiting for its request
         self._idle: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
@@ -114,14 +115,14 @@ class Sessions:
         # Ordered by frequency: this is the hot path.
         if type(event) is Chunk:
             session = self._sessions.get(event.session)
-            if session is not None:
-                session.request._feed(event.data)
+            if session is not None and session.request._feed(event.data):
+                self._woken = True
         elif type(event) is Invoke:
             self._invoke(event)
         elif type(event) is Choke:
             session = self._sessions.get(event.session)
-            if session is not None:
-                session.request._feed_eof()
+            if session is not None and session.request._feed_eof():
+                self._woken = True
         elif type(event) is Error:
             self._remote_error(event)
         else:
@@ -146,9 +147,11 @@ class Sessions:
                     session.task, started = start_task(self._loop, self._run_async(handler, session))
                     queued = queued or not started
         self._outbox.flush()
-        if queued:
-            # Their first steps are queued: have what they write sent right
-            # behind them, in their loop iteration, and not one later.
+        if queued or self._woken:
+            # Handler steps are queued (first steps, or readers this read
+            # woke): have what they write sent right behind them, in their
+            # loop iteration, and not from a flush one iteration later.
+            self._woken = False
             self._outbox.flush_soon()
 
     def _remote_error(self, event: Error) -> None:

@@ -109,20 +109,20 @@ class Request(ChunkBuffer):
     def __repr__(self) -> str:
         return f"<Request {self.event!r} session={self.session} buffered={self._buffered}>"
 
-    # -- the worker feeds these (on the loop) ----------------------------------
-    def _feed(self, data: bytes) -> None:
+    # -- the worker feeds these (on the loop); each says if it woke the reader --
+    def _feed(self, data: bytes) -> bool:
         if not data or self._discarding or self._eof or self._exc is not None:
-            return
-        self._push(data)
+            return False
+        return self._push(data)
 
-    def _feed_eof(self) -> None:
+    def _feed_eof(self) -> bool:
         self._eof = True
-        self._wake()
+        return self._wake()
 
-    def _feed_error(self, exc: BaseException) -> None:
+    def _feed_error(self, exc: BaseException) -> bool:
         if self._exc is None and not self._eof:
             self._exc = exc
-        self._wake()
+        return self._wake()
 
     def _discard(self) -> None:
         """The handler is done: drop what it did not read, and anything still coming."""
