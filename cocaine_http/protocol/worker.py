@@ -117,7 +117,7 @@ B_SESSION_MESSAGES = _B_STREAM
 
 # Enum members read per message, as module constants (see protocol.session:
 # before Python 3.12 each ``Msg.CHUNK`` costs a metaclass __getattr__ call).
-_CHUNK, _ERROR, _CHOKE = Msg.CHUNK, Msg.ERROR, Msg.CHOKE
+_CHUNK, _CHOKE = Msg.CHUNK, Msg.CHOKE
 _OPEN, _CLOSED = Half.OPEN, Half.CLOSED
 _GEN_B = Generation.B
 _A_INVOKE, _A_HEARTBEAT, _A_TERMINATE = int(A.INVOKE), int(A.HEARTBEAT), int(A.TERMINATE)

@@ -45,6 +45,15 @@ async def connected() -> tuple[Channel, list[bytes], asyncio.Future[bytes], asyn
     return channel, sends, received, server
 
 
+async def close(channel: Channel, received: asyncio.Future[bytes], server: asyncio.AbstractServer) -> bytes:
+    """Close the channel; everything the peer received."""
+    channel.close()
+    try:
+        return await received
+    finally:
+        server.close()
+
+
 def test_frames_of_one_turn_go_out_in_one_write_at_its_end() -> None:
     async def main() -> None:
         channel, sends, received, server = await connected()
@@ -58,9 +67,7 @@ def test_frames_of_one_turn_go_out_in_one_write_at_its_end() -> None:
         await asyncio.sleep(0)
         assert seen == [[]]
         assert sends == [b"one|two|"]
-        channel.close()
-        assert await received == b"one|two|"
-        server.close()
+        assert await close(channel, received, server) == b"one|two|"
 
     run(main())
 
@@ -86,9 +93,7 @@ def test_flush_soon_sends_writes_queued_behind_it_in_their_own_turn() -> None:
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         assert seen == [[b"a|b|"]]  # sent in the writes' own turn, in one piece
-        channel.close()
-        assert await received == b"a|b|"
-        server.close()
+        assert await close(channel, received, server) == b"a|b|"
 
     run(main())
 
@@ -106,9 +111,7 @@ def test_writes_during_a_read_wait_for_the_owners_flush() -> None:
         channel.dispatching = False
         outbox.flush()
         assert sends == [b"x|y|"]
-        channel.close()
-        assert await received == b"x|y|"
-        server.close()
+        assert await close(channel, received, server) == b"x|y|"
 
     run(main())
 
@@ -121,8 +124,6 @@ def test_a_full_outbox_is_sent_at_once() -> None:
         assert sends == []
         outbox.write(b"5678")  # reaches the limit
         assert sends == [b"12345678"]
-        channel.close()
-        assert await received == b"12345678"
-        server.close()
+        assert await close(channel, received, server) == b"12345678"
 
     run(main())
