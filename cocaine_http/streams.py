@@ -172,8 +172,12 @@ class Request(ChunkBuffer):
         return self
 
     async def __anext__(self) -> bytes:
-        if self._chunks:  # the common case, without a second coroutine
+        # The common cases first, without a second coroutine: a chunk is
+        # there, or the request has ended (and did not fail before its end).
+        if self._chunks:
             return self._pop()
+        if self._eof and self._exc is None:
+            raise StopAsyncIteration
         chunk = await self.read()
         if not chunk:
             raise StopAsyncIteration

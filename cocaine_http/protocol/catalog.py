@@ -170,6 +170,10 @@ class MessageEncoder:
 
     def frame_header(self, session: int, length: int) -> bytes:
         """Everything of a chunk frame but its payload: send ``header + payload``."""
+        if session < 0x80 and length <= 31:  # fixint session, fixraw payload: the usual small chunk
+            if self._gen_a:
+                return bytes((0x93, 0x04, session, 0x91, 0xA0 | length))
+            return bytes((0x93, session, 0x00, 0x91, 0xA0 | length))
         if self._gen_a:
             return b"\x93\x04" + uint(session) + b"\x91" + raw_header(length)
         return b"\x93" + uint(session) + b"\x00\x91" + raw_header(length)
@@ -190,6 +194,8 @@ class MessageEncoder:
         return packb([session, B_STREAM.ERROR.value, [[category, value], message]])
 
     def choke(self, session: int) -> bytes:
+        if session < 0x80:  # a fixint session
+            return bytes((0x93, 0x06, session, 0x90)) if self._gen_a else bytes((0x93, session, 0x02, 0x90))
         if self._gen_a:
             return b"\x93\x06" + uint(session) + b"\x90"
         return b"\x93" + uint(session) + b"\x02\x90"
