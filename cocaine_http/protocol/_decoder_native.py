@@ -270,21 +270,24 @@ class NativeDecoder:
                 elif self._gen_a:
                     ready = [
                         Frame(
-                            e1, e0, [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF), None
+                            e1,
+                            e0,
+                            [cut[off : off + size]] if off else self._unpack_field(buf, at + _ARGS_OFF),
+                            None,
                         )
-                        for i, (e0, e1, off, size) in enumerate(columns)
+                        for at, (e0, e1, off, size) in zip(range(0, stop, _FIELDS), columns)  # noqa: B905
                     ]
                 else:
                     ready = [
                         Frame(
                             e0,
                             e1,
-                            [cut[off : off + size]] if off else self._slice(view, i, _ARGS_OFF),
-                            self._slice(view, i, _HEADERS_OFF)
-                            if fields[i * _FIELDS + _FLAGS] & _HAS_HEADERS
+                            [cut[off : off + size]] if off else self._unpack_field(buf, at + _ARGS_OFF),
+                            self._unpack_field(buf, at + _HEADERS_OFF)
+                            if fields[at + _FLAGS] & _HAS_HEADERS
                             else None,
                         )
-                        for i, (e0, e1, off, size) in enumerate(columns)
+                        for at, (e0, e1, off, size) in zip(range(0, stop, _FIELDS), columns)  # noqa: B905
                     ]
             finally:
                 view.release()
@@ -303,16 +306,11 @@ class NativeDecoder:
             self._wanted = self._base + self._start + wanted
 
     def _unpack_field(self, buf: bytes | bytearray, at: int) -> Any:
-        """Decode the args (or headers) slice whose offset is record field *at*."""
+        """Decode the args (or headers) slice whose offset is record field *at*
+        (its length is the next field), through a view released at once."""
         off, length = self._fields[at], self._fields[at + 1]
         with memoryview(buf) as view:
             return _unpack_slice(view[off : off + length])
-
-    def _slice(self, view: memoryview, i: int, field: int) -> Any:
-        """Decode the args (or headers) slice of record *i*."""
-        at = i * _FIELDS + field
-        off, length = self._fields[at], self._fields[at + 1]
-        return _unpack_slice(view[off : off + length])
 
     def _make_error(self, status: int) -> DecodeError:
         kind = ERRORS.get(status)
