@@ -16,7 +16,7 @@ a session to this class; other events come back to it through ``control``.
 When handlers start: an ``async def`` handler starts once every frame of the
 socket read that carried its invoke has been delivered (the channel's
 ``on_read_end``), so a request that arrived whole is buffered before it runs.
-Its task starts eagerly (:mod:`.eager`; Python 3.11+), so a handler that
+Its task starts eagerly (:mod:`.eager`), so a handler that
 does not wait is answered in that same loop turn, in one write with the rest
 of the read's answers.
 """
@@ -133,7 +133,7 @@ class Sessions:
 
         Starting them here rather than at the invoke means a handler sees the
         chunks (and the end) that arrived in the same read; it runs eagerly
-        up to its first real wait (Python 3.11+), so a request that came
+        up to its first real wait, so a request that came
         whole is answered in this same loop turn and in one write.
         """
         starting = self._starting

@@ -2,7 +2,7 @@
 
 The worker starts handlers from the channel's read callback, outside any
 task, as these tests do. On Python 3.12+ the stdlib's eager tasks do the
-work; on 3.11 the same behaviour is built on task contexts; 3.10 queues.
+work; before, the step the new task queued is taken back and run at once.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import pytest
 from worker_helpers import run
 
 from cocaine_http.eager import start_task
-
-EAGER = sys.version_info >= (3, 11)
-needs_eager = pytest.mark.skipif(not EAGER, reason="Python 3.10 starts tasks queued")
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 
@@ -43,7 +40,6 @@ def start(coro: Coroutine[Any, Any, Any]) -> Callable[[], tuple[asyncio.Future[A
     return lambda: start_task(asyncio.get_running_loop(), coro)
 
 
-@needs_eager
 def test_the_first_step_runs_before_start_task_returns_with_the_task_current() -> None:
     seen: dict[str, Any] = {}
 
@@ -61,7 +57,6 @@ def test_the_first_step_runs_before_start_task_returns_with_the_task_current() -
     run(body())
 
 
-@needs_eager
 def test_a_coroutine_that_does_not_wait_is_finished_in_the_callers_turn() -> None:
     steps: list[str] = []
 
@@ -108,7 +103,6 @@ def test_contextvars_set_in_the_first_step_last_for_the_task_and_stay_in_it() ->
     run(body())
 
 
-@needs_eager
 def test_a_cancel_before_the_tasks_own_step_reaches_the_coroutine_where_it_waits() -> None:
     seen: dict[str, Any] = {}
 
@@ -187,8 +181,39 @@ def test_started_from_inside_a_task_it_still_runs_to_its_end() -> None:
 
     async def body() -> None:
         task, started = start_task(asyncio.get_running_loop(), handler())
-        # 3.12+ can start eagerly inside another task; 3.11's emulation cannot, and queues
+        # 3.12+ can start eagerly inside another task; before, asyncio allows one current task
         assert started is (sys.version_info >= (3, 12))
         assert await task == "ok"
 
     run(body())
+
+
+def test_a_loop_that_wraps_its_callbacks_gets_queued_tasks_that_still_run() -> None:
+    """Before 3.12 the start takes back the handle the task queued only if it is
+    the task's own step; a loop that queues something else is left alone."""
+
+    class WrappingLoop(asyncio.SelectorEventLoop):
+        def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+            return super().call_soon(lambda: callback(*args), context=context)
+
+    steps: list[str] = []
+
+    async def handler() -> str:
+        steps.append("ran")
+        return "ok"
+
+    async def body() -> None:
+        def go() -> tuple[asyncio.Future[Any], bool, list[str]]:
+            task, started = start_task(asyncio.get_running_loop(), handler())
+            return task, started, list(steps)
+
+        task, started, steps_then = await from_callback(go)
+        eager = sys.version_info >= (3, 12)  # the stdlib's eager start does not queue the step
+        assert started is eager and steps_then == (["ran"] if eager else [])
+        assert await task == "ok" and steps == ["ran"]
+
+    loop = WrappingLoop()
+    try:
+        loop.run_until_complete(body())
+    finally:
+        loop.close()

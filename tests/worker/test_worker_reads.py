@@ -104,7 +104,6 @@ def test_a_handler_starts_with_its_whole_read_delivered_in_a_real_task(gen: str,
     assert isinstance(seen["task"], asyncio.Task)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="handlers start eagerly from Python 3.11")
 def test_a_whole_request_is_answered_within_the_read_that_brought_it(gen: str, runtime_dir: str) -> None:
     async def echo(request: Any, response: Any) -> None:
         async for chunk in request:
