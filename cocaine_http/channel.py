@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import errno as errno_mod
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,10 @@ def _noop(*_args: Any) -> None:
     return None
 
 
+def _no_clock() -> float:
+    return 0.0
+
+
 class Channel:
     """A cocaine connection with seed-style callbacks (see the module docstring)."""
 
@@ -86,9 +91,15 @@ class Channel:
         self._transport: asyncio.Transport | None = None
         self._writable = asyncio.Event()
         self._writable.set()
-        self._closed = False
+        #: True while the transport's buffer is over the high-water mark
+        #: (:meth:`drain` waits); a plain attribute, read on every write.
+        self.write_paused = False
+        #: True once the connection is closed, whichever side closed it
+        #: (set here only; a plain attribute, read on every write).
+        self.closed = False
         self._close_exc: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Callable[[], float] = _no_clock  # the loop's time(), once attached
         self.endpoint: Endpoint | None = None
         # seed callbacks
         self.on_connect: Callable[[], Any] = _noop
@@ -116,11 +127,7 @@ class Channel:
     # -- connection ----------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._transport is not None and not self._closed
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        return self._transport is not None and not self.closed
 
     async def connect(self, endpoint: Endpoint | Any, *, unix: bool = False) -> None:
         """Connect to a UNIX path, ``(host, port)``, ``"host:port"`` or ``"[v6]:port"``.
@@ -150,7 +157,10 @@ class Channel:
 
     def _attached(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        # asyncio's own loops tell time with time.monotonic(): call it directly
+        # (loop.time() is a Python method, and this runs once per read).
+        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
         if self.endpoint is None:  # accepted by a server: name the peer in logs
             peer = transport.get_extra_info("peername")
             self.endpoint = (
@@ -161,40 +171,37 @@ class Channel:
 
     def close(self) -> None:
         """Close the socket and detach from the loop; unsent data is discarded."""
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self.closed:
             self._transport.abort()
         self._mark_closed(None)
 
     def close_gracefully(self) -> None:
         """Close after what was already written has been flushed."""
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self.closed:
             self._transport.close()
 
     def _mark_closed(self, exc: BaseException | None) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         self._close_exc = exc
         self._writable.set()  # wake drainers; they see the closed state
+        self.write_paused = False
         self.on_close(exc)
 
     # -- writing -------------------------------------------------------------
     def send(self, session: int, data: bytes | bytearray | memoryview) -> None:
         """Write one ready-encoded message of *session*. Raises if the channel is closed."""
-        if self._closed or self._transport is None:
+        if self.closed or self._transport is None:
             raise DisconnectedError(f"channel closed; cannot send on session {session}")
         self._transport.write(data)
 
     def send_parts(self, session: int, *parts: bytes | bytearray | memoryview) -> None:
         """Like :meth:`send` for a frame given as pieces (header, payload)."""
-        if self._closed or self._transport is None:
+        if self.closed or self._transport is None:
             raise DisconnectedError(f"channel closed; cannot send on session {session}")
         for part in parts:
             self._transport.write(part)
-
-    @property
-    def write_paused(self) -> bool:
-        return not self._writable.is_set()
 
     @property
     def write_buffer_size(self) -> int:
@@ -204,16 +211,16 @@ class Channel:
         """Wait until the transport's buffer is below the high-water mark."""
         if not self._writable.is_set():
             await self._writable.wait()
-        if self._closed:
+        if self.closed:
             raise DisconnectedError("channel closed while waiting to write")
 
     # -- reading -------------------------------------------------------------
     def pause_reading(self) -> None:
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self.closed:
             self._transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self.closed:
             self._transport.resume_reading()
 
     def _data_received(self, data: bytes) -> None:
@@ -230,7 +237,7 @@ class Channel:
     def _deliver(self, data: bytes) -> None:
         try:
             self._decoder.feed(data)
-            now = self._loop.time() if self._loop is not None else 0.0  # once per read, not per frame
+            now = self._clock()  # once per read, not per frame
             worker, on_event = self.worker, self.on_event
             for frame in self._decoder:
                 try:
@@ -245,7 +252,7 @@ class Channel:
                         "callback failed on message type %d of session %d from %s",
                         frame.type, frame.session, self.endpoint,
                     )
-                if self._closed:
+                if self.closed:
                     return
         except DecodeError as exc:
             log.error("closing connection to %s: %s (code %d)", self.endpoint, exc, exc.code)
@@ -333,7 +340,9 @@ class _ChannelProtocol(asyncio.Protocol):
         self.channel._connection_lost(exc)
 
     def pause_writing(self) -> None:
+        self.channel.write_paused = True
         self.channel._writable.clear()
 
     def resume_writing(self) -> None:
+        self.channel.write_paused = False
         self.channel._writable.set()

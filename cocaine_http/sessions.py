@@ -251,8 +251,12 @@ class Sessions:
         s = session.request.session
         if self._sessions.get(s) is session:
             del self._sessions[s]
-        if not session.response.closed:
-            _quietly(session.response.close)
+        response = session.response
+        if not response._closed:
+            try:  # noqa: SIM105 - _quietly, inline: once per session
+                response.close()
+            except (DisconnectedError, ChannelClosedError):
+                pass
         if not self._sessions:
             # Nothing else in flight will add to this iteration's batch: send now
             # rather than one loop iteration later (latency of lone requests).

@@ -240,7 +240,12 @@ class Response:
         if self._closed:
             return _READY
         self._closed = True
-        self._send_final(self._protocol.send_choke)
+        try:  # _send_final, inline: once per session
+            frame = self._protocol.send_choke(self.session)
+        except CocaineError:
+            return _READY  # the protocol state says this direction already ended
+        if not self._channel.closed:
+            self._outbox.write(frame)
         return _READY
 
     def error(self, code: int | tuple[int, int], message: str) -> Awaitable[None]:

@@ -109,6 +109,7 @@ class NativeDecoder:
         self._ready_base = 0  # stream offset of _buf[0] when the batch was decoded
         self._returned = 0  # stream offset of the end of the frames before the batch
         self._latent: DecodeError | None = None  # found by C, behind the ready frames
+        self._complete = False  # the batch holds every frame complete in the buffer
         self._error: DecodeError | None = None  # raised; the decoder is dead
 
     @property
@@ -121,6 +122,16 @@ class NativeDecoder:
         return self._base + self._end + self._pieces_len - returned
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if self._start == self._end and type(data) is bytes and not self._pieces and self._error is None:
+            # The usual read: every frame before it was complete and returned
+            # (so C wants at most the next byte). The read becomes the buffer.
+            if data:
+                buf = self._buf
+                if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
+                    self._spare = buf
+                self._base += self._end
+                self._buf, self._start, self._end = data, 0, len(data)
+            return
         if self._error is not None:
             raise self._error
         if type(data) is not bytes and type(data) is not bytearray:
@@ -193,6 +204,20 @@ class NativeDecoder:
         return frame
 
     def __iter__(self) -> Iterator[Frame]:
+        # The usual read: the previous batch is used up, and C finds every
+        # frame now complete in one batch, with nothing wrong behind it. The
+        # batch's own list iterator is then the whole iteration, without a
+        # generator around it. (An error found by that decode is raised by
+        # this call rather than by the first next(); a for loop sees no
+        # difference.)
+        if not length_hint(self._it):
+            if not self._refill():
+                return self._it  # empty
+            if self._complete:
+                return self._it
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame]:
         while True:
             yield from self._it
             if not self._refill():
@@ -296,6 +321,7 @@ class NativeDecoder:
         self._it = iter(ready)
         self._ready_base = self._base
         self._wanted = 0
+        self._complete = status == _NEED_DATA
         if status < 0:
             self._latent = self._make_error(status)
         elif status == _NEED_DATA:

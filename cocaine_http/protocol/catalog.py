@@ -87,6 +87,8 @@ _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_TAG16 = struct.Struct(">BH")  # a msgpack tag byte and its 16-bit value
+_TAG32 = struct.Struct(">BI")
 
 
 def uint(value: int) -> bytes:
@@ -174,9 +176,25 @@ class MessageEncoder:
             if self._gen_a:
                 return bytes((0x93, 0x04, session, 0x91, 0xA0 | length))
             return bytes((0x93, session, 0x00, 0x91, 0xA0 | length))
+        # Past the fixints (a long-lived worker's session ids grow), the usual
+        # sizes are packed inline; uint and raw_header take the rest.
+        sid = (
+            _TAG16.pack(0xCD, session)
+            if 0xFF < session <= 0xFFFF
+            else _TAG32.pack(0xCE, session)
+            if 0xFFFF < session <= 0xFFFFFFFF
+            else uint(session)
+        )
+        raw = (
+            _U8.pack(0xA0 | length)
+            if length <= 31
+            else _TAG16.pack(0xDA, length)
+            if length <= 0xFFFF
+            else raw_header(length)
+        )
         if self._gen_a:
-            return b"\x93\x04" + uint(session) + b"\x91" + raw_header(length)
-        return b"\x93" + uint(session) + b"\x00\x91" + raw_header(length)
+            return b"\x93\x04" + sid + b"\x91" + raw
+        return b"\x93" + sid + b"\x00\x91" + raw
 
     def chunk(self, session: int, data: bytes | bytearray | memoryview) -> bytes:
         return self.frame_header(session, len(data)) + bytes(data)
@@ -196,6 +214,13 @@ class MessageEncoder:
     def choke(self, session: int) -> bytes:
         if session < 0x80:  # a fixint session
             return bytes((0x93, 0x06, session, 0x90)) if self._gen_a else bytes((0x93, session, 0x02, 0x90))
+        sid = (
+            _TAG16.pack(0xCD, session)
+            if 0xFF < session <= 0xFFFF
+            else _TAG32.pack(0xCE, session)
+            if 0xFFFF < session <= 0xFFFFFFFF
+            else uint(session)
+        )
         if self._gen_a:
-            return b"\x93\x06" + uint(session) + b"\x90"
-        return b"\x93" + uint(session) + b"\x02\x90"
+            return b"\x93\x06" + sid + b"\x90"
+        return b"\x93" + sid + b"\x02\x90"

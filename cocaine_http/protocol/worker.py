@@ -288,7 +288,8 @@ class WorkerProtocol:
         if len(args) < 1 or not isinstance(args[0], (bytes, str)):
             return Ignored(s, FrameFormatError(f"invoke on session {s} has no event name"))
         self.sessions[s] = SessionState(self.generation, s)
-        return Invoke(s, as_text(args[0], "event"), headers)
+        name = args[0]  # as_text, with its usual case inline: once per session
+        return Invoke(s, name.decode("utf-8", "replace") if type(name) is bytes else as_text(name), headers)
 
     # -- outbound ------------------------------------------------------------
     def _state(self, session: int) -> SessionState:
@@ -311,6 +312,13 @@ class WorkerProtocol:
         return self.chunk_header(session, len(data)) + data
 
     def send_choke(self, session: int) -> bytes:
+        state = self.sessions.get(session)
+        if state is not None and state.send_half is _OPEN and state.recv_half is _CLOSED:
+            # The usual end of a session, whose request has ended: the table
+            # closes the open half (both generations), and both halves are done.
+            del self.sessions[session]
+            state.send_half = _CLOSED
+            return self.encoder.choke(session)
         state = self._state(session)
         state.send(_CHOKE)
         self._forget_if_done(state)

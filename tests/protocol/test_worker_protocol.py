@@ -125,3 +125,29 @@ def test_invoke_on_the_control_session_is_ignored(gen: Generation, frame: Frame)
         assert isinstance(ev, Ignored) and 0 not in w.sessions
     else:
         assert isinstance(w.receive(frame, 0), Heartbeat)  # channel 1, type 0 is a heartbeat reply in B
+
+
+@pytest.mark.parametrize("gen", [Generation.A, Generation.B])
+def test_choke_before_and_after_the_request_ends_follows_the_table(gen: Generation) -> None:
+    """send_choke has a shortcut for a session whose request has ended; both
+    orders must leave the same state as the table would."""
+    w = WorkerProtocol(gen, "u")
+    invoke, choke = (3, 6) if gen is Generation.A else (0, 2)
+
+    def frame(s: int, t: int, args: list) -> Frame:
+        return a_frame(t, s, args) if gen is Generation.A else Frame(s, t, args, None)
+
+    w.receive(frame(7, invoke, [b"e"]), 0)
+    w.send_choke(7)  # the request is still open: the session stays, half-closed
+    assert w.sessions[7].send_half is Half.CLOSED and w.sessions[7].recv_half is Half.OPEN
+    with pytest.raises(ChannelClosedError):
+        w.send_choke(7)
+    assert isinstance(w.receive(frame(7, choke, []), 0), Choke)
+    assert 7 not in w.sessions
+
+    w.receive(frame(8, invoke, [b"e"]), 0)
+    w.receive(frame(8, choke, []), 0)
+    assert w.send_choke(8)  # the shortcut: the request had ended
+    assert 8 not in w.sessions
+    with pytest.raises(ChannelClosedError):
+        w.send_choke(8)
