@@ -239,10 +239,11 @@ class Channel:
             self._decoder.feed(data)
             now = self._clock()  # once per read, not per frame
             worker, on_event = self.worker, self.on_event
+            direct = worker is not None and on_event is not None  # the worker's path, without a hop
             for frame in self._decoder:
                 try:
-                    if worker is not None and on_event is not None:
-                        on_event(worker.receive(frame, now))  # the worker's path, without a hop
+                    if direct:
+                        on_event(worker.receive(frame, now))  # type: ignore[misc, union-attr]
                     else:
                         self._dispatch(frame, now)
                 except Exception:

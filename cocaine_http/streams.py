@@ -124,9 +124,8 @@ class Request(ChunkBuffer):
             self._exc = exc
         return self._wake()
 
-    def _discard(self) -> None:
-        """The handler is done: drop what it did not read, and anything still coming."""
-        self._drop()
+    #: The handler is done: drop what it did not read, and anything still coming.
+    _discard = ChunkBuffer._drop
 
     def _consumed(self, n: int) -> None:
         """Accounting for a chunk a worker thread took directly (see :class:`BlockingRequest`)."""

@@ -18,6 +18,7 @@ built; :mod:`.codec` then falls back to the pure twin.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from operator import length_hint
 from typing import Any, NoReturn
@@ -62,6 +63,12 @@ _ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LE
 )
 
 
+# elem0, elem1, nargs, payload_off, payload_len, flags: one struct read per record
+_HOT_FIELDS = struct.Struct("=QQ48xQQQQ")
+if (_ELEM0, _ELEM1, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS) != (0, 1, 8, 9, 10, 11):  # pragma: no cover
+    raise ImportError("native/cocaine_frame.h changed cf_frame: update _HOT_FIELDS")
+
+
 def _unpack_slice(data: memoryview) -> Any:
     """Decode an args/headers slice C has already validated."""
     try:
@@ -95,7 +102,8 @@ class NativeDecoder:
         lib.cf_init(self._state, 1 if self._gen_a else 0, max_frame_size, MAX_MAP_LEN)
         self._records = ffi.new("cf_frame[]", _BATCH)
         self._status = ffi.new("int *")
-        self._fields = memoryview(ffi.buffer(self._records)).cast("Q")
+        self._raw = memoryview(ffi.buffer(self._records))
+        self._fields = self._raw.cast("Q")
         self._buf: bytes | bytearray = b""  # bytes; a bytearray while a large frame is gathered
         self._end = 0  # bytes in _buf (a bytearray has room after them)
         self._spare: bytearray | None = None  # the last gathering buffer, for the next large frame
@@ -256,23 +264,23 @@ class NativeDecoder:
         if 0 < n <= _FEW:
             # Most reads carry one or a few frames: index the records
             # directly (building columns costs more than it saves here).
-            fields = self._fields
+            fields, raw = self._fields, self._raw
             cut = buf if type(buf) is bytes else _Copier(memoryview(buf))
             gen_a = self._gen_a
             for at in range(0, n * _FIELDS, _FIELDS):
-                off = fields[at + _PAYLOAD_OFF]
+                # the fields every frame needs, in one call
+                elem0, elem1, nargs, off, size, flags = _HOT_FIELDS.unpack_from(raw, at * 8)
                 if off:
-                    args = [cut[off : off + fields[at + _PAYLOAD_LEN]]]
-                elif not fields[at + _NARGS]:
+                    args = [cut[off : off + size]]
+                elif not nargs:
                     args = []  # a choke, a heartbeat: nothing to decode
                 else:
                     args = self._unpack_field(buf, at + _ARGS_OFF)
                 if gen_a:
-                    ready.append(Frame(fields[at + _ELEM1], fields[at + _ELEM0], args, None))
+                    ready.append(Frame(elem1, elem0, args, None))
                 else:
-                    has_headers = fields[at + _FLAGS] & _HAS_HEADERS
-                    headers = self._unpack_field(buf, at + _HEADERS_OFF) if has_headers else None
-                    ready.append(Frame(fields[at + _ELEM0], fields[at + _ELEM1], args, headers))
+                    headers = self._unpack_field(buf, at + _HEADERS_OFF) if flags & _HAS_HEADERS else None
+                    ready.append(Frame(elem0, elem1, args, headers))
             self._start = fields[n * _FIELDS - _FIELDS + _END]
         elif n:
             # The records as columns, one list of ints per field used. A
