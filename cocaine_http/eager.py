@@ -31,42 +31,33 @@ from typing import Any
 
 __all__ = ["start_task"]
 
-if sys.version_info >= (3, 12):
-
-    def start_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
-    ) -> tuple[asyncio.Future[Any], bool]:
-        """A task for *coro*, and whether its first step has run already.
-
-        A loop with its own task factory gets what the factory makes, queued.
-        """
-        if loop.get_task_factory() is not None:
-            return loop.create_task(coro), False
-        return asyncio.Task(coro, loop=loop, eager_start=True), True  # type: ignore[call-arg, unused-ignore]
-
-else:
+_EAGER = sys.version_info >= (3, 12)
+if not _EAGER:
     _current_tasks = asyncio.tasks._current_tasks  # type: ignore[attr-defined]
 
-    def start_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
-    ) -> tuple[asyncio.Future[Any], bool]:
-        """A task for *coro*, and whether its first step has run already.
 
-        A loop with its own task factory gets what the factory makes, queued.
-        """
-        if loop.get_task_factory() is not None:
-            return loop.create_task(coro), False
-        task = asyncio.Task(coro, loop=loop)
-        if _current_tasks.get(loop) is not None:  # asyncio.current_task(loop), without its Python frame
-            # Inside a task, which stays the current one: asyncio would refuse to
-            # enter another. The new task takes its first step queued, as usual.
-            return task, False
-        ready = getattr(loop, "_ready", None)
-        if type(ready) is not collections.deque or not ready:
-            return task, False  # not asyncio's own loop
-        step = ready[-1]
-        if type(step) is not asyncio.Handle or getattr(step._callback, "__self__", None) is not task:
-            return task, False  # a call_soon that did something else: leave it alone
-        ready.pop()
-        step._run()
-        return task, True
+def start_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+) -> tuple[asyncio.Future[Any], bool]:
+    """A task for *coro*, and whether its first step has run already.
+
+    A loop with its own task factory gets what the factory makes, queued.
+    """
+    if loop.get_task_factory() is not None:
+        return loop.create_task(coro), False
+    if _EAGER:
+        return asyncio.Task(coro, loop=loop, eager_start=True), True  # type: ignore[call-arg, unused-ignore]
+    task = asyncio.Task(coro, loop=loop)
+    if _current_tasks.get(loop) is not None:  # asyncio.current_task(loop), without its Python frame
+        # Inside a task, which stays the current one: asyncio would refuse to
+        # enter another. The new task takes its first step queued, as usual.
+        return task, False
+    ready = getattr(loop, "_ready", None)
+    if type(ready) is not collections.deque or not ready:
+        return task, False  # not asyncio's own loop
+    step = ready[-1]
+    if type(step) is not asyncio.Handle or getattr(step._callback, "__self__", None) is not task:
+        return task, False  # a call_soon that did something else: leave it alone
+    ready.pop()
+    step._run()
+    return task, True

@@ -214,13 +214,6 @@ class MessageEncoder:
     def choke(self, session: int) -> bytes:
         if session < 0x80:  # a fixint session
             return bytes((0x93, 0x06, session, 0x90)) if self._gen_a else bytes((0x93, session, 0x02, 0x90))
-        sid = (
-            _TAG16.pack(0xCD, session)
-            if 0xFF < session <= 0xFFFF
-            else _TAG32.pack(0xCE, session)
-            if 0xFFFF < session <= 0xFFFFFFFF
-            else uint(session)
-        )
         if self._gen_a:
-            return b"\x93\x06" + sid + b"\x90"
-        return b"\x93" + sid + b"\x02\x90"
+            return b"\x93\x06" + uint(session) + b"\x90"
+        return b"\x93" + uint(session) + b"\x02\x90"
