@@ -98,7 +98,6 @@ class Channel:
         #: (set here only; a plain attribute, read on every write).
         self.closed = False
         self._close_exc: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._clock: Callable[[], float] = _no_clock  # the loop's time(), once attached
         self.endpoint: Endpoint | None = None
         # seed callbacks
@@ -157,7 +156,7 @@ class Channel:
 
     def _attached(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         # asyncio's own loops tell time with time.monotonic(): call it directly
         # (loop.time() is a Python method, and this runs once per read).
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
