@@ -235,11 +235,11 @@ class Channel:
 
     def _deliver(self, data: bytes) -> None:
         try:
-            self._decoder.feed(data)
+            frames = self._decoder.frames(data)
             now = self._clock()  # once per read, not per frame
             worker, on_event = self.worker, self.on_event
             direct = worker is not None and on_event is not None  # the worker's path, without a hop
-            for frame in self._decoder:
+            for frame in frames:
                 try:
                     if direct:
                         on_event(worker.receive(frame, now))  # type: ignore[misc, union-attr]

@@ -205,6 +205,31 @@ class NativeDecoder:
         self._base += start
         self._start = 0
 
+    def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
+        """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
+        if (
+            type(data) is bytes
+            and self._start == self._end
+            and not self._pieces
+            and self._error is None
+            and self._latent is None
+            and not length_hint(self._it)
+        ):
+            # The usual read: every frame before it was complete and returned.
+            # feed's own fast path and _refill's checks, without their calls.
+            if data:
+                buf = self._buf
+                if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
+                    self._spare = buf
+                self._base += self._end
+                self._buf, self._start, self._end = data, 0, len(data)
+                self._decode()
+                if not self._complete:
+                    return self._frames()
+            return self._it
+        self.feed(data)
+        return iter(self)
+
     def next_frame(self) -> Frame | None:
         frame = next(self._it, None)
         if frame is None and self._refill():
@@ -238,10 +263,6 @@ class NativeDecoder:
             raise self._error
         if self._latent is not None:
             self._raise(self._latent)
-        if self._ready:
-            self._returned = self._ready_base + self._fields[(len(self._ready) - 1) * _FIELDS + _END]
-            self._ready = []
-            self._it = iter(self._ready)
         if self._base + self._end < self._wanted:
             return False  # C said what it needs, and it is not here yet
         self._decode()
@@ -252,8 +273,9 @@ class NativeDecoder:
         return False
 
     def _decode(self) -> None:
-        """Ask C for the next batch of frames; fill the ready queue."""
+        """Ask C for the next batch of frames; replace the used-up batch with it."""
         buf, state, records, status_out = self._buf, self._state, self._records, self._status
+        self._returned = self._base + self._start  # every frame before here was returned
         if type(buf) is bytes:  # cffi passes bytes as a pointer to their data, no buffer object
             n = lib.cf_next_many(state, buf, self._end, self._start, records, _BATCH, status_out)
         else:

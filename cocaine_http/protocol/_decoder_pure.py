@@ -194,6 +194,11 @@ class PureDecoder:
         while (frame := self.next_frame()) is not None:
             yield frame
 
+    def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
+        """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
+        self.feed(data)
+        return iter(self)
+
     def _fail(self, kind: type[DecodeError], what: str) -> NoReturn:
         self._error = kind(f"{what} (frame at stream offset {self._consumed})")
         raise self._error

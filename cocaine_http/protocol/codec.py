@@ -13,6 +13,8 @@ Both backends implement :class:`Decoder`:
   :class:`~cocaine_http.errors.DecodeError` subclass on bad input; after an
   error the decoder is dead and raises the same error again;
 * iterating yields frames until more bytes are needed;
+* ``frames(data)`` is ``feed(data)`` then ``iter(decoder)`` in one call, for
+  a reader that decodes each read as it arrives (the channel);
 * ``pending`` is the number of buffered bytes not yet returned as a frame.
 
 Both enforce the same limits at the same byte of the stream, so they agree
@@ -52,6 +54,8 @@ class Decoder(Protocol):
     def next_frame(self) -> Frame | None: ...
 
     def __iter__(self) -> Iterator[Frame]: ...
+
+    def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]: ...
 
     @property
     def pending(self) -> int: ...

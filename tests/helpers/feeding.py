@@ -68,11 +68,20 @@ class Outcome:
     __hash__ = None  # type: ignore[assignment]
 
 
-def run(decoder: Any, pieces: Iterable[bytes], *, use_iter: bool = False) -> Outcome:
-    """Feed *pieces* one by one, draining frames after each; stop at an error."""
+def run(
+    decoder: Any, pieces: Iterable[bytes], *, use_iter: bool = False, use_frames: bool = False
+) -> Outcome:
+    """Feed *pieces* one by one, draining frames after each; stop at an error.
+
+    Frames are drained with ``next_frame()``, by iterating (*use_iter*), or
+    fed and drained in one call with ``frames(piece)`` (*use_frames*).
+    """
     out = Outcome()
     try:
         for piece in pieces:
+            if use_frames:
+                out.frames.extend(decoder.frames(piece))
+                continue
             decoder.feed(piece)
             if use_iter:
                 out.frames.extend(decoder)

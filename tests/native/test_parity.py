@@ -215,6 +215,8 @@ def outcomes(data: bytes, generation: str, max_frame_size: int, cuts: list[int])
         split = run(make(backend, generation, max_frame_size), pieces)
         whole = run(make(backend, generation, max_frame_size), [data], use_iter=True)
         assert split == whole, f"{backend}: feeding in {len(pieces)} pieces changed the outcome"
+        per_read = run(make(backend, generation, max_frame_size), pieces, use_frames=True)
+        assert per_read == split, f"{backend}: frames(piece) differs from feed + next_frame"
         found[backend] = split
     return found
 
