@@ -134,11 +134,7 @@ class NativeDecoder:
             # The usual read: every frame before it was complete and returned
             # (so C wants at most the next byte). The read becomes the buffer.
             if data:
-                buf = self._buf
-                if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
-                    self._spare = buf
-                self._base += self._end
-                self._buf, self._start, self._end = data, 0, len(data)
+                self._adopt(data)
             return
         if self._error is not None:
             raise self._error
@@ -205,6 +201,14 @@ class NativeDecoder:
         self._base += start
         self._start = 0
 
+    def _adopt(self, data: bytes) -> None:
+        """Make *data* the buffer: everything before it was consumed."""
+        buf = self._buf
+        if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
+            self._spare = buf
+        self._base += self._end
+        self._buf, self._start, self._end = data, 0, len(data)
+
     def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
         if (
@@ -218,11 +222,7 @@ class NativeDecoder:
             # The usual read: every frame before it was complete and returned.
             # feed's own fast path and _refill's checks, without their calls.
             if data:
-                buf = self._buf
-                if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
-                    self._spare = buf
-                self._base += self._end
-                self._buf, self._start, self._end = data, 0, len(data)
+                self._adopt(data)
                 self._decode()
                 if not self._complete:
                     return self._frames()
