@@ -220,7 +220,8 @@ class NativeDecoder:
             and not length_hint(self._it)
         ):
             # The usual read: every frame before it was complete and returned.
-            # feed's own fast path and _refill's checks, without their calls.
+            # feed's fast path and _refill's checks, without feed, __iter__
+            # and _refill calls in between.
             if data:
                 self._adopt(data)
                 self._decode()
