@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .eager import start_task
+from .eager import TaskStarter
 from .errors import (
     ChannelClosedError,
     CocaineError,
@@ -90,6 +90,7 @@ class Sessions:
         sync_write_budget: int,
     ) -> None:
         self._loop = loop
+        self._tasks = TaskStarter(loop)
         self._protocol = protocol
         self._outbox = outbox
         self._flow = flow
@@ -144,7 +145,7 @@ class Sessions:
                 if session.aborted:  # the connection failed during this read
                     self._done(session)
                 else:
-                    session.task, started = start_task(self._loop, self._run_async(handler, session))
+                    session.task, started = self._tasks.start(self._run_async(handler, session))
                     queued = queued or not started
         self._outbox.flush()
         if queued or self._woken:

@@ -217,3 +217,92 @@ def test_a_loop_that_wraps_its_callbacks_gets_queued_tasks_that_still_run() -> N
         loop.run_until_complete(body())
     finally:
         loop.close()
+
+
+def test_the_loop_keeps_its_own_call_soon_after_a_start() -> None:
+    async def handler() -> None:
+        await asyncio.sleep(0)
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        task, _ = await from_callback(start(handler()))
+        assert "call_soon" not in vars(loop)  # the stand-in lived for the constructor call only
+        assert isinstance(loop.call_soon(lambda: None), asyncio.Handle)
+        await task
+
+    run(body())
+
+
+class MeddlingLoop(asyncio.SelectorEventLoop):
+    """Runs *meddle* inside the next task's constructor, as a finalizer run by
+    the garbage collector could: asyncio's Task asks the loop ``get_debug()``
+    before it schedules its first step."""
+
+    meddle: Callable[[asyncio.AbstractEventLoop], None] | None = None
+
+    def get_debug(self) -> bool:
+        meddle, self.meddle = self.meddle, None
+        if meddle is not None:
+            meddle(self)
+        return super().get_debug()
+
+
+def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, 30))
+    finally:
+        loop.close()
+
+
+def test_a_call_soon_made_inside_the_constructor_reaches_the_loop() -> None:
+    steps: list[str] = []
+    handles: list[Any] = []
+
+    async def handler() -> None:
+        steps.append("handler")
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, MeddlingLoop)
+
+        def go() -> tuple[asyncio.Future[Any], bool]:
+            loop.meddle = lambda loop: handles.append(loop.call_soon(steps.append, "other"))
+            return start_task(loop, handler())
+
+        task, started = await from_callback(go)
+        assert started is True and steps[0] == "handler"
+        assert isinstance(handles[0], asyncio.Handle)  # a real handle, queued on the loop
+        await task
+        await asyncio.sleep(0)
+        assert steps == ["handler", "other"]
+
+    run_on(MeddlingLoop(), body())
+
+
+def test_a_task_built_inside_the_constructor_keeps_its_step_and_the_new_task_is_queued() -> None:
+    steps: list[str] = []
+    others: list[asyncio.Task[Any]] = []
+
+    async def other() -> str:
+        steps.append("other")
+        return "other done"
+
+    async def handler() -> str:
+        steps.append("handler")
+        return "handler done"
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, MeddlingLoop)
+
+        def go() -> tuple[asyncio.Future[Any], bool]:
+            loop.meddle = lambda loop: others.append(asyncio.Task(other(), loop=loop))
+            return start_task(loop, handler())
+
+        task, started = await from_callback(go)
+        # Before 3.12 the step handed over first was the other task's: each is queued.
+        assert started is (sys.version_info >= (3, 12))
+        assert await task == "handler done" and await others[0] == "other done"
+        assert sorted(steps) == ["handler", "other"]
+
+    run_on(MeddlingLoop(), body())
