@@ -63,10 +63,13 @@ _ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LE
 )
 
 
-# elem0, elem1, nargs, payload_off, payload_len, flags: one struct read per record
-_HOT_FIELDS = struct.Struct("=QQ48xQQQQ")
-if (_ELEM0, _ELEM1, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS) != (0, 1, 8, 9, 10, 11):  # pragma: no cover
+# elem0, elem1, end, nargs, payload_off, payload_len, flags: one struct read per record
+_HOT_FIELDS = struct.Struct("=QQ8xQ32xQQQQ")
+_HOT_INDEXES = (_ELEM0, _ELEM1, _END, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS)
+if _HOT_INDEXES != (0, 1, 3, 8, 9, 10, 11):  # pragma: no cover
     raise ImportError("native/cocaine_frame.h changed cf_frame: update _HOT_FIELDS")
+#: _RECORDS_AT[n]: the byte offsets of the first n records, for batches of up to _FEW frames
+_RECORDS_AT = [tuple(range(0, n * _FIELDS * 8, _FIELDS * 8)) for n in range(_FEW + 1)]
 
 
 def _unpack_slice(data: memoryview) -> Any:
@@ -275,36 +278,33 @@ class NativeDecoder:
 
     def _decode(self) -> None:
         """Ask C for the next batch of frames; replace the used-up batch with it."""
-        buf, state, records, status_out = self._buf, self._state, self._records, self._status
-        self._returned = self._base + self._start  # every frame before here was returned
+        buf, start, base = self._buf, self._start, self._base
+        self._returned = base + start  # every frame before here was returned
         if type(buf) is bytes:  # cffi passes bytes as a pointer to their data, no buffer object
-            n = lib.cf_next_many(state, buf, self._end, self._start, records, _BATCH, status_out)
+            n = lib.cf_next_many(self._state, buf, self._end, start, self._records, _BATCH, self._status)
         else:
             with ffi.from_buffer(buf) as ptr:
-                n = lib.cf_next_many(state, ptr, self._end, self._start, records, _BATCH, status_out)
-        status = status_out[0]
+                n = lib.cf_next_many(self._state, ptr, self._end, start, self._records, _BATCH, self._status)
+        status = self._status[0]
         ready: list[Frame] = []
         if 0 < n <= _FEW:
-            # Most reads carry one or a few frames: index the records
-            # directly (building columns costs more than it saves here).
-            fields, raw = self._fields, self._raw
+            # Most reads carry one or a few frames: read each record's hot
+            # fields in one call (building columns costs more than it saves here).
+            raw = self._raw
             cut = buf if type(buf) is bytes else _Copier(memoryview(buf))
-            gen_a = self._gen_a
-            for at in range(0, n * _FIELDS, _FIELDS):
-                # the fields every frame needs, in one call
-                elem0, elem1, nargs, off, size, flags = _HOT_FIELDS.unpack_from(raw, at * 8)
-                if off:
-                    args = [cut[off : off + size]]
-                elif not nargs:
-                    args = []  # a choke, a heartbeat: nothing to decode
-                else:
-                    args = self._unpack_field(buf, at + _ARGS_OFF)
-                if gen_a:
+            if self._gen_a:
+                for at in _RECORDS_AT[n]:
+                    elem0, elem1, end, nargs, off, size, _ = _HOT_FIELDS.unpack_from(raw, at)
+                    # one raw (a chunk, an invoke), nothing (a choke, a heartbeat), or decoded
+                    args = [cut[off : off + size]] if off else [] if not nargs else self._unpack_args(buf, at)
                     ready.append(Frame(elem1, elem0, args, None))
-                else:
-                    headers = self._unpack_field(buf, at + _HEADERS_OFF) if flags & _HAS_HEADERS else None
+            else:
+                for at in _RECORDS_AT[n]:
+                    elem0, elem1, end, nargs, off, size, flags = _HOT_FIELDS.unpack_from(raw, at)
+                    args = [cut[off : off + size]] if off else [] if not nargs else self._unpack_args(buf, at)
+                    headers = self._unpack_headers(buf, at) if flags & _HAS_HEADERS else None
                     ready.append(Frame(elem0, elem1, args, headers))
-            self._start = fields[n * _FIELDS - _FIELDS + _END]
+            self._start = end
         elif n:
             # The records as columns, one list of ints per field used. A
             # payload_off is never 0 for a fast frame (the frame header comes
@@ -350,17 +350,28 @@ class NativeDecoder:
             self._start = fields[stop - _FIELDS + _END]
         self._ready = ready
         self._it = iter(ready)
-        self._ready_base = self._base
-        self._wanted = 0
-        self._complete = status == _NEED_DATA
-        if status < 0:
-            self._latent = self._make_error(status)
-        elif status == _NEED_DATA:
-            # Past max_frame_size bytes C answers TOO_LARGE: ask it by then.
-            # With nothing left, C wants the next frame's first byte: no need to ask.
-            left = self._start < self._end
-            wanted = min(lib.cf_wanted(self._state), self.max_frame_size + 1) if left else 1
-            self._wanted = self._base + self._start + wanted
+        self._ready_base = base
+        if status == _NEED_DATA:
+            self._complete = True
+            start = self._start
+            if start < self._end:
+                # Past max_frame_size bytes C answers TOO_LARGE: ask it by then.
+                self._wanted = base + start + min(lib.cf_wanted(self._state), self.max_frame_size + 1)
+            else:
+                self._wanted = base + start + 1  # nothing left: C wants the next frame's first byte
+        else:
+            self._complete = False
+            self._wanted = 0
+            if status < 0:
+                self._latent = self._make_error(status)
+
+    def _unpack_args(self, buf: bytes | bytearray, at: int) -> Any:
+        """Decode the args slice of the record at byte offset *at*."""
+        return self._unpack_field(buf, at // 8 + _ARGS_OFF)
+
+    def _unpack_headers(self, buf: bytes | bytearray, at: int) -> Any:
+        """Decode the headers slice of the record at byte offset *at*."""
+        return self._unpack_field(buf, at // 8 + _HEADERS_OFF)
 
     def _unpack_field(self, buf: bytes | bytearray, at: int) -> Any:
         """Decode the args (or headers) slice whose offset is record field *at*
