@@ -89,13 +89,17 @@ _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _TAG16 = struct.Struct(">BH")  # a msgpack tag byte and its 16-bit value
 _TAG32 = struct.Struct(">BI")
-# Whole frames, or frame headers, for a session id between 256 and 65535 (a
+# Whole frames, or frame headers, for a 16- or 32-bit session id (a
 # long-lived worker's: ids grow) and a payload under 32 bytes: one struct
 # call instead of a tag, a value and three concatenations.
 _A_HEAD16 = struct.Struct(">BBBHBB")  # 93 04 cd <sid> 91 a0|len: [4, sid, [raw]] up to the payload
 _B_HEAD16 = struct.Struct(">BBHBBB")  # 93 cd <sid> 00 91 a0|len: [sid, 0, [raw]] up to the payload
 _A_CHOKE16 = struct.Struct(">BBBHB")  # 93 06 cd <sid> 90: [6, sid, []]
 _B_CHOKE16 = struct.Struct(">BBHBB")  # 93 cd <sid> 02 90: [sid, 2, []]
+_A_HEAD32 = struct.Struct(">BBBIBB")  # the same with ce and a 32-bit id
+_B_HEAD32 = struct.Struct(">BBIBBB")
+_A_CHOKE32 = struct.Struct(">BBBIB")
+_B_CHOKE32 = struct.Struct(">BBIBB")
 
 
 def uint(value: int) -> bytes:
@@ -183,10 +187,14 @@ class MessageEncoder:
             if self._gen_a:
                 return bytes((0x93, 0x04, session, 0x91, 0xA0 | length))
             return bytes((0x93, session, 0x00, 0x91, 0xA0 | length))
-        if 0xFF < session <= 0xFFFF and length <= 31:
+        if length <= 31 and 0xFF < session <= 0xFFFFFFFF:
+            if session <= 0xFFFF:
+                if self._gen_a:
+                    return _A_HEAD16.pack(0x93, 0x04, 0xCD, session, 0x91, 0xA0 | length)
+                return _B_HEAD16.pack(0x93, 0xCD, session, 0x00, 0x91, 0xA0 | length)
             if self._gen_a:
-                return _A_HEAD16.pack(0x93, 0x04, 0xCD, session, 0x91, 0xA0 | length)
-            return _B_HEAD16.pack(0x93, 0xCD, session, 0x00, 0x91, 0xA0 | length)
+                return _A_HEAD32.pack(0x93, 0x04, 0xCE, session, 0x91, 0xA0 | length)
+            return _B_HEAD32.pack(0x93, 0xCE, session, 0x00, 0x91, 0xA0 | length)
         # Past the fixints (a long-lived worker's session ids grow), the usual
         # sizes are packed inline; uint and raw_header take the rest.
         sid = (
@@ -229,6 +237,10 @@ class MessageEncoder:
             if self._gen_a:
                 return _A_CHOKE16.pack(0x93, 0x06, 0xCD, session, 0x90)
             return _B_CHOKE16.pack(0x93, 0xCD, session, 0x02, 0x90)
+        if 0xFFFF < session <= 0xFFFFFFFF:
+            if self._gen_a:
+                return _A_CHOKE32.pack(0x93, 0x06, 0xCE, session, 0x90)
+            return _B_CHOKE32.pack(0x93, 0xCE, session, 0x02, 0x90)
         if self._gen_a:
             return b"\x93\x06" + uint(session) + b"\x90"
         return b"\x93" + uint(session) + b"\x02\x90"

@@ -81,7 +81,9 @@ def test_a_frames_cannot_carry_headers(a: MessageEncoder) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 31, 32, 255, 256, 65535, 65536, 1 << 20])
-@pytest.mark.parametrize("session", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1])
+@pytest.mark.parametrize(
+    "session", [0, 1, 127, 128, 255, 256, 4097, 65535, 65536, 1 << 20, 2**32 - 1, 2**32, 2**64 - 1]
+)
 def test_hand_rolled_chunks_equal_the_packer(size: int, session: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     for gen, order in ((Generation.A, lambda s: [4, s, [data]]), (Generation.B, lambda s: [s, 0, [data]])):
