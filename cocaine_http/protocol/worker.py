@@ -121,8 +121,9 @@ _CHUNK, _CHOKE = Msg.CHUNK, Msg.CHOKE
 _OPEN, _CLOSED = Half.OPEN, Half.CLOSED
 _GEN_B = Generation.B
 _A_INVOKE, _A_HEARTBEAT, _A_TERMINATE = int(A.INVOKE), int(A.HEARTBEAT), int(A.TERMINATE)
+_A_CHUNK = int(A.CHUNK)
 _B_HEARTBEAT, _B_TERMINATE = int(B_CONTROL.HEARTBEAT), int(B_CONTROL.TERMINATE)
-_B_INVOKE = int(B_STREAM.INVOKE)
+_B_INVOKE, _B_WRITE = int(B_STREAM.INVOKE), int(B_STREAM.WRITE)
 
 
 def stream_event(
@@ -239,7 +240,11 @@ class WorkerProtocol:
     def _receive_a(self, f: Frame, now: float) -> Event:
         self._last_seen = now
         t, s, args = f.type, f.session, f.args
-        msg = _A_STREAM.get(t)  # the most frequent first: chunk, choke, error
+        if t == _A_CHUNK:  # stream_event's hot path, inline: the most frequent message
+            state = self.sessions.get(s)
+            if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
+                return Chunk(s, args[0], [])
+        msg = _A_STREAM.get(t)  # chunk, choke, error
         if msg is not None:
             return stream_event(self.sessions, s, msg, args)
         if t == _A_INVOKE:
@@ -254,11 +259,14 @@ class WorkerProtocol:
 
     def _receive_b(self, f: Frame, now: float) -> Event:
         self._last_seen = now
-        ch, t, args = f.session, f.type, f.args
-        try:
-            headers = self.rx_headers.decode(f.headers)
-        except FrameFormatError:
-            headers = []  # headers are informational; a bad one must not end the session
+        ch, t, args, entries = f.session, f.type, f.args, f.headers
+        if entries is None:  # most frames carry no headers
+            headers: Headers = []
+        else:
+            try:
+                headers = self.rx_headers.decode(entries)
+            except FrameFormatError:
+                headers = []  # headers are informational; a bad one must not end the session
         if ch == B_CONTROL_CHANNEL:
             if t == _B_HEARTBEAT:
                 self._armed = True
@@ -271,6 +279,10 @@ class WorkerProtocol:
             if t != _B_INVOKE:
                 return Ignored(ch, UnknownMessageError(f"channel {ch} opened with type {t}, not invoke"))
             return self._invoke(ch, args, headers)
+        if t == _B_WRITE:  # stream_event's hot path, inline
+            state = self.sessions.get(ch)
+            if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
+                return Chunk(ch, args[0], headers)
         msg = _B_STREAM.get(t)
         if msg is None:
             return Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}"))
