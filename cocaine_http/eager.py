@@ -48,8 +48,12 @@ class TaskStarter:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._step: list[Any] = []  # the claimed step: callback, context
-        #: asyncio's own call_soon, on a loop that has not replaced it
-        self._stock = not _EAGER and getattr(type(loop), "call_soon", None) is _STOCK_CALL_SOON
+        #: asyncio's own call_soon, on a loop that has not replaced it (nor shadowed it itself)
+        self._stock = (
+            not _EAGER
+            and getattr(type(loop), "call_soon", None) is _STOCK_CALL_SOON
+            and "call_soon" not in getattr(loop, "__dict__", ("call_soon",))
+        )
         self._claim = self._call_soon
 
     def start(self, coro: Coroutine[Any, Any, Any]) -> tuple[asyncio.Future[Any], bool]:
@@ -65,13 +69,14 @@ class TaskStarter:
             # the new task takes its first step queued, as usual.
             return _Task(coro, loop=loop), False
         step = self._step
+        step.clear()  # (left over if a constructor failed after handing its step over)
         loop.call_soon = self._claim  # type: ignore[method-assign]
         try:
             task = _Task(coro, loop=loop)
         finally:
             del loop.call_soon
-        if not step:  # pragma: no cover - the constructor always hands its step to call_soon
-            raise RuntimeError("asyncio.Task did not schedule its first step")
+        if not step:  # pragma: no cover - the step went to the loop: a start nested in a finalizer
+            return task, False
         callback, context = step
         step.clear()
         if callback.__self__ is not task:  # another task's, built by a finalizer (see _call_soon)

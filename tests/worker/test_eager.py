@@ -306,3 +306,31 @@ def test_a_task_built_inside_the_constructor_keeps_its_step_and_the_new_task_is_
         assert sorted(steps) == ["handler", "other"]
 
     run_on(MeddlingLoop(), body())
+
+
+def test_a_loop_with_its_own_call_soon_attribute_keeps_it_and_gets_queued_tasks() -> None:
+    steps: list[str] = []
+
+    async def handler() -> None:
+        steps.append("ran")
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        stock = loop.call_soon
+        loop.call_soon = lambda *args, **kwargs: stock(*args, **kwargs)  # type: ignore[method-assign]
+        try:
+            mine = loop.call_soon
+
+            def go() -> tuple[asyncio.Future[Any], bool, list[str]]:
+                task, started = start_task(loop, handler())
+                return task, started, list(steps)
+
+            task, started, steps_then = await from_callback(go)
+            assert loop.call_soon is mine  # not replaced, not deleted
+            assert started is (sys.version_info >= (3, 12)) and steps_then == ([] if not started else ["ran"])
+            await task
+            assert steps == ["ran"]
+        finally:
+            del loop.call_soon
+
+    run(body())
