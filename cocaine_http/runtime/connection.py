@@ -45,7 +45,7 @@ class WorkerConnection:
         self.channel.on_close = self.on_close
 
     @classmethod
-    def protocol_factory(cls, engine: Engine) -> asyncio.Protocol:
+    def protocol_factory(cls, engine: Engine) -> asyncio.BaseProtocol:
         """For ``create_unix_server``: a new connection's protocol."""
         return cls(engine).channel.make_protocol()
 

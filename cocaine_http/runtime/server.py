@@ -484,7 +484,7 @@ class ServiceServer:
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
-    def _factory(self) -> asyncio.Protocol:
+    def _factory(self) -> asyncio.BaseProtocol:
         channel = Channel(self.generation, max_frame_size=self.max_frame_size)
         conn = _Connection(self, channel)
         channel.on_connect = conn.on_connect

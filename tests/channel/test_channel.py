@@ -351,3 +351,43 @@ def test_read_end_follows_every_frame_of_a_read_even_when_one_closes_it() -> Non
         ("chunk", b"c", True),
         ("read end", True, True),
     ]
+
+
+def test_channels_on_one_loop_share_a_read_buffer_but_never_each_others_bytes() -> None:
+    """Every channel of a loop reads into one buffer (see READ_SIZE): what a
+    callback received must stay intact while other reads reuse the buffer."""
+    from cocaine_http.channel import READ_SIZE
+
+    enc = MessageEncoder(Generation.A)
+    big = bytes(range(256)) * (3 * READ_SIZE // 256 + 7)  # a frame over several reads
+
+    async def runtime_for(tag: bytes) -> Handler:
+        async def runtime(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            for i in range(20):
+                w.write(enc.chunk(1, tag * (i + 1)))
+                await w.drain()
+                await asyncio.sleep(0)
+            w.write(enc.chunk(1, big) + enc.choke(1))
+            await w.drain()
+            w.close()
+        return runtime
+
+    async def body() -> None:
+        channels, recorders, servers = [], [], []
+        for tag in (b"a", b"b"):
+            server, path = await unix_peer(await runtime_for(tag))
+            servers.append(server)
+            channel = Channel(Generation.A)
+            recorders.append(Recorder(channel))
+            channels.append(channel)
+            await channel.connect(path, unix=True)
+        for rec in recorders:
+            await asyncio.wait_for(rec.closed.wait(), 10)
+        for tag, rec in zip((b"a", b"b"), recorders, strict=True):
+            chunks = [c[2] for c in rec.calls if c[0] == "on_chunk"]
+            assert chunks == [tag * (i + 1) for i in range(20)] + [big]
+            assert all(type(c) is bytes for c in chunks)
+        for server in servers:
+            server.close()
+
+    run(body())
