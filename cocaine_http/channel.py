@@ -33,7 +33,6 @@ import asyncio
 import errno as errno_mod
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +53,7 @@ from .protocol.worker import (
     Terminate,
     WorkerProtocol,
 )
+from .reads import read_buffer
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "Channel"]
 
@@ -321,33 +321,11 @@ class Channel:
         self._mark_closed(exc)
 
 
-#: Bytes asked of the socket per read: asyncio's own figure for its reads.
-READ_SIZE = 256 * 1024
-_read_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = weakref.WeakKeyDictionary()
-
-
-def _read_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
-    """The buffer every channel on *loop* reads into (made on first use).
-
-    One per loop is enough: a read fills it and :meth:`_ChannelProtocol.buffer_updated`
-    copies the bytes out before the loop does anything else, and a loop
-    belongs to one thread.
-    """
-    buffer = _read_buffers.get(loop)
-    if buffer is None:
-        buffer = _read_buffers[loop] = memoryview(bytearray(READ_SIZE))
-    return buffer
-
-
 class _ChannelProtocol(asyncio.BufferedProtocol):
     """The asyncio side of a :class:`Channel`.
 
-    A buffered protocol: asyncio reads into one buffer per loop, and each read
-    is copied out as ``bytes`` of its own size. With a plain protocol every
-    read allocates ``READ_SIZE`` bytes then shrinks them; glibc serves such
-    blocks with mmap (or at the top of the heap), and releasing them costs
-    system calls (mmap, mremap, munmap or brk) and page faults per read. The
-    copy of a few kilobytes is cheaper than that.
+    A buffered protocol: asyncio reads into the loop's read buffer
+    (:mod:`.reads`) and each read is copied out as ``bytes`` of its own size.
     """
 
     __slots__ = ("_buffer", "channel")
@@ -358,7 +336,7 @@ class _ChannelProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._buffer = _read_buffer(asyncio.get_running_loop())
+        self._buffer = read_buffer(asyncio.get_running_loop())
         self.channel._attached(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
