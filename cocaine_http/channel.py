@@ -236,23 +236,25 @@ class Channel:
 
     def _deliver(self, data: bytes) -> None:
         try:
-            frames = self._decoder.frames(data)
             now = self._clock()  # once per read, not per frame
             worker, on_event = self.worker, self.on_event
-            direct = worker is not None and on_event is not None  # the worker's path, without a hop
-            for frame in frames:
+            if worker is not None and on_event is not None:
+                # The worker's path: each frame as a record, straight to its
+                # protocol and on to the sessions, without a Frame or a hop.
+                receive = worker.receive_record
+                for record in self._decoder.records(data):
+                    try:
+                        on_event(receive(record, now))
+                    except Exception:
+                        self._callback_failed(record[1], record[0])
+                    if self.closed:
+                        return
+                return
+            for frame in self._decoder.frames(data):
                 try:
-                    if direct:
-                        on_event(worker.receive(frame, now))  # type: ignore[misc, union-attr]
-                    else:
-                        self._dispatch(frame, now)
+                    self._dispatch(frame, now)
                 except Exception:
-                    # A callback's bug must not take the connection (and every
-                    # other session on it) down: log it and keep reading.
-                    log.exception(
-                        "callback failed on message type %d of session %d from %s",
-                        frame.type, frame.session, self.endpoint,
-                    )
+                    self._callback_failed(frame.type, frame.session)
                 if self.closed:
                     return
         except DecodeError as exc:
@@ -261,6 +263,13 @@ class Channel:
             if self._transport is not None:
                 self._transport.abort()
             self._mark_closed(exc)
+
+    def _callback_failed(self, type_id: int, session: int) -> None:
+        # A callback's bug must not take the connection (and every other
+        # session on it) down: log it and keep reading.
+        log.exception(
+            "callback failed on message type %d of session %d from %s", type_id, session, self.endpoint
+        )
 
     def _dispatch(self, frame: Frame, now: float) -> None:
         if self.worker is not None:

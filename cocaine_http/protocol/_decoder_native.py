@@ -1,13 +1,14 @@
-"""The C decoder: ``native/cocaine_frame.c`` through cffi, plus Frame building.
+"""The C decoder: ``native/cocaine_frame.c`` through cffi, plus frame building.
 
 C finds frames and checks them (see native/README.md for the rules, shared
-with the pure twin); Python turns each reported frame into a
-:class:`~.frames.Frame`. Args and headers are decoded from the byte slices
-C reports with ``msgpack.unpackb``, except in the common case where args is
-exactly one raw (every chunk and invoke): then the payload is copied out of
-the buffer once and never decoded.
+with the pure twin); Python turns each reported frame into a record, a plain
+tuple (:data:`~.frames.Record`), which ``records()`` hands out as it is and
+the other ways of reading wrap in a :class:`~.frames.Frame`. Args and
+headers are decoded from the byte slices C reports with ``msgpack.unpackb``,
+except in the common case where args is exactly one raw (every chunk and
+invoke): then the payload is copied out of the buffer once and never decoded.
 
-C is asked for up to :data:`_BATCH` frames per call and the records are read
+C is asked for up to :data:`_BATCH` frames per call and its reports are read
 as one flat list of integers; frames decoded ahead wait in a queue, and an
 error found behind them is raised only once they have been returned, so the
 observable behaviour is the same as decoding one frame per call.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from itertools import starmap
 from operator import length_hint
 from typing import Any, NoReturn
 
@@ -34,7 +36,7 @@ from ..errors import (
     MalformedMessageError,
 )
 from ._decoder_pure import check_max_frame_size
-from .frames import Frame, Generation
+from .frames import Frame, Generation, Record
 from .wire import MAX_MAP_LEN, reject_ext
 
 __all__ = ["NativeDecoder"]
@@ -115,7 +117,7 @@ class NativeDecoder:
         self._wanted = 0  # stream offset C needs before it can go on (0: unknown)
         self._start = 0  # offset in _buf where the next frame to scan begins
         self._base = 0  # stream offset of _buf[0]
-        self._ready: list[Frame] = []  # the last batch decoded
+        self._ready: list[Record] = []  # the last batch decoded
         self._it = iter(self._ready)  # returns them, in order
         self._ready_base = 0  # stream offset of _buf[0] when the batch was decoded
         self._returned = 0  # stream offset of the end of the frames before the batch
@@ -212,8 +214,8 @@ class NativeDecoder:
         self._base += self._end
         self._buf, self._start, self._end = data, 0, len(data)
 
-    def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
-        """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
+    def records(self, data: bytes | bytearray | memoryview) -> Iterator[Record]:
+        """``feed(data)``, then the frames as records: one call per read (see :class:`~.codec.Decoder`)."""
         if (
             type(data) is bytes
             and self._start == self._end
@@ -223,24 +225,33 @@ class NativeDecoder:
             and not length_hint(self._it)
         ):
             # The usual read: every frame before it was complete and returned.
-            # feed's fast path and _refill's checks, without feed, __iter__
+            # feed's fast path and _refill's checks, without feed, _iter_records
             # and _refill calls in between.
             if data:
                 self._adopt(data)
                 self._decode()
                 if not self._complete:
-                    return self._frames()
+                    return self._drain()
             return self._it
         self.feed(data)
-        return iter(self)
+        return self._iter_records()
+
+    def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
+        """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
+        return starmap(Frame, self.records(data))
 
     def next_frame(self) -> Frame | None:
-        frame = next(self._it, None)
-        if frame is None and self._refill():
-            frame = next(self._it)
-        return frame
+        record = next(self._it, None)
+        if record is None:
+            if not self._refill():
+                return None
+            record = next(self._it)
+        return Frame(*record)
 
     def __iter__(self) -> Iterator[Frame]:
+        return starmap(Frame, self._iter_records())
+
+    def _iter_records(self) -> Iterator[Record]:
         # The usual read: the previous batch is used up, and C finds every
         # frame now complete in one batch, with nothing wrong behind it. The
         # batch's own list iterator is then the whole iteration, without a
@@ -252,9 +263,9 @@ class NativeDecoder:
                 return self._it  # empty
             if self._complete:
                 return self._it
-        return self._frames()
+        return self._drain()
 
-    def _frames(self) -> Iterator[Frame]:
+    def _drain(self) -> Iterator[Record]:
         while True:
             yield from self._it
             if not self._refill():
@@ -286,7 +297,7 @@ class NativeDecoder:
             with ffi.from_buffer(buf) as ptr:
                 n = lib.cf_next_many(self._state, ptr, self._end, start, self._records, _BATCH, self._status)
         status = self._status[0]
-        ready: list[Frame] = []
+        ready: list[Record] = []
         if 0 < n <= _FEW:
             # Most reads carry one or a few frames: read each record's hot
             # fields in one call (building columns costs more than it saves here).
@@ -297,13 +308,13 @@ class NativeDecoder:
                     elem0, elem1, end, nargs, off, size, _ = _HOT_FIELDS.unpack_from(raw, at)
                     # one raw (a chunk, an invoke), nothing (a choke, a heartbeat), or decoded
                     args = [cut[off : off + size]] if off else [] if not nargs else self._unpack_args(buf, at)
-                    ready.append(Frame(elem1, elem0, args, None))
+                    ready.append((elem1, elem0, args, None))
             else:
                 for at in _RECORDS_AT[n]:
                     elem0, elem1, end, nargs, off, size, flags = _HOT_FIELDS.unpack_from(raw, at)
                     args = [cut[off : off + size]] if off else [] if not nargs else self._unpack_args(buf, at)
                     headers = self._unpack_headers(buf, at) if flags & _HAS_HEADERS else None
-                    ready.append(Frame(elem0, elem1, args, headers))
+                    ready.append((elem0, elem1, args, headers))
             self._start = end
         elif n:
             # The records as columns, one list of ints per field used. A
@@ -322,10 +333,10 @@ class NativeDecoder:
             cut = buf if type(buf) is bytes else _Copier(view)
             try:
                 if self._gen_a and 0 not in p_offs:  # a batch of chunks: the hot loop
-                    ready = [Frame(e1, e0, [cut[off : off + size]], None) for e0, e1, off, size in columns]
+                    ready = [(e1, e0, [cut[off : off + size]], None) for e0, e1, off, size in columns]
                 elif self._gen_a:
                     ready = [
-                        Frame(
+                        (
                             e1,
                             e0,
                             [cut[off : off + size]] if off else self._unpack_field(buf, at + _ARGS_OFF),
@@ -335,7 +346,7 @@ class NativeDecoder:
                     ]
                 else:
                     ready = [
-                        Frame(
+                        (
                             e0,
                             e1,
                             [cut[off : off + size]] if off else self._unpack_field(buf, at + _ARGS_OFF),

@@ -41,7 +41,7 @@ from ..errors import (
     FrameTooLargeError,
     MalformedMessageError,
 )
-from .frames import Frame, Generation
+from .frames import Frame, Generation, Record
 from .wire import MAX_MAP_LEN, reject_ext
 
 __all__ = ["PureDecoder"]
@@ -137,6 +137,10 @@ class PureDecoder:
             self._given += len(take)
 
     def next_frame(self) -> Frame | None:
+        record = self._next_record()
+        return None if record is None else Frame(*record)
+
+    def _next_record(self) -> Record | None:
         if self._error is not None:
             raise self._error
         if self._held:
@@ -181,23 +185,32 @@ class PureDecoder:
             self._fail(FrameFormatError, "frame args must be an array")
         if self._gen_a:
             self._consumed = end
-            return Frame(second, first, args, None)
+            return (second, first, args, None)
         headers = None
         if n > 3:
             headers = obj[3]
             if type(headers) is not list:
                 self._fail(FrameFormatError, "frame headers must be an array")
         self._consumed = end
-        return Frame(first, second, args, headers)
+        return (first, second, args, headers)
 
     def __iter__(self) -> Iterator[Frame]:
-        while (frame := self.next_frame()) is not None:
-            yield frame
+        while (record := self._next_record()) is not None:
+            yield Frame(*record)
 
     def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
         self.feed(data)
         return iter(self)
+
+    def records(self, data: bytes | bytearray | memoryview) -> Iterator[Record]:
+        """``feed(data)``, then the frames as records: one call per read (see :class:`~.codec.Decoder`)."""
+        self.feed(data)
+        return self._drain()
+
+    def _drain(self) -> Iterator[Record]:
+        while (record := self._next_record()) is not None:
+            yield record
 
     def _fail(self, kind: type[DecodeError], what: str) -> NoReturn:
         self._error = kind(f"{what} (frame at stream offset {self._consumed})")

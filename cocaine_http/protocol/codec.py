@@ -15,6 +15,10 @@ Both backends implement :class:`Decoder`:
 * iterating yields frames until more bytes are needed;
 * ``frames(data)`` is ``feed(data)`` then ``iter(decoder)`` in one call, for
   a reader that decodes each read as it arrives (the channel);
+* ``records(data)`` is ``frames(data)`` with each frame as a plain tuple
+  (:data:`~.frames.Record`), for a reader that takes every frame apart at
+  once (the worker's channel): the decoders build records, and a
+  :class:`~.frames.Frame` around each costs more than the record itself;
 * ``pending`` is the number of buffered bytes not yet returned as a frame.
 
 Both enforce the same limits at the same byte of the stream, so they agree
@@ -28,7 +32,7 @@ import os
 from collections.abc import Iterator
 from typing import Protocol
 
-from .frames import Frame, Generation
+from .frames import Frame, Generation, Record
 
 __all__ = [
     "BACKEND",
@@ -56,6 +60,8 @@ class Decoder(Protocol):
     def __iter__(self) -> Iterator[Frame]: ...
 
     def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]: ...
+
+    def records(self, data: bytes | bytearray | memoryview) -> Iterator[Record]: ...
 
     @property
     def pending(self) -> int: ...

@@ -35,7 +35,7 @@ from ..errors import (
     UnknownMessageError,
 )
 from .catalog import B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, A, MessageEncoder
-from .frames import Frame, Generation
+from .frames import Frame, Generation, Record
 from .headers import HeaderTable
 from .session import Half, Msg, SessionState
 from .wire import as_text
@@ -201,7 +201,7 @@ class WorkerProtocol:
         self._last_seen = 0.0
         self._armed = False  # disown timer armed once the runtime answered a heartbeat
         self._receive = self._receive_a if self.generation is Generation.A else self._receive_b
-        self.receive = self._receive  # type: ignore[method-assign]
+        self.receive_record = self._receive  # type: ignore[method-assign]
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, now: float) -> bytes:
@@ -230,16 +230,20 @@ class WorkerProtocol:
 
     # -- inbound -------------------------------------------------------------
     def receive(self, frame: Frame, now: float) -> Event:
-        """The event a decoded frame means; *now* is when it arrived.
+        """The event a decoded frame means; *now* is when it arrived."""
+        return self._receive((frame.session, frame.type, frame.args, frame.headers), now)
+
+    def receive_record(self, record: Record, now: float) -> Event:
+        """:meth:`receive` for a frame as a record (a decoder's ``records()``).
 
         (Each instance binds this name to its generation's reader, which does
         the same in one call per frame instead of two.)
         """
-        return self._receive(frame, now)
+        return self._receive(record, now)
 
-    def _receive_a(self, f: Frame, now: float) -> Event:
+    def _receive_a(self, f: Record, now: float) -> Event:
         self._last_seen = now
-        t, s, args = f.type, f.session, f.args
+        s, t, args, _ = f
         if t == _A_CHUNK:  # stream_event's hot path, inline: the most frequent message
             state = self.sessions.get(s)
             if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
@@ -257,9 +261,9 @@ class WorkerProtocol:
             return self._terminate(args)
         return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
 
-    def _receive_b(self, f: Frame, now: float) -> Event:
+    def _receive_b(self, f: Record, now: float) -> Event:
         self._last_seen = now
-        ch, t, args, entries = f.session, f.type, f.args, f.headers
+        ch, t, args, entries = f
         if entries is None:  # most frames carry no headers
             headers: Headers = []
         else:

@@ -69,18 +69,30 @@ class Outcome:
 
 
 def run(
-    decoder: Any, pieces: Iterable[bytes], *, use_iter: bool = False, use_frames: bool = False
+    decoder: Any,
+    pieces: Iterable[bytes],
+    *,
+    use_iter: bool = False,
+    use_frames: bool = False,
+    use_records: bool = False,
 ) -> Outcome:
     """Feed *pieces* one by one, draining frames after each; stop at an error.
 
     Frames are drained with ``next_frame()``, by iterating (*use_iter*), or
-    fed and drained in one call with ``frames(piece)`` (*use_frames*).
+    fed and drained in one call with ``frames(piece)`` (*use_frames*) or
+    ``records(piece)`` (*use_records*: each record must be a plain tuple, and
+    becomes a Frame here).
     """
     out = Outcome()
     try:
         for piece in pieces:
             if use_frames:
                 out.frames.extend(decoder.frames(piece))
+                continue
+            if use_records:
+                for record in decoder.records(piece):
+                    assert type(record) is tuple and len(record) == 4, record
+                    out.frames.append(Frame(*record))
                 continue
             decoder.feed(piece)
             if use_iter:

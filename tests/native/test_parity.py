@@ -217,6 +217,8 @@ def outcomes(data: bytes, generation: str, max_frame_size: int, cuts: list[int])
         assert split == whole, f"{backend}: feeding in {len(pieces)} pieces changed the outcome"
         per_read = run(make(backend, generation, max_frame_size), pieces, use_frames=True)
         assert per_read == split, f"{backend}: frames(piece) differs from feed + next_frame"
+        as_records = run(make(backend, generation, max_frame_size), pieces, use_records=True)
+        assert as_records == split, f"{backend}: records(piece) differs from feed + next_frame"
         found[backend] = split
     return found
 
