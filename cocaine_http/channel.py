@@ -341,7 +341,7 @@ class _ChannelProtocol(asyncio.BufferedProtocol):
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self._buffer: memoryview | None = None
+        self._buffer = memoryview(b"")  # the loop's read buffer, from connection_made
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -349,11 +349,10 @@ class _ChannelProtocol(asyncio.BufferedProtocol):
         self.channel._attached(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        assert self._buffer is not None, "get_buffer before connection_made"
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.channel._data_received(self._buffer[:nbytes].tobytes())  # type: ignore[index]
+        self.channel._data_received(self._buffer[:nbytes].tobytes())
 
     def eof_received(self) -> bool:
         return False  # close our side too
