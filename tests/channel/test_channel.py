@@ -287,20 +287,31 @@ def test_service_error_keeps_an_explicit_none_category() -> None:
 
 
 def test_relative_unix_endpoint_and_bad_endpoint() -> None:
+    accepted = asyncio.Event()
+
+    async def peer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await r.read()  # until the channel closes
+        w.close()
+
     async def main() -> None:
-        server, path = await unix_peer(lambda r, w: asyncio.sleep(0))
+        server, path = await unix_peer(peer)
         cwd = os.getcwd()
         os.chdir(os.path.dirname(path))
         try:
             ch = Channel(Generation.B)
             await ch.connect(os.path.basename(path), unix=True)  # "rt.sock" relative to cwd
             assert ch.connected
+            # The connect returns once the kernel took the connection; closing the
+            # server before asyncio accepts it would leak the server's transport.
+            await asyncio.wait_for(accepted.wait(), 5)
             ch.close()
         finally:
             os.chdir(cwd)
         with pytest.raises(ConnectError, match="bad endpoint"):
             await Channel(Generation.B).connect("no-port-here")
         server.close()
+        await server.wait_closed()  # the peer has seen the channel close and closed its side
 
     run(main())
 
