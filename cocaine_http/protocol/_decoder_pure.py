@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from itertools import starmap
 from typing import Any, NoReturn
 
 import msgpack
@@ -195,8 +196,7 @@ class PureDecoder:
         return (first, second, args, headers)
 
     def __iter__(self) -> Iterator[Frame]:
-        while (record := self._next_record()) is not None:
-            yield Frame(*record)
+        return starmap(Frame, self._drain())
 
     def frames(self, data: bytes | bytearray | memoryview) -> Iterator[Frame]:
         """``feed(data)``, then ``iter(self)``: one call per read (see :class:`~.codec.Decoder`)."""
