@@ -121,7 +121,7 @@ async def run_pipeline(generation: str, backend: str, count: int, size: int, onl
         max_sessions=1024,
         sync_write_budget=1 << 20,
     )
-    channel.on_event = sessions.on_event
+    channel.sink = sessions
     channel.on_read_end = sessions.on_read_end
     transport = CountingTransport()
     channel.make_protocol().connection_made(transport)

@@ -17,10 +17,14 @@ in the seed, and default to no-ops::
     on_protocol_error(exc)               undecodable input; the channel then closes
     on_close(exc)                        the connection is gone (None after a clean EOF)
 
-The worker uses the richer ``on_event(event)`` hook instead of the seed
-callbacks when it is set (events of :mod:`cocaine_http.protocol.worker`,
-with B headers). Writing: :meth:`send` puts a ready frame on the wire;
-when the transport buffers more than ``write_high_water`` bytes,
+The worker uses richer hooks instead of the seed callbacks when they are
+set: ``sink``, a :class:`~cocaine_http.protocol.worker.SessionSink` told
+each frame by the worker protocol with no event object in between (the
+worker's sessions), or ``on_event(event)``, called with each frame's event
+(events of :mod:`cocaine_http.protocol.worker`, with B headers).
+
+Writing: :meth:`send` puts a ready frame on the wire; when the transport
+buffers more than ``write_high_water`` bytes,
 :attr:`write_paused` turns true and :meth:`drain` waits until the peer has
 read enough, so a fast producer is slowed instead of buffering without
 bound. Reading can be paused by the owner (:meth:`pause_reading`) when
@@ -50,6 +54,7 @@ from .protocol.worker import (
     Heartbeat,
     Ignored,
     Invoke,
+    SessionSink,
     Terminate,
     WorkerProtocol,
 )
@@ -113,6 +118,9 @@ class Channel:
         self.on_protocol_error: Callable[[DecodeError], Any] = _noop
         self.on_close: Callable[[BaseException | None], Any] = _noop
         self.on_event: Callable[[Event], Any] | None = None
+        #: Worker side: told every frame by ``worker.read_record`` when set
+        #: (before ``on_event`` and the seed callbacks).
+        self.sink: SessionSink | None = None
         #: Client side, B: called with every raw frame instead of the seed
         #: callbacks when set (services interpret types through their graph).
         self.on_frame: Callable[[Frame], Any] | None = None
@@ -237,14 +245,14 @@ class Channel:
     def _deliver(self, data: bytes) -> None:
         try:
             now = self._clock()  # once per read, not per frame
-            worker, on_event = self.worker, self.on_event
-            if worker is not None and on_event is not None:
+            worker, sink = self.worker, self.sink
+            if worker is not None and sink is not None:
                 # The worker's path: each frame as a record, straight to its
-                # protocol and on to the sessions, without a Frame or a hop.
-                receive = worker.receive_record
+                # protocol, which tells the sessions: no Frame, no event.
+                read = worker.read_record
                 for record in self._decoder.records(data):
                     try:
-                        on_event(receive(record, now))
+                        read(record, now, sink)
                     except Exception:
                         self._callback_failed(record[1], record[0])
                     if self.closed:

@@ -11,7 +11,9 @@ reply, and aborts whatever is left when the worker goes.
 
 The :class:`~cocaine_http.worker.Worker` owns the process's lifecycle (the
 connection, heartbeats, terminate, signals) and hands everything that concerns
-a session to this class; other events come back to it through ``control``.
+a session to this class, the channel's
+:class:`~cocaine_http.protocol.worker.SessionSink`; other events come back to
+it through ``control``.
 
 When handlers start: an ``async def`` handler starts once every frame of the
 socket read that carried its invoke has been delivered (the channel's
@@ -51,6 +53,7 @@ __all__ = ["Handler", "Sessions"]
 log = logging.getLogger("cocaine_http.worker")
 
 Handler = Callable[[Any, Any], Any]
+Headers = list[tuple[bytes, bytes]]
 
 _B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
 _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
@@ -110,20 +113,56 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    # -- from the connection ---------------------------------------------------
+    # -- from the connection (a SessionSink of the worker protocol) -----------
+    def on_invoke(self, s: int, event: str, headers: Headers) -> None:
+        """A new session: run its handler, or answer why not."""
+        if not self.accepting:
+            self._refuse(s, "the worker is shutting down")
+            return
+        if len(self._sessions) >= self.max_sessions:
+            self._refuse(s, f"the worker is busy ({len(self._sessions)} sessions)", busy=True)
+            return
+        entry = self._find_handler(event)
+        if entry is None:
+            self._no_handler(s, event)
+            return
+        handler, is_async = entry
+        loop = self._loop
+        request = Request(event, s, headers, self._flow, loop)
+        response = Response(s, self._protocol, self._outbox)
+        session = self._sessions[s] = _Session(request, response)
+        if is_async:
+            # Started once the whole read is delivered (see on_read_end).
+            self._starting.append((handler, session))
+        else:
+            breq, bresp, abort = blocking_pair(request, response, loop, budget=self.sync_write_budget)
+            session.abort_threads = abort
+            session.task = loop.create_future()
+
+            def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
+                    loop.call_soon_threadsafe(self._sync_done, session, f)
+
+            self._threads.submit(handler, breq, bresp).add_done_callback(notify)
+
+    def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
+        session = self._sessions.get(s)
+        if session is not None and session.request._feed(data):
+            self._woken = True
+
+    def on_choke(self, s: int) -> None:
+        session = self._sessions.get(s)
+        if session is not None and session.request._feed_eof():
+            self._woken = True
+
     def on_event(self, event: Event) -> None:
-        """Route one event of the connection: session events here, the rest to ``control``."""
-        # Ordered by frequency: this is the hot path.
+        """Any event of the connection: session events to the methods above, the rest to ``control``."""
         if type(event) is Chunk:
-            session = self._sessions.get(event.session)
-            if session is not None and session.request._feed(event.data):
-                self._woken = True
+            self.on_chunk(event.session, event.data, event.headers)
         elif type(event) is Invoke:
-            self._invoke(event)
+            self.on_invoke(event.session, event.event, event.headers)
         elif type(event) is Choke:
-            session = self._sessions.get(event.session)
-            if session is not None and session.request._feed_eof():
-                self._woken = True
+            self.on_choke(event.session)
         elif type(event) is Error:
             self._remote_error(event)
         else:
@@ -167,37 +206,6 @@ class Sessions:
             # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
             session.response._abandon()
             self._protocol.sessions.pop(event.session, None)
-
-    def _invoke(self, event: Invoke) -> None:
-        s = event.session
-        if not self.accepting:
-            self._refuse(s, "the worker is shutting down")
-            return
-        if len(self._sessions) >= self.max_sessions:
-            self._refuse(s, f"the worker is busy ({len(self._sessions)} sessions)", busy=True)
-            return
-        entry = self._find_handler(event.event)
-        if entry is None:
-            self._no_handler(s, event.event)
-            return
-        handler, is_async = entry
-        loop = self._loop
-        request = Request(event.event, s, event.headers, self._flow, loop)
-        response = Response(s, self._protocol, self._outbox)
-        session = self._sessions[s] = _Session(request, response)
-        if is_async:
-            # Started once the whole read is delivered (see on_read_end).
-            self._starting.append((handler, session))
-        else:
-            breq, bresp, abort = blocking_pair(request, response, loop, budget=self.sync_write_budget)
-            session.abort_threads = abort
-            session.task = loop.create_future()
-
-            def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
-                    loop.call_soon_threadsafe(self._sync_done, session, f)
-
-            self._threads.submit(handler, breq, bresp).add_done_callback(notify)
 
     # -- a handler's end -------------------------------------------------------
     async def _run_async(self, handler: Handler, session: _Session) -> None:

@@ -322,7 +322,7 @@ class Worker:
             max_sessions=cfg.max_sessions,
             sync_write_budget=cfg.sync_write_budget,
         )
-        channel.on_event = sessions.on_event
+        channel.sink = sessions
         channel.on_read_end = sessions.on_read_end
         try:
             await channel.connect(cfg.endpoint, unix=True)

@@ -2,7 +2,11 @@
 
 :class:`WorkerProtocol` turns decoded frames into events and events we want
 to send into bytes, keeping the per-session tables of :mod:`.session` and
-the heartbeat/disown deadlines. Time comes in as numbers (``now``), bytes go
+the heartbeat/disown deadlines. Inbound, :meth:`~WorkerProtocol.receive`
+returns each frame's event (h11's style); :meth:`~WorkerProtocol.read_record`
+tells a :class:`SessionSink` instead, calling a method per invoke, chunk and
+choke with plain values: the worker's per-request path builds no event
+object for them. Time comes in as numbers (``now``), bytes go
 out as return values; the asyncio :class:`~cocaine_http.worker.Worker`
 owns the socket, the clock and the handlers.
 
@@ -26,7 +30,7 @@ such messages with a warning too (§2.4.4).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import (
     FrameFormatError,
@@ -50,6 +54,7 @@ __all__ = [
     "Heartbeat",
     "Ignored",
     "Invoke",
+    "SessionSink",
     "Terminate",
     "WorkerProtocol",
     "error_event",
@@ -121,9 +126,59 @@ _CHUNK, _CHOKE = Msg.CHUNK, Msg.CHOKE
 _OPEN, _CLOSED = Half.OPEN, Half.CLOSED
 _GEN_B = Generation.B
 _A_INVOKE, _A_HEARTBEAT, _A_TERMINATE = int(A.INVOKE), int(A.HEARTBEAT), int(A.TERMINATE)
-_A_CHUNK = int(A.CHUNK)
+_A_CHUNK, _A_CHOKE = int(A.CHUNK), int(A.CHOKE)
 _B_HEARTBEAT, _B_TERMINATE = int(B_CONTROL.HEARTBEAT), int(B_CONTROL.TERMINATE)
-_B_INVOKE, _B_WRITE = int(B_STREAM.INVOKE), int(B_STREAM.WRITE)
+_B_INVOKE, _B_WRITE, _B_CLOSE = int(B_STREAM.INVOKE), int(B_STREAM.WRITE), int(B_STREAM.CLOSE)
+
+
+class SessionSink(Protocol):
+    """What :meth:`WorkerProtocol.read_record` tells as it reads.
+
+    The three messages every session carries get a method each, called
+    with plain values; every other event (an error from the runtime, a
+    heartbeat, terminate, a dropped message) arrives whole at
+    :meth:`on_event`. Chunk *headers* are the decoded pairs (B) or ``None``
+    (A, which has none).
+    """
+
+    def on_invoke(self, session: int, event: str, headers: Headers) -> None: ...
+
+    def on_chunk(self, session: int, data: bytes, headers: Headers | None) -> None: ...
+
+    def on_choke(self, session: int) -> None: ...
+
+    def on_event(self, event: Event) -> None: ...
+
+
+class _Collector:
+    """The sink behind :meth:`WorkerProtocol.receive`: keeps the one event a record means."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event: Event | None = None
+
+    def on_invoke(self, session: int, event: str, headers: Headers) -> None:
+        self.event = Invoke(session, event, headers)
+
+    def on_chunk(self, session: int, data: bytes, headers: Headers | None) -> None:
+        self.event = Chunk(session, data, headers or [])
+
+    def on_choke(self, session: int) -> None:
+        self.event = Choke(session)
+
+    def on_event(self, event: Event) -> None:
+        self.event = event
+
+
+def _tell(sink: SessionSink, event: Event) -> None:
+    """Hand *event* (from :func:`stream_event`) to the sink method it belongs to."""
+    if type(event) is Chunk:
+        sink.on_chunk(event.session, event.data, event.headers)
+    elif type(event) is Choke:
+        sink.on_choke(event.session)
+    else:
+        sink.on_event(event)
 
 
 def stream_event(
@@ -200,8 +255,8 @@ class WorkerProtocol:
         self._next_heartbeat = 0.0
         self._last_seen = 0.0
         self._armed = False  # disown timer armed once the runtime answered a heartbeat
-        self._receive = self._receive_a if self.generation is Generation.A else self._receive_b
-        self.receive_record = self._receive  # type: ignore[method-assign]
+        self._read = self._read_a if self.generation is Generation.A else self._read_b
+        self.read_record = self._read  # type: ignore[method-assign]
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, now: float) -> bytes:
@@ -231,37 +286,60 @@ class WorkerProtocol:
     # -- inbound -------------------------------------------------------------
     def receive(self, frame: Frame, now: float) -> Event:
         """The event a decoded frame means; *now* is when it arrived."""
-        return self._receive((frame.session, frame.type, frame.args, frame.headers), now)
+        return self.receive_record((frame.session, frame.type, frame.args, frame.headers), now)
 
     def receive_record(self, record: Record, now: float) -> Event:
-        """:meth:`receive` for a frame as a record (a decoder's ``records()``).
+        """:meth:`receive` for a frame as a record (a decoder's ``records()``)."""
+        collector = _Collector()
+        self.read_record(record, now, collector)
+        event = collector.event
+        assert event is not None, "every record is told as exactly one event"
+        return event
 
-        (Each instance binds this name to its generation's reader, which does
-        the same in one call per frame instead of two.)
+    def read_record(self, record: Record, now: float, sink: SessionSink) -> None:
+        """Apply one record (a decoder's ``records()``) and tell *sink* what it means.
+
+        The worker's own path: the session messages go to the sink's methods
+        without an event object in between. :meth:`receive` is this with a
+        sink that keeps the event. (Each instance binds this name to its
+        generation's reader.)
         """
-        return self._receive(record, now)
+        self._read(record, now, sink)
 
-    def _receive_a(self, f: Record, now: float) -> Event:
+    def _read_a(self, f: Record, now: float, sink: SessionSink) -> None:
         self._last_seen = now
         s, t, args, _ = f
-        if t == _A_CHUNK:  # stream_event's hot path, inline: the most frequent message
+        # The hot paths, inline: a chunk on an open session, then the end of
+        # one. The table keeps an open half open on a chunk and closes it on a
+        # choke (both generations); anything else goes through the table.
+        if t == _A_CHUNK:
             state = self.sessions.get(s)
             if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
-                return Chunk(s, args[0], [])
+                sink.on_chunk(s, args[0], None)
+                return
+        elif t == _A_CHOKE:
+            state = self.sessions.get(s)
+            if state is not None and state.recv_half is _OPEN:
+                state.recv_half = _CLOSED
+                if state.send_half is _CLOSED:
+                    del self.sessions[s]
+                sink.on_choke(s)
+                return
         msg = _A_STREAM.get(t)  # chunk, choke, error
         if msg is not None:
-            return stream_event(self.sessions, s, msg, args)
-        if t == _A_INVOKE:
-            return self._invoke(s, args, [])
-        if t == _A_HEARTBEAT and s == 0:
+            _tell(sink, stream_event(self.sessions, s, msg, args))
+        elif t == _A_INVOKE:
+            self._invoke(s, args, [], sink)
+        elif t == _A_HEARTBEAT and s == 0:
             self._armed = True
             self.active = True
-            return Heartbeat()
-        if t == _A_TERMINATE and s == 0:
-            return self._terminate(args)
-        return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
+            sink.on_event(Heartbeat())
+        elif t == _A_TERMINATE and s == 0:
+            sink.on_event(self._terminate(args))
+        else:
+            sink.on_event(Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}")))
 
-    def _receive_b(self, f: Record, now: float) -> Event:
+    def _read_b(self, f: Record, now: float, sink: SessionSink) -> None:
         self._last_seen = now
         ch, t, args, entries = f
         if entries is None:  # most frames carry no headers
@@ -274,38 +352,57 @@ class WorkerProtocol:
         if ch == B_CONTROL_CHANNEL:
             if t == _B_HEARTBEAT:
                 self._armed = True
-                return Heartbeat()
-            if t == _B_TERMINATE:
-                return self._terminate(args)
-            return Ignored(ch, UnknownMessageError(f"unknown control message type {t}"))
+                sink.on_event(Heartbeat())
+            elif t == _B_TERMINATE:
+                sink.on_event(self._terminate(args))
+            else:
+                sink.on_event(Ignored(ch, UnknownMessageError(f"unknown control message type {t}")))
+            return
         if ch > self._max_channel:
             self._max_channel = ch
             if t != _B_INVOKE:
-                return Ignored(ch, UnknownMessageError(f"channel {ch} opened with type {t}, not invoke"))
-            return self._invoke(ch, args, headers)
-        if t == _B_WRITE:  # stream_event's hot path, inline
+                opened = UnknownMessageError(f"channel {ch} opened with type {t}, not invoke")
+                sink.on_event(Ignored(ch, opened))
+            else:
+                self._invoke(ch, args, headers, sink)
+            return
+        # The hot paths, inline, as in _read_a.
+        if t == _B_WRITE:
             state = self.sessions.get(ch)
             if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
-                return Chunk(ch, args[0], headers)
+                sink.on_chunk(ch, args[0], headers)
+                return
+        elif t == _B_CLOSE:
+            state = self.sessions.get(ch)
+            if state is not None and state.recv_half is _OPEN:
+                state.recv_half = _CLOSED
+                if state.send_half is _CLOSED:
+                    del self.sessions[ch]
+                sink.on_choke(ch)
+                return
         msg = _B_STREAM.get(t)
         if msg is None:
-            return Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}"))
-        return stream_event(self.sessions, ch, msg, args, headers)
+            sink.on_event(Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}")))
+        else:
+            _tell(sink, stream_event(self.sessions, ch, msg, args, headers))
 
     def _terminate(self, args: list[Any]) -> Event:
         self.terminating = True
         return terminate_event(args, default_code=1)
 
-    def _invoke(self, s: int, args: list[Any], headers: Headers) -> Event:
+    def _invoke(self, s: int, args: list[Any], headers: Headers, sink: SessionSink) -> None:
         if s == 0 or (s == B_CONTROL_CHANNEL and self.generation is _GEN_B):
-            return Ignored(s, UnexpectedMessageError(f"invoke on the control session {s}"))
-        if s in self.sessions:
-            return Ignored(s, UnexpectedMessageError(f"invoke for session {s}, which is already open"))
-        if len(args) < 1 or not isinstance(args[0], (bytes, str)):
-            return Ignored(s, FrameFormatError(f"invoke on session {s} has no event name"))
-        self.sessions[s] = SessionState(self.generation, s)
-        name = args[0]  # as_text, with its usual case inline: once per session
-        return Invoke(s, name.decode("utf-8", "replace") if type(name) is bytes else as_text(name), headers)
+            sink.on_event(Ignored(s, UnexpectedMessageError(f"invoke on the control session {s}")))
+        elif s in self.sessions:
+            already = UnexpectedMessageError(f"invoke for session {s}, which is already open")
+            sink.on_event(Ignored(s, already))
+        elif len(args) < 1 or not isinstance(args[0], (bytes, str)):
+            sink.on_event(Ignored(s, FrameFormatError(f"invoke on session {s} has no event name")))
+        else:
+            self.sessions[s] = SessionState(self.generation, s)
+            name = args[0]  # as_text, with its usual case inline: once per session
+            event = name.decode("utf-8", "replace") if type(name) is bytes else as_text(name)
+            sink.on_invoke(s, event, headers)
 
     # -- outbound ------------------------------------------------------------
     def _state(self, session: int) -> SessionState:
