@@ -325,11 +325,12 @@ class WorkerProtocol:
                     del self.sessions[s]
                 sink.on_choke(s)
                 return
+        elif t == _A_INVOKE:
+            self._invoke(s, args, [], sink)
+            return
         msg = _A_STREAM.get(t)  # chunk, choke, error
         if msg is not None:
             _tell(sink, stream_event(self.sessions, s, msg, args))
-        elif t == _A_INVOKE:
-            self._invoke(s, args, [], sink)
         elif t == _A_HEARTBEAT and s == 0:
             self._armed = True
             self.active = True
