@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,13 @@ class Request(ChunkBuffer):
         self.session = session
         #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
         self.headers = headers
-        super().__init__(loop, flow)
+        # ChunkBuffer.__init__, inline: once per session.
+        self._loop = loop
+        self._flow = flow
+        self._chunks = deque()
+        self._buffered = 0
+        self._waiter = None
+        self._discarding = False
         self._eof = False
         self._exc: BaseException | None = None
 
