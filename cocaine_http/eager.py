@@ -43,11 +43,12 @@ class TaskStarter:
     """Starts tasks on one loop with :func:`start_task`'s rules; holds what
     every start would otherwise build again (the ``call_soon`` stand-in)."""
 
-    __slots__ = ("_claim", "_loop", "_step", "_stock")
+    __slots__ = ("_callback", "_claim", "_context", "_loop", "_stock")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._step: list[Any] = []  # the claimed step: callback, context
+        self._callback: Any = None  # the claimed step (None: none claimed)
+        self._context: Any = None  # and the context it runs in
         #: asyncio's own call_soon, on a loop that has not replaced it (nor shadowed it itself)
         self._stock = (
             not _EAGER
@@ -68,21 +69,20 @@ class TaskStarter:
             # stays the current one: asyncio would refuse to enter another),
             # the new task takes its first step queued, as usual.
             return _Task(coro, loop=loop), False
-        step = self._step
-        step.clear()  # (left over if a constructor failed after handing its step over)
+        self._callback = None  # (left over if a constructor failed after handing its step over)
         loop.call_soon = self._claim  # type: ignore[method-assign]
         try:
             task = _Task(coro, loop=loop)
         finally:
             del loop.call_soon
-        if not step:  # pragma: no cover - the step went to the loop: a start nested in a finalizer
+        callback = self._callback
+        if callback is None:  # pragma: no cover - the step went to the loop: a start nested in a finalizer
             return task, False
-        callback, context = step
-        step.clear()
+        self._callback = None
         if callback.__self__ is not task:  # another task's, built by a finalizer (see _call_soon)
-            _STOCK_CALL_SOON(loop, callback, context=context)  # type: ignore[arg-type]
+            _STOCK_CALL_SOON(loop, callback, context=self._context)  # type: ignore[arg-type]
             return task, False
-        context.run(callback)
+        self._context.run(callback)
         return task, True
 
     def _call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle | None:
@@ -93,10 +93,9 @@ class TaskStarter:
         which may call ``call_soon`` too, or even build a task: a step claimed
         that is not the new task's own is queued by :meth:`start` instead.
         """
-        step = self._step
-        if not step and not args and type(getattr(callback, "__self__", None)) is _Task:
-            step.append(callback)
-            step.append(context)
+        if self._callback is None and not args and type(getattr(callback, "__self__", None)) is _Task:
+            self._callback = callback
+            self._context = context
             return None  # a task's constructor drops the handle
         return _STOCK_CALL_SOON(self._loop, callback, *args, context=context)  # type: ignore[arg-type]
 
