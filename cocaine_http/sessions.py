@@ -60,9 +60,10 @@ _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
 
 
 class _Session:
-    __slots__ = ("abort_threads", "aborted", "request", "response", "task")
+    __slots__ = ("abort_threads", "aborted", "handler", "request", "response", "task")
 
-    def __init__(self, request: Request, response: Response) -> None:
+    def __init__(self, handler: Handler, request: Request, response: Response) -> None:
+        self.handler = handler
         self.request = request
         self.response = response
         #: The handler's task (async), or a future set when its thread is done (sync).
@@ -106,7 +107,7 @@ class Sessions:
         #: False once the worker drains: new invokes are refused with a code proxies retry.
         self.accepting = True
         self._sessions: dict[int, _Session] = {}
-        self._starting: list[tuple[Handler, _Session]] = []  # invoked in the read being delivered
+        self._starting: list[_Session] = []  # async sessions invoked in the read being delivered
         self._woken = False  # this read woke a handler waiting for its request
         self._idle: asyncio.Future[None] | None = None
 
@@ -130,10 +131,10 @@ class Sessions:
         loop = self._loop
         request = Request(event, s, headers, self._flow, loop)
         response = Response(s, self._protocol, self._outbox)
-        session = self._sessions[s] = _Session(request, response)
+        session = self._sessions[s] = _Session(handler, request, response)
         if is_async:
             # Started once the whole read is delivered (see on_read_end).
-            self._starting.append((handler, session))
+            self._starting.append(session)
         else:
             breq, bresp, abort = blocking_pair(request, response, loop, budget=self.sync_write_budget)
             session.abort_threads = abort
@@ -180,11 +181,11 @@ class Sessions:
         queued = False
         if starting:
             self._starting = []
-            for handler, session in starting:
+            for session in starting:
                 if session.aborted:  # the connection failed during this read
                     self._done(session)
                 else:
-                    session.task, started = self._tasks.start(self._run_async(handler, session))
+                    session.task, started = self._tasks.start(self._run_async(session))
                     queued = queued or not started
         self._outbox.flush()
         if queued or self._woken:
@@ -208,9 +209,9 @@ class Sessions:
             self._protocol.sessions.pop(event.session, None)
 
     # -- a handler's end -------------------------------------------------------
-    async def _run_async(self, handler: Handler, session: _Session) -> None:
+    async def _run_async(self, session: _Session) -> None:
         try:
-            await handler(session.request, session.response)
+            await session.handler(session.request, session.response)
         except asyncio.CancelledError:
             if not session.aborted:
                 raise

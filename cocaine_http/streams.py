@@ -124,7 +124,11 @@ class Request(ChunkBuffer):
 
     def _feed_eof(self) -> bool:
         self._eof = True
-        return self._wake()
+        waiter = self._waiter  # _wake, inline: once per session
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+            return True
+        return False
 
     def _feed_error(self, exc: BaseException) -> bool:
         if self._exc is None and not self._eof:
