@@ -151,3 +151,70 @@ def test_choke_before_and_after_the_request_ends_follows_the_table(gen: Generati
     assert 8 not in w.sessions
     with pytest.raises(ChannelClosedError):
         w.send_choke(8)
+
+
+class RecordingSink:
+    """A SessionSink that writes down every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def on_invoke(self, session: int, event: str, headers: list) -> None:
+        self.calls.append(("invoke", session, event, headers))
+
+    def on_chunk(self, session: int, data: bytes, headers: list | None) -> None:
+        self.calls.append(("chunk", session, data, headers))
+
+    def on_choke(self, session: int) -> None:
+        self.calls.append(("choke", session))
+
+    def on_event(self, event: object) -> None:
+        self.calls.append(("event", event))
+
+
+def test_read_record_tells_a_sink_with_plain_values_a() -> None:
+    w = WorkerProtocol(Generation.A, "u")
+    sink = RecordingSink()
+    for record in [(0, 1, [], None), (5, 3, [b"echo"], None), (5, 4, [b"hi"], None), (5, 6, [], None)]:
+        w.read_record(record, 1.0, sink)
+    assert sink.calls == [
+        ("event", Heartbeat()),
+        ("invoke", 5, "echo", []),
+        ("chunk", 5, b"hi", None),  # A frames carry no headers
+        ("choke", 5),
+    ]
+    assert w.sessions[5].recv_half is Half.CLOSED and w.sessions[5].send_half is Half.OPEN
+    # Past the inline paths, the table decides, and the sink hears the same methods:
+    # an error (A: a choke must follow), then that choke, on a second session.
+    sink.calls.clear()
+    records = [
+        (6, 3, [b"echo"], None),
+        (6, 5, [7, b"boom"], None),  # error
+        (6, 6, [], None),  # its choke
+        (6, 4, [b"x"], None),  # a chunk after the end
+    ]
+    for record in records:
+        w.read_record(record, 2.0, sink)
+    assert sink.calls[:3] == [("invoke", 6, "echo", []), ("event", Error(6, 7, "boom")), ("choke", 6)]
+    late = sink.calls[3]
+    assert late[0] == "event" and isinstance(late[1], Ignored)
+    assert isinstance(late[1].error, UnexpectedMessageError)  # a chunk after the end
+
+
+def test_read_record_tells_a_sink_with_plain_values_b() -> None:
+    w = WorkerProtocol(Generation.B, "u")
+    w.start(0)
+    sink = RecordingSink()
+    w.read_record((2, 0, [b"http"], H), 1.0, sink)
+    w.read_record((2, 0, [b"body"], [[False, b"x-trace", b"1"]]), 1.0, sink)
+    w.read_record((2, 2, [], None), 1.0, sink)
+    [invoke, chunk, choke] = sink.calls
+    assert invoke[:3] == ("invoke", 2, "http") and invoke[3]  # the invoke's decoded headers
+    assert chunk == ("chunk", 2, b"body", [(b"x-trace", b"1")])
+    assert choke == ("choke", 2)
+    # receive() is the same reader with a sink that keeps the event.
+    w2 = WorkerProtocol(Generation.B, "u")
+    w2.start(0)
+    assert isinstance(w2.receive(Frame(2, 0, [b"http"], H), 1.0), Invoke)
+    assert w2.receive(Frame(2, 0, [b"body"], None), 1.0) == Chunk(2, b"body", [])
+    assert w2.receive(Frame(2, 2, [], None), 1.0) == Choke(2)
