@@ -110,6 +110,9 @@ class Sessions:
         self._starting: list[_Session] = []  # async sessions invoked in the read being delivered
         self._woken = False  # this read woke a handler waiting for its request
         self._idle: asyncio.Future[None] | None = None
+        #: Returned by every response's methods when there is nothing to wait for.
+        self._ready: asyncio.Future[None] = loop.create_future()
+        self._ready.set_result(None)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -130,7 +133,7 @@ class Sessions:
         handler, is_async = entry
         loop = self._loop
         request = Request(event, s, headers, self._flow, loop)
-        response = Response(s, self._protocol, self._outbox)
+        response = Response(s, self._protocol, self._outbox, self._ready)
         session = self._sessions[s] = _Session(handler, request, response)
         if is_async:
             # Started once the whole read is delivered (see on_read_end).
