@@ -44,7 +44,7 @@ from .errors import (
 )
 from .flow import InboundFlow, Outbox
 from .protocol.frames import Generation
-from .protocol.worker import Choke, Chunk, Error, Event, Invoke, WorkerProtocol
+from .protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, WorkerProtocol, tell
 from .streams import Request, Response, blocking_pair
 from .threads import HandlerThreads
 
@@ -53,7 +53,6 @@ __all__ = ["Handler", "Sessions"]
 log = logging.getLogger("cocaine_http.worker")
 
 Handler = Callable[[Any, Any], Any]
-Headers = list[tuple[bytes, bytes]]
 
 _B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
 _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
@@ -160,15 +159,13 @@ class Sessions:
             self._woken = True
 
     def on_event(self, event: Event) -> None:
-        """Any event of the connection: session events to the methods above, the rest to ``control``."""
-        if type(event) is Chunk:
-            self.on_chunk(event.session, event.data, event.headers)
-        elif type(event) is Invoke:
-            self.on_invoke(event.session, event.event, event.headers)
-        elif type(event) is Choke:
-            self.on_choke(event.session)
-        elif type(event) is Error:
+        """Every other event of the connection: the runtime's error on a session
+        here, the rest to ``control`` (a session event given whole goes to the
+        methods above)."""
+        if type(event) is Error:
             self._remote_error(event)
+        elif type(event) is Chunk or type(event) is Invoke or type(event) is Choke:
+            tell(self, event)
         else:
             self._control(event)
 

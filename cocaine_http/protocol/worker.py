@@ -51,6 +51,7 @@ __all__ = [
     "Chunk",
     "Error",
     "Event",
+    "Headers",
     "Heartbeat",
     "Ignored",
     "Invoke",
@@ -59,6 +60,7 @@ __all__ = [
     "WorkerProtocol",
     "error_event",
     "stream_event",
+    "tell",
     "terminate_event",
 ]
 
@@ -171,12 +173,14 @@ class _Collector:
         self.event = event
 
 
-def _tell(sink: SessionSink, event: Event) -> None:
-    """Hand *event* (from :func:`stream_event`) to the sink method it belongs to."""
+def tell(sink: SessionSink, event: Event) -> None:
+    """Hand an event to the *sink* method it belongs to (the opposite of ``receive``'s collector)."""
     if type(event) is Chunk:
         sink.on_chunk(event.session, event.data, event.headers)
     elif type(event) is Choke:
         sink.on_choke(event.session)
+    elif type(event) is Invoke:
+        sink.on_invoke(event.session, event.event, event.headers)
     else:
         sink.on_event(event)
 
@@ -330,7 +334,7 @@ class WorkerProtocol:
             return
         msg = _A_STREAM.get(t)  # chunk, choke, error
         if msg is not None:
-            _tell(sink, stream_event(self.sessions, s, msg, args))
+            tell(sink, stream_event(self.sessions, s, msg, args))
         elif t == _A_HEARTBEAT and s == 0:
             self._armed = True
             self.active = True
@@ -385,7 +389,7 @@ class WorkerProtocol:
         if msg is None:
             sink.on_event(Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}")))
         else:
-            _tell(sink, stream_event(self.sessions, ch, msg, args, headers))
+            tell(sink, stream_event(self.sessions, ch, msg, args, headers))
 
     def _terminate(self, args: list[Any]) -> Event:
         self.terminating = True
