@@ -50,6 +50,8 @@ ERRORS: dict[int, type[DecodeError]] = {
 }
 
 _BATCH = 128  # frames per C call
+#: Called once per read: a global is found faster than an attribute of cffi's ``lib``.
+_next_many = lib.cf_next_many
 _FEW = 8  # up to this many frames per call, records are read field by field
 _GATHER_MIN = 256 * 1024  # smallest gathering buffer
 _SPARE_MAX = 16 * 1024 * 1024  # largest gathering buffer kept for reuse
@@ -297,10 +299,10 @@ class NativeDecoder:
         buf, start, base = self._buf, self._start, self._base
         self._returned = base + start  # every frame before here was returned
         if type(buf) is bytes:  # cffi passes bytes as a pointer to their data, no buffer object
-            n = lib.cf_next_many(self._state, buf, self._end, start, self._records, _BATCH, self._status)
+            n = _next_many(self._state, buf, self._end, start, self._records, _BATCH, self._status)
         else:
             with ffi.from_buffer(buf) as ptr:
-                n = lib.cf_next_many(self._state, ptr, self._end, start, self._records, _BATCH, self._status)
+                n = _next_many(self._state, ptr, self._end, start, self._records, _BATCH, self._status)
         status = self._status[0]
         ready: list[Record] = []
         if 0 < n <= _FEW:
