@@ -278,6 +278,52 @@ def test_a_failing_callback_is_logged_and_the_connection_survives(caplog: pytest
     assert "callback failed on message type 4 of session 1" in caplog.text
 
 
+def test_a_failing_sink_is_logged_and_the_worker_connection_lives(caplog: pytest.LogCaptureFixture) -> None:
+    """The worker's path (protocol + sink): a sink method that raises costs its
+    own frame only; the frames after it in the same read still arrive."""
+    enc = MessageEncoder(Generation.A)
+
+    async def peer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(enc.invoke(1, "echo") + enc.chunk(1, b"boom") + enc.chunk(1, b"fine") + enc.choke(1))
+        await w.drain()
+        await r.read()
+        w.close()
+
+    class Sink:
+        def __init__(self) -> None:
+            self.got: list[Any] = []
+            self.done = asyncio.Event()
+
+        def on_invoke(self, session: int, event: str, headers: list) -> None:
+            self.got.append(("invoke", session, event))
+
+        def on_chunk(self, session: int, data: bytes, headers: list | None) -> None:
+            if data == b"boom":
+                raise RuntimeError("bug in a sink")
+            self.got.append(("chunk", session, data))
+
+        def on_choke(self, session: int) -> None:
+            self.got.append(("choke", session))
+            self.done.set()
+
+        def on_event(self, event: Any) -> None:
+            self.got.append(("event", event))
+
+    async def main() -> list[Any]:
+        server, path = await unix_peer(peer)
+        ch = Channel(Generation.A, worker=WorkerProtocol(Generation.A, "u"))
+        sink = ch.sink = Sink()
+        await ch.connect(path)
+        await sink.done.wait()
+        assert ch.connected
+        ch.close()
+        server.close()
+        return sink.got
+
+    assert run(main()) == [("invoke", 1, "echo"), ("chunk", 1, b"fine"), ("choke", 1)]
+    assert "callback failed on message type 4 of session 1" in caplog.text
+
+
 def test_service_error_keeps_an_explicit_none_category() -> None:
     from cocaine_http.errors import ErrorCategory, ServiceError
 
