@@ -26,8 +26,34 @@ def alive(pid: int) -> bool:
     return True
 
 
+#: Client connections opened by tcp() in the current run(), closed at its end.
+_open_writers: list[asyncio.StreamWriter] = []
+
+
 def run(coro: Awaitable[Any], timeout: float = 20.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    """Run a test's coroutine; the client connections it opened with :func:`tcp`
+    (raw peers included) are closed before its loop ends, whatever happened."""
+
+    async def main() -> Any:
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            writers = list(_open_writers)
+            _open_writers.clear()
+            for writer in writers:
+                writer.close()
+            for writer in writers:
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.wait_closed()
+
+    return asyncio.run(main())
+
+
+async def tcp(port: int, host: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection``, closed by :func:`run` at the end if the test did not."""
+    reader, writer = await asyncio.open_connection(host, port)
+    _open_writers.append(writer)
+    return reader, writer
 
 
 class RawPeer:
@@ -40,8 +66,7 @@ class RawPeer:
 
     @classmethod
     async def connect(cls, port: int, host: str = "127.0.0.1") -> RawPeer:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
+        return cls(*await tcp(port, host))
 
     def send(self, *frames: Any) -> None:
         for frame in frames:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
-from rt_helpers import RawPeer, alive, run
+from rt_helpers import RawPeer, alive, run, tcp
 
 from cocaine_http.protocol.wire import packb
 from cocaine_http.runtime.local import LocalRuntime
@@ -236,17 +236,17 @@ def test_client_disconnect_frees_everything() -> None:
         async with runtime("0.12", [spec()]) as rt:
             pool = rt.apps["web"].pool
             # (1) gone while waiting for the reply: the worker finishes, its output is dropped
-            reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            reader, writer = await tcp(rt.front.port)
             writer.write(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.sleep(0.1)
             writer.close()
             # (2) gone during an endless response: the stream is read and dropped
-            reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            reader, writer = await tcp(rt.front.port)
             writer.write(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
             await reader.readuntil(b"\r\n\r\n")
             writer.close()
             # (3) gone in the middle of the request body: nothing was enqueued
-            reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            reader, writer = await tcp(rt.front.port)
             writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
             await asyncio.sleep(0.05)
             writer.close()
@@ -389,7 +389,7 @@ def test_many_idle_keepalive_connections() -> None:
         async with runtime("0.12", [spec()]) as rt:
             conns = []
             for _ in range(n):
-                conns.append(await asyncio.open_connection("127.0.0.1", rt.front.port))
+                conns.append(await tcp(rt.front.port))
             for _ in range(100):
                 if len(rt.front.connections) == n:
                     break

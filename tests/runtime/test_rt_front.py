@@ -10,7 +10,7 @@ import httpx
 import msgpack
 import pytest
 from helpers.oldspec import assert_old_spec
-from rt_helpers import FakeApp, run
+from rt_helpers import FakeApp, run, tcp
 
 from cocaine_http.protocol.wire import packb
 from cocaine_http.runtime.local import LocalRuntime
@@ -265,7 +265,7 @@ def test_client_disconnect_cancels_the_session() -> None:
         app = FakeApp("h", hang)
         rt = await started("0.12", {"h": app})
         try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            _reader, writer = await tcp(rt.front.port)
             writer.write(b"GET /h/http/ HTTP/1.1\r\nHost: x\r\n\r\n")
             await began.wait()
             writer.close()
@@ -294,7 +294,7 @@ def test_malformed_http_and_limits() -> None:
         try:
 
             async def raw(data: bytes) -> bytes:
-                reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+                reader, writer = await tcp(rt.front.port)
                 writer.write(data)
                 out = await asyncio.wait_for(reader.read(), 5)
                 writer.close()
@@ -326,7 +326,7 @@ def test_pipelined_requests_answered_in_order() -> None:
     async def main() -> None:
         rt = await started("0.12", {"web": FakeApp("web", echo_script("0.12"))}, default="web")
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            reader, writer = await tcp(rt.front.port)
             writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
             got = b""
             while got.count(b"\r\n0\r\n\r\n") < 3:
@@ -345,8 +345,8 @@ def test_idle_and_slow_connections_time_out() -> None:
             "0.12", {"web": FakeApp("web", echo_script("0.12"))}, default="web", keepalive_timeout=0.3
         )
         try:
-            idle = await asyncio.open_connection("127.0.0.1", rt.front.port)
-            slow = await asyncio.open_connection("127.0.0.1", rt.front.port)
+            idle = await tcp(rt.front.port)
+            slow = await tcp(rt.front.port)
             slow[1].write(
                 b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
             )  # and never the rest
