@@ -27,8 +27,11 @@ Writing: :meth:`send` puts a ready frame on the wire; when the transport
 buffers more than ``write_high_water`` bytes,
 :attr:`write_paused` turns true and :meth:`drain` waits until the peer has
 read enough, so a fast producer is slowed instead of buffering without
-bound. Reading can be paused by the owner (:meth:`pause_reading`) when
-what it buffered for handlers passes its own mark.
+bound. On Python 3.12 and later, while the transport has a backlog, the
+messages sent are held and handed to it together once per loop iteration
+(asyncio recounts its backlog on every write there). Reading can be paused
+by the owner (:meth:`pause_reading`) when what it buffered for handlers
+passes its own mark.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import errno as errno_mod
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +71,18 @@ log = logging.getLogger("cocaine_http.channel")
 #: Bytes the transport may buffer before writers must :meth:`Channel.drain`.
 DEFAULT_WRITE_HIGH_WATER = 1 << 20
 
+#: From 3.12 asyncio's socket transport keeps its backlog as a deque of the
+#: buffers written, and recounts all of them on every write
+#: (``get_write_buffer_size()``, python/cpython#146507): while a peer does
+#: not keep up, sending frame by frame is quadratic. There the channel holds
+#: frames back while the transport has a backlog (see :meth:`Channel.send`).
+#: Before 3.12 the backlog is one bytearray, and writing to it is cheap.
+_HOLD_ON_BACKLOG = sys.version_info >= (3, 12)
+#: Held bytes that go to the transport at once, without waiting for the
+#: loop: a writer that never yields (its drain() does not wait while the
+#: transport has not seen the data) is still paused by the transport.
+_HOLD_LIMIT = 1 << 16
+
 
 def _noop(*_args: Any) -> None:
     return None
@@ -95,6 +111,15 @@ class Channel:
         self._backend = backend
         self._decoder = new_decoder(self.generation, max_frame_size=max_frame_size, backend=backend)
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Frames held back while the transport has a backlog (3.12+; see send),
+        #: their size, and whether their release is queued on the loop.
+        self._held: list[bytes | bytearray | memoryview] | None = None
+        self._held_size = 0
+        self._release_queued = False
+        #: Hold messages back while the transport has a backlog: on by default
+        #: where asyncio's transport needs it (3.12+), settable for tests.
+        self.hold_on_backlog = _HOLD_ON_BACKLOG
         self._writable = asyncio.Event()
         self._writable.set()
         #: True while the transport's buffer is over the high-water mark
@@ -165,7 +190,7 @@ class Channel:
 
     def _attached(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         # asyncio's own loops tell time with time.monotonic(): call it directly
         # (loop.time() is a Python method, and this runs once per read).
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
@@ -186,12 +211,15 @@ class Channel:
     def close_gracefully(self) -> None:
         """Close after what was already written has been flushed."""
         if self._transport is not None and not self.closed:
+            self._release_held()
             self._transport.close()
 
     def _mark_closed(self, exc: BaseException | None) -> None:
         if self.closed:
             return
         self.closed = True
+        self._held = None  # as the transport's own backlog: lost with the connection
+        self._held_size = 0
         self._close_exc = exc
         self._writable.set()  # wake drainers; they see the closed state
         self.write_paused = False
@@ -199,21 +227,74 @@ class Channel:
 
     # -- writing -------------------------------------------------------------
     def send(self, session: int, data: bytes | bytearray | memoryview) -> None:
-        """Write one ready-encoded message of *session*. Raises if the channel is closed."""
+        """Write one ready-encoded message of *session*. Raises if the channel is closed.
+
+        The message goes to the transport at once, unless (3.12+) the
+        transport still had a backlog after an earlier write: then messages
+        are held and handed over together, once per loop iteration or per
+        64 KiB, in order. The transport then recounts its backlog once per
+        batch instead of once per message.
+        """
         if self.closed or self._transport is None:
             raise DisconnectedError(f"channel closed; cannot send on session {session}")
+        if self._held is not None:
+            self._hold((data,))
+            return
         self._transport.write(data)
+        if self.hold_on_backlog and self._transport.get_write_buffer_size():
+            self._held = []
 
     def send_parts(self, session: int, *parts: bytes | bytearray | memoryview) -> None:
         """Like :meth:`send` for a frame given as pieces (header, payload)."""
         if self.closed or self._transport is None:
             raise DisconnectedError(f"channel closed; cannot send on session {session}")
+        if self._held is not None:
+            self._hold(parts)
+            return
         for part in parts:
             self._transport.write(part)
+        if self.hold_on_backlog and self._transport.get_write_buffer_size():
+            self._held = []
+
+    def _hold(self, parts: tuple[bytes | bytearray | memoryview, ...]) -> None:
+        held = self._held
+        assert held is not None
+        held.extend(parts)
+        for part in parts:
+            self._held_size += len(part)
+        if self._held_size >= _HOLD_LIMIT:
+            self._release_held()
+        elif not self._release_queued:
+            self._release_queued = True
+            assert self._loop is not None
+            self._loop.call_soon(self._queued_release)
+
+    def _queued_release(self) -> None:
+        self._release_queued = False
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Hand the held messages to the transport as one write; hold the next
+        ones too while the transport still has a backlog."""
+        held = self._held
+        if held is None or self._transport is None or self.closed:
+            return
+        if len(held) > 2:
+            # One write, not writelines(): before 3.12.9 and 3.13.2 writelines()
+            # did not pause the protocol at the high-water mark (python/cpython#127655).
+            self._transport.write(b"".join(held))
+        else:  # a message, or a header and its payload: not worth a copy
+            for part in held:
+                self._transport.write(part)
+        self._held_size = 0
+        self._held = [] if self._transport.get_write_buffer_size() else None
 
     @property
     def write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() if self._transport else 0
+        """Bytes written and not yet taken by the socket (held ones included)."""
+        if self._transport is None:
+            return 0
+        return self._transport.get_write_buffer_size() + self._held_size
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below the high-water mark."""
