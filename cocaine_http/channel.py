@@ -92,8 +92,24 @@ def _no_clock() -> float:
     return 0.0
 
 
+class _Held:
+    """Messages a channel holds back behind its transport's backlog, their
+    size, and whether their release is queued on the loop."""
+
+    __slots__ = ("parts", "queued", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | bytearray | memoryview] = []
+        self.size = 0
+        self.queued = False
+
+
 class Channel:
     """A cocaine connection with seed-style callbacks (see the module docstring)."""
+
+    #: Hold messages back while the transport has a backlog: on where asyncio's
+    #: transport needs it (3.12+); an instance may turn it on or off.
+    hold_on_backlog = _HOLD_ON_BACKLOG
 
     def __init__(
         self,
@@ -111,15 +127,10 @@ class Channel:
         self._backend = backend
         self._decoder = new_decoder(self.generation, max_frame_size=max_frame_size, backend=backend)
         self._transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        #: Frames held back while the transport has a backlog (3.12+; see send),
-        #: their size, and whether their release is queued on the loop.
-        self._held: list[bytes | bytearray | memoryview] | None = None
-        self._held_size = 0
-        self._release_queued = False
-        #: Hold messages back while the transport has a backlog: on by default
-        #: where asyncio's transport needs it (3.12+), settable for tests.
-        self.hold_on_backlog = _HOLD_ON_BACKLOG
+        # Messages held back while the transport has a backlog (see send).
+        # (Up to 30 attributes an instance keeps its values inline, where
+        # CPython reads them fastest: the send path is the hot one.)
+        self._held: _Held | None = None
         self._writable = asyncio.Event()
         self._writable.set()
         #: True while the transport's buffer is over the high-water mark
@@ -190,7 +201,7 @@ class Channel:
 
     def _attached(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         # asyncio's own loops tell time with time.monotonic(): call it directly
         # (loop.time() is a Python method, and this runs once per read).
         self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
@@ -219,7 +230,6 @@ class Channel:
             return
         self.closed = True
         self._held = None  # as the transport's own backlog: lost with the connection
-        self._held_size = 0
         self._close_exc = exc
         self._writable.set()  # wake drainers; they see the closed state
         self.write_paused = False
@@ -237,64 +247,68 @@ class Channel:
         """
         if self.closed or self._transport is None:
             raise DisconnectedError(f"channel closed; cannot send on session {session}")
-        if self._held is not None:
-            self._hold((data,))
+        held = self._held
+        if held is not None:
+            self._hold(held, (data,))
             return
         self._transport.write(data)
         if self.hold_on_backlog and self._transport.get_write_buffer_size():
-            self._held = []
+            self._held = _Held()
 
     def send_parts(self, session: int, *parts: bytes | bytearray | memoryview) -> None:
         """Like :meth:`send` for a frame given as pieces (header, payload)."""
         if self.closed or self._transport is None:
             raise DisconnectedError(f"channel closed; cannot send on session {session}")
-        if self._held is not None:
-            self._hold(parts)
+        held = self._held
+        if held is not None:
+            self._hold(held, parts)
             return
         for part in parts:
             self._transport.write(part)
         if self.hold_on_backlog and self._transport.get_write_buffer_size():
-            self._held = []
+            self._held = _Held()
 
-    def _hold(self, parts: tuple[bytes | bytearray | memoryview, ...]) -> None:
-        held = self._held
-        assert held is not None
-        held.extend(parts)
+    def _hold(self, held: _Held, parts: tuple[bytes | bytearray | memoryview, ...]) -> None:
+        held.parts.extend(parts)
         for part in parts:
-            self._held_size += len(part)
-        if self._held_size >= _HOLD_LIMIT:
+            held.size += len(part)
+        if held.size >= _HOLD_LIMIT:
             self._release_held()
-        elif not self._release_queued:
-            self._release_queued = True
-            assert self._loop is not None
-            self._loop.call_soon(self._queued_release)
+        elif not held.queued:
+            held.queued = True
+            asyncio.get_running_loop().call_soon(self._queued_release, held)
 
-    def _queued_release(self) -> None:
-        self._release_queued = False
-        self._release_held()
+    def _queued_release(self, held: _Held) -> None:
+        held.queued = False
+        if held is self._held:
+            self._release_held()
 
     def _release_held(self) -> None:
-        """Hand the held messages to the transport as one write; hold the next
-        ones too while the transport still has a backlog."""
+        """Hand the held messages to the transport; keep holding the next ones
+        while the transport still has a backlog."""
         held = self._held
         if held is None or self._transport is None or self.closed:
             return
-        if len(held) > 2:
+        parts = held.parts
+        if len(parts) > 2:
             # One write, not writelines(): before 3.12.9 and 3.13.2 writelines()
             # did not pause the protocol at the high-water mark (python/cpython#127655).
-            self._transport.write(b"".join(held))
+            self._transport.write(b"".join(parts))
         else:  # a message, or a header and its payload: not worth a copy
-            for part in held:
+            for part in parts:
                 self._transport.write(part)
-        self._held_size = 0
-        self._held = [] if self._transport.get_write_buffer_size() else None
+        parts.clear()
+        held.size = 0
+        if not self._transport.get_write_buffer_size():
+            self._held = None
 
     @property
     def write_buffer_size(self) -> int:
         """Bytes written and not yet taken by the socket (held ones included)."""
         if self._transport is None:
             return 0
-        return self._transport.get_write_buffer_size() + self._held_size
+        held = self._held
+        return self._transport.get_write_buffer_size() + (held.size if held is not None else 0)
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below the high-water mark."""
