@@ -20,12 +20,12 @@ from typing import Any
 import msgpack
 
 from cocaine_http import Channel
+from cocaine_http.channel import _HOLD_LIMIT as HOLD_LIMIT
 from cocaine_http.errors import DisconnectedError
 from cocaine_http.protocol.catalog import MessageEncoder
 from cocaine_http.protocol.frames import Generation
 
 ENC = MessageEncoder(Generation.A)
-HOLD_LIMIT = 1 << 16  # cocaine_http.channel._HOLD_LIMIT
 
 
 def run(coro: Any) -> Any:
