@@ -38,6 +38,8 @@ from .errors import (
     ServiceError,
     ServiceNotFoundError,
     StartupError,
+    StorageError,
+    StorageNotFoundError,
     TransportError,
     WorkerTerminated,
 )
@@ -87,6 +89,8 @@ __all__ = [
     "ServiceError",
     "ServiceNotFoundError",
     "StartupError",
+    "StorageError",
+    "StorageNotFoundError",
     "SyncClient",
     "TransportError",
     "Worker",

@@ -22,7 +22,9 @@ ends a request.
     │       └── UnexpectedMessageError  a legal message at an illegal moment
     ├── ServiceError                    an error frame from a service or worker
     │   ├── ServiceNotFoundError        the locator does not know the name
-    │   └── MethodNotFoundError         the service has no such method
+    │   ├── MethodNotFoundError         the service has no such method
+    │   └── StorageError                storage (helpers.Storage) said no
+    │       └── StorageNotFoundError    no such key (collection) to read
     ├── TransportError                  the socket, not the protocol
     │   ├── ConnectError
     │   ├── DisconnectedError
@@ -61,6 +63,8 @@ __all__ = [
     "ServiceError",
     "ServiceNotFoundError",
     "StartupError",
+    "StorageError",
+    "StorageNotFoundError",
     "TransportError",
     "UnexpectedMessageError",
     "UnknownMessageError",
@@ -270,6 +274,20 @@ class MethodNotFoundError(ServiceError):
     """The resolved service does not publish the method called."""
 
     code = ErrorCode.METHOD_NOT_FOUND
+
+
+class StorageError(ServiceError):
+    """An error from the storage service, raised by :class:`cocaine_http.services.Storage`.
+
+    ``code``/``category`` stay the wire's, as for every :class:`ServiceError`.
+    """
+
+
+class StorageNotFoundError(StorageError):
+    """``read`` of a key that does not exist: A ``[1, "object ... has not been found ..."]``
+    (PROTOCOL.md §2.7), B ``ENOENT`` (2) in the system, generic or unknown category (§3.8)."""
+
+    http_status = 404
 
 
 class TransportError(CocaineError):

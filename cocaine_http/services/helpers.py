@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ChannelClosedError
+from ..errors import ChannelClosedError, ServiceError, StorageError, StorageNotFoundError
 from ..protocol.frames import Generation
 from ..protocol.wire import as_text, packb, unpackb
 from .base import Stream
@@ -65,11 +65,38 @@ class _Wrapper:
         self.service.close()
 
 
+#: B categories a missing key's ENOENT comes in: system, generic, and "unknown" for 0.12.3's
+#: unregistered categories (PROTOCOL.md §3.8).
+_ENOENT_CATEGORIES = frozenset({0x01, 0x0C, 0xFF})
+_ENOENT = 2
+
+
+def _storage_error(exc: ServiceError) -> ServiceError:
+    """*exc* as a :class:`StorageNotFoundError` for a missing key, else a :class:`StorageError`."""
+    if type(exc) is not ServiceError:  # already typed (no such service/method)
+        return exc
+    missing = "has not been found" in exc.message  # the text both generations send (§2.7, §3.8)
+    if exc.category is not None:
+        missing = missing or (exc.category in _ENOENT_CATEGORIES and exc.code == _ENOENT)
+    cls = StorageNotFoundError if missing else StorageError
+    return cls(exc.message, code=exc.code, category=exc.category, service=exc.service, method=exc.method)
+
+
 class Storage(_Wrapper):
-    """The ``storage`` service: ``read``/``write``/``remove``/``find``."""
+    """The ``storage`` service: ``read``/``write``/``remove``/``find``.
+
+    Errors are :class:`~cocaine_http.errors.StorageError`; reading a missing key raises
+    :class:`~cocaine_http.errors.StorageNotFoundError` in both generations.
+    """
+
+    async def _call(self, method: str, *args: Any, timeout: float | None) -> Any:
+        try:
+            return await self.service.call(method, *args, timeout=timeout)
+        except ServiceError as exc:
+            raise _storage_error(exc) from exc
 
     async def read(self, collection: str, key: str, *, timeout: float | None = None) -> bytes:
-        value = await self.service.call("read", collection, key, timeout=timeout)
+        value = await self._call("read", collection, key, timeout=timeout)
         if not isinstance(value, bytes):
             raise TypeError(f"storage.read returned {type(value).__name__}, not bytes")
         return value
@@ -80,13 +107,13 @@ class Storage(_Wrapper):
         args: list[Any] = [collection, key, _bytes(value, "value")]
         if tags:
             args.append(tags)
-        await self.service.call("write", *args, timeout=timeout)
+        await self._call("write", *args, timeout=timeout)
 
     async def remove(self, collection: str, key: str, *, timeout: float | None = None) -> None:
-        await self.service.call("remove", collection, key, timeout=timeout)
+        await self._call("remove", collection, key, timeout=timeout)
 
     async def find(self, collection: str, tags: Iterable[str], *, timeout: float | None = None) -> list[str]:
-        keys = await self.service.call("find", collection, list(tags), timeout=timeout)
+        keys = await self._call("find", collection, list(tags), timeout=timeout)
         if keys is None:
             return []
         if not isinstance(keys, list):
