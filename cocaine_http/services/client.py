@@ -12,8 +12,10 @@
 Without arguments the defaults are the worker's runtime arguments, read from
 argv the way the worker reads them (:class:`cocaine_http.config.WorkerConfig`):
 ``--locator`` (A: one ``host:port``; B: a comma list) and ``--protocol 1``
-(B; absent: A). Outside a worker (no ``--locator`` on the command line) the
-defaults are generation B and ``127.0.0.1:10053, [::1]:10053``.
+(B; absent: A). Outside a worker (no ``--locator`` on the command line) they
+come from the environment: ``COCAINE_HTTP_LOCATOR`` (``host:port``, a comma
+list) and ``COCAINE_HTTP_PROTOCOL`` (``0.11`` / ``0.12``, as ``cocaine-http
+dev --protocol``); unset, generation B and ``127.0.0.1:10053, [::1]:10053``.
 
 ``client.service(name)`` resolves through the locator and connects; the
 result is cached per ``(name, definition)`` and the cache is dropped when
@@ -23,12 +25,13 @@ the locator connection drops (the cloud may have changed).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import TransportError
+from ..errors import ConfigError, TransportError
 from ..protocol.endpoints import Endpoint, format_endpoint, parse_endpoint, parse_locators
 from ..protocol.frames import Generation
 from ..protocol.methods import Resolved
@@ -37,7 +40,12 @@ from .base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 from .locator import Locator, default_locators
 from .service import Definition, Service, service_class
 
-__all__ = ["Client", "RuntimeDefaults", "runtime_defaults"]
+__all__ = ["ENV_LOCATOR", "ENV_PROTOCOL", "Client", "RuntimeDefaults", "runtime_defaults"]
+
+#: Outside a worker: the locator's ``host:port`` (a comma list for several).
+ENV_LOCATOR = "COCAINE_HTTP_LOCATOR"
+#: Outside a worker: ``0.11`` (A) or ``0.12`` (B), as ``cocaine-http dev --protocol``.
+ENV_PROTOCOL = "COCAINE_HTTP_PROTOCOL"
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -55,15 +63,41 @@ class RuntimeDefaults:
     in_worker: bool
 
 
-def runtime_defaults(argv: Sequence[str] | None = None) -> RuntimeDefaults:
+def _from_environment(environ: Any = None) -> RuntimeDefaults | None:
+    """Defaults from ``COCAINE_HTTP_LOCATOR`` / ``COCAINE_HTTP_PROTOCOL``; ``None`` when neither is set."""
+    environ = os.environ if environ is None else environ
+    locator = environ.get(ENV_LOCATOR, "").strip()
+    protocol = environ.get(ENV_PROTOCOL, "").strip()
+    if not locator and not protocol:
+        return None
+    try:
+        gen = Generation.parse(protocol) if protocol else Generation.B
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PROTOCOL}={protocol!r}: {exc}") from None
+    if not locator:
+        return RuntimeDefaults(gen, default_locators(gen), "", False)
+    try:
+        locs = list(parse_locators(locator, comma_list=True))
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_LOCATOR}={locator!r}: {exc}") from None
+    return RuntimeDefaults(gen, locs, "", False)
+
+
+def runtime_defaults(argv: Sequence[str] | None = None, environ: Any = None) -> RuntimeDefaults:
     """Defaults from the worker's runtime arguments in *argv* (``sys.argv[1:]``).
 
     Uses :class:`cocaine_http.config.WorkerConfig` (the worker's own parser);
     falls back to reading ``--locator``/``--protocol``/``--app`` directly.
+    Without ``--locator`` (not in a worker): ``COCAINE_HTTP_LOCATOR`` and
+    ``COCAINE_HTTP_PROTOCOL`` from *environ* (``os.environ``), if set.
     """
     if argv is None:
         argv = sys.argv[1:]
     present = any(a == "--locator" or a.startswith("--locator=") for a in argv)
+    if not present:
+        env = _from_environment(environ)
+        if env is not None:
+            return env
     try:
         from ..config import WorkerConfig
 
