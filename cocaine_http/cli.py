@@ -126,7 +126,160 @@ def parse_app_specs(items: Sequence[str], default_event: str = DEFAULT_EVENT) ->
 # -- options -------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+ENV_PREFIX = "COCAINE_HTTP_"
+#: Options never read from the environment (the targets have COCAINE_HTTP_APP).
+_NO_ENV = frozenset({"help", "version", "check", "targets"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def env_name(dest: str) -> str:
+    """``root_path`` -> ``COCAINE_HTTP_ROOT_PATH``: the variable of an option."""
+    return ENV_PREFIX + dest.upper()
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag name kept working: stores into the new option's ``dest`` and warns once used."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, note: str = "", **kw: Any):
+        self.new = new
+        self.note = note
+        kw.setdefault("help", f"deprecated alias of {new}")
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        print(
+            f"{parser.prog}: warning: {option_string} is deprecated, use {self.new}{self.note}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def _env_bool(var: str, value: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{var}={value!r}: expected 1/0, true/false, yes/no or on/off")
+
+
+def _env_value(action: argparse.Action, var: str, value: str) -> Any:
+    def one(text: str) -> Any:
+        try:
+            out = action.type(text) if callable(action.type) else text
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{var}={value!r}: {exc or 'invalid value'}") from None
+        if action.choices is not None and out not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise ConfigError(f"{var}={value!r}: expected one of {choices}")
+        return out
+
+    if action.nargs == 0:  # store_true / store_const / --x/--no-x
+        flag = _env_bool(var, value)
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return flag
+        return action.const if flag else action.default
+    if isinstance(action, argparse._AppendAction):  # repeatable: several values, shell syntax
+        return [one(item) for item in shlex.split(value)]
+    return one(value)
+
+
+def apply_env(parser: argparse.ArgumentParser, environ: Any = None) -> argparse.ArgumentParser:
+    """Give every option of *parser* a ``COCAINE_HTTP_<OPTION>`` variable.
+
+    The variable's name comes from the option's ``dest`` (``--root-path`` ->
+    ``COCAINE_HTTP_ROOT_PATH``); a value set there becomes the option's
+    default, so a flag on the command line still wins. ``--help`` shows the
+    names. Options whose default is ``SUPPRESS`` (deprecated aliases, and the
+    worker options ``dev`` only passes on) get the note but are not read here.
+    """
+    environ = os.environ if environ is None else environ
+    for action in parser._actions:
+        if not action.option_strings or action.dest in _NO_ENV or isinstance(action, DeprecatedAlias):
+            continue
+        if action.help == argparse.SUPPRESS:
+            continue
+        var = env_name(action.dest)
+        action.help = f"{action.help or ''} [env {var}]".strip()
+        if action.default is argparse.SUPPRESS or var not in environ:
+            continue
+        action.default = _env_value(action, var, environ[var])
+    return parser
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One serving option of the worker. ``dev`` takes it too (and passes it on) unless ``dev=False``."""
+
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+    dev: bool = True
+
+    @property
+    def dest(self) -> str:
+        return self.kwargs.get("dest") or self.flags[0].lstrip("-").replace("-", "_")
+
+
+#: The worker's serving options, shared with ``cocaine-http dev``. A new flag is one
+#: line here: it gets a ``COCAINE_HTTP_<NAME>`` variable, ``dev`` accepts it
+#: and passes it to its workers, and config files may set it.
+OPTIONS: tuple[Option, ...] = (
+    Option(("--event",), dict(default=DEFAULT_EVENT, help="event of targets without '=EVENT'")),
+    Option(("--interface",), dict(choices=("auto", "wsgi", "asgi"), default="auto", help="app interface")),
+    Option(("--factory",), dict(action="store_true", help="call ATTR without arguments to get the app")),
+    Option(("--threads",), dict(type=int, default=None, help="threads running WSGI apps (default: 8)")),
+    Option(("--root-path",), dict(default="", help="prefix the front-end strips (SCRIPT_NAME / root_path); "
+                                  "'auto': /APP/EVENT as the cocaine proxies route")),
+    Option(("--lifespan",), dict(choices=("auto", "on", "off"), default="auto", help="ASGI lifespan")),
+    Option(("--grace-period",), dict(type=float, default=None, metavar="SECONDS",
+                                     help="on terminate, seconds in-flight requests still get (default: 4)")),
+    Option(("--log-level",), dict(choices=LOG_LEVELS, default="info", help="worker log level"), dev=False),
+    Option(("--access-log",), dict(action=argparse.BooleanOptionalAction, default=False,
+                                   help="log every request")),
+    Option(("--env",), dict(action="append", default=[], metavar="KEY=VALUE", help="set a variable")),
+    Option(("--config",), dict(default=None, metavar="FILE", help="settings file (.json or .py)")),
+    Option(("--chdir",), dict(default=None, metavar="DIR", help="change to DIR before importing the app")),
+    Option(("--app-dir",), dict(default=None, metavar="DIR", help="put DIR first on sys.path (cwd)")),
+    Option(("--keep-cookie-pairs",), dict(action="store_true", help="keep the Tornado proxy's cookie pairs")),
+)  # fmt: skip
+
+
+def add_options(parser: argparse.ArgumentParser | Any, *, for_dev: bool = False) -> None:
+    """Add :data:`OPTIONS` to *parser*; ``for_dev``: only the ones ``dev`` passes on, defaults suppressed
+    (the workers apply the defaults and read the environment themselves)."""
+    for opt in OPTIONS:
+        if for_dev and not opt.dev:
+            continue
+        kwargs = dict(opt.kwargs)
+        if for_dev:
+            kwargs["default"] = argparse.SUPPRESS
+        parser.add_argument(*opt.flags, **kwargs)
+
+
+def worker_argv(ns: argparse.Namespace) -> list[str]:
+    """The options of :data:`OPTIONS` present in *ns* (parsed with ``for_dev``), back as argv."""
+    out: list[str] = []
+    for opt in OPTIONS:
+        if not opt.dev or not hasattr(ns, opt.dest):
+            continue
+        value = getattr(ns, opt.dest)
+        flag = opt.flags[0]
+        action = opt.kwargs.get("action")
+        if action == "store_true":
+            out += [flag] if value else []
+        elif action is argparse.BooleanOptionalAction:
+            out.append(flag if value else "--no-" + flag[2:])
+        elif action == "append":
+            for item in value:
+                out += [flag, str(item)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def build_parser(environ: Any = None, *, env: bool = True) -> argparse.ArgumentParser:
+    """The worker's parser; ``env``: with the ``COCAINE_HTTP_<OPTION>`` defaults of *environ*."""
     p = argparse.ArgumentParser(
         prog="cocaine-http",
         description=(
@@ -136,8 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
             "'cocaine-http dev TARGET', to make a deployable manifest 'cocaine-http init TARGET'."
         ),
         epilog=(
-            "subcommands: init (write manifest.json + launcher), dev / runtime (local runtime). "
-            f"Environment: {ENV_APP} (targets), {ENV_ARGS} (extra options), {ENV_CONFIG} (config file). "
+            "subcommands: init (write manifest.json + launcher), dev / runtime (local runtime), "
+            "help [COMMAND]. "
+            f"Environment: {ENV_APP} (targets), {ENV_ARGS} (extra options), and every option as "
+            f"{ENV_PREFIX}<OPTION> (e.g. {ENV_PREFIX}THREADS=4); flags win. "
             "Docs: docs/http.md, docs/deploy.md."
         ),
         allow_abbrev=False,
@@ -150,36 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
         "'=EVENT' picks its event, '=*' all other events",
     )
     p.add_argument("--version", action="version", version=f"cocaine-http {__version__}")
+    add_options(p)
     p.add_argument(
-        "--event", default=DEFAULT_EVENT, help="event served by targets without '=EVENT' (default: http)"
+        "--timeout", action=DeprecatedAlias, dest="grace_period", type=float, metavar="S",
+        new="--grace-period"
     )
     p.add_argument(
-        "--interface", choices=("auto", "wsgi", "asgi"), default="auto", help="app interface (default: auto)"
+        "--check",
+        action="store_true",
+        help="import the app(s), check the interface fits, report, and exit",
     )
-    p.add_argument("--factory", action="store_true", help="call ATTR without arguments to get the app")
-    p.add_argument("--threads", type=int, default=None, help="threads running WSGI apps (default: 8)")
-    p.add_argument("--root-path", default="", help="prefix the front-end strips (SCRIPT_NAME / root_path)")
-    p.add_argument(
-        "--lifespan", choices=("auto", "on", "off"), default="auto", help="ASGI lifespan (default: auto)"
-    )
-    p.add_argument(
-        "--timeout", type=float, default=None, help="graceful terminate: seconds in-flight requests get"
-    )
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    p.add_argument(
-        "--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request"
-    )
-    p.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable"
-    )
-    p.add_argument("--config", default=None, metavar="FILE", help="settings file (.json or .py)")
-    p.add_argument("--chdir", default=None, metavar="DIR", help="change to DIR before importing the app")
-    p.add_argument("--app-dir", default=None, metavar="DIR", help="put DIR first on sys.path (default: cwd)")
-    p.add_argument(
-        "--keep-cookie-pairs", action="store_true", help="do not drop the Tornado proxy's cookie pairs"
-    )
-    p.add_argument("--check", action="store_true", help="import the app(s), report the interface, and exit")
-    return p
+    return apply_env(p, environ) if env else p
 
 
 _CONFIG_KEYS = {
@@ -190,7 +326,7 @@ _CONFIG_KEYS = {
     "threads",
     "root_path",
     "lifespan",
-    "timeout",
+    "grace_period",
     "log_level",
     "access_log",
     "env",
@@ -209,7 +345,7 @@ def load_config_file(path: str) -> dict[str, Any]:
             ns = runpy.run_path(path)
         except Exception as exc:
             raise ConfigError(f"config file {path!r} failed: {type(exc).__name__}: {exc}") from exc
-        values = {k: v for k, v in ns.items() if not k.startswith("_") and k in _CONFIG_KEYS}
+        values = {k: v for k, v in ns.items() if not k.startswith("_") and k in _CONFIG_KEYS | {"timeout"}}
     else:
         try:
             with open(path, encoding="utf-8") as fh:
@@ -219,9 +355,11 @@ def load_config_file(path: str) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path!r} must hold a JSON object")
         values = {k.replace("-", "_"): v for k, v in values.items()}
-        unknown = sorted(set(values) - _CONFIG_KEYS)
+        unknown = sorted(set(values) - _CONFIG_KEYS - {"timeout"})
         if unknown:
             raise ConfigError(f"config file {path!r}: unknown setting(s) {', '.join(unknown)}")
+    if "timeout" in values:  # the old name of grace_period
+        values.setdefault("grace_period", values.pop("timeout"))
     if isinstance(values.get("env"), dict):
         values["env"] = [f"{k}={v}" for k, v in values["env"].items()]
     if isinstance(values.get("targets"), str):
@@ -244,13 +382,15 @@ def parse_options(argv: Sequence[str]) -> Options:
     runtime, rest = split_args(argv, RUNTIME_FLAGS)
     extra = shlex.split(os.environ.get(ENV_ARGS, ""))
     rest = [*extra, *rest]
-    parser = build_parser()
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(rest)
     config_path = known.config or os.environ.get(ENV_CONFIG)
+    # precedence: defaults < config file < COCAINE_HTTP_<OPTION> < COCAINE_HTTP_ARGS < argv
+    parser = build_parser(env=False)
     if config_path:
         parser.set_defaults(**load_config_file(config_path))
+    apply_env(parser)
     as_worker = bool(runtime.get("endpoint") and runtime.get("uuid"))
     ignored: list[str] = []
     # intermixed: targets may come before and after options (TARGET --threads 4 TARGET2=api)
@@ -314,8 +454,56 @@ def load_apps(ns: argparse.Namespace) -> list[Loaded]:
     out = []
     for spec in specs:
         app = import_app(spec.target, factory=ns.factory)
-        out.append(Loaded(spec, app, detect_interface(app, ns.interface)))
+        interface = detect_interface(app, ns.interface)
+        mismatch = interface_mismatch(app, interface)
+        if mismatch:
+            raise ConfigError(f"{spec.target}: --interface {interface} does not fit: {mismatch}")
+        out.append(Loaded(spec, app, interface))
     return out
+
+
+def interface_mismatch(app: Any, interface: str) -> str:
+    """Why *app* surely cannot be served as *interface* (``""``: it may be).
+
+    Only unambiguous signs count, so an explicit ``--interface`` still wins where the
+    detection guesses: an ``async`` callable is not WSGI; a plain callable taking exactly
+    ``(environ, start_response)`` is not ASGI."""
+    import inspect
+
+    from asgiref.sync import iscoroutinefunction
+
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
+    if inspect.isclass(app):
+        return ""  # ASGI 2 classes, or WSGI apps as classes: nothing sure to say
+    if interface == "wsgi":
+        if iscoroutinefunction(app) or (call is not None and iscoroutinefunction(call)):
+            return "the app is an async (ASGI) callable; use --interface asgi or auto"
+        return ""
+    if call is None or iscoroutinefunction(call):
+        return ""
+    try:
+        params = list(inspect.signature(call).parameters.values())
+    except (TypeError, ValueError):
+        return ""
+    plain = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(plain) == 2 and all(p.default is p.empty for p in plain) and len(params) == 2:
+        names = ", ".join(p.name for p in plain)
+        return f"the app is a plain callable ({names}), a WSGI app; use --interface wsgi or auto"
+    return ""
+
+
+ROOT_PATH_AUTO = "auto"
+
+
+def root_path(option: str, app: str, event: str) -> str:
+    """``--root-path``; ``auto`` is ``/<app>/<event>``, the prefix the proxies strip from
+    ``/<app>/<event>/<rest>`` (PROTOCOL.md §2.8, §3.9), so the app's own URLs (redirects,
+    ``url_for``) point back through the proxy. ``""`` for the catch-all event ``*``."""
+    if option.strip().lower() != ROOT_PATH_AUTO:
+        return option
+    if not app or event == "*":
+        return ""
+    return f"/{app}/{event}"
 
 
 def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> None:
@@ -326,12 +514,12 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
     generation = worker.config.generation
     common = {
         "generation": generation,
-        "root_path": ns.root_path,
         "access_log": ns.access_log,
         "drop_cookie_pairs": not ns.keep_cookie_pairs,
     }
     for item in loaded:
         handler: Any
+        common["root_path"] = root_path(ns.root_path, worker.config.app, item.spec.event)
         if item.interface == "asgi":
             lifespan = Lifespan(item.app, ns.lifespan)
             handler = ASGIHandler(item.app, lifespan=lifespan, **common)
@@ -344,7 +532,13 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
             worker.on_default(handler)
         else:
             worker.on(item.spec.event, handler)
-        log.info("serving %s (%s) on event %r", item.spec.target, item.interface.upper(), item.spec.event)
+        log.info(
+            "serving %s (%s) on event %r, root path %r",
+            item.spec.target,
+            item.interface.upper(),
+            item.spec.event,
+            common["root_path"],
+        )
 
 
 def _not_a_worker(opts: Options, loaded: Sequence[Loaded] | None) -> int:
@@ -391,15 +585,15 @@ def serve(argv: Sequence[str]) -> int:
     options: dict[str, Any] = {}
     if ns.threads is not None:
         options["threads"] = ns.threads
-    if ns.timeout is not None:
-        options["grace_period"] = ns.timeout
+    if ns.grace_period is not None:
+        options["grace_period"] = ns.grace_period
     runtime_argv = [x for k, v in opts.runtime.items() for x in (f"--{k}", v)]
     worker = Worker(runtime_argv, **options)
     cfg = worker.config
     window = 5.0 if cfg.protocol == 0 else 10.0  # the runtime's kill window after terminate
     if cfg.grace_period + cfg.shutdown_timeout >= window:
         log.warning(
-            "--timeout %.1f s + shutdown hooks (%.2f s) reach the runtime's %.0f s kill window: "
+            "--grace-period %.1f s + shutdown hooks (%.2f s) reach the runtime's %.0f s kill window: "
             "the worker may be killed before it says goodbye",
             cfg.grace_period,
             cfg.shutdown_timeout,
@@ -411,29 +605,52 @@ def serve(argv: Sequence[str]) -> int:
 
 # -- init ----------------------------------------------------------------------
 
-_LAUNCHER = '''#!{shebang}
+_HEADER = """\
 # Generated by `cocaine-http init` (cocaine-http {version}).
 #
 # The cocaine runtime executes this file as the app's "slave", passing only its
 # own flags (--app NAME --endpoint PATH --locator HOST:PORT --uuid ID
 # [--protocol 1]). The app to serve comes from COCAINE_HTTP_APP (and extra
 # options from COCAINE_HTTP_ARGS) in the manifest's "environment".
+"""
+
+# A shell script and a Python script at once: sh runs the part up to `exit`, which
+# picks an interpreter and execs it on this same file; to Python that part is a string.
+_FIND_PYTHON = """\
+#
+# The shell part finds the interpreter wherever the app is unpacked:
+# $COCAINE_HTTP_PYTHON if set (e.g. in the manifest's environment), else the first
+# of ./.venv/bin/python, ./venv/bin/python, python3, python that imports cocaine_http.
+''':'
+here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+if [ -n "${COCAINE_HTTP_PYTHON:-}" ]; then exec "$COCAINE_HTTP_PYTHON" "$0" "$@"; fi
+for py in "$here/.venv/bin/python" "$here/venv/bin/python" python3 python; do
+    if "$py" -c "import cocaine_http" >/dev/null 2>&1; then exec "$py" "$0" "$@"; fi
+done
+echo "$0: no python here imports cocaine_http (tried $here/.venv/bin/python," \\
+    "$here/venv/bin/python, python3, python): install cocaine-http on this host" \\
+    "or set COCAINE_HTTP_PYTHON in the manifest's environment" >&2
+exit 127
+'''
+"""
+
+_BODY = """\
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-{fallback}from cocaine_http.cli import main
+from cocaine_http.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["--app-dir", HERE, *sys.argv[1:]]))
-'''
+"""
 
-_FALLBACK = '''try:
-    import cocaine_http  # noqa: F401
-except ImportError:  # not installed for this interpreter: use the copy init ran from
-    sys.path.insert(0, {path!r})
 
-'''
+def launcher_text(python: str | None = None) -> str:
+    """The launcher: portable (``/bin/sh`` finding a python) or, with *python*, that interpreter."""
+    if python:
+        return f"#!{python}\n" + _HEADER.format(version=__version__) + _BODY
+    return "#!/bin/sh\n" + _HEADER.format(version=__version__) + _FIND_PYTHON + _BODY
 
 
 def build_init_parser() -> argparse.ArgumentParser:
@@ -452,8 +669,15 @@ def build_init_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--python",
         default=None,
-        help="interpreter for the launcher's shebang, e.g. '/usr/bin/env python3' "
-        "(default: this interpreter)",
+        metavar="INTERPRETER",
+        help="pin the launcher's interpreter (its shebang), e.g. /opt/venv/bin/python; by default "
+        "the launcher finds one on the host: $COCAINE_HTTP_PYTHON, ./.venv, ./venv, python3, python",
+    )
+    p.add_argument(
+        "--root-path",
+        default=ROOT_PATH_AUTO,
+        help="the prefix the proxies strip; default 'auto': /APP/EVENT as they route "
+        "/APP/EVENT/PATH (an empty string turns it off)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     return p
@@ -483,24 +707,28 @@ def init_main(argv: Sequence[str]) -> int:
             print(f"cocaine-http init: {path} exists (use --force to overwrite)", file=sys.stderr)
             return 2
     environment = {ENV_APP: " ".join(ns.target)}
+    if ns.root_path:
+        extra = ["--root-path", ns.root_path, *extra]
     if extra:
         environment[ENV_ARGS] = shlex.join(extra)
     manifest = {"slave": LAUNCHER_NAME, "environment": environment}
     with open(manifest_path, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2)
         fh.write("\n")
-    if ns.python:
-        shebang, fallback = ns.python, ""
-    else:
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        shebang, fallback = sys.executable, _FALLBACK.format(path=package_parent)
     with open(launcher_path, "w", encoding="utf-8") as fh:
-        fh.write(_LAUNCHER.format(shebang=shebang, version=__version__, fallback=fallback))
+        fh.write(launcher_text(ns.python))
     mode = os.stat(launcher_path).st_mode
     os.chmod(launcher_path, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     name = ns.name or os.path.basename(directory) or "myapp"
+    if ns.python:
+        interpreter = f"  its interpreter is {ns.python} (--python): it must exist on the cloud's hosts\n"
+    else:
+        interpreter = (
+            "  it runs $COCAINE_HTTP_PYTHON, ./.venv/bin/python, ./venv/bin/python, python3 or python,\n"
+            "  the first that imports cocaine_http (pin one with --python INTERPRETER)\n"
+        )
     print(
-        f"wrote {manifest_path}\nwrote {launcher_path}\n\n"
+        f"wrote {manifest_path}\nwrote {launcher_path}\n{interpreter}\n"
         "deploy (the app archive must contain the launcher and your code):\n"
         f"  tar -czf {name}.tar.gz -C {directory} .\n"
         f"  cocaine-tool app upload --name {name} --manifest {manifest_path} --package {name}.tar.gz\n"
@@ -528,6 +756,26 @@ def _runtime_cli(argv: Sequence[str]) -> int:
     return int(runtime_cli.main(list(argv)) or 0)
 
 
+def help_main(argv: Sequence[str]) -> int:
+    """``cocaine-http help [COMMAND]``: the help of the worker or of a subcommand."""
+    if not argv:
+        build_parser().print_help()
+        return 0
+    if argv[0] in SUBCOMMANDS_RUNTIME:
+        return _runtime_cli([argv[0], "--help"])
+    if argv[0] == "init":
+        return init_main(["--help"])
+    if argv[0] == "help":
+        print("usage: cocaine-http help [dev | runtime | init]")
+        return 0
+    print(
+        f"cocaine-http help: no command {argv[0]!r}; commands: dev, runtime, init "
+        "(and the worker itself: cocaine-http help)",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script. Returns the exit code (the wrapper passes it to ``sys.exit``)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -536,6 +784,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runtime_cli(args)
         if args and args[0] == "init":
             return init_main(args[1:])
+        if args and args[0] == "help":
+            return help_main(args[1:])
         return serve(args)
     except StartupError as exc:
         print(f"cocaine-http: {exc}", file=sys.stderr)

@@ -24,11 +24,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..cli import ENV_APP, ENV_PREFIX, DeprecatedAlias, add_options, apply_env, worker_argv
 from ..protocol.frames import Generation
 from .local import LocalRuntime
 from .logging import Console, parse_level
@@ -78,7 +80,16 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="FIRST-LAST",
         help="ports for services and apps, lowest free first (default: ephemeral)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address services listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--services-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address the locator and services listen on (default 127.0.0.1); the HTTP address is --bind",
+    )
+    p.add_argument(
+        "--host", action=DeprecatedAlias, dest="services_host", metavar="HOST", new="--services-host",
+        note=" (it sets the services' address; the HTTP address is --bind HOST:PORT)",
+    )
     p.add_argument("--storage", default=None, metavar="DIR", help="keep storage in DIR (default: memory)")
     p.add_argument(
         "--runtime-dir",
@@ -87,11 +98,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="where worker sockets live (default: a temporary directory)",
     )
     p.add_argument(
-        "--timeout",
+        "--front-timeout",
         type=float,
         default=30.0,
         metavar="SECONDS",
         help="HTTP front: wait this long for a response head or the next body chunk (default 30)",
+    )
+    p.add_argument(
+        "--timeout", action=DeprecatedAlias, dest="front_timeout", type=float, metavar="S",
+        new="--front-timeout",
     )
     p.add_argument(
         "--max-body-size",
@@ -113,17 +128,40 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _parsers(environ: Any = None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="cocaine-http", description="The embedded local cocaine runtime.")
     sub = parser.add_subparsers(dest="command", required=True)
-    dev = sub.add_parser("dev", help="run one Python app behind the HTTP front")
-    dev.add_argument("target", metavar="MODULE:ATTR", help="the WSGI/ASGI app, as for cocaine-http")
-    dev.add_argument("--bind", default=DEFAULT_BIND, help=f"HTTP front address (default {DEFAULT_BIND})")
-    dev.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    dev = sub.add_parser(
+        "dev",
+        help="run a Python app behind the HTTP front",
+        description="Serve TARGET(s) with the local runtime: one app, its workers running "
+        "'python -m cocaine_http TARGET...', behind an HTTP front. The targets are imported first; "
+        "a target that does not import stops here. Worker options (--threads, --root-path ...) "
+        "are taken directly; anything after '--' is also passed to the workers as is.",
+        epilog=f"Every option can come from the environment as {ENV_PREFIX}<OPTION> "
+        f"(e.g. {ENV_PREFIX}BIND=127.0.0.1:9000); flags win. The workers read the variables of "
+        "their own options themselves.",
+        allow_abbrev=False,
+    )
+    dev.add_argument(
+        "targets",
+        nargs="+",
+        metavar="TARGET[=EVENT]",
+        help="the WSGI/ASGI app(s), as for cocaine-http (MODULE:ATTR, several with =EVENT)",
+    )
+    dev.add_argument("-b", "--bind", default=DEFAULT_BIND, help=f"HTTP address (default {DEFAULT_BIND})")
+    dev.add_argument("-w", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     dev.add_argument("--name", default=None, help="app name (default: from MODULE)")
     dev.add_argument("--reload", action="store_true", help="restart the workers when a .py file changes")
     _common(dev)
-    rt = sub.add_parser("runtime", help="run apps given as manifest directories")
+    worker = dev.add_argument_group("worker options (passed to every worker; see cocaine-http --help)")
+    add_options(worker, for_dev=True)
+    rt = sub.add_parser(
+        "runtime",
+        help="run apps given as manifest directories",
+        epilog=f"Every option can come from the environment as {ENV_PREFIX}<OPTION>; flags win.",
+        allow_abbrev=False,
+    )
     rt.add_argument(
         "--apps",
         action="append",
@@ -131,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="an app directory (manifest.json) or a directory of them; repeatable",
     )
-    rt.add_argument("--bind", default=DEFAULT_BIND, help=f"HTTP front address (default {DEFAULT_BIND})")
+    rt.add_argument("-b", "--bind", default=DEFAULT_BIND, help=f"HTTP address (default {DEFAULT_BIND})")
     rt.add_argument("--no-http", action="store_true", help="no HTTP front")
     rt.add_argument(
+        "-w",
         "--workers",
         type=int,
         default=None,
@@ -141,7 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="pool size of every app (default: the profile's pool-limit, started on demand)",
     )
     _common(rt)
-    return parser
+    apply_env(dev, environ)
+    apply_env(rt, environ)
+    return parser, {"dev": dev, "runtime": rt}
+
+
+def build_parser(environ: Any = None) -> argparse.ArgumentParser:
+    """Both subcommands (``dev``, ``runtime``) under one parser."""
+    return _parsers(environ)[0]
 
 
 def app_directories(paths: Sequence[str]) -> list[AppSpec]:
@@ -167,7 +213,8 @@ def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> N
     if rt.front is not None:
         default = rt.front.default_app
         lines.append(f"  HTTP       {rt.front_url}" + (f"  ->  app {default}" if default else ""))
-    lines.append(f"  locator    {rt.host}:{rt.locator_port}")
+    locator = f"{rt.host}:{rt.locator_port}"
+    lines.append(f"  locator    {locator}  (clients elsewhere: COCAINE_HTTP_LOCATOR={locator})")
     services = "  ".join(f"{n} :{rt.port_of(n)}" for n in ("logging", "node", "storage"))
     lines.append(f"  services   {services}")
     storage = f"files in {rt.storage_dir}" if rt.storage_dir else "memory"
@@ -229,22 +276,66 @@ async def _watch(rt: LocalRuntime, spec: AppSpec, workers: int, root: Path, peri
             rt.console.emit("error", "reload", f"{spec.name} did not start: {exc}")
 
 
-async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    console = Console(level=args.log_level)
-    specs: list[Any]
+def app_specs(args: argparse.Namespace) -> tuple[list[Any], int]:
+    """The apps to run, each checked to import (``cocaine-http --check``) before anything starts.
+
+    Returns ``(specs, 0)``, or ``([], exit code)`` after saying on stderr what failed and how to fix it.
+    """
     if args.command == "dev":
-        extra = list(getattr(args, "worker_args", []))
-        specs = [spec_from_target(args.target, args.name, extra_args=extra)]
-        bind: str | None = args.bind
-        workers = args.workers
+        extra = [*args.targets[1:], *worker_argv(args), *getattr(args, "worker_args", [])]
+        specs = [spec_from_target(args.targets[0], args.name, extra_args=extra)]
     else:
         try:
             specs = app_directories(args.apps) if args.apps else []
         except (ValueError, OSError) as exc:
             print(f"cocaine-http runtime: {exc}", file=sys.stderr)
-            return 1
+            return [], 1
+    for spec in specs:
+        code = check_app(spec, args.command)
+        if code:
+            return [], code
+    return specs, 0
+
+
+def check_app(spec: AppSpec, command: str, timeout: float = 120.0) -> int:
+    """Run the app's worker command with ``--check`` (import the targets, check the interface).
+
+    Only apps served by cocaine-http are checked: ``dev`` targets, and manifests whose
+    environment names ``COCAINE_HTTP_APP`` (what ``cocaine-http init`` writes). The
+    environment is the one the worker will get.
+    """
+    is_ours = spec.argv[1:3] == ["-m", "cocaine_http"] or ENV_APP in spec.env
+    if not is_ours:
+        return 0
+    env = {**spec.env, **os.environ}
+    try:
+        proc = subprocess.run(
+            [*spec.argv, "--check"], cwd=spec.cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        print(f"cocaine-http {command}: app {spec.name}: import took over {timeout:.0f} s", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cocaine-http {command}: app {spec.name}: cannot run {spec.argv[0]}: {exc}", file=sys.stderr)
+        return 1
+    if proc.returncode == 0:
+        return 0
+    detail = proc.stderr.strip() or proc.stdout.strip() or f"exit code {proc.returncode}"
+    print(f"cocaine-http {command}: app {spec.name} ({spec.source}) cannot start:\n{detail}", file=sys.stderr)
+    return proc.returncode if proc.returncode > 0 else 1
+
+
+async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    console = Console(level=args.log_level)
+    specs: list[Any]
+    specs, failed = app_specs(args)
+    if failed:
+        return failed
+    if args.command == "dev":
+        bind: str | None = args.bind
+    else:
         bind = None if args.no_http else args.bind
-        workers = args.workers
+    workers = args.workers
     rt = LocalRuntime(
         args.protocol,
         locator_port=args.locator_port,
@@ -253,11 +344,11 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         workers=workers,
         storage_dir=args.storage,
         runtime_dir=args.runtime_dir,
-        host=args.host,
+        host=args.services_host,
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
-        front_options={"timeout": args.timeout, "max_body_size": args.max_body_size},
+        front_options={"timeout": args.front_timeout, "max_body_size": args.max_body_size},
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -289,7 +380,7 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         except (ValueError, FileNotFoundError) as exc:
             print(f"cocaine-http {args.command}: cannot start: {exc}", file=sys.stderr)
             return 1
-        title = f"dev {args.target}" if args.command == "dev" else "runtime"
+        title = f"dev {' '.join(args.targets)}" if args.command == "dev" else "runtime"
         banner(rt, out, title, reload=args.command == "dev" and args.reload)
         watcher = None
         if args.command == "dev" and args.reload:
@@ -309,6 +400,19 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             loop.remove_signal_handler(sig)
 
 
+def _dev_only(parser: argparse.ArgumentParser, worker_args: Sequence[str]) -> str:
+    """The first item of *worker_args* that is one of *parser*'s own options but not a worker's."""
+    from ..cli import build_parser as worker_parser
+
+    ours = {s for a in parser._actions for s in a.option_strings}
+    theirs = {s for a in worker_parser({})._actions for s in a.option_strings}
+    for item in worker_args:
+        name = item.partition("=")[0]
+        if name in ours and name not in theirs:
+            return name
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; *argv* starts with the subcommand (``dev`` or ``runtime``)."""
     items = list(sys.argv[1:] if argv is None else argv)
@@ -316,9 +420,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in items:
         cut = items.index("--")
         items, worker_args = items[:cut], items[cut + 1 :]
-    parser = build_parser()
-    args = parser.parse_args(items)
+    parser, subs = _parsers()
+    if not items or items[0] not in subs:
+        parser.parse_args(items)  # help, or the usage error
+        return 2
+    sub = subs[items[0]]
+    # intermixed: targets and options in any order (dev app:app --threads 4 other:app=api)
+    args = sub.parse_intermixed_args(items[1:])
+    args.command = items[0]
     args.worker_args = worker_args
+    misplaced = _dev_only(sub, worker_args)
+    if misplaced:
+        sub.error(
+            f"{misplaced} after '--' would go to the workers, which do not know it; "
+            f"put it before '--' (dev takes the worker options directly, '--' is not needed)"
+        )
     try:
         parse_level(args.log_level)
     except ValueError as exc:
