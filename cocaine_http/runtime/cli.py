@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 from ..cli import ENV_APP, ENV_PREFIX, DeprecatedAlias, add_options, apply_env, worker_argv
 from ..protocol.frames import Generation
+from .front import parse_bind
 from .local import LocalRuntime
 from .logging import Console, parse_level
 from .node import AppSpec, spec_from_directory, spec_from_target
@@ -39,6 +40,7 @@ from .node import AppSpec, spec_from_directory, spec_from_target
 __all__ = ["build_parser", "main"]
 
 DEFAULT_BIND = "127.0.0.1:8080"
+BIND_HELP = f"HTTP address: HOST:PORT or unix:PATH (default {DEFAULT_BIND})"
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -49,6 +51,14 @@ def _port_range(text: str) -> tuple[int, int]:
         return int(lo), int(hi) + 1
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected FIRST-LAST, got {text!r}") from None
+
+
+def _bind(text: str) -> str:
+    try:
+        parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _generation(text: str) -> Generation:
@@ -149,7 +159,7 @@ def _parsers(environ: Any = None) -> tuple[argparse.ArgumentParser, dict[str, ar
         metavar="TARGET[=EVENT]",
         help="the WSGI/ASGI app(s), as for cocaine-http (MODULE:ATTR, several with =EVENT)",
     )
-    dev.add_argument("-b", "--bind", default=DEFAULT_BIND, help=f"HTTP address (default {DEFAULT_BIND})")
+    dev.add_argument("-b", "--bind", type=_bind, default=DEFAULT_BIND, help=BIND_HELP)
     dev.add_argument("-w", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     dev.add_argument("--name", default=None, help="app name (default: from MODULE)")
     dev.add_argument("--reload", action="store_true", help="restart the workers when a .py file changes")
@@ -169,7 +179,7 @@ def _parsers(environ: Any = None) -> tuple[argparse.ArgumentParser, dict[str, ar
         metavar="DIR",
         help="an app directory (manifest.json) or a directory of them; repeatable",
     )
-    rt.add_argument("-b", "--bind", default=DEFAULT_BIND, help=f"HTTP address (default {DEFAULT_BIND})")
+    rt.add_argument("-b", "--bind", type=_bind, default=DEFAULT_BIND, help=BIND_HELP)
     rt.add_argument("--no-http", action="store_true", help="no HTTP front")
     rt.add_argument(
         "-w",

@@ -44,7 +44,9 @@ import asyncio
 import contextlib
 import http
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -79,17 +81,25 @@ _ROUTE = re.compile(rb"/([^/]*)/([^/?]*)(.*)", re.DOTALL)
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
-    """``"127.0.0.1:8080"``, ``":8080"``, ``"8080"``, ``"[::1]:8080"`` → ``(host, port)``."""
+    """``"127.0.0.1:8080"``, ``":8080"``, ``"8080"``, ``"[::1]:8080"`` → ``(host, port)``;
+    ``"unix:PATH"`` → ``("unix:PATH", 0)`` (a Unix socket, as gunicorn/uvicorn's ``--bind``/``--uds``)."""
     text = bind.strip()
-    if text.isdigit():
-        return "127.0.0.1", int(text)
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest.lstrip(":"))
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"--bind needs HOST:PORT, got {bind!r}")
-    return host or "127.0.0.1", int(port)
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError(f"--bind unix: needs a path, got {bind!r}")
+        return text, 0
+    try:
+        if text.isdigit():
+            return "127.0.0.1", int(text)
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            return host, int(rest.lstrip(":"))
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        raise ValueError(f"--bind needs HOST:PORT or unix:PATH, got {bind!r}") from None
 
 
 def title_case(name: bytes) -> bytes:
@@ -169,11 +179,20 @@ class HttpFront:
 
     @property
     def url(self) -> str:
+        if self.host.startswith("unix:"):
+            return self.host
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.host.startswith("unix:"):
+            path = self.host[5:]
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.stat(path).st_mode):  # a stale socket of an earlier run
+                    os.unlink(path)
+            self._server = await loop.create_unix_server(lambda: _HttpConnection(self), path, backlog=4096)
+            return
         self._server = await loop.create_server(
             lambda: _HttpConnection(self), self.host, self.requested_port, reuse_address=True, backlog=4096
         )

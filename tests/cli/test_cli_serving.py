@@ -291,3 +291,17 @@ def test_make_run_takes_port() -> None:
         assert (r.status_code, r.text) == (200, "Hello, world!\n")
     finally:
         d.stop(group=True)
+
+
+def test_bind_unix_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "front.sock"
+    d = dev("optapp:app", "--app-dir", str(APPS), "-b", f"unix:{sock}", "--locator-port", "0")
+    try:
+        assert d.seen["HTTP"] == f"unix:{sock}"
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=20) as client:
+            r = client.get("http://localhost/u")
+        assert r.status_code == 200 and r.json()["path_info"] == "/u"
+    finally:
+        d.stop()
+    res = run("dev", "optapp:app", "-b", "localhost:http")
+    assert res.returncode == 2 and "HOST:PORT or unix:PATH" in res.stderr and "int()" not in res.stderr
