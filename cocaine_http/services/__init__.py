@@ -22,6 +22,8 @@ from ..errors import (
     MethodNotFoundError,
     ServiceError,
     ServiceNotFoundError,
+    StorageError,
+    StorageNotFoundError,
 )
 from ..protocol.methods import MalformedReplyError, MethodNotFound, Resolved, ResolveFormatError
 from ..protocol.states import Backoff, ServiceState
@@ -57,6 +59,8 @@ __all__ = [
     "ServiceNotFoundError",
     "ServiceState",
     "Storage",
+    "StorageError",
+    "StorageNotFoundError",
     "Stream",
     "SyncClient",
     "set_default_loop",

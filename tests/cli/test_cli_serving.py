@@ -105,9 +105,11 @@ def test_dev_import_failure_stops_before_the_banner() -> None:
     res = run("dev", "nosuchmod:app", *LOOPBACK)
     assert res.returncode == 4, res
     assert "Ctrl-C" not in res.stdout and "HTTP" not in res.stdout
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 2, res.stderr
-    assert "nosuchmod" in lines[0] and "'nosuchmod'" in lines[1] and "--app-dir" in lines[1]
+    # word for word what docs/runtime.md shows
+    assert res.stderr.strip().splitlines() == [
+        "cocaine-http dev: app nosuchmod (module nosuchmod:app) cannot start:",
+        "cocaine-http: could not import module 'nosuchmod' (not found on sys.path; use --app-dir or --chdir)",
+    ]
     assert time.monotonic() - started < 30  # no backoff rounds
 
     res = run("dev", "optapp:nope", "--app-dir", str(APPS), *LOOPBACK)
