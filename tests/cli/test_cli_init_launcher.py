@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -119,3 +120,17 @@ def test_python_flag_pins_the_interpreter(tmp_path: Path) -> None:
     assert (tmp_path / "cocaine-http-launcher").read_text().startswith(f"#!{sys.executable}\n")
     status, body = serve_once(tmp_path, tmp_path / "run", Generation.B)
     assert (status, body) == (200, b"hello from /hello/http /x")
+
+
+@pytest.mark.parametrize("example", ["flask_app", "fastapi_app", "django_app"])
+def test_checked_in_launchers_are_what_init_writes(example: str) -> None:
+    """The examples' launchers are `init` output (docs say so): regenerate them when the template changes."""
+    from cocaine_http.cli import launcher_text
+
+    def unversioned(text: str) -> str:
+        return re.sub(r"\(cocaine-http [^)]*\)", "(cocaine-http VERSION)", text)
+
+    path = ROOT / "examples" / example / "cocaine-http-launcher"
+    assert unversioned(path.read_text()) == unversioned(launcher_text())
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["environment"]["COCAINE_HTTP_ARGS"] == "--root-path auto"

@@ -315,8 +315,9 @@ def test_init_output_runs_under_the_engine(tmp_path, gen: Generation) -> None:  
 def test_example_manifests_run_as_deployed(example: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """cwd = the example dir (the app archive's root), env = the manifest's environment.
 
-    The checked-in launchers say ``#!/usr/bin/env python3``; run them with this
-    interpreter instead (the one that has the frameworks).
+    The launchers are executed as the runtime does, by path; COCAINE_HTTP_PYTHON (in the
+    environment, as a deployer may put it in the manifest) points them at this interpreter,
+    the one that has the frameworks.
     """
     directory = os.path.join(ROOT, "examples", example)
     with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as fh:
@@ -325,10 +326,10 @@ def test_example_manifests_run_as_deployed(example: str, tmp_path) -> None:  # t
     assert os.access(launcher, os.X_OK)
 
     async def go() -> tuple[int, bytes]:
-        env = {**manifest["environment"], "PYTHONPATH": ROOT}
+        env = {**manifest["environment"], "PYTHONPATH": ROOT, "COCAINE_HTTP_PYTHON": sys.executable}
         async with Engine(
             "ex",
-            [sys.executable, launcher],
+            launcher,
             generation=Generation.B,
             runtime_dir=str(tmp_path),
             cwd=directory,
