@@ -169,7 +169,8 @@ def _env_value(action: argparse.Action, var: str, value: str) -> Any:
         try:
             out = action.type(text) if callable(action.type) else text
         except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{var}={value!r}: {exc or 'invalid value'}") from None
+            kind = {int: "an integer", float: "a number"}.get(action.type)  # type: ignore[call-overload]
+            raise ConfigError(f"{var}={value!r}: {f'expected {kind}' if kind else exc}") from None
         if action.choices is not None and out not in action.choices:
             choices = ", ".join(map(str, action.choices))
             raise ConfigError(f"{var}={value!r}: expected one of {choices}")
@@ -318,22 +319,8 @@ def build_parser(environ: Any = None, *, env: bool = True) -> argparse.ArgumentP
     return apply_env(p, environ) if env else p
 
 
-_CONFIG_KEYS = {
-    "targets",
-    "event",
-    "interface",
-    "factory",
-    "threads",
-    "root_path",
-    "lifespan",
-    "grace_period",
-    "log_level",
-    "access_log",
-    "env",
-    "chdir",
-    "app_dir",
-    "keep_cookie_pairs",
-}
+#: What a config file may set: the targets and every option of :data:`OPTIONS`.
+_CONFIG_KEYS = {"targets"} | {opt.dest for opt in OPTIONS} - {"config"}
 
 
 def load_config_file(path: str) -> dict[str, Any]:
