@@ -607,14 +607,16 @@ _FIND_PYTHON = """\
 #
 # The shell part finds the interpreter wherever the app is unpacked:
 # $COCAINE_HTTP_PYTHON if set (e.g. in the manifest's environment), else the first
-# of ./.venv/bin/python, ./venv/bin/python, python3, python that imports cocaine_http.
+# of ./.venv/bin/python, ./venv/bin/python, python3, python that has cocaine_http.
 ''':'
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 if [ -n "${COCAINE_HTTP_PYTHON:-}" ]; then exec "$COCAINE_HTTP_PYTHON" "$0" "$@"; fi
+# find_spec, not an import: the check costs one interpreter start, not the package's import
+has="import importlib.util as u, sys; sys.exit(u.find_spec('cocaine_http') is None)"
 for py in "$here/.venv/bin/python" "$here/venv/bin/python" python3 python; do
-    if "$py" -c "import cocaine_http" >/dev/null 2>&1; then exec "$py" "$0" "$@"; fi
+    if "$py" -c "$has" >/dev/null 2>&1; then exec "$py" "$0" "$@"; fi
 done
-echo "$0: no python here imports cocaine_http (tried $here/.venv/bin/python," \\
+echo "$0: no python here has cocaine_http (tried $here/.venv/bin/python," \\
     "$here/venv/bin/python, python3, python): install cocaine-http on this host" \\
     "or set COCAINE_HTTP_PYTHON in the manifest's environment" >&2
 exit 127
@@ -712,7 +714,7 @@ def init_main(argv: Sequence[str]) -> int:
     else:
         interpreter = (
             "  it runs $COCAINE_HTTP_PYTHON, ./.venv/bin/python, ./venv/bin/python, python3 or python,\n"
-            "  the first that imports cocaine_http (pin one with --python INTERPRETER)\n"
+            "  the first that has cocaine_http (pin one with --python INTERPRETER)\n"
         )
     print(
         f"wrote {manifest_path}\nwrote {launcher_path}\n{interpreter}\n"

@@ -109,7 +109,7 @@ def test_launcher_without_a_usable_python_says_so(tmp_path: Path) -> None:
         timeout=30,
     )
     assert res.returncode == 127
-    assert "no python here imports cocaine_http" in res.stderr and "COCAINE_HTTP_PYTHON" in res.stderr
+    assert "no python here has cocaine_http" in res.stderr and "COCAINE_HTTP_PYTHON" in res.stderr
 
 
 def test_python_flag_pins_the_interpreter(tmp_path: Path) -> None:
