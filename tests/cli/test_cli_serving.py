@@ -307,3 +307,44 @@ def test_bind_unix_socket(tmp_path: Path) -> None:
         d.stop()
     res = run("dev", "optapp:app", "-b", "localhost:http")
     assert res.returncode == 2 and "HOST:PORT or unix:PATH" in res.stderr and "int()" not in res.stderr
+
+
+def test_every_worker_option_goes_through_dev_and_the_environment() -> None:
+    """The option table's contract, for each entry (so a new one-line option needs no more code):
+    dev parses it and hands it to the worker unchanged, and its variable sets it in the worker."""
+    import argparse
+
+    from cocaine_http.cli import OPTIONS, build_parser, env_name, worker_argv
+    from cocaine_http.runtime.cli import _parsers
+
+    def sample(kwargs: dict[str, object]) -> tuple[list[str], str, object]:
+        action = kwargs.get("action")
+        if action == "store_true":
+            return [], "1", True
+        if action is argparse.BooleanOptionalAction:
+            return [], "yes", True
+        if action == "append":
+            return ["A=1"], "A=1", ["A=1"]
+        if kwargs.get("choices"):
+            value = list(kwargs["choices"])[-1]  # type: ignore[call-overload]
+            return [str(value)], str(value), value
+        if kwargs.get("type") is int:
+            return ["3"], "3", 3
+        if kwargs.get("type") is float:
+            return ["2.5"], "2.5", 2.5
+        return ["/x/y"], "/x/y", "/x/y"
+
+    for opt in OPTIONS:
+        args, env_value, expected = sample(opt.kwargs)
+        flag = opt.flags[0]
+        worker = build_parser({}).parse_args(["t:app", flag, *args])
+        assert getattr(worker, opt.dest) == expected, flag
+        from_env = build_parser({env_name(opt.dest): env_value}).parse_args(["t:app"])
+        assert getattr(from_env, opt.dest) == expected, (flag, env_name(opt.dest))
+        if not opt.dev:
+            continue
+        dev_ns = _parsers({})[1]["dev"].parse_intermixed_args(["t:app", flag, *args])
+        passed_on = build_parser({}).parse_args(["t:app", *worker_argv(dev_ns)])
+        assert getattr(passed_on, opt.dest) == expected, flag
+        untouched = _parsers({})[1]["dev"].parse_intermixed_args(["t:app"])
+        assert worker_argv(untouched) == []  # defaults stay the worker's own
