@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._version import __version__
+from .accesslog import DEFAULT_FORMAT as DEFAULT_ACCESS_FORMAT
 from .config import RUNTIME_FLAGS, split_args
 from .errors import AppImportError, ConfigError, StartupError
 
@@ -165,9 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=None, help="graceful terminate: seconds in-flight requests get"
     )
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="default: info, or as a worker the logging service's verbosity",
+    )
     p.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request"
+    )
+    p.add_argument(
+        "--access-log-format",
+        default=None,
+        metavar="FORMAT",
+        help="access line in gunicorn's atoms (implies --access-log; default: "
+        + DEFAULT_ACCESS_FORMAT.replace("%", "%%")
+        + ")",
     )
     p.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable"
@@ -193,6 +207,7 @@ _CONFIG_KEYS = {
     "timeout",
     "log_level",
     "access_log",
+    "access_log_format",
     "env",
     "chdir",
     "app_dir",
@@ -327,7 +342,8 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
     common = {
         "generation": generation,
         "root_path": ns.root_path,
-        "access_log": ns.access_log,
+        "access_log": ns.access_log or bool(ns.access_log_format),
+        "access_log_format": ns.access_log_format,
         "drop_cookie_pairs": not ns.keep_cookie_pairs,
     }
     for item in loaded:
@@ -374,7 +390,23 @@ def _not_a_worker(opts: Options, loaded: Sequence[Loaded] | None) -> int:
 def serve(argv: Sequence[str]) -> int:
     opts = parse_options(argv)
     ns = opts.ns
-    _setup_logging(ns.log_level)
+    handler = None
+    if opts.as_worker and not ns.check:
+        from .logs import install as install_logging
+
+        # before the app is imported: its records go to the runtime's logging service
+        handler = install_logging(ns.log_level)
+    else:
+        _setup_logging(ns.log_level or "info")
+    try:
+        return _serve(opts, handler)
+    finally:
+        if handler is not None:
+            handler.close_logger()  # what is still held or queued goes to stderr
+
+
+def _serve(opts: Options, handler: Any) -> int:
+    ns = opts.ns
     for item in opts.ignored:
         log.warning("ignoring unknown argument %r", item)
     _apply_environment(ns)
@@ -405,6 +437,8 @@ def serve(argv: Sequence[str]) -> int:
             cfg.shutdown_timeout,
             window,
         )
+    if handler is not None:
+        handler.bind(worker, runtime_argv)
     install(worker, loaded, ns)
     return int(worker.run(exit=False))
 

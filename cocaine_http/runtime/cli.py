@@ -23,12 +23,15 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..accesslog import AccessFormat
+from ..errors import ConfigError
 from ..protocol.frames import Generation
 from .local import LocalRuntime
 from .logging import Console, parse_level
@@ -37,6 +40,8 @@ from .node import AppSpec, spec_from_directory, spec_from_target
 __all__ = ["build_parser", "main"]
 
 DEFAULT_BIND = "127.0.0.1:8080"
+#: Seconds ``dev --reload`` gives the app's import check.
+CHECK_TIMEOUT = 60.0
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -107,6 +112,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="console verbosity: debug, info, warning, error (default info)",
     )
     p.add_argument(
+        "--access-log-format",
+        default=None,
+        metavar="FORMAT",
+        help="the HTTP front's access lines, in gunicorn's atoms (default: gunicorn's)",
+    )
+    p.add_argument("--no-access-log", action="store_true", help="no access lines from the HTTP front")
+    p.add_argument(
         "--headers",
         action="store_true",
         help="B: send the literal tracing headers on every frame, like a 0.12.14 runtime",
@@ -134,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--bind", default=DEFAULT_BIND, help=f"HTTP front address (default {DEFAULT_BIND})")
     rt.add_argument("--no-http", action="store_true", help="no HTTP front")
     rt.add_argument(
+        "--default-app",
+        default=None,
+        metavar="NAME",
+        help="serve / and paths that name no app with this app (default: none; / lists the apps)",
+    )
+    rt.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -159,6 +177,18 @@ def app_directories(paths: Sequence[str]) -> list[AppSpec]:
             raise ValueError(f"{path}: no manifest.json in it nor in its subdirectories")
         specs.extend(spec_from_directory(d) for d in found)
     return specs
+
+
+def logs_access(worker_args: Sequence[str]) -> bool:
+    """Whether workers started with *worker_args* write access lines themselves (then the
+    front writes lines only for the requests it answers itself: one line per request)."""
+    on = False
+    for arg in worker_args:
+        if arg == "--access-log" or arg.startswith("--access-log-format"):
+            on = True
+        elif arg == "--no-access-log":
+            on = False
+    return on
 
 
 def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> None:
@@ -211,32 +241,126 @@ def _snapshot(root: Path) -> dict[str, float]:
     return out
 
 
-async def _watch(rt: LocalRuntime, spec: AppSpec, workers: int, root: Path, period: float = 1.0) -> None:
-    """Restart *spec*'s app when a ``.py`` file under *root* changes (polling, no dependency)."""
-    before = _snapshot(root)
-    while True:
-        await asyncio.sleep(period)
-        now = _snapshot(root)
-        if now == before:
-            continue
-        changed = sorted(set(now.items()) ^ set(before.items()))
-        before = now
-        rt.console.emit("info", "reload", f"{changed[0][0]} changed; restarting {spec.name}")
-        await rt.stop_app(spec.name)
-        try:
-            await rt.start_app(spec, pool_size=workers)
-        except Exception as exc:
-            rt.console.emit("error", "reload", f"{spec.name} did not start: {exc}")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')
+
+
+def brief_import_error(stderr: str, cwd: str) -> str:
+    """``cocaine-http --check``'s complaint in one line: its message, plus where in the
+    app's own code it was raised when the message does not say."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "the import check failed without a message"
+    message = lines[0].removeprefix("cocaine-http: ")
+    where = ""
+    for line in lines[1:]:
+        match = _FRAME.match(line)
+        own = match is not None and f"{os.sep}cocaine_http{os.sep}" in match.group(1)
+        if match and not own and not match.group(1).startswith("<"):
+            path = match.group(1)
+            with contextlib.suppress(ValueError):
+                if os.path.abspath(path).startswith(os.path.abspath(cwd) + os.sep):
+                    path = os.path.relpath(path, cwd)
+            where = f"{path}, line {match.group(2)}"
+    if where and f"line {where.rpartition('line ')[2]}" not in message:
+        message += f" ({where})"
+    return message
+
+
+async def import_problem(spec: AppSpec, target: str, worker_args: Sequence[str]) -> str | None:
+    """Import *target* as the workers would, in a child process (``cocaine-http --check``):
+    ``None`` when it imports, else a one-line description."""
+    proc = await asyncio.create_subprocess_exec(
+        spec.argv[0],
+        "-m",
+        "cocaine_http",
+        "--check",
+        target,
+        *worker_args,
+        cwd=spec.cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **spec.env},
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return f"importing took over {CHECK_TIMEOUT:.0f} s"
+    if proc.returncode == 0:
+        return None
+    return brief_import_error(err.decode("utf-8", "replace"), spec.cwd or os.getcwd())
+
+
+class Reloader:
+    """``dev --reload``: restart the app when a ``.py`` file under *root* changes (polling,
+    no dependency). A change that breaks the import is reported once, in one line, and
+    again only when the problem changes; the app stays stopped until it imports again."""
+
+    def __init__(
+        self, console: Console, spec: AppSpec, target: str, worker_args: Sequence[str], workers: int
+    ) -> None:
+        self.console, self.spec, self.target = console, spec, target
+        self.worker_args = list(worker_args)
+        self.workers = workers
+        self.problem: str | None = None
+
+    async def check(self, report: bool = True) -> bool:
+        """Check the import; report a new problem. ``True`` when it imports."""
+        problem = await import_problem(self.spec, self.target, self.worker_args)
+        if report:
+            self.report(problem)
+        else:
+            self.problem = problem
+        return problem is None
+
+    def report(self, problem: str | None) -> None:
+        if problem is not None and problem != self.problem:
+            self.console.emit(
+                "error", "reload", f"{self.spec.name} cannot be imported: {problem}; waiting for a change"
+            )
+        elif problem is None and self.problem is not None:
+            self.console.emit("info", "reload", f"{self.spec.name} imports again")
+        self.problem = problem
+
+    async def watch(self, rt: LocalRuntime, root: Path, period: float = 1.0) -> None:
+        spec = self.spec
+        before = _snapshot(root)
+        while True:
+            await asyncio.sleep(period)
+            now = _snapshot(root)
+            if now == before:
+                continue
+            changed = sorted(set(now.items()) ^ set(before.items()))
+            before = now
+            if self.problem is None:
+                rt.console.emit("info", "reload", f"{changed[0][0]} changed; restarting {spec.name}")
+            ok = await self.check()
+            await rt.stop_app(spec.name)
+            if not ok:
+                continue
+            try:
+                await rt.start_app(spec, pool_size=self.workers)
+            except Exception as exc:
+                rt.console.emit("error", "reload", f"{spec.name} did not start: {exc}")
 
 
 async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     console = Console(level=args.log_level)
     specs: list[Any]
+    default_app: str | None
+    workers_log_access = False
     if args.command == "dev":
         extra = list(getattr(args, "worker_args", []))
+        if not any(a == "--log-level" or a.startswith("--log-level=") for a in extra):
+            extra += ["--log-level", parse_level(args.log_level)]  # the workers log what the console shows
+        workers_log_access = logs_access(extra)
         specs = [spec_from_target(args.target, args.name, extra_args=extra)]
         bind: str | None = args.bind
         workers = args.workers
+        default_app = specs[0].name
     else:
         try:
             specs = app_directories(args.apps) if args.apps else []
@@ -245,6 +369,17 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             return 1
         bind = None if args.no_http else args.bind
         workers = args.workers
+        default_app = args.default_app
+        if default_app is not None and default_app not in {spec.name for spec in specs}:
+            names = ", ".join(spec.name for spec in specs) or "none"
+            message = f"--default-app {default_app}: no such app ({names})"
+            print(f"cocaine-http runtime: {message}", file=sys.stderr)
+            return 1
+    reloader = None
+    if args.command == "dev" and args.reload:
+        reloader = Reloader(console, specs[0], args.target, extra, workers)
+        if not await reloader.check(report=False):
+            specs = []  # started by the reloader once it imports
     rt = LocalRuntime(
         args.protocol,
         locator_port=args.locator_port,
@@ -257,7 +392,14 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
-        front_options={"timeout": args.timeout, "max_body_size": args.max_body_size},
+        front_options={
+            "timeout": args.timeout,
+            "max_body_size": args.max_body_size,
+            "access_log": not args.no_access_log,
+            "access_log_format": args.access_log_format,
+            "workers_log_access": workers_log_access,
+        },
+        default_app=default_app,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -290,10 +432,12 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"cocaine-http {args.command}: cannot start: {exc}", file=sys.stderr)
             return 1
         title = f"dev {args.target}" if args.command == "dev" else "runtime"
-        banner(rt, out, title, reload=args.command == "dev" and args.reload)
+        banner(rt, out, title, reload=reloader is not None)
         watcher = None
-        if args.command == "dev" and args.reload:
-            watcher = loop.create_task(_watch(rt, specs[0], workers, Path.cwd()))
+        if reloader is not None:
+            problem, reloader.problem = reloader.problem, None
+            reloader.report(problem)  # after the banner, where it is seen
+            watcher = loop.create_task(reloader.watch(rt, Path.cwd()))
         try:
             await stop.wait()
         finally:
@@ -322,6 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parse_level(args.log_level)
     except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        AccessFormat(args.access_log_format)
+    except ConfigError as exc:
         parser.error(str(exc))
     if getattr(args, "workers", None) is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
