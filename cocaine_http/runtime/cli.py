@@ -250,9 +250,12 @@ def brief_import_error(stderr: str, cwd: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     if not lines:
         return "the import check failed without a message"
-    message = lines[0].removeprefix("cocaine-http: ")
+    first = next((i for i, line in enumerate(lines) if line.startswith("cocaine-http: ")), None)
+    if first is None:
+        return lines[-1].strip()
+    message = lines[first].removeprefix("cocaine-http: ")
     where = ""
-    for line in lines[1:]:
+    for line in lines[first + 1 :]:
         match = _FRAME.match(line)
         own = match is not None and f"{os.sep}cocaine_http{os.sep}" in match.group(1)
         if match and not own and not match.group(1).startswith("<"):
@@ -276,6 +279,8 @@ async def import_problem(spec: AppSpec, target: str, worker_args: Sequence[str])
         "--check",
         target,
         *worker_args,
+        "--log-level",
+        "critical",  # the app's own records at import are not the problem
         cwd=spec.cwd,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
@@ -337,6 +342,8 @@ class Reloader:
             before = now
             if self.problem is None:
                 rt.console.emit("info", "reload", f"{changed[0][0]} changed; restarting {spec.name}")
+            else:
+                rt.console.emit("debug", "reload", f"{changed[0][0]} changed; checking the import again")
             ok = await self.check()
             await rt.stop_app(spec.name)
             if not ok:
