@@ -500,9 +500,13 @@ def init_main(argv: Sequence[str]) -> int:
         # validate what goes into COCAINE_HTTP_ARGS with the real parser now, not at deploy time
         check = build_parser()
         try:
-            check.parse_args(["x:y", *extra])
+            checked = check.parse_args(["x:y", *extra])
         except SystemExit:
             return 2
+        if checked.access_log_format is not None:
+            from .accesslog import AccessFormat
+
+            AccessFormat(checked.access_log_format)  # ConfigError now, not at deploy time
     parse_app_specs(ns.target)  # validates the syntax and the event mapping
     from .importer import parse_target
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +51,20 @@ def test_every_atom() -> None:
 def test_bad_format_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="access-log-format"):
         AccessFormat("%(h)d")
+
+
+def test_init_checks_the_format_before_writing(tmp_path: Path) -> None:
+    def init(fmt: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cocaine_http", "init", "app:app", "--dir", str(tmp_path / "d"),
+             "--access-log-format", fmt],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    bad = init("%(h)d")
+    assert bad.returncode == 2 and "bad --access-log-format" in bad.stderr
+    assert not (tmp_path / "d").exists()
+    good = init("%(h)s %(L)s")
+    assert good.returncode == 0, good.stderr
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["environment"]["COCAINE_HTTP_ARGS"] == "--access-log-format '%(h)s %(L)s'"
