@@ -4,13 +4,14 @@
 
     cocaine-http dev MODULE:ATTR [--bind HOST:PORT] [--workers N] [--protocol 0.11|0.12]
                      [--reload] [--locator-port PORT] [--name APP] [--storage DIR] [...] [-- WORKER ARGS]
-    cocaine-http runtime --apps DIR [--apps DIR ...] [--bind HOST:PORT | --no-http] [...]
+    cocaine-http runtime --apps DIR [--apps DIR ...] [--bind HOST:PORT | --no-http] [--default-app NAME] [...]
 
 ``dev`` runs one Python app (its workers are ``python -m cocaine_http
 MODULE:ATTR`` plus the runtime's flags) behind the HTTP front; ``runtime``
 runs apps given as directories holding ``manifest.json`` (a directory of
 such directories works too) plus whatever ``runlists/default`` in
-``--storage`` lists. Both print where everything listens, serve until
+``--storage`` lists; the HTTP front routes ``/<app>/<event>/...`` only (``/``
+lists the apps) unless ``--default-app`` names one. Both print where everything listens, serve until
 Ctrl-C or SIGTERM, then stop every worker before exiting.
 
 Exit codes: 0 after a clean stop, 1 when the runtime could not start (a
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -189,6 +191,16 @@ def logs_access(worker_args: Sequence[str]) -> bool:
         elif arg == "--no-access-log":
             on = False
     return on
+
+
+def spec_logs_access(spec: AppSpec) -> bool:
+    """Whether *spec*'s workers are ``cocaine-http`` workers told to log access, on their
+    command line or in the manifest's ``COCAINE_HTTP_ARGS``."""
+    try:
+        extra = shlex.split(spec.env.get("COCAINE_HTTP_ARGS", ""))
+    except ValueError:
+        extra = []
+    return logs_access([*spec.argv[1:], *extra])
 
 
 def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> None:
@@ -358,12 +370,10 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     console = Console(level=args.log_level)
     specs: list[Any]
     default_app: str | None
-    workers_log_access = False
     if args.command == "dev":
         extra = list(getattr(args, "worker_args", []))
         if not any(a == "--log-level" or a.startswith("--log-level=") for a in extra):
             extra += ["--log-level", parse_level(args.log_level)]  # the workers log what the console shows
-        workers_log_access = logs_access(extra)
         specs = [spec_from_target(args.target, args.name, extra_args=extra)]
         bind: str | None = args.bind
         workers = args.workers
@@ -382,6 +392,8 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             message = f"--default-app {default_app}: no such app ({names})"
             print(f"cocaine-http runtime: {message}", file=sys.stderr)
             return 1
+    # apps whose workers write access lines themselves: the front then does not, for them
+    workers_log_access = {spec.name for spec in specs if spec_logs_access(spec)}
     reloader = None
     if args.command == "dev" and args.reload:
         reloader = Reloader(console, specs[0], args.target, extra, workers)

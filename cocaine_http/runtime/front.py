@@ -48,7 +48,7 @@ import contextlib
 import http
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -157,7 +157,7 @@ class HttpFront:
         cookie_pairs: bool = True,
         access_log: bool = True,
         access_log_format: str | None = None,
-        workers_log_access: bool = False,
+        workers_log_access: bool | Container[str] = False,
     ) -> None:
         self.runtime = runtime
         self.generation = runtime.generation
@@ -170,8 +170,9 @@ class HttpFront:
         self.cookie_pairs = cookie_pairs
         #: One access line per request, to the runtime's console, source = the app.
         self.access_format = AccessFormat(access_log_format) if access_log else None
-        #: The workers log their own access lines (``--access-log``): only the requests
-        #: the front answers itself (routing errors, 502/503/504) get one from here.
+        #: The workers (of all apps, or of the apps named) log their own access lines
+        #: (``--access-log``): only the requests the front answers itself (routing
+        #: errors, 502/503/504) get one from here.
         self.workers_log_access = workers_log_access
         self.connections: set[_HttpConnection] = set()
         self.port = 0
@@ -414,7 +415,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
     def _access_line(self, req: h11.Request, seconds: float) -> None:
         fmt = self.front.access_format
-        if fmt is None or (self.answered and self.front.workers_log_access):
+        if fmt is None:
+            return
+        theirs = self.front.workers_log_access
+        if self.answered and (theirs is True or (not isinstance(theirs, bool) and self.app in theirs)):
             return
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         record = AccessRecord(

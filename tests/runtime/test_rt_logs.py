@@ -303,3 +303,30 @@ def test_reload_reports_a_broken_import_once(tmp_path: Path) -> None:
     assert re.search(r"SyntaxError: .*\(app\.py, line 17\); waiting for a change$", reports[0]), reports
     assert re.search(r"ValueError: other \(app\.py, line 17\); waiting for a change$", reports[1]), reports
     assert not any("Traceback" in line for line in lines), "\n".join(lines)
+
+
+def test_runtime_app_with_access_log_in_its_manifest(tmp_path: Path) -> None:
+    (tmp_path / "shop").mkdir()
+    project = flask_project(tmp_path / "shop")  # an app directory named shop
+    init = subprocess.run(
+        [sys.executable, "-m", "cocaine_http", "init", "app:app", "--access-log-format", "W %(r)s %(s)s"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    p = Proc(["runtime", "--apps", str(project), "--bind", "127.0.0.1:0", "--locator-port", "0"], tmp_path)
+    try:
+        with httpx.Client(base_url=p.url, timeout=20) as client:
+            assert client.get("/shop/http/").text == "hi"
+            assert client.get("/shop/http/boom").status_code == 500
+        p.wait(r"access: W GET /boom HTTP/1\.1 500")
+    finally:
+        lines = p.stop()
+    access = [r for r in records(lines) if r[2].startswith("access: ")]
+    # the manifest's COCAINE_HTTP_ARGS turn the workers' access log on: the front stays quiet
+    assert access == [
+        ("INFO", "shop", "access: W GET / HTTP/1.1 200"),
+        ("INFO", "shop", "access: W GET /boom HTTP/1.1 500"),
+    ], "\n".join(lines)
