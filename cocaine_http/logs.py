@@ -12,8 +12,8 @@ the cloud's log keep them apart:
 ``text`` is the message plus its traceback, if any: one record, one
 message, one level, and no timestamp of ours (the runtime stamps it).
 
-Records made before the worker's loop runs (importing the app) are held,
-bounded, and sent once it does. Where the service cannot be reached the
+Records made before the worker has sent its handshake (importing the app,
+startup hooks) are held, bounded, and sent once it has. Where the service cannot be reached the
 :class:`~cocaine_http.services.Logger` writes to stderr instead, and so
 does a record made while one is being handed over (no feedback) and
 everything after the worker's loop has ended. stderr lines carry level and
@@ -71,10 +71,13 @@ class RuntimeLogHandler(logging.Handler):
             self.emit(record)
 
     def bind(self, worker: Any, runtime_argv: list[str]) -> None:
-        """Attach to the logging service when *worker*'s loop starts (its first startup
-        hook); flush and detach in its last shutdown hook."""
+        """Attach to the logging service once *worker* has sent its handshake (the service
+        clients are imported then, not on the way to activation); flush and detach in its
+        last shutdown hook. Until attached, records are held (startup hooks' included)."""
 
-        async def start() -> None:
+        def start() -> None:
+            if self.client is not None:
+                return
             from .services.client import Client
 
             self.client = Client(argv=runtime_argv)
@@ -90,7 +93,7 @@ class RuntimeLogHandler(logging.Handler):
                 with contextlib.suppress(Exception):
                     await self.client.close()
 
-        worker.on_startup.insert(0, start)
+        worker.events.on("connect", start)
         worker.on_shutdown.append(stop)
 
     def close_logger(self) -> None:
