@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._version import __version__
+from .accesslog import DEFAULT_FORMAT as DEFAULT_ACCESS_FORMAT
 from .config import RUNTIME_FLAGS, split_args
 from .errors import AppImportError, ConfigError, StartupError
 
@@ -235,9 +236,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--lifespan",), dict(choices=("auto", "on", "off"), default="auto", help="ASGI lifespan")),
     Option(("--grace-period",), dict(type=float, default=None, metavar="SECONDS",
                                      help="on terminate, seconds in-flight requests still get (default: 4)")),
-    Option(("--log-level",), dict(choices=LOG_LEVELS, default="info", help="worker log level"), dev=False),
+    Option(("--log-level",), dict(choices=LOG_LEVELS, default=None,
+                                  help="default: info, or as a worker the logging service's verbosity"),
+           dev=False),
     Option(("--access-log",), dict(action=argparse.BooleanOptionalAction, default=False,
                                    help="log every request")),
+    Option(("--access-log-format",), dict(default=None, metavar="FORMAT",
+                                          help="access line in gunicorn's atoms (implies --access-log; "
+                                          "default: " + DEFAULT_ACCESS_FORMAT.replace("%", "%%") + ")")),
     Option(("--env",), dict(action="append", default=[], metavar="KEY=VALUE", help="set a variable")),
     Option(("--config",), dict(default=None, metavar="FILE", help="settings file (.json or .py)")),
     Option(("--chdir",), dict(default=None, metavar="DIR", help="change to DIR before importing the app")),
@@ -501,7 +507,8 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
     generation = worker.config.generation
     common = {
         "generation": generation,
-        "access_log": ns.access_log,
+        "access_log": ns.access_log or bool(ns.access_log_format),
+        "access_log_format": ns.access_log_format,
         "drop_cookie_pairs": not ns.keep_cookie_pairs,
     }
     for item in loaded:
@@ -555,7 +562,23 @@ def _not_a_worker(opts: Options, loaded: Sequence[Loaded] | None) -> int:
 def serve(argv: Sequence[str]) -> int:
     opts = parse_options(argv)
     ns = opts.ns
-    _setup_logging(ns.log_level)
+    handler = None
+    if opts.as_worker and not ns.check:
+        from .logs import install as install_logging
+
+        # before the app is imported: its records go to the runtime's logging service
+        handler = install_logging(ns.log_level)
+    else:
+        _setup_logging(ns.log_level or "info")
+    try:
+        return _serve(opts, handler)
+    finally:
+        if handler is not None:
+            handler.close_logger()  # what is still held or queued goes to stderr
+
+
+def _serve(opts: Options, handler: Any) -> int:
+    ns = opts.ns
     for item in opts.ignored:
         log.warning("ignoring unknown argument %r", item)
     _apply_environment(ns)
@@ -586,6 +609,8 @@ def serve(argv: Sequence[str]) -> int:
             cfg.shutdown_timeout,
             window,
         )
+    if handler is not None:
+        handler.bind(worker, runtime_argv)
     install(worker, loaded, ns)
     return int(worker.run(exit=False))
 
@@ -679,9 +704,13 @@ def init_main(argv: Sequence[str]) -> int:
         # validate what goes into COCAINE_HTTP_ARGS with the real parser now, not at deploy time
         check = build_parser()
         try:
-            check.parse_args(["x:y", *extra])
+            checked = check.parse_args(["x:y", *extra])
         except SystemExit:
             return 2
+        if checked.access_log_format is not None:
+            from .accesslog import AccessFormat
+
+            AccessFormat(checked.access_log_format)  # ConfigError now, not at deploy time
     parse_app_specs(ns.target)  # validates the syntax and the event mapping
     from .importer import parse_target
 

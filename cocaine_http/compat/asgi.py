@@ -38,6 +38,7 @@ from urllib.parse import unquote_to_bytes
 
 from asgiref.compatibility import guarantee_single_callable
 
+from ..accesslog import AccessFormat
 from ..errors import CocaineError, ErrorCode, StartupError
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
@@ -229,6 +230,7 @@ class ASGIHandler:
         generation: Generation | str = Generation.B,
         root_path: str = "",
         access_log: bool = False,
+        access_log_format: str | None = None,
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         drop_cookie_pairs: bool = True,
         lifespan: Lifespan | None = None,
@@ -237,6 +239,7 @@ class ASGIHandler:
         self.generation = Generation.parse(generation)
         self.root_path = root_path
         self.access_log = access_log
+        self.access_format = AccessFormat(access_log_format) if access_log_format else None
         self.drop_cookie_pairs = drop_cookie_pairs
         self.encoder = ResponseEncoder(self.generation, max_head_size=max_head_size)
         self.lifespan = lifespan
@@ -287,8 +290,9 @@ class ASGIHandler:
             ex.disconnect()
             self._live.discard(ex)
             if self.access_log:
+                took = time.perf_counter() - started
                 access_log.info(
-                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started)
+                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, took, self.access_format)
                 )
 
     def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException | None, what: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..accesslog import AccessFormat, AccessRecord
 from ..http.envelope import HttpRequest
 
 __all__ = ["access_line", "client_addr", "host_and_port", "lowered", "url_scheme"]
@@ -26,6 +27,7 @@ __all__ = ["access_line", "client_addr", "host_and_port", "lowered", "url_scheme
 Headers = Sequence[tuple[bytes, bytes]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_FORMAT = AccessFormat()
 
 
 def lowered(headers: Headers) -> list[tuple[bytes, bytes]]:
@@ -77,9 +79,13 @@ def client_addr(headers: Headers) -> str | None:
     return None
 
 
-def access_line(req: HttpRequest, status: int, nbytes: int, seconds: float) -> str:
-    """``client - "GET /p?q HTTP/1.1" 200 5 1.2ms`` (client ``-`` when unknown)."""
-    return (
-        f'{client_addr(lowered(req.headers)) or "-"} - "{req.request_line}" '
-        f"{status} {nbytes} {seconds * 1000:.1f}ms"
+def access_line(
+    req: HttpRequest, status: int, nbytes: int, seconds: float, fmt: AccessFormat | None = None
+) -> str:
+    """The request's access line in *fmt* (gunicorn's atoms, :mod:`cocaine_http.accesslog`;
+    default: gunicorn's default format)."""
+    headers = lowered(req.headers)
+    record = AccessRecord(
+        req.method, req.uri, req.version, headers, status, nbytes, seconds, client=client_addr(headers)
     )
+    return (fmt or _DEFAULT_FORMAT).line(record)

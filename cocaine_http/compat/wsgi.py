@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .. import __version__
+from ..accesslog import AccessFormat
 from ..errors import CocaineError, ErrorCode
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
@@ -344,6 +345,7 @@ class WSGIHandler:
         generation: Generation | str = Generation.B,
         root_path: str = "",
         access_log: bool = False,
+        access_log_format: str | None = None,
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         drop_cookie_pairs: bool = True,
     ) -> None:
@@ -351,6 +353,7 @@ class WSGIHandler:
         self.generation = Generation.parse(generation)
         self.root_path = root_path
         self.access_log = access_log
+        self.access_format = AccessFormat(access_log_format) if access_log_format else None
         self.drop_cookie_pairs = drop_cookie_pairs
         self.encoder = ResponseEncoder(self.generation, max_head_size=max_head_size)
         self._errors = _ErrorStream(log)
@@ -404,8 +407,9 @@ class WSGIHandler:
                 except Exception:
                     log.exception("%s: the response iterable's close() failed", req.request_line)
             if self.access_log:
+                took = time.perf_counter() - started
                 access_log.info(
-                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started)
+                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, took, self.access_format)
                 )
 
     def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException) -> None:

@@ -4,13 +4,14 @@
 
     cocaine-http dev MODULE:ATTR [--bind HOST:PORT] [--workers N] [--protocol 0.11|0.12]
                      [--reload] [--locator-port PORT] [--name APP] [--storage DIR] [...] [-- WORKER ARGS]
-    cocaine-http runtime --apps DIR [--apps DIR ...] [--bind HOST:PORT | --no-http] [...]
+    cocaine-http runtime --apps DIR [--apps DIR ...] [--bind HOST:PORT | --no-http] [--default-app NAME] [...]
 
 ``dev`` runs one Python app (its workers are ``python -m cocaine_http
 MODULE:ATTR`` plus the runtime's flags) behind the HTTP front; ``runtime``
 runs apps given as directories holding ``manifest.json`` (a directory of
 such directories works too) plus whatever ``runlists/default`` in
-``--storage`` lists. Both print where everything listens, serve until
+``--storage`` lists; the HTTP front routes ``/<app>/<event>/...`` only (``/``
+lists the apps) unless ``--default-app`` names one. Both print where everything listens, serve until
 Ctrl-C or SIGTERM, then stop every worker before exiting.
 
 Exit codes: 0 after a clean stop, 1 when the runtime could not start (a
@@ -23,6 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,7 +33,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..accesslog import AccessFormat
 from ..cli import ENV_APP, ENV_PREFIX, DeprecatedAlias, add_options, apply_env, worker_argv
+from ..errors import ConfigError
 from ..protocol.frames import Generation
 from .front import parse_bind
 from .local import LocalRuntime
@@ -41,6 +46,8 @@ __all__ = ["build_parser", "main"]
 
 DEFAULT_BIND = "127.0.0.1:8080"
 BIND_HELP = f"HTTP address: HOST:PORT or unix:PATH (default {DEFAULT_BIND})"
+#: Seconds ``dev --reload`` gives the app's import check.
+CHECK_TIMEOUT = 60.0
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -132,6 +139,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="console verbosity: debug, info, warning, error (default info)",
     )
     p.add_argument(
+        "--access-log-format",
+        default=None,
+        metavar="FORMAT",
+        help="the HTTP front's access lines, in gunicorn's atoms (default: gunicorn's)",
+    )
+    p.add_argument("--no-access-log", action="store_true", help="no access lines from the HTTP front")
+    p.add_argument(
         "--headers",
         action="store_true",
         help="B: send the literal tracing headers on every frame, like a 0.12.14 runtime",
@@ -182,6 +196,12 @@ def _parsers(environ: Any = None) -> tuple[argparse.ArgumentParser, dict[str, ar
     rt.add_argument("-b", "--bind", type=_bind, default=DEFAULT_BIND, help=BIND_HELP)
     rt.add_argument("--no-http", action="store_true", help="no HTTP front")
     rt.add_argument(
+        "--default-app",
+        default=None,
+        metavar="NAME",
+        help="serve / and paths that name no app with this app (default: none; / lists the apps)",
+    )
+    rt.add_argument(
         "-w",
         "--workers",
         type=int,
@@ -215,6 +235,28 @@ def app_directories(paths: Sequence[str]) -> list[AppSpec]:
             raise ValueError(f"{path}: no manifest.json in it nor in its subdirectories")
         specs.extend(spec_from_directory(d) for d in found)
     return specs
+
+
+def logs_access(worker_args: Sequence[str]) -> bool:
+    """Whether workers started with *worker_args* write access lines themselves (then the
+    front writes lines only for the requests it answers itself: one line per request)."""
+    on = False
+    for arg in worker_args:
+        if arg == "--access-log" or arg.startswith("--access-log-format"):
+            on = True
+        elif arg == "--no-access-log":
+            on = False
+    return on
+
+
+def spec_logs_access(spec: AppSpec) -> bool:
+    """Whether *spec*'s workers are ``cocaine-http`` workers told to log access, on their
+    command line or in the manifest's ``COCAINE_HTTP_ARGS``."""
+    try:
+        extra = shlex.split(spec.env.get("COCAINE_HTTP_ARGS", ""))
+    except ValueError:
+        extra = []
+    return logs_access([*spec.argv[1:], *extra])
 
 
 def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> None:
@@ -268,32 +310,139 @@ def _snapshot(root: Path) -> dict[str, float]:
     return out
 
 
-async def _watch(rt: LocalRuntime, spec: AppSpec, workers: int, root: Path, period: float = 1.0) -> None:
-    """Restart *spec*'s app when a ``.py`` file under *root* changes (polling, no dependency)."""
-    before = _snapshot(root)
-    while True:
-        await asyncio.sleep(period)
-        now = _snapshot(root)
-        if now == before:
-            continue
-        changed = sorted(set(now.items()) ^ set(before.items()))
-        before = now
-        rt.console.emit("info", "reload", f"{changed[0][0]} changed; restarting {spec.name}")
-        await rt.stop_app(spec.name)
-        try:
-            await rt.start_app(spec, pool_size=workers)
-        except Exception as exc:
-            rt.console.emit("error", "reload", f"{spec.name} did not start: {exc}")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')
+
+
+def brief_import_error(stderr: str, cwd: str) -> str:
+    """``cocaine-http --check``'s complaint in one line: its message, plus where in the
+    app's own code it was raised when the message does not say."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "the import check failed without a message"
+    first = next((i for i, line in enumerate(lines) if line.startswith("cocaine-http: ")), None)
+    if first is None:
+        return lines[-1].strip()
+    message = lines[first].removeprefix("cocaine-http: ")
+    where = ""
+    for line in lines[first + 1 :]:
+        match = _FRAME.match(line)
+        own = match is not None and f"{os.sep}cocaine_http{os.sep}" in match.group(1)
+        if match and not own and not match.group(1).startswith("<"):
+            path = match.group(1)
+            with contextlib.suppress(ValueError):
+                if os.path.abspath(path).startswith(os.path.abspath(cwd) + os.sep):
+                    path = os.path.relpath(path, cwd)
+            where = f"{path}, line {match.group(2)}"
+    if where and f"line {where.rpartition('line ')[2]}" not in message:
+        message += f" ({where})"
+    return message
+
+
+async def import_problem(spec: AppSpec, target: str, worker_args: Sequence[str]) -> str | None:
+    """Import *target* as the workers would, in a child process (``cocaine-http --check``):
+    ``None`` when it imports, else a one-line description."""
+    proc = await asyncio.create_subprocess_exec(
+        spec.argv[0],
+        "-m",
+        "cocaine_http",
+        "--check",
+        target,
+        *worker_args,
+        "--log-level",
+        "critical",  # the app's own records at import are not the problem
+        cwd=spec.cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **spec.env},
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT)
+    except asyncio.TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        return f"importing took over {CHECK_TIMEOUT:.0f} s"
+    if proc.returncode == 0:
+        return None
+    return brief_import_error(err.decode("utf-8", "replace"), spec.cwd or os.getcwd())
+
+
+class Reloader:
+    """``dev --reload``: restart the app when a ``.py`` file under *root* changes (polling,
+    no dependency). A change that breaks the import is reported once, in one line, and
+    again only when the problem changes; the app stays stopped until it imports again."""
+
+    def __init__(
+        self, console: Console, spec: AppSpec, target: str, worker_args: Sequence[str], workers: int
+    ) -> None:
+        self.console, self.spec, self.target = console, spec, target
+        self.worker_args = list(worker_args)
+        self.workers = workers
+        self.problem: str | None = None
+
+    async def check(self, report: bool = True) -> bool:
+        """Check the import; report a new problem. ``True`` when it imports."""
+        problem = await import_problem(self.spec, self.target, self.worker_args)
+        if report:
+            self.report(problem)
+        else:
+            self.problem = problem
+        return problem is None
+
+    def report(self, problem: str | None) -> None:
+        if problem is not None and problem != self.problem:
+            self.console.emit(
+                "error", "reload", f"{self.spec.name} cannot be imported: {problem}; waiting for a change"
+            )
+        elif problem is None and self.problem is not None:
+            self.console.emit("info", "reload", f"{self.spec.name} imports again")
+        self.problem = problem
+
+    async def watch(self, rt: LocalRuntime, root: Path, period: float = 1.0) -> None:
+        spec = self.spec
+        before = _snapshot(root)
+        while True:
+            await asyncio.sleep(period)
+            now = _snapshot(root)
+            if now == before:
+                continue
+            changed = sorted(set(now.items()) ^ set(before.items()))
+            before = now
+            if self.problem is None:
+                rt.console.emit("info", "reload", f"{changed[0][0]} changed; restarting {spec.name}")
+            else:
+                rt.console.emit("debug", "reload", f"{changed[0][0]} changed; checking the import again")
+            ok = await self.check()
+            await rt.stop_app(spec.name)
+            if not ok:
+                continue
+            try:
+                await rt.start_app(spec, pool_size=self.workers)
+            except Exception as exc:
+                rt.console.emit("error", "reload", f"{spec.name} did not start: {exc}")
+
+
+def dev_worker_args(args: argparse.Namespace) -> list[str]:
+    """What ``dev`` adds to its first target's worker command: the other targets, the worker
+    options it was given, the words after ``--``, and its own log level unless one is there."""
+    extra = [*args.targets[1:], *worker_argv(args), *getattr(args, "worker_args", [])]
+    if not any(a == "--log-level" or a.startswith("--log-level=") for a in extra):
+        extra += ["--log-level", parse_level(args.log_level)]  # the workers log what the console shows
+    return extra
 
 
 def app_specs(args: argparse.Namespace) -> tuple[list[Any], int]:
     """The apps to run, each checked to import (``cocaine-http --check``) before anything starts.
 
     Returns ``(specs, 0)``, or ``([], exit code)`` after saying on stderr what failed and how to fix it.
+    Under ``dev --reload`` a failing import is not fatal: the :class:`Reloader` reports it and
+    waits for a change.
     """
     if args.command == "dev":
-        extra = [*args.targets[1:], *worker_argv(args), *getattr(args, "worker_args", [])]
-        specs = [spec_from_target(args.targets[0], args.name, extra_args=extra)]
+        specs = [spec_from_target(args.targets[0], args.name, extra_args=dev_worker_args(args))]
+        if args.reload:
+            return specs, 0
     else:
         try:
             specs = app_directories(args.apps) if args.apps else []
@@ -341,11 +490,26 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     specs, failed = app_specs(args)
     if failed:
         return failed
+    default_app: str | None
     if args.command == "dev":
         bind: str | None = args.bind
+        default_app = specs[0].name
     else:
         bind = None if args.no_http else args.bind
+        default_app = args.default_app
+        if default_app is not None and default_app not in {spec.name for spec in specs}:
+            names = ", ".join(spec.name for spec in specs) or "none"
+            message = f"--default-app {default_app}: no such app ({names})"
+            print(f"cocaine-http runtime: {message}", file=sys.stderr)
+            return 1
     workers = args.workers
+    # apps whose workers write access lines themselves: the front then does not, for them
+    workers_log_access = {spec.name for spec in specs if spec_logs_access(spec)}
+    reloader = None
+    if args.command == "dev" and args.reload:
+        reloader = Reloader(console, specs[0], args.targets[0], dev_worker_args(args), workers)
+        if not await reloader.check(report=False):
+            specs = []  # started by the reloader once it imports
     rt = LocalRuntime(
         args.protocol,
         locator_port=args.locator_port,
@@ -358,7 +522,14 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
-        front_options={"timeout": args.front_timeout, "max_body_size": args.max_body_size},
+        front_options={
+            "timeout": args.front_timeout,
+            "max_body_size": args.max_body_size,
+            "access_log": not args.no_access_log,
+            "access_log_format": args.access_log_format,
+            "workers_log_access": workers_log_access,
+        },
+        default_app=default_app,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -391,10 +562,12 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             print(f"cocaine-http {args.command}: cannot start: {exc}", file=sys.stderr)
             return 1
         title = f"dev {' '.join(args.targets)}" if args.command == "dev" else "runtime"
-        banner(rt, out, title, reload=args.command == "dev" and args.reload)
+        banner(rt, out, title, reload=reloader is not None)
         watcher = None
-        if args.command == "dev" and args.reload:
-            watcher = loop.create_task(_watch(rt, specs[0], workers, Path.cwd()))
+        if reloader is not None:
+            problem, reloader.problem = reloader.problem, None
+            reloader.report(problem)  # after the banner, where it is seen
+            watcher = loop.create_task(reloader.watch(rt, Path.cwd()))
         try:
             await stop.wait()
         finally:
@@ -448,6 +621,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parse_level(args.log_level)
     except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        AccessFormat(args.access_log_format)
+    except ConfigError as exc:
         parser.error(str(exc))
     if getattr(args, "workers", None) is not None and args.workers < 1:
         parser.error("--workers must be at least 1")

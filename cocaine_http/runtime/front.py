@@ -9,10 +9,13 @@ Routing, first match wins:
    from them, the URI passed unchanged (one of them alone is ignored);
 2. ``/<app>/<event><rest>`` where ``<app>`` is a running app: the worker gets
    ``/<rest>`` (a ``/`` prepended if missing, query kept), like the proxies;
-3. anything else goes to the default app (the one given on the command
-   line) as event ``http`` with the URI unchanged;
-4. no default app: ``/`` and ``/<app>`` → 404 ``Invalid url``,
-   ``/<app>/`` → 404 ``Invalid request``, an unknown app → 503.
+3. anything else goes to the default app, if there is one (``dev``: its
+   app; ``runtime``: only the one named by ``--default-app``), as event
+   ``http`` with the URI unchanged;
+4. no default app: ``/<app>`` → 404 ``Invalid url``, ``/<app>/`` → 404
+   ``Invalid request``, an unknown app → 503, and ``/`` → 404 ``Invalid url``
+   followed by the list of apps (``apps: /a/http/ /b/http/``). Nothing goes
+   to an app that was not addressed.
 
 Request: one invocation per HTTP request, one chunk with
 ``msgpack([method, uri, version, [[name, value]...], body])`` (old-spec raws),
@@ -47,11 +50,12 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import TYPE_CHECKING, Any
 
 import h11
 
+from ..accesslog import AccessFormat, AccessRecord
 from ..http.envelope import HOP_BY_HOP, decode_head, encode_request
 from ..protocol.frames import Generation
 from ..protocol.wire import unpackb
@@ -70,7 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("cocaine_http.runtime.front")
-access = logging.getLogger("cocaine_http.runtime.http")
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
@@ -162,6 +165,9 @@ class HttpFront:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
         cookie_pairs: bool = True,
+        access_log: bool = True,
+        access_log_format: str | None = None,
+        workers_log_access: bool | Container[str] = False,
     ) -> None:
         self.runtime = runtime
         self.generation = runtime.generation
@@ -172,6 +178,12 @@ class HttpFront:
         self.max_body_size = max_body_size
         self.keepalive_timeout = keepalive_timeout
         self.cookie_pairs = cookie_pairs
+        #: One access line per request, to the runtime's console, source = the app.
+        self.access_format = AccessFormat(access_log_format) if access_log else None
+        #: The workers (of all apps, or of the apps named) log their own access lines
+        #: (``--access-log``): only the requests the front answers itself (routing
+        #: errors, 502/503/504) get one from here.
+        self.workers_log_access = workers_log_access
         self.connections: set[_HttpConnection] = set()
         self.port = 0
         self.requests = 0
@@ -250,6 +262,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self.writable.set()
         self.closed = False
         self.status = 0
+        self.sent = 0  # response body bytes of the current request
+        self.app = ""  # the app the current request was routed to
+        self.answered = False  # the worker's response head went out
 
     # -- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -371,6 +386,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
     def _send(self, event: Any) -> None:
         if type(event) is h11.Response:
             self.status = event.status_code
+        elif type(event) is h11.Data:
+            self.sent += len(event.data)
         data = self.h11.send(event)
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -393,7 +410,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
         method = req.method.decode()
         loop = asyncio.get_running_loop()
         began = loop.time()
-        self.status = 0
+        self.status = self.sent = 0
+        self.app, self.answered = "", False
         try:
             await self._invoke(req, body, method)
         except asyncio.CancelledError:
@@ -411,10 +429,29 @@ class _HttpConnection(asyncio.BufferedProtocol):
                 self.shutdown()
         finally:
             self.task = None
-            took = (loop.time() - began) * 1000
-            outcome = str(self.status) if self.status else "aborted"
-            access.info("%s %s %s %.1fms", method, req.target.decode("latin-1"), outcome, took)
+            self._access_line(req, loop.time() - began)
         self._next_cycle()
+
+    def _access_line(self, req: h11.Request, seconds: float) -> None:
+        fmt = self.front.access_format
+        if fmt is None:
+            return
+        theirs = self.front.workers_log_access
+        if self.answered and (theirs is True or (not isinstance(theirs, bool) and self.app in theirs)):
+            return
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        record = AccessRecord(
+            req.method.decode("latin-1"),
+            req.target,
+            req.http_version.decode("latin-1"),
+            req.headers.raw_items(),
+            self.status,
+            self.sent,
+            seconds,
+            client=peer[0] if isinstance(peer, tuple) else None,
+        )
+        line = fmt.line(record) + ("" if self.status else "  (aborted)")
+        self.front.runtime.console.emit("info", self.app or "http", "access: " + line)
 
     def _next_cycle(self) -> None:
         if self.closed or self.transport is None:
@@ -451,7 +488,11 @@ class _HttpConnection(asyncio.BufferedProtocol):
         try:
             where = route(req.target, headers, lambda name: name in rt.apps, front.default_app)
         except RouteError as exc:
-            raise _Failure(exc.status, exc.body) from None
+            text = exc.body
+            if req.target.partition(b"?")[0] == b"/" and rt.apps:  # say where the apps are
+                text += "\napps: " + " ".join(f"/{name}/http/" for name in sorted(rt.apps))
+            raise _Failure(exc.status, text) from None
+        self.app = where.app
         app = rt.apps.get(where.app)
         if app is None:
             raise _Failure(503, f"Current application {where.app} is unavailable")
@@ -477,6 +518,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
             except h11.LocalProtocolError as exc:
                 raise _Failure(502, f"Application {where.app} error: bad response head: {exc}") from None
             await self._write(response)
+            self.answered = True
             no_body = method == "HEAD" or code < 200 or code in (204, 304)
             while True:
                 item = await self._next(inv, where, head_sent=True)

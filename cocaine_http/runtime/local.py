@@ -45,7 +45,11 @@ from .pool import Pool
 from .server import PortAllocator, Service, ServiceServer
 from .storage import FileBackend, MemoryBackend, StorageBackend, StorageService
 
-__all__ = ["LocalRuntime"]
+__all__ = ["SOLE_APP", "LocalRuntime"]
+
+#: ``LocalRuntime(default_app=SOLE_APP)``: the default app is the only app, if there is
+#: exactly one when the front starts; otherwise there is none.
+SOLE_APP = "<the only app>"
 
 log = logging.getLogger("cocaine_http.runtime")
 
@@ -58,6 +62,9 @@ class LocalRuntime:
     (and optionally ``profile.json``), or an :class:`~.node.AppSpec`.
     ``workers`` is the pool size of every app given here (``None``: the
     profile's ``pool-limit``, 10 by default, grown on demand).
+    ``default_app`` names the app the HTTP front serves at ``/`` and at paths
+    that name no app (``None``: none; :data:`SOLE_APP`, the default: the only
+    app when exactly one is running at start).
     """
 
     def __init__(
@@ -80,6 +87,7 @@ class LocalRuntime:
         profile: dict[str, Any] | None = None,
         front_options: dict[str, Any] | None = None,
         python: str | None = None,
+        default_app: str | None = SOLE_APP,
     ) -> None:
         self.generation = Generation.parse(generation)
         self.requested_locator_port = locator_port
@@ -98,6 +106,7 @@ class LocalRuntime:
         self.profile_overrides = dict(profile or {})
         self.front_options = dict(front_options or {})
         self.python = python
+        self.default_app = default_app
         self.servers: dict[str, ServiceServer] = {}
         self.apps: dict[str, AppService] = {}
         self.locator: ServiceServer | None = None
@@ -205,7 +214,9 @@ class LocalRuntime:
             return
         from .front import HttpFront
 
-        default_app = next(iter(self.apps), None)
+        default_app = self.default_app
+        if default_app == SOLE_APP:
+            default_app = next(iter(self.apps)) if len(self.apps) == 1 else None
         self.front = HttpFront(self, self.bind, default_app=default_app, **self.front_options)
         await self.front.start()
 

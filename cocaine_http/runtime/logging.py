@@ -1,7 +1,9 @@
 """The logging service and the runtime's console (PROTOCOL.md §2.6, §3.7).
 
 Both generations print to one :class:`Console`: time, level, source, the
-message and, in B, the attributes as ``name=value``. Level numbers differ:
+message and, in B, the attributes as ``name=value``; a ``logger`` attribute
+(the stdlib logger name a worker's record came from, :mod:`cocaine_http.logs`)
+leads the message instead. Level numbers differ:
 
 =========  =====================================  ===========================
            generation A (``priorities``)           generation B
@@ -101,6 +103,13 @@ class Console:
         tag = f"{level.upper():<7}"
         if self.colour:
             tag = f"{_COLOURS.get(level, '')}{tag}{_RESET}"
+        if attrs:
+            name = next((v for k, v in attrs if k == "logger" and isinstance(v, (str, bytes))), None)
+            if name is not None:  # a worker's stdlib record: its logger name leads the message
+                if isinstance(name, bytes):
+                    name = name.decode("utf-8", "replace")
+                message = f"{name.removeprefix('cocaine_http.')}: {message}"
+                attrs = [(k, v) for k, v in attrs if k != "logger"]
         line = f"{stamp} {tag} {source}: {message}"
         if attrs:
             line += "  " + " ".join(f"{k}={_attr(v)}" for k, v in attrs)

@@ -35,6 +35,7 @@ import logging
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import CocaineError
@@ -159,6 +160,8 @@ class Logger(Service):
         self._stderr = stderr
         self._queue: deque[tuple[LogLevel, str, tuple[Any, ...], dict[str, Any]]] = deque()
         self._threshold: int | None = None  # unknown until verbosity() answers
+        #: Called with the threshold (a stdlib level number) each time verbosity() answers.
+        self.on_threshold: Callable[[int], None] | None = None
         self.verbosity_value: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -340,6 +343,8 @@ class Logger(Service):
                     value = await self.call("verbosity")
                     self.verbosity_value = value
                     self._threshold = threshold(self.generation, value)
+                    if self.on_threshold is not None:
+                        self.on_threshold(self._threshold)
             except (CocaineError, OSError) as exc:
                 self._retry_at = loop.time() + max(self.backoff.delay(max(self._failures, 1)), 0.05)
                 self._note_fallback(f"{exc}")
@@ -382,10 +387,14 @@ class Logger(Service):
         if th is not None and lvl < th:
             return
         text = _format(msg, args)
+        source = self.prefix
+        if "logger" in attrs:  # a stdlib record's logger name (CocaineLogHandler, cocaine_http.logs)
+            attrs = dict(attrs)
+            source = f"{source} {attrs.pop('logger')}"
         if attrs:
             text += " " + " ".join(f"{k}={v}" for k, v in attrs.items())
         try:
-            self._stream().write(f"{lvl.name} {self.prefix}: {text}\n")
+            self._stream().write(f"{lvl.name} {source}: {text}\n")
             self.to_stderr += 1
         except (OSError, ValueError):
             pass

@@ -76,7 +76,10 @@ def test_runtime_with_app_directories(tmp_path: Path) -> None:
         r = httpx.get(url + "/tiny/http/pid", timeout=10)
         assert r.status_code == 200, r.text
         pid = int(r.text)
-        assert httpx.get(url + "/hello", timeout=10).text == "hello"  # the only app is the default
+        # nothing goes to an app that was not addressed, even the only one; / lists the apps
+        assert httpx.get(url + "/hello", timeout=10).status_code == 404
+        r = httpx.get(url + "/", timeout=10)
+        assert (r.status_code, r.text) == (404, "Invalid url\napps: /tiny/http/\n")
         host, port = seen["locator"].rsplit(":", 1)
         socket.create_connection((host, int(port)), timeout=5).close()
     finally:
@@ -143,36 +146,3 @@ def test_bad_arguments_and_busy_ports() -> None:
         timeout=20,
     )
     assert res.returncode == 1 and "not a directory" in res.stderr
-
-
-def test_reload_restarts_the_workers(tmp_path: Path) -> None:
-    import asyncio
-    import io
-
-    from cocaine_http.runtime.cli import _watch
-    from cocaine_http.runtime.local import LocalRuntime
-    from cocaine_http.runtime.logging import Console
-    from cocaine_http.runtime.node import AppSpec
-
-    (tmp_path / "mod.py").write_text("x = 1\n")
-
-    async def main() -> None:
-        spec = AppSpec("web", [sys.executable, str(WORKER)])
-        async with LocalRuntime(
-            "0.12", locator_port=0, bind="127.0.0.1:0", apps=[spec], workers=1, console=Console(io.StringIO())
-        ) as rt:
-            watcher = asyncio.get_running_loop().create_task(_watch(rt, spec, 1, tmp_path, period=0.1))
-            async with httpx.AsyncClient(base_url=rt.front_url) as client:
-                before = (await client.get("/pid")).text
-                await asyncio.sleep(0.3)
-                (tmp_path / "mod.py").write_text("x = 2\n")
-                os.utime(tmp_path / "mod.py", (time.time() + 5, time.time() + 5))
-                for _ in range(100):
-                    await asyncio.sleep(0.05)
-                    r = await client.get("/pid")
-                    if r.status_code == 200 and r.text != before:
-                        break
-                assert r.status_code == 200 and r.text != before
-            watcher.cancel()
-
-    asyncio.run(asyncio.wait_for(main(), 30))

@@ -96,7 +96,13 @@ def test_examples_match_ground_truth(gen: str) -> None:
             spec.cwd = str(ROOT)
             specs.append(spec)
         async with LocalRuntime(
-            gen, locator_port=0, bind="127.0.0.1:0", apps=specs, workers=1, console=Console(io.StringIO())
+            gen,
+            locator_port=0,
+            bind="127.0.0.1:0",
+            apps=specs,
+            workers=1,
+            console=Console(io.StringIO()),
+            default_app="flask_app",
         ) as rt:
             assert set(rt.apps) == {"flask_app", "fastapi_app"}
             async with httpx.AsyncClient(base_url=rt.front_url, timeout=20) as front:
@@ -123,7 +129,7 @@ def test_examples_match_ground_truth(gen: str) -> None:
                     data = r.json()
                     assert data["cookies"] == {"a": "b"} and data["x_multi"] == "1"
                     assert data["path"] == "/headers"
-                # the default app answers plain URLs
+                # the default app, named, answers plain URLs
                 assert (await front.get("/")).text == "Hello, world!\n"
                 # concurrent requests on both apps
                 replies = await asyncio.gather(

@@ -123,7 +123,9 @@ def test_routing_without_default_app() -> None:
         rt = await started("0.12", {"web": FakeApp("web", echo_script("0.12"))}, default=None)
         try:
             async with httpx.AsyncClient(base_url=rt.front_url) as client:
-                assert (await client.get("/")).text == "Invalid url\n"
+                r = await client.get("/")  # nothing addressed: the apps are listed, nothing is routed
+                assert (r.status_code, r.text) == (404, "Invalid url\napps: /web/http/\n")
+                assert not rt.apps["web"].invocations
                 assert (await client.get("/web")).status_code == 404
                 r = await client.get("/web/")
                 assert (r.status_code, r.text) == (404, "Invalid request\n")
