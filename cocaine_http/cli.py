@@ -637,7 +637,7 @@ _FIND_PYTHON = """\
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 if [ -n "${COCAINE_HTTP_PYTHON:-}" ]; then exec "$COCAINE_HTTP_PYTHON" "$0" "$@"; fi
 # find_spec, not an import: the check costs one interpreter start, not the package's import
-has="import importlib.util as u, sys; sys.exit(u.find_spec('cocaine_http') is None)"
+has="import importlib.util as u, sys; sys.exit(not all(map(u.find_spec, ('cocaine_http', 'msgpack'))))"
 for py in "$here/.venv/bin/python" "$here/venv/bin/python" python3 python; do
     if "$py" -c "$has" >/dev/null 2>&1; then exec "$py" "$0" "$@"; fi
 done

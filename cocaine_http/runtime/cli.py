@@ -139,13 +139,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="console verbosity: debug, info, warning, error (default info)",
     )
     p.add_argument(
-        "--access-log-format",
-        default=None,
-        metavar="FORMAT",
-        help="the HTTP front's access lines, in gunicorn's atoms (default: gunicorn's)",
-    )
-    p.add_argument("--no-access-log", action="store_true", help="no access lines from the HTTP front")
-    p.add_argument(
         "--headers",
         action="store_true",
         help="B: send the literal tracing headers on every frame, like a 0.12.14 runtime",
@@ -195,6 +188,14 @@ def _parsers(environ: Any = None) -> tuple[argparse.ArgumentParser, dict[str, ar
     )
     rt.add_argument("-b", "--bind", type=_bind, default=DEFAULT_BIND, help=BIND_HELP)
     rt.add_argument("--no-http", action="store_true", help="no HTTP front")
+    # dev takes these two from the worker options, and its front follows them
+    rt.add_argument(
+        "--access-log-format",
+        default=None,
+        metavar="FORMAT",
+        help="the HTTP front's access lines, in gunicorn's atoms (default: gunicorn's)",
+    )
+    rt.add_argument("--no-access-log", action="store_true", help="no access lines from the HTTP front")
     rt.add_argument(
         "--default-app",
         default=None,
@@ -247,6 +248,12 @@ def logs_access(worker_args: Sequence[str]) -> bool:
         elif arg == "--no-access-log":
             on = False
     return on
+
+
+def front_logs_access(args: argparse.Namespace) -> bool:
+    """Whether the front writes access lines: not after ``runtime --no-access-log`` nor
+    ``dev --no-access-log`` (a worker option there, which dev's front follows too)."""
+    return getattr(args, "access_log", None) is not False and not getattr(args, "no_access_log", False)
 
 
 def spec_logs_access(spec: AppSpec) -> bool:
@@ -525,8 +532,8 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         front_options={
             "timeout": args.front_timeout,
             "max_body_size": args.max_body_size,
-            "access_log": not args.no_access_log,
-            "access_log_format": args.access_log_format,
+            "access_log": front_logs_access(args),
+            "access_log_format": getattr(args, "access_log_format", None),
             "workers_log_access": workers_log_access,
         },
         default_app=default_app,
@@ -623,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        AccessFormat(args.access_log_format)
+        AccessFormat(getattr(args, "access_log_format", None))
     except ConfigError as exc:
         parser.error(str(exc))
     if getattr(args, "workers", None) is not None and args.workers < 1:

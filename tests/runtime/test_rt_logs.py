@@ -309,7 +309,10 @@ def test_runtime_app_with_access_log_in_its_manifest(tmp_path: Path) -> None:
     (tmp_path / "shop").mkdir()
     project = flask_project(tmp_path / "shop")  # an app directory named shop
     init = subprocess.run(
-        [sys.executable, "-m", "cocaine_http", "init", "app:app", "--access-log-format", "W %(r)s %(s)s"],
+        [
+            *(sys.executable, "-m", "cocaine_http", "init", "app:app", "--python", sys.executable),
+            *("--access-log-format", "W %(r)s %(s)s"),
+        ],
         cwd=project,
         capture_output=True,
         text=True,
