@@ -178,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-cookie-pairs", action="store_true", help="do not drop the Tornado proxy's cookie pairs"
     )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="IPS",
+        help="peers (X-Real-IP) whose X-Forwarded-For/-Proto are trusted: comma-separated addresses, "
+        "networks or '*' (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1, as uvicorn)",
+    )
     p.add_argument("--check", action="store_true", help="import the app(s), report the interface, and exit")
     return p
 
@@ -197,6 +204,7 @@ _CONFIG_KEYS = {
     "chdir",
     "app_dir",
     "keep_cookie_pairs",
+    "forwarded_allow_ips",
 }
 
 
@@ -321,14 +329,18 @@ def load_apps(ns: argparse.Namespace) -> list[Loaded]:
 def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> None:
     """Register every loaded app on *worker* (handlers, lifespan hooks)."""
     from .compat.asgi import ASGIHandler, Lifespan
+    from .compat.common import set_forwarded_allow_ips
     from .compat.wsgi import WSGIHandler
 
     generation = worker.config.generation
+    trust = set_forwarded_allow_ips(ns.forwarded_allow_ips)
+    log.debug("X-Forwarded-For/-Proto trusted from %s", trust.spec or "nobody")
     common = {
         "generation": generation,
         "root_path": ns.root_path,
         "access_log": ns.access_log,
         "drop_cookie_pairs": not ns.keep_cookie_pairs,
+        "app_name": worker.config.app,
     }
     for item in loaded:
         handler: Any
