@@ -44,6 +44,7 @@ from ..http.envelope import (
     EnvelopeError,
     HttpRequest,
     ResponseEncoder,
+    ResponseHeadError,
     body_allowed,
     parse_request,
     parse_status_line,
@@ -285,7 +286,10 @@ class ASGIHandler:
             ex.disconnect()
             raise
         except Exception as exc:
-            self._fail(req, ex, exc, "the app failed")
+            bad_head = isinstance(exc, ResponseHeadError)
+            self._fail(
+                req, ex, exc, f"invalid response head from the app: {exc}" if bad_head else "the app failed"
+            )
         else:
             if not ex.started:
                 self._fail(req, ex, None, "the app returned without starting a response")
