@@ -169,3 +169,16 @@ def test_forwarded_allow_ips_option_and_env(pool: Callable[..., Served], kind: s
     nets = pool(kind, Generation.B, allow_env="10.0.0.0/8")
     assert remote(nets, ("X-Real-IP", "10.0.0.1"), xff, https) == {"addr": "6.6.6.6", "scheme": "https"}
     assert remote(nets, ("X-Real-IP", "127.0.0.1"), xff, https) == {"addr": "127.0.0.1", "scheme": "http"}
+
+
+def test_forwarded_allow_ips_from_config_file_and_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cocaine_http.cli import parse_options
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"forwarded-allow-ips": "10.0.0.0/8,::1"}))
+    assert parse_options(["app:x", "--config", str(config)]).ns.forwarded_allow_ips == "10.0.0.0/8,::1"
+    ns = parse_options(["app:x", "--config", str(config), "--forwarded-allow-ips", "*"]).ns
+    assert ns.forwarded_allow_ips == "*"
+    assert (
+        parse_options(["app:x"]).ns.forwarded_allow_ips is None
+    )  # then FORWARDED_ALLOW_IPS, else the default
