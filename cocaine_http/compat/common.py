@@ -22,7 +22,6 @@ so a request's headers are lowercased once, not once per question.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import os
@@ -85,17 +84,16 @@ class ProxyTrust:
     environment, else ``127.0.0.1,::1``.
     """
 
-    __slots__ = ("_trusts", "addresses", "everyone", "literals", "networks", "spec")
+    __slots__ = ("_known", "addresses", "everyone", "literals", "networks", "spec")
+
+    #: answers remembered (a per-request cost of a dict lookup); bounded, as hosts come from clients
+    KNOWN_LIMIT = 1024
 
     def __init__(self, allow: str | Sequence[str] | None = None) -> None:
         if allow is None:
             allow = os.environ.get(FORWARDED_ALLOW_IPS_ENV, DEFAULT_FORWARDED_ALLOW_IPS)
-        items = (
-            [x.strip() for x in allow.split(",")]
-            if isinstance(allow, str)
-            else [str(x).strip() for x in allow]
-        )
-        items = [x for x in items if x]
+        raw = allow.split(",") if isinstance(allow, str) else [str(x) for x in allow]
+        items = [x.strip() for x in raw if x.strip()]
         self.spec = ",".join(items)
         self.everyone = "*" in items
         self.addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
@@ -109,24 +107,28 @@ class ProxyTrust:
                     self.addresses.add(ipaddress.ip_address(item))
             except ValueError:
                 self.literals.add(item)
-        self._trusts = functools.lru_cache(maxsize=1024)(self._compute)
+        self._known: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"ProxyTrust({self.spec!r})"
 
-    def _compute(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return host in self.literals
-        return ip in self.addresses or any(ip in net for net in self.networks)
-
     def __contains__(self, host: str | None) -> bool:
         if self.everyone:
             return True
-        if not host or len(host) > 253:
+        if not host:
             return False
-        return self._trusts(host)
+        known = self._known.get(host)
+        if known is not None:
+            return known
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            known = host in self.literals
+        else:
+            known = ip in self.addresses or any(ip in net for net in self.networks)
+        if len(self._known) < self.KNOWN_LIMIT:
+            self._known[host] = known
+        return known
 
     def client(self, forwarded_for: list[str]) -> str | None:
         """The client named by a trusted peer's ``X-Forwarded-For`` entries."""
@@ -156,29 +158,31 @@ def _default_trust() -> ProxyTrust:
 
 def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | None, str]:
     """``(client address or None, scheme)`` of a request, trusting *trust*'s peers."""
-    if trust is None:
-        trust = _default_trust()
     peer: str | None = None
     proto: bytes | None = None
     chain: list[str] = []
     for name, value in headers:
-        if name[:2] != b"x-":
+        if name[:1] != b"x":  # none of the three: the usual case
             continue
         if name == b"x-real-ip":
-            if peer is None and value.strip():
-                peer = _strip_port(value.strip().decode("latin-1"))
+            if peer is None:
+                peer = value.strip().decode("latin-1") or None
         elif name == b"x-forwarded-for":
-            chain.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
+            chain += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
         elif name == b"x-forwarded-proto" and proto is None:
             proto = value
-    if peer not in trust:
+    if peer is not None and ":" in peer:
+        peer = _strip_port(peer)
+    if peer not in (trust or _default_trust()):
         return peer, "http"
     scheme = "http"
     if proto is not None:
         first = proto.split(b",")[0].strip().lower()
         if first in (b"http", b"https"):
             scheme = first.decode()
-    return trust.client(chain) or peer, scheme
+    if chain:
+        return (trust or _default_trust()).client(chain), scheme
+    return peer, scheme
 
 
 def url_scheme(headers: Headers, trust: ProxyTrust | None = None) -> str:
