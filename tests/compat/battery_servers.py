@@ -53,7 +53,8 @@ class Server:
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"battery-{name}-", suffix=".log", delete=False)  # noqa: SIM115
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([cwd, ROOT]), **(env or {})}
-        full_env.pop("FORWARDED_ALLOW_IPS", None)
+        for leaked in ("FORWARDED_ALLOW_IPS", "DJANGO_SETTINGS_MODULE"):  # set by in-process tests
+            full_env.pop(leaked, None)
         self.proc = subprocess.Popen(
             list(argv),
             cwd=cwd,

@@ -361,6 +361,7 @@ def django_site(tmp_path_factory: pytest.TempPathFactory, pool: Pool) -> Iterato
     run = {"cwd": base, "check": True, "capture_output": True, "timeout": 120}
     subprocess.run([python, "-m", "django", "startproject", "battery_site", str(base)], **run)
     env = {**os.environ, "DJANGO_SUPERUSER_PASSWORD": "battery-Pass-1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # an in-process test may have set the examples' one
     subprocess.run([python, "manage.py", "migrate", "--verbosity", "0"], env=env, **run)
     subprocess.run(
         [
