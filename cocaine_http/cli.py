@@ -249,6 +249,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--chdir",), dict(default=None, metavar="DIR", help="change to DIR before importing the app")),
     Option(("--app-dir",), dict(default=None, metavar="DIR", help="put DIR first on sys.path (cwd)")),
     Option(("--keep-cookie-pairs",), dict(action="store_true", help="keep the Tornado proxy's cookie pairs")),
+    Option(("--forwarded-allow-ips",), dict(default=None, metavar="IPS",
+                                            help="peers (X-Real-IP) whose X-Forwarded-For/-Proto are "
+                                            "trusted: comma-separated addresses, networks or '*' (default: "
+                                            "$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1, as uvicorn)")),
 )  # fmt: skip
 
 
@@ -502,14 +506,18 @@ def root_path(option: str, app: str, event: str) -> str:
 def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> None:
     """Register every loaded app on *worker* (handlers, lifespan hooks)."""
     from .compat.asgi import ASGIHandler, Lifespan
+    from .compat.common import set_forwarded_allow_ips
     from .compat.wsgi import WSGIHandler
 
     generation = worker.config.generation
+    trust = set_forwarded_allow_ips(ns.forwarded_allow_ips)
+    log.debug("X-Forwarded-For/-Proto trusted from %s", trust.spec or "nobody")
     common = {
         "generation": generation,
         "access_log": ns.access_log or bool(ns.access_log_format),
         "access_log_format": ns.access_log_format,
         "drop_cookie_pairs": not ns.keep_cookie_pairs,
+        "app_name": worker.config.app,
     }
     for item in loaded:
         handler: Any

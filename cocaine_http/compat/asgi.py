@@ -45,13 +45,14 @@ from ..http.envelope import (
     EnvelopeError,
     HttpRequest,
     ResponseEncoder,
+    ResponseHeadError,
     body_allowed,
     parse_request,
     parse_status_line,
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
-from .common import access_line, client_addr, host_and_port, lowered, url_scheme
+from .common import SetCookieWarning, WebSocketRefusal, access_line, forwarded, host_and_port, lowered
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
 
@@ -79,8 +80,7 @@ def build_scope(
         path = root + path
         raw_path = root.encode("utf-8") + raw_path
     headers = lowered(req.headers)
-    scheme = url_scheme(headers)
-    client = client_addr(headers)
+    client, scheme = forwarded(headers)
     has_host = any(k == b"host" for k, _ in headers)
     scope: dict[str, Any] = {
         "type": "http",
@@ -114,6 +114,7 @@ class _Exchange:
         "bytes_sent",
         "complete",
         "encoder",
+        "pairs",
         "request",
         "response",
         "started",
@@ -129,6 +130,7 @@ class _Exchange:
         self._request_done = False
         self._disconnect = asyncio.Event()
         self._head: bytes | None = None
+        self.pairs: list[list[bytes]] | None = None
         self._body_ok = True
         self.started = False
         self.complete = False
@@ -190,6 +192,7 @@ class _Exchange:
             status = message.get("status")
             code, pairs = self.encoder.head_pairs(status, message.get("headers") or ())
             self.status = parse_status_line(status)
+            self.pairs = pairs
             self._head = packb([code, pairs])
             self._body_ok = body_allowed(self._method, self.status)
             self.started = True
@@ -234,9 +237,12 @@ class ASGIHandler:
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         drop_cookie_pairs: bool = True,
         lifespan: Lifespan | None = None,
+        app_name: str = "",
     ) -> None:
         self.app: ASGIApp = guarantee_single_callable(app)
         self.generation = Generation.parse(generation)
+        self.cookie_warning = SetCookieWarning(self.generation, app_name, log)
+        self.websocket = WebSocketRefusal(app_name, log)
         self.root_path = root_path
         self.access_log = access_log
         self.access_format = AccessFormat(access_log_format) if access_log_format else None
@@ -267,6 +273,9 @@ class ASGIHandler:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, 400, f"Bad Request: {exc}")
             return
+        if self.websocket.refuse(req):
+            self._answer(response, self.websocket.status, self.websocket.message)
+            return
         state = self.lifespan.state if self.lifespan is not None else None
         scope = build_scope(req, root_path=self.root_path, state=state)
         scope["extensions"] = {
@@ -280,12 +289,17 @@ class ASGIHandler:
             ex.disconnect()
             raise
         except Exception as exc:
-            self._fail(req, ex, exc, "the app failed")
+            bad_head = isinstance(exc, ResponseHeadError)
+            self._fail(
+                req, ex, exc, f"invalid response head from the app: {exc}" if bad_head else "the app failed"
+            )
         else:
             if not ex.started:
                 self._fail(req, ex, None, "the app returned without starting a response")
             elif not ex.complete:
                 self._fail(req, ex, None, "the app returned without completing its response")
+            else:
+                self.cookie_warning.check(ex.pairs, req)
         finally:
             ex.disconnect()
             self._live.discard(ex)

@@ -54,7 +54,7 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
-from .common import access_line, client_addr, host_and_port, lowered, url_scheme
+from .common import SetCookieWarning, WebSocketRefusal, access_line, forwarded, host_and_port, lowered
 
 __all__ = ["WSGIHandler", "WSGIInput", "build_environ"]
 
@@ -245,12 +245,11 @@ def build_environ(
         # say how much arrived, for frameworks that ignore wsgi.input_terminated.
         environ["CONTENT_LENGTH"] = str(len(req.body))
     headers = lowered(req.headers)
-    scheme = url_scheme(headers)
+    remote, scheme = forwarded(headers)
     environ["wsgi.url_scheme"] = scheme
     host, port = host_and_port(headers, scheme)
     environ["SERVER_NAME"] = host
     environ["SERVER_PORT"] = str(port)
-    remote = client_addr(headers)
     if remote is not None:
         environ["REMOTE_ADDR"] = remote
         environ["REMOTE_PORT"] = "0"
@@ -270,6 +269,7 @@ class _Exchange:
         "head",
         "head_sent",
         "method",
+        "pairs",
         "response",
         "status",
     )
@@ -281,6 +281,7 @@ class _Exchange:
         self.status: int | None = None
         self.code = 0  # the code actually sent (A may map it)
         self.head: bytes | None = None
+        self.pairs: list[list[bytes]] | None = None
         self.head_sent = False
         self.body_ok = True
         self.bytes_sent = 0
@@ -303,6 +304,7 @@ class _Exchange:
         code, pairs = self.encoder.head_pairs(status, headers)
         self.status = parse_status_line(status)
         self.code = code
+        self.pairs = pairs
         self.head = packb([code, pairs])
         self.body_ok = body_allowed(self.method, self.status)
         return self.write
@@ -348,9 +350,12 @@ class WSGIHandler:
         access_log_format: str | None = None,
         max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
         drop_cookie_pairs: bool = True,
+        app_name: str = "",
     ) -> None:
         self.app = app
         self.generation = Generation.parse(generation)
+        self.cookie_warning = SetCookieWarning(self.generation, app_name, log)
+        self.websocket = WebSocketRefusal(app_name, log)
         self.root_path = root_path
         self.access_log = access_log
         self.access_format = AccessFormat(access_log_format) if access_log_format else None
@@ -374,6 +379,9 @@ class WSGIHandler:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
             return
+        if self.websocket.refuse(req):
+            self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
+            return
         wsgi_input = WSGIInput(req.body, request.read)
         extra = {
             "cocaine.event": request.event,
@@ -390,6 +398,7 @@ class WSGIHandler:
             if ex.head is None:
                 raise AssertionError("the app returned before calling start_response")
             ex.send_head()
+            self.cookie_warning.check(ex.pairs, req)
         except Exception as exc:
             # Decided by the session, not by the exception's type: an app may well
             # let a ServiceError of its own escape, and that deserves a 500.

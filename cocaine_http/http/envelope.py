@@ -93,6 +93,11 @@ _PROTO_VERSION_HEADER = b"x-cocaine-http-proto-version"
 _ORIGINAL_STATUS_HEADER = b"X-Cocaine-Original-Status"
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
+#: What a response header value may not hold: every control character but
+#: HTAB (RFC 9110 §5.5; gunicorn and h11 refuse the same set).
+_BAD_RESPONSE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: The field RFC 9110 §5.3 names as the one that cannot be combined into one line.
+_SET_COOKIE = b"set-cookie"
 _VERSION = re.compile(r"^(?:HTTP/)?(\d)(?:\.(\d))?$", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
 _METHODS = {
@@ -354,7 +359,15 @@ class ResponseEncoder:
         self.drop_content_length = drop_content_length
 
     def head_pairs(self, status: Any, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
-        """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent."""
+        """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent.
+
+        As gunicorn does: values lose surrounding spaces and tabs (RFC 9110
+        §5.5; Django's ``Set-Cookie`` starts with one), and a name that is not
+        a token or a value with a control character (CR, LF, NUL ...) is
+        refused, naming the header. In B, repeated fields other than
+        ``Set-Cookie`` are joined with ``", "`` at the first one's place: the
+        0.12 Tornado proxy keeps only the last of repeated pairs (§3.9).
+        """
         code = parse_status_line(status)
         out: list[list[bytes]] = []
         size = 0
@@ -364,22 +377,35 @@ class ResponseEncoder:
             raise ResponseHeadError(
                 f"headers must be a list of (name, value), got {type(headers).__name__}"
             ) from None
+        join = self.generation is Generation.B
+        seen: dict[bytes, list[bytes]] = {}
         for item in items:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
             name = _header_bytes(item[0], "header name")
             value = _header_bytes(item[1], "header value")
             if not _TOKEN.match(name):
-                raise ResponseHeadError(f"invalid header name {name[:64]!r}")
-            if _BAD_VALUE.search(value):
+                raise ResponseHeadError(f"invalid header name {name[:64]!r} (not an RFC 9110 token)")
+            if _BAD_RESPONSE_VALUE.search(value):
                 raise ResponseHeadError(
-                    f"header {name.decode('latin-1')} has a control character in its value"
+                    f"header {name.decode('latin-1')} has a control character (CR, LF, NUL ...) in its value"
                 )
+            value = value.strip(b" \t")
             size += len(name) + len(value) + 4
             if size > self.max_head_size:
                 raise ResponseHeadError(f"response head exceeds {self.max_head_size} bytes")
             lname = name.lower()
             if lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length"):
+                continue
+            if join and lname != _SET_COOKIE:
+                first = seen.get(lname)
+                if first is not None:
+                    if value:
+                        first[1] = first[1] + b", " + value if first[1] else value
+                    continue
+                pair = [name, value]
+                seen[lname] = pair
+                out.append(pair)
                 continue
             out.append([name, value])
         if self.a_status_fallback and code not in PY2_HTTPLIB_CODES:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cocaine_http.compat.asgi import ASGIHandler, Lifespan, build_scope
-from cocaine_http.compat.common import client_addr, host_and_port, lowered, url_scheme
+from cocaine_http.compat.common import ProxyTrust, client_addr, host_and_port, lowered, url_scheme
 from cocaine_http.compat.wsgi import WSGIHandler, WSGIInput, build_environ
 from cocaine_http.errors import StartupError
 from cocaine_http.http.envelope import decode_response, encode_request, parse_request
@@ -91,8 +91,15 @@ def test_environ_headers() -> None:
     env = build_environ(
         req(
             b"/",
-            [("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2"), ("Cookie", "a=1"), ("Cookie", "b=2"),
-             ("X_Under", "no"), ("Host", "h.example")],
+            [
+                ("Content-Type", "text/plain"),
+                ("X-A", "1"),
+                ("x-a", "2"),
+                ("Cookie", "a=1"),
+                ("Cookie", "b=2"),
+                ("X_Under", "no"),
+                ("Host", "h.example"),
+            ],
             b"abc",
         ),
         None,
@@ -137,12 +144,51 @@ def test_host_and_port(host: str, scheme: str, expected: tuple[str, int]) -> Non
 
 
 def test_client_and_scheme() -> None:
-    xff = lowered([(b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2"), (b"X-Forwarded-For", b"3.3.3.3")])
-    assert client_addr(xff) == "3.3.3.3"
-    assert client_addr(lowered([(b"X-Forwarded-For", b"1.1.1.1"), (b"X-Real-IP", b" 9.9.9.9 ")])) == "9.9.9.9"
-    assert client_addr([]) is None
-    assert url_scheme(lowered([(b"X-Forwarded-Proto", b"HTTPS, http")])) == "https"
-    assert url_scheme(lowered([(b"X-Forwarded-Proto", b"gopher")])) == "http"
+    local = ProxyTrust("127.0.0.1")
+    xff = [(b"X-Forwarded-For", b"1.1.1.1, 2.2.2.2"), (b"X-Forwarded-For", b"3.3.3.3")]
+    # from a trusted peer: the rightmost untrusted entry of the chain
+    assert client_addr(lowered([(b"X-Real-IP", b"127.0.0.1"), *xff]), local) == "3.3.3.3"
+    assert (
+        client_addr(lowered([(b"X-Real-IP", b"127.0.0.1"), *xff]), ProxyTrust("127.0.0.1,3.3.3.3"))
+        == "2.2.2.2"
+    )
+    # every entry trusted: the first (uvicorn's reading)
+    assert (
+        client_addr(
+            lowered([(b"X-Real-IP", b"10.0.0.1"), (b"X-Forwarded-For", b"10.1.2.3, 10.0.0.9")]),
+            ProxyTrust("10.0.0.0/8"),
+        )
+        == "10.1.2.3"
+    )
+    # from an untrusted peer or an unknown one: the peer, X-Forwarded-* ignored
+    assert client_addr(lowered([(b"X-Real-IP", b" 9.9.9.9 "), *xff]), local) == "9.9.9.9"
+    assert client_addr(lowered(xff), local) is None
+    assert client_addr([], local) is None
+    # '*': the first entry, peer or not
+    assert client_addr(lowered(xff), ProxyTrust("*")) == "1.1.1.1"
+    assert client_addr(lowered([(b"X-Forwarded-For", b"[::5]:80, 1.2.3.4:99")]), ProxyTrust(["*"])) == "::5"
+    trusted = [(b"X-Real-IP", b"127.0.0.1")]
+    assert url_scheme(lowered([*trusted, (b"X-Forwarded-Proto", b"HTTPS, http")]), local) == "https"
+    assert url_scheme(lowered([*trusted, (b"X-Forwarded-Proto", b"gopher")]), local) == "http"
+    assert (
+        url_scheme(lowered([(b"X-Real-IP", b"8.8.8.8"), (b"X-Forwarded-Proto", b"https")]), local) == "http"
+    )
+    assert url_scheme(lowered([(b"X-Forwarded-Proto", b"https")]), local) == "http"
+    assert url_scheme(lowered([(b"X-Forwarded-Proto", b"https")]), ProxyTrust("*")) == "https"
+
+
+def test_proxy_trust_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    default = ProxyTrust(None)
+    assert default.spec == "127.0.0.1,::1"  # uvicorn's default
+    assert "127.0.0.1" in default and "::1" in default and "0:0:0:0:0:0:0:1" in default
+    assert "127.0.0.2" not in default and None not in default and "" not in default
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.0/8, 192.168.1.1,proxy.local")
+    env = ProxyTrust(None)
+    assert "10.200.0.1" in env and "192.168.1.1" in env and "proxy.local" in env
+    assert "127.0.0.1" not in env and "11.0.0.1" not in env
+    assert ProxyTrust("*").everyone and "anything" in ProxyTrust("*")
+    assert "127.0.0.1" not in ProxyTrust("")
 
 
 # -- WSGIHandler with fake blocking streams --------------------------------------------------

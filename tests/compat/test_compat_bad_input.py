@@ -175,6 +175,7 @@ def test_wsgi_environ(wsgi_worker: Served) -> None:
             ("Host", "api.example.com:8443"),
             ("X-Multi", "1"),
             ("X-Multi", "2"),
+            ("X-Real-IP", "127.0.0.1"),  # the peer: trusted by default (--forwarded-allow-ips)
             ("X-Forwarded-Proto", "https"),
             ("X-Forwarded-For", "10.0.0.1, 192.168.1.7"),
             ("Content-Type", "text/plain"),

@@ -161,7 +161,8 @@ def normalise(headers: Any, generation: Generation) -> list[tuple[str, str]]:
     out = []
     for k, v in headers:
         name = (k.decode("latin-1") if isinstance(k, bytes) else k).lower()
-        value = v.decode("latin-1") if isinstance(v, bytes) else v
+        # stripped as servers do (RFC 9110 §5.5); httpx's transports keep Django's leading space
+        value = (v.decode("latin-1") if isinstance(v, bytes) else v).strip(" \t")
         if name in IGNORED or (generation is Generation.A and name == "content-length"):
             continue
         out.append((name, value))

@@ -255,6 +255,61 @@ def test_a_drops_content_length_and_hop_by_hop() -> None:
     assert pairs == [[b"Content-Length", b"5"]]
 
 
+@pytest.mark.parametrize("generation", [Generation.A, Generation.B])
+def test_header_values_are_stripped_as_gunicorn_does(generation: Generation) -> None:
+    # Django's WSGI handler gives Set-Cookie values with a leading space (issue #16)
+    _code, pairs = ResponseEncoder(generation).head_pairs(
+        200, [("Set-Cookie", " session=abc123; HttpOnly; Path=/"), ("X-T", "\t a b \t"), ("X-E", "  ")]
+    )
+    assert pairs == [[b"Set-Cookie", b"session=abc123; HttpOnly; Path=/"], [b"X-T", b"a b"], [b"X-E", b""]]
+
+
+@pytest.mark.parametrize("generation", [Generation.A, Generation.B])
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("X-Bad", "a\rb", "X-Bad"),
+        ("X-Bad", "a\nb", "X-Bad"),
+        ("X-Bad", "a\x00b", "X-Bad"),
+        ("X-Bad", "a\x7fb", "X-Bad"),
+        ("X-Bad", "ab\r\n", "X-Bad"),  # not rescued by the strip
+        ("X-B\rad", "v", "X-B\\rad"),
+        ("X-B\nad", "v", "X-B\\nad"),
+        ("X-B\x00ad", "v", "X-B\\x00ad"),
+    ],
+)
+def test_control_characters_refused_naming_the_header(
+    generation: Generation, name: str, value: str, named: str
+) -> None:
+    with pytest.raises(ResponseHeadError) as info:
+        ResponseEncoder(generation).head_pairs(200, [("X-Ok", "1"), (name, value)])
+    assert named in str(info.value)
+
+
+def test_b_joins_repeated_fields_but_set_cookie() -> None:
+    headers = [
+        ("Vary", "Accept"),
+        ("Set-Cookie", "a=1"),
+        ("X-Other", "x"),
+        ("vary", "Cookie"),
+        ("Set-Cookie", "b=2"),
+        ("Link", "</a>; rel=preload"),
+        ("LINK", "</b>; rel=preload"),
+        ("Vary", ""),
+    ]
+    _code, pairs = ResponseEncoder(Generation.B).head_pairs(200, headers)
+    assert pairs == [
+        [b"Vary", b"Accept, Cookie"],
+        [b"Set-Cookie", b"a=1"],
+        [b"X-Other", b"x"],
+        [b"Set-Cookie", b"b=2"],
+        [b"Link", b"</a>; rel=preload, </b>; rel=preload"],
+    ]
+    # A: the 0.11 proxy writes every pair as given, so repeats are kept apart
+    _code, pairs = ResponseEncoder(Generation.A).head_pairs(200, headers)
+    assert [k for k, _ in pairs] == [k.encode() for k, _ in headers]
+
+
 def test_a_status_fallback_for_codes_python2_httplib_lacks() -> None:
     enc = ResponseEncoder(Generation.A)
     assert enc.head_pairs(429, []) == (400, [[b"X-Cocaine-Original-Status", b"429"]])
