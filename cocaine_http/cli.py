@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=None, help="graceful terminate: seconds in-flight requests get"
     )
+    p.add_argument(
+        "--request-idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a request that sends nothing (and gets no answer) for this long; 0 = never (default: 60)",
+    )
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     p.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=False, help="log every request"
@@ -191,6 +198,7 @@ _CONFIG_KEYS = {
     "root_path",
     "lifespan",
     "timeout",
+    "request_idle_timeout",
     "log_level",
     "access_log",
     "env",
@@ -393,6 +401,8 @@ def serve(argv: Sequence[str]) -> int:
         options["threads"] = ns.threads
     if ns.timeout is not None:
         options["grace_period"] = ns.timeout
+    if ns.request_idle_timeout is not None:
+        options["request_idle_timeout"] = ns.request_idle_timeout
     runtime_argv = [x for k, v in opts.runtime.items() for x in (f"--{k}", v)]
     worker = Worker(runtime_argv, **options)
     cfg = worker.config

@@ -2,7 +2,8 @@
 """A test worker with one handler per behaviour the tests exercise.
 
 Timers come from the environment so tests can shrink them:
-CH_TEST_HEARTBEAT, CH_TEST_DISOWN, CH_TEST_GRACE (seconds), CH_TEST_THREADS.
+CH_TEST_HEARTBEAT, CH_TEST_DISOWN, CH_TEST_GRACE, CH_TEST_IDLE (seconds), CH_TEST_THREADS,
+CH_TEST_MAX_SESSIONS.
 Lifecycle events are printed to stdout as ``EVENT <name> ...`` lines.
 """
 
@@ -29,6 +30,8 @@ worker = Worker(
     disown_timeout=_opt("DISOWN", 30.0),
     grace_period=_opt("GRACE", 4.0),
     threads=int(_opt("THREADS", 8)),
+    request_idle_timeout=_opt("IDLE", 60.0),
+    max_sessions=int(_opt("MAX_SESSIONS", 4096)),
 )
 
 
