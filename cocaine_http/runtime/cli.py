@@ -94,6 +94,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="HTTP front: wait this long for a response head or the next body chunk (default 30)",
     )
     p.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on Ctrl-C/SIGTERM, stop accepting and let requests in flight finish "
+        "for this long before the workers are stopped (default 30, as gunicorn)",
+    )
+    p.add_argument(
         "--max-body-size",
         type=int,
         default=16 * 1024 * 1024,
@@ -257,7 +265,11 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
-        front_options={"timeout": args.timeout, "max_body_size": args.max_body_size},
+        front_options={
+            "timeout": args.timeout,
+            "max_body_size": args.max_body_size,
+            "graceful_timeout": args.graceful_timeout,
+        },
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

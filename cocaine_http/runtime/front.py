@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .local import LocalRuntime
 
 __all__ = [
+    "DEFAULT_GRACEFUL_TIMEOUT",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_HEADER_SIZE",
     "DEFAULT_TIMEOUT",
@@ -74,6 +75,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+#: How long a stop waits for in-flight requests: gunicorn's --graceful-timeout.
+DEFAULT_GRACEFUL_TIMEOUT = 30.0
 _PROTO_VERSION = b"x-cocaine-http-proto-version"
 _ROUTE = re.compile(rb"/([^/]*)/([^/?]*)(.*)", re.DOTALL)
 
@@ -152,6 +155,7 @@ class HttpFront:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
         cookie_pairs: bool = True,
+        graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
     ) -> None:
         self.runtime = runtime
         self.generation = runtime.generation
@@ -162,6 +166,10 @@ class HttpFront:
         self.max_body_size = max_body_size
         self.keepalive_timeout = keepalive_timeout
         self.cookie_pairs = cookie_pairs
+        self.graceful_timeout = graceful_timeout
+        #: Set by stop(): no new requests; each connection closes after its response.
+        self.stopping = False
+        self._drained: asyncio.Event | None = None
         self.connections: set[_HttpConnection] = set()
         self.port = 0
         self.requests = 0
@@ -179,9 +187,27 @@ class HttpFront:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def stop(self, graceful_timeout: float | None = None) -> None:
+        """Stop accepting, let the requests in flight finish (up to
+        ``graceful_timeout`` seconds, the constructor's by default), then cut
+        whatever is left. Idle keep-alive connections close at once, busy ones
+        right after their response (which says ``Connection: close``)."""
+        grace = self.graceful_timeout if graceful_timeout is None else graceful_timeout
+        self.stopping = True
         if self._server is not None:
             self._server.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        if self.connections and grace > 0:
+            busy = len(self.connections)
+            log.info("stopping: waiting up to %.1f s for %d connection(s) in flight", grace, busy)
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), grace)
+            except asyncio.TimeoutError:
+                log.warning(
+                    "stopping: %d connection(s) still busy after %.1f s; cut", len(self.connections), grace
+                )
         for conn in list(self.connections):
             conn.shutdown()
         if self._server is not None:
@@ -269,7 +295,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.writable.set()
-        self.front.connections.discard(self)
+        front = self.front
+        front.connections.discard(self)
+        if front._drained is not None and not front.connections:
+            front._drained.set()
         if self.idle is not None:
             self.idle.cancel()
         if self.task is not None and not self.task.done():
@@ -367,6 +396,11 @@ class _HttpConnection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def close_if_idle(self) -> None:
+        """For a stop: close unless a request is being received or answered."""
+        if self.task is None and self.h11.their_state is h11.IDLE and self.transport is not None:
+            self.transport.close()
+
     # -- one request --------------------------------------------------------------------
     async def _respond(self, req: h11.Request, body: bytes) -> None:
         front = self.front
@@ -399,6 +433,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
     def _next_cycle(self) -> None:
         if self.closed or self.transport is None:
+            return
+        if self.front.stopping:
+            self.transport.close()
             return
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             try:
@@ -453,6 +490,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
             except ValueError as exc:
                 raise _Failure(502, f"Application {where.app} error: bad response head: {exc}") from None
             out_headers, lingering = _response_headers(pairs, gen)
+            if front.stopping:
+                out_headers.append((b"Connection", b"close"))
             try:
                 response = h11.Response(status_code=code, headers=out_headers, reason=_reason(code))
             except h11.LocalProtocolError as exc:
