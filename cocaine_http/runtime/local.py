@@ -267,6 +267,7 @@ class LocalRuntime:
                 cwd=spec.cwd,
                 min_workers=min(min_workers, pool_limit),
                 idle_timeout=float(profile["idle-timeout"]),
+                request_timeout=float(profile["request-timeout"]),
                 profile_name=spec.profile_name,
                 output=self._worker_output(spec.name),
             )

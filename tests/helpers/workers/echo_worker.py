@@ -143,6 +143,24 @@ async def error_reply(request, response):
     await response.error(7, "explicit error")
 
 
+@worker.on("early")
+async def early(request, response):
+    """Answers and ends without reading the request (which may never end)."""
+    await response.write(b"early")
+
+
+@worker.on("early_error")
+async def early_error(request, response):
+    await response.error(7, "refused early")
+
+
+@worker.on("open_sessions")
+async def open_sessions(request, response):
+    """How many sessions the worker's protocol still tracks, this one included."""
+    await request.read_all()
+    await response.write(str(len(worker._protocol.sessions)).encode())
+
+
 @worker.on("hang")
 async def hang(request, response):
     await response.write(b"started")
