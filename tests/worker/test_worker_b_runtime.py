@@ -145,3 +145,45 @@ def test_app_service_forwards_a_b_callers_headers(runtime_dir: str) -> None:
 
     run(body())
 
+
+def test_stopping_an_app_lets_its_callers_get_what_is_in_flight(gen: str, runtime_dir: str) -> None:
+    """node.pause_app / runtime stop: the app service used to close its callers'
+    connections before the workers had drained, losing every reply in flight."""
+
+    async def body() -> None:
+        spec = AppSpec(name="echo", argv=list(COMMAND), cwd=os.path.dirname(COMMAND[-1]))
+        async with LocalRuntime(gen, locator_port=0, bind=None, apps=[spec], workers=1) as rt:
+            port = rt.port_of("echo")
+            loop = asyncio.get_running_loop()
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.setblocking(False)
+            pack = msgpack.Packer(use_bin_type=False).pack
+            if gen == "A":  # enqueue(event, data) on session 1; replies chunk 4 / choke 6
+                request, chunk, end = pack([0, 1, ["progress", b"1.0"]]), 4, 6
+            else:  # enqueue(event), write, close on channel 1; replies write 0 / close 2
+                request, chunk, end = (
+                    pack([1, 0, ["progress"]]) + pack([1, 0, [b"1.0"]]) + pack([1, 2, []]),
+                    0,
+                    2,
+                )
+            await loop.sock_sendall(sock, request)
+            unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+            frames: list = []
+            stopping = None
+
+            def kind(frame: list) -> int:
+                return frame[0] if gen == "A" else frame[1]
+
+            while not frames or kind(frames[-1]) != end:
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+                assert data, f"connection closed after {frames}"
+                unpacker.feed(data)
+                frames.extend(unpacker)
+                if stopping is None and frames:  # the worker holds the event: stop the app now
+                    stopping = asyncio.ensure_future(rt.stop_app("echo"))
+            assert [f[2] for f in frames if kind(f) == chunk] == [[b"started"], [b"done"]]
+            assert stopping is not None and await stopping is True
+            assert await loop.sock_recv(sock, 65536) == b""  # then the connection closes
+            sock.close()
+
+    run(body())

@@ -161,6 +161,14 @@ async def open_sessions(request, response):
     await response.write(str(len(worker._protocol.sessions)).encode())
 
 
+@worker.on("progress")
+async def progress(request, response):
+    """Says it started, then answers after the delay the request gives."""
+    await response.write(b"started")
+    await asyncio.sleep(float(await request.read_all()))
+    await response.write(b"done")
+
+
 @worker.on("hang")
 async def hang(request, response):
     await response.write(b"started")
