@@ -196,10 +196,8 @@ class HttpFront:
         self.stopping = True
         if self._server is not None:
             self._server.close()
-        for conn in list(self.connections):
-            conn.close_if_idle()
-        if self.connections and grace > 0:
-            busy = len(self.connections)
+        busy = sum(not conn.close_if_idle() for conn in list(self.connections))
+        if busy and grace > 0:
             log.info("stopping: waiting up to %.1f s for %d connection(s) in flight", grace, busy)
             self._drained = asyncio.Event()
             try:
@@ -396,10 +394,12 @@ class _HttpConnection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def close_if_idle(self) -> None:
-        """For a stop: close unless a request is being received or answered."""
+    def close_if_idle(self) -> bool:
+        """For a stop: close unless a request is being received or answered; whether it closed."""
         if self.task is None and self.h11.their_state is h11.IDLE and self.transport is not None:
             self.transport.close()
+            return True
+        return self.closed
 
     # -- one request --------------------------------------------------------------------
     async def _respond(self, req: h11.Request, body: bytes) -> None:
