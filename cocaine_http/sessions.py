@@ -340,14 +340,16 @@ class Sessions:
                 session.task.cancel()
 
     def expire(self, s: int, limit: float) -> None:
-        """Fail session *s*, whose request sent nothing for *limit* seconds (the
-        protocol has closed its receiving half): its reader gets
+        """Fail session *s*, whose request sent nothing for *limit* seconds
+        (:meth:`WorkerProtocol.idle_sessions`): its reader gets
         :class:`RequestIdleError`, the runtime an error reply, its handler is
-        cancelled (or its thread told to stop), and its slot is free at once."""
+        cancelled (or its thread told to stop), and its slot is free at once.
+        What the runtime still sends for it is dropped quietly."""
         message = f"the request sent nothing for {limit:g} s"
         session = self._sessions.pop(s, None)
-        if session is None:  # answered already (or refused); only its request was left open
-            log.info("session %d: %s after its answer; forgotten", s, message)
+        if session is None:  # no handler behind it: nothing to fail, only to forget
+            self._protocol.sessions.pop(s, None)
+            log.info("session %d: %s; forgotten", s, message)
             return
         log.warning("session %d (event %r): %s; failed", s, session.request.event, message)
         session.aborted = True

@@ -302,9 +302,10 @@ class WorkerProtocol:
 
     def idle_sessions(self, now: float, *, paused: bool = False) -> list[int]:
         """Sessions whose request has not ended and on which nothing moved, in
-        either direction, for ``request_idle_timeout`` seconds; their receiving
-        half is closed here (what arrives for them later is :class:`Ignored`),
-        and the caller fails them. ``[]`` between sweeps.
+        either direction, for ``request_idle_timeout`` seconds, for the caller
+        to fail; ``[]`` between sweeps. A reported session's clock restarts:
+        what the runtime still sends for it is taken quietly, and if it stays
+        idle for another period after its answer it is forgotten here.
 
         Time is counted in sweeps, every quarter of the limit: a session is
         stamped with the sweep count whenever it moves (one integer store on
@@ -320,12 +321,16 @@ class WorkerProtocol:
             return []
         self._epoch = epoch = self._epoch + 1
         stale = epoch - _SWEEPS - 1
-        idle = [s for s, state in self.sessions.items() if state.seen <= stale and state.recv_half is _OPEN]
-        for s in idle:
-            state = self.sessions[s]
-            state.recv_half = _CLOSED
-            if state.send_half is _CLOSED:
-                del self.sessions[s]
+        idle = []
+        sessions = self.sessions
+        for s, state in list(sessions.items()):
+            if state.seen > stale or state.recv_half is not _OPEN:
+                continue
+            if state.send_half is _CLOSED:  # answered (or failed) already: nothing to tell
+                del sessions[s]
+            else:
+                state.seen = epoch
+                idle.append(s)
         return idle
 
     # -- inbound -------------------------------------------------------------

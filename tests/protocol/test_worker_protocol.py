@@ -242,11 +242,23 @@ def test_idle_sessions_are_counted_in_sweeps_without_a_clock() -> None:
         for s in w.idle_sessions(now):
             found[s] = now
         assert w.next_deadline() == now + 1.0
-    assert found == {1: 5.0}
-    assert w.sessions[1].recv_half is Half.CLOSED  # what comes later is ignored
-    assert isinstance(w.receive(a_frame(4, 1, [b"late"]), 8.0), Ignored)
-    w.send_error(1, 3, "idle")
-    assert 1 not in w.sessions and set(w.sessions) == {2, 3, 4}
+    assert found == {1: 5.0}  # reported once; its clock restarted
+    w.send_error(1, 3, "idle")  # what the worker does with it
+    # what the runtime still sends for it is taken quietly (no Ignored, no warning)
+    assert w.receive(a_frame(4, 1, [b"late"]), 8.0) == Chunk(1, b"late", [])
+    assert w.receive(a_frame(6, 1, []), 8.0) == Choke(1)
+    assert set(w.sessions) == {2, 3, 4}  # 1 ended with the runtime's choke; 3 still owes its answer
+
+
+def test_an_answered_session_whose_request_stays_open_is_forgotten() -> None:
+    w = WorkerProtocol(Generation.B, "u", request_idle_timeout=4.0)
+    w.start(now=0.0)
+    w.receive(Frame(session=2, type=0, args=[b"http"]), 0.0)
+    w.send_chunk(2, b"answer")
+    w.send_choke(2)  # answered; the runtime never closes its side
+    assert 2 in w.sessions
+    assert [w.idle_sessions(float(t)) for t in range(1, 7)] == [[]] * 6  # nothing to fail
+    assert w.sessions == {}  # but no longer kept
 
 
 def test_idle_sweep_while_reading_is_paused_ages_nobody() -> None:
