@@ -7,7 +7,9 @@ small pieces is parsed once. This class adds what the Unpacker does not know:
 
 * which of its exceptions is which :class:`~cocaine_http.errors.DecodeError`;
 * the frame size limit: a frame that has not ended within its first
-  ``max_frame_size`` bytes while more bytes are buffered is too large;
+  ``max_frame_size`` bytes while more bytes are buffered is too large, and so
+  is one holding a raw or ext whose declared body would end past them, as
+  soon as its header is in (found by a walk over the open frame's tokens);
 * the frame shape, judged on the complete top-level value;
 * the ban on ext where the Unpacker does not call ``ext_hook`` (timestamps).
 
@@ -21,8 +23,8 @@ scanner's do: arrays longer than ``max_frame_size`` elements and maps longer
 than :data:`~.wire.MAX_MAP_LEN` entries at their header; nesting deeper than
 its 1024-entry stack at the container header that would exceed it. Its
 string, binary and buffer limits are lifted out of the way, because the C
-extension checks those only once a body is complete, where the frame size
-rule already decides.
+extension checks those only once a body is complete; the declared-length
+walk and the frame size rule decide instead.
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ class PureDecoder:
 
     def _check_declared(self) -> None:
         """Refuse, at its header, a raw or ext of the incomplete current frame
-        whose body would end past the frame's window (rule 7b of native/README.md).
+        whose body would end past the frame's window (rule 5b of native/README.md).
 
         The Unpacker only says "out of data", so the tokens of the incomplete
         frame are walked here: every byte given to the Unpacker since the frame
