@@ -236,6 +236,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--lifespan",), dict(choices=("auto", "on", "off"), default="auto", help="ASGI lifespan")),
     Option(("--grace-period",), dict(type=float, default=None, metavar="SECONDS",
                                      help="on terminate, seconds in-flight requests still get (default: 4)")),
+    Option(("--request-idle-timeout",), dict(type=float, default=None, metavar="SECONDS",
+                                             help="fail a request that sends nothing (and gets no answer) "
+                                             "for this long; 0 = never (default: 60)")),
     Option(("--log-level",), dict(choices=LOG_LEVELS, default=None,
                                   help="default: info, or as a worker the logging service's verbosity"),
            dev=False),
@@ -605,6 +608,8 @@ def _serve(opts: Options, handler: Any) -> int:
         options["threads"] = ns.threads
     if ns.grace_period is not None:
         options["grace_period"] = ns.grace_period
+    if ns.request_idle_timeout is not None:
+        options["request_idle_timeout"] = ns.request_idle_timeout
     runtime_argv = [x for k, v in opts.runtime.items() for x in (f"--{k}", v)]
     worker = Worker(runtime_argv, **options)
     cfg = worker.config

@@ -132,6 +132,10 @@ class WorkerConfig:
     threads: int = 8
     #: Sessions running at once; more invokes are refused with a retryable error.
     max_sessions: int = 4096
+    #: A session whose request has not ended and on which nothing moved (no
+    #: request data in, no response data out) for this long is failed and its
+    #: slot freed (nginx's client_body_timeout is 60 s too). 0 = never.
+    request_idle_timeout: float = 60.0
     #: Unread request bytes one session may buffer before reading pauses.
     session_read_high_water: int = 1 * MiB
     #: Unread request bytes all sessions together may buffer before reading pauses.
@@ -151,7 +155,7 @@ class WorkerConfig:
         for name in ("heartbeat_interval", "disown_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
-        for name in ("grace_period", "shutdown_timeout"):
+        for name in ("grace_period", "shutdown_timeout", "request_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         for name in (

@@ -60,6 +60,7 @@ __all__ = [
     "MethodNotFoundError",
     "ProtocolError",
     "RemoteProtocolError",
+    "RequestIdleError",
     "ServiceError",
     "ServiceNotFoundError",
     "StartupError",
@@ -123,6 +124,7 @@ class ErrorCode(enum.IntEnum):
     CONNECT_FAILED = 260
     DISCONNECTED = 261
     TIMEOUT = 262
+    REQUEST_IDLE = 263
     TERMINATED = 270
     SERVICE_NOT_FOUND = 280
     METHOD_NOT_FOUND = 281
@@ -318,6 +320,14 @@ class CallTimeoutError(TransportError):
 
     code = ErrorCode.TIMEOUT
     http_status = 504
+
+
+class RequestIdleError(TransportError):
+    """A request stayed open without sending anything for the worker's
+    ``request_idle_timeout``: the session was failed and its slot freed."""
+
+    code = ErrorCode.REQUEST_IDLE
+    http_status = 408
 
 
 class ChannelClosedError(LocalProtocolError):

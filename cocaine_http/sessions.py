@@ -40,6 +40,7 @@ from .errors import (
     DisconnectedError,
     ErrorCategory,
     ErrorCode,
+    RequestIdleError,
     ServiceError,
 )
 from .flow import InboundFlow, Outbox
@@ -56,6 +57,8 @@ Handler = Callable[[Any, Any], Any]
 
 _B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
 _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
+_B_IDLE = (ErrorCategory.WORKER.value, ErrorCode.REQUEST_IDLE.value)
+_A_TIMEOUT = 3  # timeout_error (PROTOCOL.md §2.7)
 
 
 class _Session:
@@ -335,6 +338,34 @@ class Sessions:
                 session.abort_threads(exc)
             elif session.task is not None:
                 session.task.cancel()
+
+    def expire(self, s: int, limit: float) -> None:
+        """Fail session *s*, whose request sent nothing for *limit* seconds
+        (:meth:`WorkerProtocol.idle_sessions`): its reader gets
+        :class:`RequestIdleError`, the runtime an error reply, its handler is
+        cancelled (or its thread told to stop), and its slot is free at once.
+        What the runtime still sends for it is dropped quietly."""
+        message = f"the request sent nothing for {limit:g} s"
+        session = self._sessions.pop(s, None)
+        if session is None:  # no handler behind it: nothing to fail, only to forget
+            self._protocol.sessions.pop(s, None)
+            log.info("session %d: %s; forgotten", s, message)
+            return
+        log.warning("session %d (event %r): %s; failed", s, session.request.event, message)
+        session.aborted = True
+        exc = RequestIdleError(message)
+        session.request._feed_error(exc)
+        if not session.response.closed and not self._outbox.channel.closed:
+            code: int | tuple[int, int] = _B_IDLE if self._gen_b else _A_TIMEOUT
+            _quietly(lambda: session.response.error(code, message))
+        else:
+            session.response._closed = True
+        if session.abort_threads is not None:
+            session.abort_threads(exc)
+        elif session.task is not None:
+            session.task.cancel()
+        if not self._sessions and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     async def settle(self, timeout: float) -> None:
         """Wait up to *timeout* for the handlers still running to return."""

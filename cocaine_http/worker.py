@@ -293,6 +293,7 @@ class Worker:
             cfg.uuid,
             heartbeat_interval=cfg.heartbeat_interval,
             disown_timeout=cfg.disown_timeout,
+            request_idle_timeout=cfg.request_idle_timeout,
         )
         channel = self._channel = Channel(
             cfg.generation,
@@ -449,6 +450,13 @@ class Worker:
         if protocol.disowned(now) and not self._reading_paused(now):
             self._disown(now)
             return
+        flow, sessions = self._flow, self._sessions
+        idle = protocol.idle_sessions(now, paused=flow is not None and flow.paused)
+        if idle and sessions is not None:
+            for s in idle:
+                sessions.expire(s, protocol.request_idle_timeout)
+            if self._outbox is not None:
+                self._outbox.flush()
         deadline = protocol.next_deadline()
         if deadline <= now:  # disowned but reading is paused: look again soon
             deadline = now + min(1.0, self.config.heartbeat_interval)

@@ -18,6 +18,8 @@
  *   - container header:             once the header is in:
  *        depth first                                               -> DEPTH
  *        then length (array > max_frame_size, map > max_map_len)   -> TOO_LARGE
+ *   - raw/str/bin/ext header:       once the header is in, if its body
+ *        would end past the first max_frame_size bytes of the frame -> TOO_LARGE
  *   - map entry whose key is a container: when its value is complete -> FORMAT
  * and, when the scan stops:
  *   - frame complete: a timestamp inside -> MALFORMED, then the frame shape -> FORMAT
@@ -306,6 +308,10 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
             }
         }
 
+        /* A raw whose body would end past the window can never complete:
+         * refuse it at its header instead of waiting for max_frame_size bytes. */
+        if (is_raw && pos + hdr + body > d->max_frame_size)
+            return fail(d, CF_E_TOO_LARGE);
         if (have < hdr + body)
             goto need;
 
@@ -355,6 +361,8 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
         continue;
 
     ext:
+        if (pos + hdr + body > d->max_frame_size) /* the same for an ext body */
+            return fail(d, CF_E_TOO_LARGE);
         if (have < hdr + body)
             goto need;
         if (!timestamp_ok(t, hdr, body))
@@ -479,7 +487,7 @@ const char *cf_strerror(int code)
     case CF_E_FORMAT:
         return "not a frame: expected [uint, uint, [args...] (, [headers...])]";
     case CF_E_TOO_LARGE:
-        return "frame, array or map over its size limit";
+        return "frame, array, map or string over its size limit";
     case CF_E_DEPTH:
         return "nested too deep";
     case CF_E_USAGE:

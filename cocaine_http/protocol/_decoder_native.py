@@ -405,7 +405,7 @@ class NativeDecoder:
         if kind is None:  # pragma: no cover - CF_E_USAGE means a bug on this side
             raise AssertionError(f"cf_next: {what} ({status})")
         if kind is FrameTooLargeError:
-            what = f"frame, array or map over its limit (max_frame_size {self.max_frame_size})"
+            what = f"frame, array, map or string over its limit (max_frame_size {self.max_frame_size})"
         return kind(f"{what} (frame at stream offset {offset})")
 
     def _raise(self, error: DecodeError) -> NoReturn:

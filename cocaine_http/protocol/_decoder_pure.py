@@ -7,7 +7,9 @@ small pieces is parsed once. This class adds what the Unpacker does not know:
 
 * which of its exceptions is which :class:`~cocaine_http.errors.DecodeError`;
 * the frame size limit: a frame that has not ended within its first
-  ``max_frame_size`` bytes while more bytes are buffered is too large;
+  ``max_frame_size`` bytes while more bytes are buffered is too large, and so
+  is one holding a raw or ext whose declared body would end past them, as
+  soon as its header is in (found by a walk over the open frame's tokens);
 * the frame shape, judged on the complete top-level value;
 * the ban on ext where the Unpacker does not call ``ext_hook`` (timestamps).
 
@@ -21,8 +23,8 @@ scanner's do: arrays longer than ``max_frame_size`` elements and maps longer
 than :data:`~.wire.MAX_MAP_LEN` entries at their header; nesting deeper than
 its 1024-entry stack at the container header that would exceed it. Its
 string, binary and buffer limits are lifted out of the way, because the C
-extension checks those only once a body is complete, where the frame size
-rule already decides.
+extension checks those only once a body is complete; the declared-length
+walk and the frame size rule decide instead.
 """
 
 from __future__ import annotations
@@ -49,6 +51,23 @@ __all__ = ["PureDecoder"]
 
 _NO_LIMIT = sys.maxsize
 _MAX_ARRAY32 = 2**32 - 1
+
+# Token shapes for _check_declared: bytes that are a whole token; fixed-size
+# scalars and fixext (header bytes, body bytes, whether the body counts as
+# declared: ext does); length-prefixed tokens (header bytes, kind: 0
+# raw/str/bin, 1 ext, 2 container).
+_ONE_BYTE = frozenset((0xC0, 0xC1, 0xC2, 0xC3))
+_SIZED = {
+    0xCA: (1, 4, False), 0xCB: (1, 8, False),
+    0xCC: (1, 1, False), 0xCD: (1, 2, False), 0xCE: (1, 4, False), 0xCF: (1, 8, False),
+    0xD0: (1, 1, False), 0xD1: (1, 2, False), 0xD2: (1, 4, False), 0xD3: (1, 8, False),
+    0xD4: (1, 2, True), 0xD5: (1, 3, True), 0xD6: (1, 5, True), 0xD7: (1, 9, True), 0xD8: (1, 17, True),
+}  # fmt: skip
+_DECLARED = {
+    0xC4: (2, 0), 0xC5: (3, 0), 0xC6: (5, 0), 0xD9: (2, 0), 0xDA: (3, 0), 0xDB: (5, 0),
+    0xC7: (2, 1), 0xC8: (3, 1), 0xC9: (5, 1),
+    0xDC: (3, 2), 0xDD: (5, 2), 0xDE: (3, 2), 0xDF: (5, 2),
+}  # fmt: skip
 
 
 def check_max_frame_size(max_frame_size: int) -> int:
@@ -103,6 +122,13 @@ class PureDecoder:
         self._consumed = 0  # stream offset where the current frame begins
         self._held = bytearray()  # bytes fed but past the current frame's window
         self._error: DecodeError | None = None
+        # The header scan of an incomplete frame (see _check_declared): the bytes
+        # given to the Unpacker from stream offset _recent_at on, and where the
+        # scan of the frame starting at _scan_frame stopped.
+        self._recent = bytearray()
+        self._recent_at = 0
+        self._scan_frame = -1
+        self._scan_pos = 0
 
     @property
     def pending(self) -> int:
@@ -118,9 +144,11 @@ class PureDecoder:
         room = self._consumed + self.max_frame_size - self._given
         if n <= room and not self._held:
             self._unpacker.feed(data)
+            self._recent += data
             self._given += n
         elif room > 0 and not self._held:
             self._unpacker.feed(data[:room])
+            self._recent += data[:room]
             self._given += room
             self._held += data[room:]
         else:
@@ -135,6 +163,7 @@ class PureDecoder:
             take = held[:room]
             del held[:room]
             self._unpacker.feed(take)
+            self._recent += take
             self._given += len(take)
 
     def next_frame(self) -> Frame | None:
@@ -150,6 +179,11 @@ class PureDecoder:
         try:
             obj = unpacker.unpack()
         except msgpack.OutOfData:
+            if self._given > self._consumed:
+                self._check_declared()
+            else:
+                self._recent.clear()
+                self._recent_at = self._given
             if self._fed - self._consumed > self.max_frame_size:
                 self._fail(FrameTooLargeError, f"frame exceeds {self.max_frame_size} bytes")
             return None
@@ -194,6 +228,54 @@ class PureDecoder:
                 self._fail(FrameFormatError, "frame headers must be an array")
         self._consumed = end
         return (first, second, args, headers)
+
+    def _check_declared(self) -> None:
+        """Refuse, at its header, a raw or ext of the incomplete current frame
+        whose body would end past the frame's window (rule 5b of native/README.md).
+
+        The Unpacker only says "out of data", so the tokens of the incomplete
+        frame are walked here: every byte given to the Unpacker since the frame
+        began belongs to it, and the Unpacker found no error in the complete
+        tokens, so only token boundaries matter. The walk resumes where it
+        stopped and skips raw bodies, so a frame arriving in pieces is walked
+        once; only the bytes after that point are kept.
+        """
+        frame = self._consumed
+        if self._scan_frame != frame:
+            self._scan_frame, self._scan_pos = frame, frame
+        pos, base, given = self._scan_pos, self._recent_at, self._given
+        limit = frame + self.max_frame_size
+        buf = self._recent
+        while pos < given:
+            at = pos - base
+            b = buf[at]
+            hdr, body, declared = 1, 0, False
+            if b <= 0x9F or b >= 0xE0 or b in _ONE_BYTE:
+                pass  # fixint, fixmap, fixarray, nil, bool, 0xc1 (the Unpacker judged it)
+            elif b <= 0xBF:
+                body, declared = b & 0x1F, True
+            elif b in _SIZED:
+                hdr, body, declared = _SIZED[b]
+            else:
+                hdr, kind = _DECLARED[b]
+                if given - pos < hdr:
+                    break
+                body = int.from_bytes(buf[at + 1 : at + hdr], "big")
+                if kind == 1:  # ext: a type byte, then the data
+                    body = (body + 1) & 0xFFFFFFFF if b == 0xC9 else body + 1
+                elif kind == 2:  # a container header: its elements follow
+                    body = 0
+                declared = kind != 2
+            if declared and pos + hdr + body > limit:
+                self._fail(
+                    FrameTooLargeError,
+                    f"a string or ext declares {body} bytes, past max_frame_size {self.max_frame_size}",
+                )
+            pos += hdr + body
+        self._scan_pos = pos
+        keep = min(pos, given)
+        del buf[: keep - base]
+        self._recent_at = keep
 
     def __iter__(self) -> Iterator[Frame]:
         return starmap(Frame, self._drain())

@@ -76,7 +76,7 @@ _GEN_A, _OPEN, _CLOSED = Generation.A, Half.OPEN, Half.CLOSED
 class SessionState:
     """Both directions of one session; ``send``/``recv`` apply the table."""
 
-    __slots__ = ("_table", "generation", "recv_half", "send_half", "session")
+    __slots__ = ("_table", "generation", "recv_half", "seen", "send_half", "session")
 
     def __init__(self, generation: Generation, session: int) -> None:
         self.generation = generation
@@ -85,6 +85,8 @@ class SessionState:
         self._table = _TABLE_A if generation is _GEN_A else _TABLE_B
         self.send_half = _OPEN
         self.recv_half = _OPEN
+        #: The owner's sweep count when the session last moved (WorkerProtocol.idle_sessions).
+        self.seen = 0
 
     def __repr__(self) -> str:
         return f"<SessionState {self.session} send={self.send_half.label} recv={self.recv_half.label}>"

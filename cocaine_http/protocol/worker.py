@@ -19,6 +19,8 @@ Lifecycle (PROTOCOL.md §2.4, §3.4)::
                      the runtime had answered a heartbeat at least once
                      (the observed precaution of §3.4.2); EOF ends the worker
                      regardless
+    idle_sessions(now) -> the sessions whose request is still open but that
+                     moved in neither direction for ``request_idle_timeout``
     Terminate     -> stop taking sessions, finish, ``send_terminate`` echo
 
 Messages that cannot be honoured (orphan sessions, data after the end, a
@@ -131,6 +133,8 @@ _A_INVOKE, _A_HEARTBEAT, _A_TERMINATE = int(A.INVOKE), int(A.HEARTBEAT), int(A.T
 _A_CHUNK, _A_CHOKE = int(A.CHUNK), int(A.CHOKE)
 _B_HEARTBEAT, _B_TERMINATE = int(B_CONTROL.HEARTBEAT), int(B_CONTROL.TERMINATE)
 _B_INVOKE, _B_WRITE, _B_CLOSE = int(B_STREAM.INVOKE), int(B_STREAM.WRITE), int(B_STREAM.CLOSE)
+#: idle_sessions sweeps this many times per request_idle_timeout.
+_SWEEPS = 4
 
 
 class SessionSink(Protocol):
@@ -245,11 +249,18 @@ class WorkerProtocol:
         *,
         heartbeat_interval: float = 5.0,
         disown_timeout: float = 30.0,
+        request_idle_timeout: float = 0.0,
     ) -> None:
         self.generation = Generation.parse(generation)
         self.uuid = uuid
         self.heartbeat_interval = heartbeat_interval
         self.disown_timeout = disown_timeout
+        #: 0: never. Otherwise a session is idle once nothing moved on it in this
+        #: many seconds; it is found within 1.25 times that (see idle_sessions).
+        self.request_idle_timeout = request_idle_timeout
+        self._sweep_every = request_idle_timeout / _SWEEPS if request_idle_timeout > 0 else 0.0
+        self._next_sweep = float("inf")
+        self._epoch = 0  # sweeps done; a session's ``seen`` is the epoch it last moved in
         self.encoder = MessageEncoder(self.generation)
         self.sessions: dict[int, SessionState] = {}
         self.active = False
@@ -267,6 +278,8 @@ class WorkerProtocol:
         """Handshake, then a heartbeat at once (A activates on it)."""
         self._next_heartbeat = now + self.heartbeat_interval
         self._last_seen = now
+        if self._sweep_every:
+            self._next_sweep = now + self._sweep_every
         if self.generation is Generation.B:
             self.active = True
         return self.encoder.handshake(self.uuid) + self.encoder.heartbeat()
@@ -282,10 +295,43 @@ class WorkerProtocol:
         return self._armed and now - self._last_seen >= self.disown_timeout
 
     def next_deadline(self) -> float:
-        """When :meth:`tick` or :meth:`disowned` next has something to say."""
+        """When :meth:`tick`, :meth:`disowned` or :meth:`idle_sessions` next has something to say."""
         if self._armed:
-            return min(self._next_heartbeat, self._last_seen + self.disown_timeout)
-        return self._next_heartbeat
+            return min(self._next_heartbeat, self._last_seen + self.disown_timeout, self._next_sweep)
+        return min(self._next_heartbeat, self._next_sweep)
+
+    def idle_sessions(self, now: float, *, paused: bool = False) -> list[int]:
+        """Sessions whose request has not ended and on which nothing moved, in
+        either direction, for ``request_idle_timeout`` seconds, for the caller
+        to fail; ``[]`` between sweeps. A reported session's clock restarts:
+        what the runtime still sends for it is taken quietly, and if it stays
+        idle for another period after its answer it is forgotten here.
+
+        Time is counted in sweeps, every quarter of the limit: a session is
+        stamped with the sweep count whenever it moves (one integer store on
+        the per-chunk path, no clock), and is idle once five sweeps passed
+        without a stamp, i.e. after between 1 and 1.25 times the limit.
+        *paused*: the caller is holding reading back, so silence proves
+        nothing; the sweep is put off and nobody ages.
+        """
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + self._sweep_every
+        if paused:
+            return []
+        self._epoch = epoch = self._epoch + 1
+        stale = epoch - _SWEEPS - 1
+        idle = []
+        sessions = self.sessions
+        for s, state in list(sessions.items()):
+            if state.seen > stale or state.recv_half is not _OPEN:
+                continue
+            if state.send_half is _CLOSED:  # answered (or failed) already: nothing to tell
+                del sessions[s]
+            else:
+                state.seen = epoch
+                idle.append(s)
+        return idle
 
     # -- inbound -------------------------------------------------------------
     def receive(self, frame: Frame, now: float) -> Event:
@@ -319,6 +365,7 @@ class WorkerProtocol:
         if t == _A_CHUNK:
             state = self.sessions.get(s)
             if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
+                state.seen = self._epoch
                 sink.on_chunk(s, args[0], None)
                 return
         elif t == _A_CHOKE:
@@ -334,6 +381,7 @@ class WorkerProtocol:
             return
         msg = _A_STREAM.get(t)  # chunk, choke, error
         if msg is not None:
+            self._touch(s)
             tell(sink, stream_event(self.sessions, s, msg, args))
         elif t == _A_HEARTBEAT and s == 0:
             self._armed = True
@@ -375,6 +423,7 @@ class WorkerProtocol:
         if t == _B_WRITE:
             state = self.sessions.get(ch)
             if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
+                state.seen = self._epoch
                 sink.on_chunk(ch, args[0], headers)
                 return
         elif t == _B_CLOSE:
@@ -389,6 +438,7 @@ class WorkerProtocol:
         if msg is None:
             sink.on_event(Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}")))
         else:
+            self._touch(ch)
             tell(sink, stream_event(self.sessions, ch, msg, args, headers))
 
     def _terminate(self, args: list[Any]) -> Event:
@@ -404,10 +454,16 @@ class WorkerProtocol:
         elif len(args) < 1 or not isinstance(args[0], (bytes, str)):
             sink.on_event(Ignored(s, FrameFormatError(f"invoke on session {s} has no event name")))
         else:
-            self.sessions[s] = SessionState(self.generation, s)
+            state = self.sessions[s] = SessionState(self.generation, s)
+            state.seen = self._epoch
             name = args[0]  # as_text, with its usual case inline: once per session
             event = name.decode("utf-8", "replace") if type(name) is bytes else as_text(name)
             sink.on_invoke(s, event, headers)
+
+    def _touch(self, s: int) -> None:
+        state = self.sessions.get(s)
+        if state is not None:
+            state.seen = self._epoch
 
     # -- outbound ------------------------------------------------------------
     def _state(self, session: int) -> SessionState:
@@ -424,6 +480,7 @@ class WorkerProtocol:
         state = self.sessions.get(session)
         if state is None or state.send_half is not _OPEN:  # else the table keeps it open
             self._state(session).send(_CHUNK)  # raises: nothing may be sent
+        state.seen = self._epoch  # a session that answers is not idle
         return self.encoder.frame_header(session, length)
 
     def send_chunk(self, session: int, data: bytes) -> bytes:

@@ -49,8 +49,8 @@ class AppCall:
     def done(self) -> bool:
         return self.inv.finished.done()
 
-    async def write(self, data: bytes) -> None:
-        await self.inv.write(data)
+    async def write(self, data: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self.inv.write(data, headers)
 
     async def close(self) -> None:
         await self.inv.close()
@@ -90,13 +90,18 @@ class AppService(Service):
                 2: Method("control", self.control_call, Reply.VOID, streaming_in=True),
             }
 
-    async def open(self, event: str, tag: str | None = None) -> AppCall:
-        """Enqueue *event*; raises :class:`~.pool.Refused` when the engine refuses it."""
-        return AppCall(self.pool, await self.pool.open_event(event, tag))
+    async def open(
+        self, event: str, tag: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> AppCall:
+        """Enqueue *event* (B: with the caller's *headers*); raises
+        :class:`~.pool.Refused` when the engine refuses it."""
+        return AppCall(self.pool, await self.pool.open_event(event, tag, headers))
 
-    async def _open_or_fault(self, event: str, tag: str | None) -> AppCall:
+    async def _open_or_fault(
+        self, event: str, tag: str | None, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> AppCall:
         try:
-            return await self.open(event, tag)
+            return await self.open(event, tag, headers)
         except Refused as exc:
             raise Fault(exc.code, exc.message) from None
 
@@ -124,14 +129,15 @@ class AppService(Service):
                 ac.abort("client disconnected")
 
     async def enqueue_b(self, call: Call, event: str, tag: str | None = None) -> None:
-        ac = await self._open_or_fault(event, None)  # tags are deprecated in node::v2 (§3.7)
+        # tags are deprecated in node::v2 (§3.7); the caller's headers go to the worker (§3.3)
+        ac = await self._open_or_fault(event, None, call.headers)
 
         async def pipe_in() -> None:
             while True:
                 item = await call.receive()
                 if item[0] == "write":
                     data = item[1]
-                    await ac.write(data if isinstance(data, bytes) else str(data).encode())
+                    await ac.write(data if isinstance(data, bytes) else str(data).encode(), item[2])
                 elif item[0] == "close":
                     await ac.close()
                     return

@@ -126,6 +126,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         new="--front-timeout",
     )
     p.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on Ctrl-C/SIGTERM, stop accepting and let requests in flight finish "
+        "for this long before the workers are stopped (default 30, as gunicorn)",
+    )
+    p.add_argument(
         "--max-body-size",
         type=int,
         default=16 * 1024 * 1024,
@@ -535,6 +543,7 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             "access_log": front_logs_access(args),
             "access_log_format": getattr(args, "access_log_format", None),
             "workers_log_access": workers_log_access,
+            "graceful_timeout": args.graceful_timeout,
         },
         default_app=default_app,
     )

@@ -42,7 +42,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..config import runtime_argv
-from ..errors import CallTimeoutError
+from ..errors import CallTimeoutError, CocaineError
 from ..protocol.endpoints import format_endpoint, parse_locators
 from ..protocol.frames import Generation
 from .connection import WorkerConnection
@@ -68,6 +68,8 @@ log = logging.getLogger("cocaine_http.runtime.engine")
 MiB = 1 << 20
 #: B error sent to a worker whose client went away: system category, ECONNABORTED.
 CLIENT_GONE_B = (0x01, 103)
+#: B error for an invocation over its request-timeout: node category, 3 "timeout" (PROTOCOL.md §3.8).
+B_REQUEST_TIMEOUT = (0x51FF, 3)
 
 
 class Engine:
@@ -103,6 +105,7 @@ class Engine:
         restart: bool = False,
         autospawn: bool = True,
         idle_timeout: float = 0.0,
+        request_timeout: float | None = None,
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
         crash_window: float = 30.0,
@@ -148,6 +151,10 @@ class Engine:
         self.autospawn = autospawn
         #: Terminate a worker without sessions for this many seconds; 0 = never.
         self.idle_timeout = idle_timeout
+        #: B: an invocation not over this long after it reached a worker gets an error on
+        #: both sides (the profile's request-timeout, 86400 s; a caller's ``request_timeout``
+        #: header wins). ``None``: only the header's.
+        self.request_timeout = request_timeout
         self.policy = RestartPolicy(backoff_base, backoff_max, crash_window, max_start_failures)
         #: How many dead workers (in :attr:`slaves`) and crash logs are kept.
         self.history = history
@@ -353,11 +360,18 @@ class Engine:
             log.error("%s: engine task failed", self.app, exc_info=task.exception())
 
     # -- events ---------------------------------------------------------------------
-    async def open(self, event: str, *, slave: Slave | None = None) -> Invocation:
+    async def open(
+        self,
+        event: str,
+        *,
+        slave: Slave | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> Invocation:
         """Enqueue *event* (or give it to *slave*, bypassing the queue and ``concurrency``);
         returns at once. Write the request, then iterate the reply. A refused event
-        comes back finished, with the runtime's words in ``error``."""
-        inv = Invocation(self, event)
+        comes back finished, with the runtime's words in ``error``. B sends *headers*
+        (a caller's) with the invoke."""
+        inv = Invocation(self, event, headers)
         if self.generation is Generation.A:
             inv.a_session = self._next_session  # taken even if refused (§2.3)
             self._next_session += 1
@@ -452,9 +466,31 @@ class Engine:
         session = side.next_channel() if self.generation is Generation.B else inv.a_session
         assert session is not None
         slave.sessions[session] = inv
-        slave.last_busy = asyncio.get_running_loop().time()
-        channel.send(session, side.invoke(session, inv.event))
+        loop = asyncio.get_running_loop()
+        slave.last_busy = loop.time()
+        channel.send(session, side.invoke(session, inv.event, inv.headers))
+        if self.generation is Generation.B:
+            timeout = inv.timeout if inv.timeout is not None else self.request_timeout
+            if timeout is not None:
+                inv.timer = loop.call_later(timeout, self._request_timed_out, inv, timeout)
         inv.bind(slave, session)
+
+    def _request_timed_out(self, inv: Invocation, timeout: float) -> None:
+        """B: the invocation ran out of time: an error to the worker and to the caller
+        (PROTOCOL.md §3.3), and the slot is free."""
+        inv.timer = None
+        slave, session = inv.slave, inv.session
+        if inv.ended or slave is None or session is None:
+            return
+        error = (B_REQUEST_TIMEOUT, f"the request timed out after {timeout:g} s")
+        log.info("%s: %s (channel %d of worker %s)", self.app, error[1], session, slave.uuid)
+        side, channel = slave.side, slave.channel
+        if side is not None and channel is not None and not channel.closed:
+            try:
+                channel.send(session, side.error(session, *error))
+            except CocaineError:  # our side had already closed: nothing may be sent
+                side.sessions.pop(session, None)  # the worker's late frames are dropped
+        slave.release(session, error, False)
 
 
 def default_python_command(script: str) -> list[str]:

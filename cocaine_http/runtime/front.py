@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from .local import LocalRuntime
 
 __all__ = [
+    "DEFAULT_GRACEFUL_TIMEOUT",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_HEADER_SIZE",
     "DEFAULT_TIMEOUT",
@@ -79,6 +80,8 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+#: How long a stop waits for in-flight requests: gunicorn's --graceful-timeout.
+DEFAULT_GRACEFUL_TIMEOUT = 30.0
 _PROTO_VERSION = b"x-cocaine-http-proto-version"
 _ROUTE = re.compile(rb"/([^/]*)/([^/?]*)(.*)", re.DOTALL)
 
@@ -168,6 +171,7 @@ class HttpFront:
         access_log: bool = True,
         access_log_format: str | None = None,
         workers_log_access: bool | Container[str] = False,
+        graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
     ) -> None:
         self.runtime = runtime
         self.generation = runtime.generation
@@ -184,6 +188,10 @@ class HttpFront:
         #: (``--access-log``): only the requests the front answers itself (routing
         #: errors, 502/503/504) get one from here.
         self.workers_log_access = workers_log_access
+        self.graceful_timeout = graceful_timeout
+        #: Set by stop(): no new requests; each connection closes after its response.
+        self.stopping = False
+        self._drained: asyncio.Event | None = None
         self.connections: set[_HttpConnection] = set()
         self.port = 0
         self.requests = 0
@@ -210,9 +218,25 @@ class HttpFront:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def stop(self, graceful_timeout: float | None = None) -> None:
+        """Stop accepting, let the requests in flight finish (up to
+        ``graceful_timeout`` seconds, the constructor's by default), then cut
+        whatever is left. Idle keep-alive connections close at once, busy ones
+        right after their response (which says ``Connection: close``)."""
+        grace = self.graceful_timeout if graceful_timeout is None else graceful_timeout
+        self.stopping = True
         if self._server is not None:
             self._server.close()
+        busy = sum(not conn.close_if_idle() for conn in list(self.connections))
+        if busy and grace > 0:
+            log.info("stopping: waiting up to %.1f s for %d connection(s) in flight", grace, busy)
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), grace)
+            except asyncio.TimeoutError:
+                log.warning(
+                    "stopping: %d connection(s) still busy after %.1f s; cut", len(self.connections), grace
+                )
         for conn in list(self.connections):
             conn.shutdown()
         if self._server is not None:
@@ -303,7 +327,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.writable.set()
-        self.front.connections.discard(self)
+        front = self.front
+        front.connections.discard(self)
+        if front._drained is not None and not front.connections:
+            front._drained.set()
         if self.idle is not None:
             self.idle.cancel()
         if self.task is not None and not self.task.done():
@@ -403,6 +430,13 @@ class _HttpConnection(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def close_if_idle(self) -> bool:
+        """For a stop: close unless a request is being received or answered; whether it closed."""
+        if self.task is None and self.h11.their_state is h11.IDLE and self.transport is not None:
+            self.transport.close()
+            return True
+        return self.closed
+
     # -- one request --------------------------------------------------------------------
     async def _respond(self, req: h11.Request, body: bytes) -> None:
         front = self.front
@@ -455,6 +489,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
     def _next_cycle(self) -> None:
         if self.closed or self.transport is None:
+            return
+        if self.front.stopping:
+            self.transport.close()
             return
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             try:
@@ -513,6 +550,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
             except ValueError as exc:
                 raise _Failure(502, f"Application {where.app} error: bad response head: {exc}") from None
             out_headers, lingering = _response_headers(pairs, gen)
+            if front.stopping:
+                out_headers.append((b"Connection", b"close"))
             try:
                 response = h11.Response(status_code=code, headers=out_headers, reason=_reason(code))
             except h11.LocalProtocolError as exc:

@@ -27,7 +27,16 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .slave import Slave
 
-__all__ = ["Invocation", "Reply"]
+__all__ = ["Invocation", "Reply", "request_timeout_header"]
+
+
+def request_timeout_header(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The ``request_timeout`` header in seconds: 8 bytes, little-endian milliseconds
+    (PROTOCOL.md §3.2.3); ``None`` when absent or not 8 bytes."""
+    for name, value in headers:
+        if name == b"request_timeout" and len(value) == 8:
+            return int.from_bytes(value, "little") / 1000.0
+    return None
 
 
 @dataclass(slots=True)
@@ -58,9 +67,16 @@ class Invocation(ChunkBuffer):
     sends nothing more on it (docs/worker.md), so the slot is freed.
     """
 
-    def __init__(self, engine: Engine, event: str) -> None:
+    def __init__(
+        self, engine: Engine, event: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.engine = engine
         self.event = event
+        #: B: the caller's headers, sent with the invoke (PROTOCOL.md §3.2.3).
+        self.headers = list(headers or [])
+        #: B: the caller's ``request_timeout`` header (8-byte little-endian ms), in seconds.
+        self.timeout = request_timeout_header(self.headers)
+        self.timer: asyncio.TimerHandle | None = None
         self.session: int | None = None
         self.slave: Slave | None = None
         self.error: tuple[Any, str] | None = None
@@ -90,18 +106,21 @@ class Invocation(ChunkBuffer):
         return self._sent_end
 
     # -- request side ------------------------------------------------------------
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(
+        self, data: bytes | bytearray | memoryview, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        """Send a request chunk (B: with the caller's *headers*)."""
         if self._sent_end:
             raise ChannelClosedError("write after close")
         if self.slave is None:
-            self._outbox.append(("chunk", bytes(data)))
+            self._outbox.append(("chunk", (bytes(data), headers)))
             return
         channel, side = self.slave.channel, self.slave.side
         if self._ended or channel is None or channel.closed or side is None:
             return  # the worker is gone or done; the runtime drops such data
         assert self.session is not None
         try:
-            parts = side.chunk(self.session, data)
+            parts = side.chunk(self.session, data, headers)
         except CocaineError:
             return
         channel.send_parts(self.session, *parts)
@@ -137,7 +156,7 @@ class Invocation(ChunkBuffer):
             return
         try:
             if kind == "chunk":
-                channel.send_parts(self.session, *side.chunk(self.session, arg))
+                channel.send_parts(self.session, *side.chunk(self.session, *arg))
             elif kind == "choke":
                 channel.send(self.session, side.choke(self.session))
             else:
@@ -170,6 +189,9 @@ class Invocation(ChunkBuffer):
         if error is not None and self.error is None:
             self.error = error
         self.closed = self.closed or closed
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if not self._ended:
             self._ended = True
             self._sent_end = True

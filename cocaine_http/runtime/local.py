@@ -278,6 +278,7 @@ class LocalRuntime:
                 cwd=spec.cwd,
                 min_workers=min(min_workers, pool_limit),
                 idle_timeout=float(profile["idle-timeout"]),
+                request_timeout=float(profile["request-timeout"]),
                 profile_name=spec.profile_name,
                 output=self._worker_output(spec.name),
             )
@@ -311,12 +312,22 @@ class LocalRuntime:
         return echo
 
     async def stop_app(self, name: str) -> bool:
-        """Stop an app: its service first (callers' sessions end), then its workers."""
+        """Stop an app without losing the events in flight: its service stops
+        accepting connections and resolving, the engine refuses new events and
+        fails queued ones, its workers get the terminate and finish what they
+        hold (within their grace period) while the callers' connections stay
+        open to receive it; then those connections close."""
         app = self.apps.pop(name, None)
         if app is None:
             return False
-        await self.remove_service(name)
-        await app.shutdown()
+        server = self.servers.pop(name, None)
+        if server is not None:
+            server.stop_listening()
+        try:
+            await app.shutdown()
+        finally:
+            if server is not None:
+                await server.stop()
         log.info("app %s stopped", name)
         return True
 

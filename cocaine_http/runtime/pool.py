@@ -79,12 +79,15 @@ class Pool(Engine):
         self.state = "stopped"
 
     # -- events ------------------------------------------------------------------------
-    async def open_event(self, event: str, tag: str | None = None) -> Invocation:
-        """Enqueue *event* (on the worker named *tag*, A only); raises :class:`Refused`."""
+    async def open_event(
+        self, event: str, tag: str | None = None, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> Invocation:
+        """Enqueue *event* (on the worker named *tag*, A only; B with the caller's
+        *headers*); raises :class:`Refused`."""
         if tag is not None and self.generation is Generation.A:
             inv = await self._open_tagged(event, tag)
         else:
-            inv = await self.open(event)
+            inv = await self.open(event, headers=headers)
         if inv.finished.done() and inv.error is not None and inv.slave is None:
             raise Refused(*inv.error)
         return inv

@@ -500,6 +500,11 @@ class ServiceServer:
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
+    def stop_listening(self) -> None:
+        """Accept no more connections; the open ones go on (see :meth:`stop`)."""
+        if self._server is not None:
+            self._server.close()
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -55,6 +55,7 @@ __all__ = [
 
 #: The 0.12.3.x runtime's headers: static indices 80, 81, 82 forced to 8-byte uints (§3.11).
 _INDEXED_H0 = b"\x93" + b"".join(b"\xcf" + i.to_bytes(8, "big") for i in (80, 81, 82))
+_TRACING = frozenset((b"trace_id", b"span_id", b"parent_id"))
 
 # Error codes the runtime itself uses towards clients (A: bare int; B: category of (category, code)).
 A_RESOURCE = 2
@@ -149,6 +150,19 @@ class RuntimeSide:
             return self.encoder.frame(session, type_id, args)
         return b"\x94" + uint(session) + uint(type_id) + packb(args) + self._h
 
+    def _headers(self, extra: list[tuple[bytes, bytes]] | None) -> bytes | None:
+        """The headers element: this flavour's tracing headers, plus *extra* (a
+        caller's, forwarded) as ``[false, name, value]`` literals, which never
+        touch the worker's dynamic table. The caller's tracing replaces ours."""
+        if not extra or self.generation is Generation.A:
+            return self._h
+        literals = [packb([False, name, value]) for name, value in extra]
+        own = self._h
+        if own is None or any(name in _TRACING for name, _ in extra):
+            return _array_header(len(literals)) + b"".join(literals)
+        # own is a fixarray of three entries (H0 literal or indexed): extend it
+        return _array_header(3 + len(literals)) + own[1:] + b"".join(literals)
+
     def heartbeat(self) -> bytes:
         """The echo of a worker heartbeat (B: the primitive ``value`` of the control channel)."""
         if self.generation is Generation.A:
@@ -165,13 +179,17 @@ class RuntimeSide:
         self._max_channel += 1
         return self._max_channel
 
-    def invoke(self, session: int, event: str) -> bytes:
+    def invoke(self, session: int, event: str, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        """Open *session*; B sends *headers* (a caller's) with the invoke."""
         if session in self.sessions:
             raise ValueError(f"session {session} is already open")
         self.sessions[session] = SessionState(self.generation, session)
         if self.generation is Generation.A:
             return self.encoder.invoke(session, event)
         self._max_channel = max(self._max_channel, session)
+        h = self._headers(headers)
+        if h is not self._h and h is not None:
+            return b"\x94" + uint(session) + uint(B_STREAM.INVOKE) + packb([event]) + h
         return self._frame(session, B_STREAM.INVOKE, [event])
 
     def _state(self, session: int) -> SessionState:
@@ -185,13 +203,18 @@ class RuntimeSide:
         return session in self.sessions
 
     def chunk(
-        self, session: int, data: bytes | bytearray | memoryview
+        self,
+        session: int,
+        data: bytes | bytearray | memoryview,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> list[bytes | bytearray | memoryview]:
-        """A chunk as parts (header, payload[, headers]) so a large payload is not copied."""
+        """A chunk as parts (header, payload[, headers]) so a large payload is not
+        copied; B sends *headers* (a caller's) with it."""
         self._state(session).send(Msg.CHUNK)
-        if self._h is None:
+        h = self._headers(headers) if headers else self._h
+        if h is None:
             return [self.encoder.frame_header(session, len(data)), data]
-        return [b"\x94" + uint(session) + b"\x00\x91" + raw_header(len(data)), data, self._h]
+        return [b"\x94" + uint(session) + b"\x00\x91" + raw_header(len(data)), data, h]
 
     def choke(self, session: int) -> bytes:
         state = self._state(session)
@@ -237,3 +260,7 @@ class RuntimeSide:
         if state is not None and state.can_send(Msg.CHOKE):
             return self.choke(session)
         return b""
+
+
+def _array_header(n: int) -> bytes:
+    return bytes([0x90 | n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big")

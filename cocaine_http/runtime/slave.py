@@ -239,22 +239,25 @@ class Slave:
             if inv is not None:
                 inv.deliver(event.data)
         elif isinstance(event, Choke):
-            side, channel = self.side, self.channel
-            if (
-                self.release(event.session, None, True) is not None
-                and side is not None
-                and side.generation is Generation.A
-                and channel is not None
-            ):
-                # The runtime closes its side too when the worker choked first (§2.4.4).
-                out = side.close_if_open(event.session)
-                if out:
-                    channel.send(event.session, out)
+            if self.release(event.session, None, True) is not None:
+                self._close_our_side(event.session)
         else:
             code: Any = (event.category, event.code) if event.category is not None else event.code
             if self.side is not None and self.side.generation is Generation.A:
                 inv = self.sessions.get(event.session)  # the choke that follows frees the slot
                 if inv is not None and inv.error is None:
                     inv.error = (code, event.message)
-            else:
-                self.release(event.session, (code, event.message), False)
+            elif self.release(event.session, (code, event.message), False) is not None:
+                self._close_our_side(event.session)
+
+    def _close_our_side(self, session: int) -> None:
+        """The worker ended *session* first and its invocation is over, so nothing
+        more will be written on it: close our side too, so that both ends forget
+        the session. A: the choke the runtime sends back (§2.4.4). B: a close; the
+        directions are independent there (§3.3), and without it the session would
+        stay half-open on both ends for as long as the connection lives."""
+        side, channel = self.side, self.channel
+        if side is not None and channel is not None and not channel.closed:
+            out = side.close_if_open(session)
+            if out:
+                channel.send(session, out)

@@ -342,3 +342,29 @@ def test_example_manifests_run_as_deployed(example: str, tmp_path) -> None:  # t
 
     assert asyncio.run(go()) == (200, b"Hello, world!\n")
 
+
+def test_request_idle_timeout_flag_reaches_the_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``--request-idle-timeout``: an http invocation that never sends its
+    request is failed by the worker after that long, with its own error."""
+    (tmp_path / "hello.py").write_text(HELLO)
+
+    async def go() -> tuple[object, object]:
+        command = [sys.executable, "-m", "cocaine_http", "hello:app", "--request-idle-timeout", "0.3"]
+        env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+        async with Engine(
+            "hello",
+            command,
+            generation=Generation.B,
+            runtime_dir=str(tmp_path / "run"),
+            env=env,
+            cwd=str(tmp_path),
+        ) as engine:
+            await engine.start(1, timeout=20)
+            silent = await engine.open("http")
+            idle = await silent.reply(10)
+            ok = await engine.invoke("http", [encode_request("GET", "/x", [("Host", "h")])])
+            return idle.error, decode_response(ok.chunks, Generation.B)[0]
+
+    error, status = asyncio.run(go())
+    assert error == ((42, 263), "the request sent nothing for 0.3 s")
+    assert status == 200

@@ -105,7 +105,8 @@ def test_frame_of_exactly_max_bytes(backend: str) -> None:
 
 
 def test_too_large_needs_one_byte_past_the_window(backend: str) -> None:
-    frame = pack([4, 1, [b"x" * 93]])
+    frame = pack([4, 1, [[1] * 15] * 6])  # small tokens only: nothing declares its way past the window
+    assert len(frame) == 100
     assert first_verdict(backend, frame, max_frame_size=99) == (100, "FrameTooLargeError")
     head = frame[:50]
     assert first_verdict(backend, head, max_frame_size=49) == (50, "FrameTooLargeError")
@@ -122,10 +123,62 @@ def test_nothing_past_the_window_is_looked_at(backend: str, at: int) -> None:
         assert run(make(backend, "A", max_frame_size=20), pieces).end == want
 
 
-def test_huge_raw_waits_for_the_window_to_fill(backend: str) -> None:
+def test_huge_raw_fails_at_its_header(backend: str) -> None:
+    """A raw declaring 4 GiB is refused once its 5 header bytes are in, not
+    after max_frame_size bytes of it (issue #16: a worker waited 30 s)."""
     head = b"\x93\x04\x01\x91\xdb\xff\xff\xff\xff"
     data = head + b"z" * 100
-    assert first_verdict(backend, data, max_frame_size=64) == (65, "FrameTooLargeError")
+    assert first_verdict(backend, data, max_frame_size=64) == (9, "FrameTooLargeError")
+    assert first_verdict(backend, data) == (9, "FrameTooLargeError")  # the default 256 MiB too
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\xbf",
+        b"\xd9\x3d",
+        b"\xc4\x3d",
+        b"\xda\x00\x3c",
+        b"\xc5\x00\x3c",
+        b"\xdb\x00\x00\x00\x3a",
+        b"\xc6\x00\x00\x00\x3a",
+    ],
+)
+def test_raw_declaring_one_byte_past_the_window(backend: str, header: bytes) -> None:
+    """A raw whose body would end one byte past the window fails at its
+    header; with one byte more of window it waits for its body."""
+    n = int.from_bytes(header[1:], "big") if len(header) > 1 else header[0] & 0x1F
+    frame_start = b"\x93\x04\x01\x91"
+    limit = 4 + len(header) + n - 1
+    assert first_verdict(backend, frame_start + header + b"z" * 10, max_frame_size=limit) == (
+        4 + len(header),
+        "FrameTooLargeError",
+    )
+    fits = frame_start + header + b"z" * 10
+    assert first_verdict(backend, fits, max_frame_size=limit + 1) == (len(fits), NEED_DATA)
+
+
+def test_raw_past_the_window_deep_inside(backend: str) -> None:
+    """In a map value two levels down, in B, with a split that cuts the header."""
+    data = b"\x94\x02\x00\x91\x81\xa1k\x91\xdb\x00\x01\x00\x00" + b"z" * 50
+    assert first_verdict(backend, data, generation="B", max_frame_size=4096) == (13, "FrameTooLargeError")
+    for pieces in ([data], bytewise(data), cut(data, [10]), cut(data, [12, 13])):
+        assert run(make(backend, "B", max_frame_size=4096), pieces).end == "FrameTooLargeError"
+
+
+def test_ext_past_the_window_is_too_large_at_its_header(backend: str) -> None:
+    """An ext that could not fit is refused like a raw, before its body could be judged."""
+    data = b"\x93\x01\x00\x91\xc9\x00\x01\x00\x00" + b"\x00" * 10
+    assert first_verdict(backend, data, max_frame_size=1000) == (9, "FrameTooLargeError")
+    assert first_verdict(backend, b"\x93\x01\x00\x91\xd8", max_frame_size=20) == (5, "FrameTooLargeError")
+
+
+def test_earlier_frames_are_returned_before_the_refusal(backend: str) -> None:
+    good = pack([4, 1, [b"ok"]])
+    data = good + good + b"\x93\x04\x01\x91\xdb\xff\xff\xff\xff"
+    for pieces in ([data], bytewise(data)):
+        result = run(make(backend, "A", max_frame_size=64), pieces)
+        assert (len(result.frames), result.end) == (2, "FrameTooLargeError")
 
 
 def test_later_frames_get_their_own_window(backend: str) -> None:

@@ -310,3 +310,34 @@ def test_parity_on_large_payloads(
         )
     data = b"".join(frames) + tail
     check(data, generation, limit, list(range(piece, len(data), piece)))
+
+
+_DECLARING = {  # marker -> bytes of its length field
+    0xD9: 1, 0xC4: 1, 0xDA: 2, 0xC5: 2, 0xDB: 4, 0xC6: 4, 0xC7: 1, 0xC8: 2, 0xC9: 4,
+}  # fmt: skip
+
+
+@settings(FUZZ, max_examples=100 * SCALE)
+@given(
+    data=st.data(),
+    generation=GEN,
+    limit=st.sampled_from([codec.DEFAULT_MAX_FRAME_SIZE, 2000, 200, 64, 30]),
+    marker=st.sampled_from(sorted(_DECLARING)),
+    slack=st.integers(-3, 3),
+    huge=st.booleans(),
+    cuts=CUTS,
+)
+def test_parity_on_lengths_declared_past_the_window(
+    data: st.DataObject, generation: str, limit: int, marker: int, slack: int, huge: bool, cuts: list[int]
+) -> None:
+    """A raw or ext header inside a generated frame whose declared body ends
+    just before, at or just past the window, or 4 GiB away: both backends
+    refuse it at its header or wait, at the same byte."""
+    stream = data.draw(streams(generation))
+    at = data.draw(st.integers(0, len(stream)))
+    width = _DECLARING[marker]
+    room = max(0, limit - at - 1 - width + slack)
+    length = (1 << (8 * width)) - 1 if huge else min(room, (1 << (8 * width)) - 1)
+    header = bytes([marker]) + length.to_bytes(width, "big")
+    tail = data.draw(st.binary(max_size=40))
+    check(stream[:at] + header + tail, generation, limit, cuts)

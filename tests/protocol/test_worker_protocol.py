@@ -218,3 +218,60 @@ def test_read_record_tells_a_sink_with_plain_values_b() -> None:
     assert isinstance(w2.receive(Frame(2, 0, [b"http"], H), 1.0), Invoke)
     assert w2.receive(Frame(2, 0, [b"body"], None), 1.0) == Chunk(2, b"body", [])
     assert w2.receive(Frame(2, 2, [], None), 1.0) == Choke(2)
+
+
+def test_idle_sessions_are_counted_in_sweeps_without_a_clock() -> None:
+    """request_idle_timeout 4 s: a sweep every 1 s; a session is idle after
+    between 4 and 5 s in which nothing moved in either direction."""
+    w = WorkerProtocol(
+        Generation.A, "u", heartbeat_interval=100, disown_timeout=300, request_idle_timeout=4.0
+    )
+    w.start(now=0.0)
+    assert w.next_deadline() == 1.0
+    w.receive(a_frame(3, 1, [b"http"]), 0.1)  # silent from here on
+    w.receive(a_frame(3, 2, [b"http"]), 0.1)  # keeps sending
+    w.receive(a_frame(3, 3, [b"http"]), 0.1)  # its request ends: never idle
+    w.receive(a_frame(6, 3, []), 0.2)
+    w.receive(a_frame(3, 4, [b"http"]), 0.1)  # answers, request open
+    found = {}
+    for tick in range(1, 8):
+        now = float(tick)
+        w.receive(a_frame(4, 2, [b"more"]), now - 0.5)
+        w.send_chunk(4, b"progress")
+        assert w.idle_sessions(now - 0.01) == []  # between sweeps
+        for s in w.idle_sessions(now):
+            found[s] = now
+        assert w.next_deadline() == now + 1.0
+    assert found == {1: 5.0}  # reported once; its clock restarted
+    w.send_error(1, 3, "idle")  # what the worker does with it
+    # what the runtime still sends for it is taken quietly (no Ignored, no warning)
+    assert w.receive(a_frame(4, 1, [b"late"]), 8.0) == Chunk(1, b"late", [])
+    assert w.receive(a_frame(6, 1, []), 8.0) == Choke(1)
+    assert set(w.sessions) == {2, 3, 4}  # 1 ended with the runtime's choke; 3 still owes its answer
+
+
+def test_an_answered_session_whose_request_stays_open_is_forgotten() -> None:
+    w = WorkerProtocol(Generation.B, "u", request_idle_timeout=4.0)
+    w.start(now=0.0)
+    w.receive(Frame(session=2, type=0, args=[b"http"]), 0.0)
+    w.send_chunk(2, b"answer")
+    w.send_choke(2)  # answered; the runtime never closes its side
+    assert 2 in w.sessions
+    assert [w.idle_sessions(float(t)) for t in range(1, 7)] == [[]] * 6  # nothing to fail
+    assert w.sessions == {}  # but no longer kept
+
+
+def test_idle_sweep_while_reading_is_paused_ages_nobody() -> None:
+    w = WorkerProtocol(Generation.B, "u", request_idle_timeout=4.0)
+    w.start(now=0.0)
+    w.receive(Frame(session=2, type=0, args=[b"http"]), 0.0)
+    assert all(w.idle_sessions(float(t), paused=True) == [] for t in range(1, 30))
+    assert [w.idle_sessions(float(t)) for t in range(30, 35)] == [[], [], [], [], [2]]
+
+
+def test_no_idle_limit_no_sweeps() -> None:
+    w = WorkerProtocol(Generation.A, "u", heartbeat_interval=5)
+    w.start(now=0.0)
+    w.receive(a_frame(3, 1, [b"http"]), 0.0)
+    assert w.next_deadline() == 5.0
+    assert w.idle_sessions(1e9) == []

@@ -210,3 +210,24 @@ def test_socket_closed_right_after_a_terminate(gen: str, runtime_dir: str) -> No
                 assert not any("Traceback" in line for line in slave.lines())
 
     run(body())
+
+
+def test_frame_header_declaring_4_gib_closes_the_worker_at_once(gen: str, runtime_dir: str) -> None:
+    """Issue #16: the header alone is refused (FrameTooLargeError, logged); the
+    worker closes and exits at once, not at its 30 s disown timeout."""
+    head = {"A": b"\x93\x04\x11\x91\xdb\xff\xff\xff\xff", "B": b"\x94\x02\x00\x91\xdb\xff\xff\xff\xff"}[gen]
+
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            [slave] = await engine.start(1)
+            assert (await engine.invoke("echo", [b"x"])).data == b"x"
+            t0 = time.monotonic()
+            slave.channel.send(0, head + b"z" * 100)
+            code = await asyncio.wait_for(asyncio.shield(slave.exited), 10.0)
+            took = time.monotonic() - t0
+            assert code == 1  # the connection was lost without a terminate
+            assert took < 5.0, took  # the disown timeout is 30 s
+            log = "\n".join(slave.lines("stderr"))
+            assert "FrameTooLargeError" in log or "max_frame_size" in log, log
+
+    run(body())

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from worker_helpers import make_engine, run
+from worker_helpers import make_engine, run, until
 
 NO_HANDLER = {
     "A": (-100, "there is no handler for event nosuch"),
@@ -226,5 +226,54 @@ def test_a_worker_that_never_activates_is_killed(gen: str, runtime_dir: str) -> 
             slave = await engine.spawn()
             await slave.wait(5)
             assert slave.death_reason == "failed to activate"
+
+    run(body())
+
+
+IDLE_ERROR = {"A": 3, "B": (42, 263)}
+
+
+def test_requests_that_never_end_are_failed_and_their_slots_freed(gen: str, runtime_dir: str) -> None:
+    """Issue #16: invokes that send nothing filled every slot and the worker
+    refused all work after them. With a request_idle_timeout each one is
+    failed (typed error to the runtime, a log line) and its slot freed."""
+
+    async def body() -> None:
+        env = {"CH_TEST_IDLE": "0.4", "CH_TEST_MAX_SESSIONS": "20"}
+        async with make_engine(gen, runtime_dir, env=env) as engine:
+            [slave] = await engine.start(1)
+            silent = [await engine.open(e) for e in ["echo", "echo_sync"] * 10]  # no chunk, no end
+            busy = await engine.invoke("echo", [b"x"])  # the 21st is refused while they hold the slots
+            assert busy.error is not None and busy.data == b""
+            t0 = time.monotonic()
+            replies = await asyncio.gather(*(inv.reply(5) for inv in silent))
+            took = time.monotonic() - t0
+            for reply in replies:
+                assert reply.error == (IDLE_ERROR[gen], "the request sent nothing for 0.4 s")
+            assert took < 2.0, took
+            # the slots are free again: full capacity, each one answered
+            answers = await asyncio.gather(*(engine.invoke("echo", [b"%d" % i]) for i in range(20)))
+            assert [a.data for a in answers] == [b"%d" % i for i in range(20)]
+            await until(lambda: sum("sent nothing for 0.4 s; failed" in line for line in slave.lines()) == 20)
+            # the runtime's close (B) / choke (A) that follows each error is taken quietly
+            assert not any("dropped a message" in line for line in slave.lines()), slave.lines()
+
+    run(body())
+
+
+def test_a_request_that_keeps_sending_is_not_idle(gen: str, runtime_dir: str) -> None:
+    """Chunks every 0.1 s for twice the 0.4 s limit: the session lives and ends normally."""
+
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir, env={"CH_TEST_IDLE": "0.4"}) as engine:
+            await engine.start(1)
+            inv = await engine.open("echo")
+            for i in range(8):
+                await inv.write(b"%d" % i)
+                assert await inv.read() == b"%d" % i
+                await asyncio.sleep(0.1)
+            await inv.close()
+            reply = await inv.reply(5)
+            assert reply.error is None and reply.closed
 
     run(body())

@@ -2,7 +2,8 @@
 """A test worker with one handler per behaviour the tests exercise.
 
 Timers come from the environment so tests can shrink them:
-CH_TEST_HEARTBEAT, CH_TEST_DISOWN, CH_TEST_GRACE (seconds), CH_TEST_THREADS.
+CH_TEST_HEARTBEAT, CH_TEST_DISOWN, CH_TEST_GRACE, CH_TEST_IDLE (seconds), CH_TEST_THREADS,
+CH_TEST_MAX_SESSIONS.
 Lifecycle events are printed to stdout as ``EVENT <name> ...`` lines.
 """
 
@@ -29,6 +30,8 @@ worker = Worker(
     disown_timeout=_opt("DISOWN", 30.0),
     grace_period=_opt("GRACE", 4.0),
     threads=int(_opt("THREADS", 8)),
+    request_idle_timeout=_opt("IDLE", 60.0),
+    max_sessions=int(_opt("MAX_SESSIONS", 4096)),
 )
 
 
@@ -138,6 +141,32 @@ async def error_reply(request, response):
     await request.read_all()
     await response.write(b"before")
     await response.error(7, "explicit error")
+
+
+@worker.on("early")
+async def early(request, response):
+    """Answers and ends without reading the request (which may never end)."""
+    await response.write(b"early")
+
+
+@worker.on("early_error")
+async def early_error(request, response):
+    await response.error(7, "refused early")
+
+
+@worker.on("open_sessions")
+async def open_sessions(request, response):
+    """How many sessions the worker's protocol still tracks, this one included."""
+    await request.read_all()
+    await response.write(str(len(worker._protocol.sessions)).encode())
+
+
+@worker.on("progress")
+async def progress(request, response):
+    """Says it started, then answers after the delay the request gives."""
+    await response.write(b"started")
+    await asyncio.sleep(float(await request.read_all()))
+    await response.write(b"done")
 
 
 @worker.on("hang")
