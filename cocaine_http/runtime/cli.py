@@ -101,6 +101,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="HTTP front: largest request body (default 16 MiB)",
     )
     p.add_argument(
+        "--body-chunk-size",
+        type=int,
+        default=256 * 1024,
+        metavar="BYTES",
+        help="HTTP front: larger bodies stream to the worker in chunks of this size (default 256 KiB)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         metavar="LEVEL",
@@ -257,7 +264,11 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
-        front_options={"timeout": args.timeout, "max_body_size": args.max_body_size},
+        front_options={
+            "timeout": args.timeout,
+            "max_body_size": args.max_body_size,
+            "body_chunk_size": args.body_chunk_size,
+        },
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
