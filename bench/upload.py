@@ -63,6 +63,14 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     if path == "/pid":
         return _answer(start_response, {"pid": os.getpid()})
     stream = environ["wsgi.input"]
+    if path == "/ops":  # a mix of PEP 3333 reads, to compare servers
+        taken = [stream.readline(), stream.read(5), stream.readline(10), stream.read(0), stream.readline()]
+        taken += [stream.read(70000), stream.readline(1)]
+        lines = iter(stream)
+        taken += [next(lines, b"") for _ in range(3)]
+        taken += stream.readlines()  # (no hint: servers may ignore it, gunicorn does)
+        taken.append(stream.read())
+        return _answer(start_response, {"reads": [t.decode("latin-1") for t in taken]})
     digest = hashlib.sha256()
     size = 0
     wall, cpu = time.perf_counter(), time.thread_time()
@@ -103,7 +111,9 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     else:
         digest = hashlib.sha256()
         size = 0
+        messages = 0
         while True:
+            messages += 1
             message = await receive()
             if message["type"] != "http.request":
                 return
@@ -111,7 +121,7 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             size += len(message["body"])
             if not message.get("more_body"):
                 break
-        body = {"sha256": digest.hexdigest(), "size": size}
+        body = {"sha256": digest.hexdigest(), "size": size, "messages": messages}
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -130,9 +140,18 @@ def block(i: int, size: int = MiB) -> bytes:
 
 
 def upload(
-    port: int, path: str, size: int, *, chunked: bool = False, started: threading.Event | None = None
+    port: int,
+    path: str,
+    size: int,
+    *,
+    chunked: bool = False,
+    started: threading.Event | None = None,
+    hold: threading.Event | None = None,
 ) -> tuple[int, bytes, str]:
-    """POST *size* bytes of :func:`block` pieces; returns (status, body, expected sha256)."""
+    """POST *size* bytes of :func:`block` pieces; returns (status, body, expected sha256).
+
+    Once 8 MiB are sent *started* is set, and the rest waits for *hold* (if given).
+    """
     digest = hashlib.sha256()
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
@@ -145,8 +164,10 @@ def upload(
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             sent += len(piece)
             i += 1
-            if started is not None and sent >= 8 * MiB:
+            if sent >= 8 * MiB and started is not None and not started.is_set():
                 started.set()
+                if hold is not None and not hold.wait(60):
+                    raise TimeoutError("the upload was held for 60 s")
         if chunked:
             sock.sendall(b"0\r\n\r\n")
         if started is not None:
@@ -165,14 +186,32 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
     head, _, rest = data.partition(b"\r\n\r\n")
     match = _STATUS.match(head)
     assert match is not None, head
+    status = int(match.group(1))
+    if re.search(rb"(?i)\r\ntransfer-encoding:\s*chunked", head):  # (A drops the app's Content-Length)
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                rest += _recv(sock)
+            line, _, rest = rest.partition(b"\r\n")
+            size = int(line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                rest += _recv(sock)
+            if size == 0:
+                return status, body
+            body += rest[:size]
+            rest = rest[size + 2 :]
     length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
     want = int(length.group(1)) if length else 0
     while len(rest) < want:
-        more = sock.recv(65536)
-        if not more:
-            break
-        rest += more
-    return int(match.group(1)), rest
+        rest += _recv(sock)
+    return status, rest
+
+
+def _recv(sock: socket.socket) -> bytes:
+    more = sock.recv(65536)
+    if not more:
+        raise ConnectionError("connection closed mid-response")
+    return more
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -187,8 +226,18 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 def start_dev(target: str, *extra: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cocaine_http", "dev", target, "--bind", "127.0.0.1:0", "--locator-port", "0",
-         *extra],
+        [
+            sys.executable,
+            "-m",
+            "cocaine_http",
+            "dev",
+            target,
+            "--bind",
+            "127.0.0.1:0",
+            "--locator-port",
+            "0",
+            *extra,
+        ],
         cwd=HERE,
         env=env,
         stdout=subprocess.PIPE,
