@@ -271,6 +271,13 @@ def status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of *pid* so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Peak:
     """Peak RSS growth of a process from now on (resets its high-water mark)."""
 
@@ -289,6 +296,7 @@ class Peak:
 
 def streamed(port: int, worker: int, runtime: int, size: int, chunked: bool) -> dict[str, Any]:
     front_peak, worker_peak = Peak(runtime), Peak(worker)
+    front_cpu, worker_cpu = cpu_seconds(runtime), cpu_seconds(worker)
     started = threading.Event()
     result: dict[str, Any] = {}
 
@@ -310,6 +318,7 @@ def streamed(port: int, worker: int, runtime: int, size: int, chunked: bool) -> 
         thread.join(0.05)
     thread.join()
     took = time.perf_counter() - began
+    front_cpu, worker_cpu = cpu_seconds(runtime) - front_cpu, cpu_seconds(worker) - worker_cpu
     status, body, expected = result["answer"]
     answer = json.loads(body)
     return {
@@ -318,6 +327,9 @@ def streamed(port: int, worker: int, runtime: int, size: int, chunked: bool) -> 
         "seconds": round(took, 2),
         "front_peak_growth_mib": round(front_peak.growth_mib(), 1),
         "worker_peak_growth_mib": round(worker_peak.growth_mib(), 1),
+        # (the pings' share included: a few ms each)
+        "front_cpu_s_per_gib": round(front_cpu * (1 << 30) / size, 2),
+        "worker_cpu_s_per_gib": round(worker_cpu * (1 << 30) / size, 2),
         "pings_during_upload": pings,
         "ping_ms_max": round(max(ping_ms), 1) if ping_ms else None,
     }
