@@ -219,3 +219,16 @@ def test_wsgi_input_reads_like_gunicorn(gunicorn: int, dev_wsgi: int, index: int
     theirs, ours = answers
     assert ours == theirs
     assert "".join(ours).encode("latin-1") == body
+
+
+def test_the_benchmark_runs() -> None:
+    """``python bench/upload.py`` as docs/runtime.md cites it, at a small size (figures not judged)."""
+    res = subprocess.run(
+        [sys.executable, str(BENCH / "upload.py"), "--size", "16", "--whole", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count('"digest_ok": true') == 6 and '"digest_ok": false' not in res.stdout, res.stdout
+    assert "targets" in res.stdout.splitlines()[-1]
