@@ -62,6 +62,8 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         return _answer(start_response, {"pong": True})
     if path == "/pid":
         return _answer(start_response, {"pid": os.getpid()})
+    if path == "/ignore":  # answers without reading the body
+        return _answer(start_response, {"ignored": True})
     stream = environ["wsgi.input"]
     if path == "/ops":  # a mix of PEP 3333 reads, to compare servers
         taken = [stream.readline(), stream.read(5), stream.readline(10), stream.read(0), stream.readline()]
@@ -108,6 +110,8 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = {"pong": True}
     elif scope["path"] == "/pid":
         body = {"pid": os.getpid()}
+    elif scope["path"] == "/ignore":
+        body = {"ignored": True}
     else:
         digest = hashlib.sha256()
         size = 0

@@ -252,6 +252,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self.body = bytearray()
         self.body_seen = 0  # bytes of the current request's body received so far
         self.body_ended = False  # a streamed body's EndOfMessage was seen
+        self.first_piece: bytes | None = None  # what a streamed body starts with
         self.body_waiter: asyncio.Future[None] | None = None  # a streaming task waits for data
         self.task: asyncio.Task[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
@@ -365,24 +366,27 @@ class _HttpConnection(asyncio.BufferedProtocol):
                     assert self.request is not None
                     request, first = self.request, bytes(self.body)
                     self.request, self.body = None, bytearray()
-                    self._start(request, first, streaming=True)
+                    self._start(request, b"", first)
                     return
             elif isinstance(event, h11.EndOfMessage):
                 assert self.request is not None
                 request, body = self.request, bytes(self.body)
                 self.request, self.body = None, bytearray()
-                self._start(request, body, streaming=False)
+                self._start(request, body)
                 return
             elif isinstance(event, h11.ConnectionClosed):
                 if self.transport is not None:
                     self.transport.close()
                 return
 
-    def _start(self, request: h11.Request, body: bytes, streaming: bool) -> None:
+    def _start(self, request: h11.Request, body: bytes, first: bytes | None = None) -> None:
+        """Answer *request*: its whole *body*, or (*first* given) a body streamed after
+        the envelope, starting with *first*."""
         if self.idle is not None:  # the keep-alive timer also bounds a slow request
             self.idle.cancel()  # (and, once it streams, each wait for the next piece)
             self.idle = None
-        self.task = asyncio.get_running_loop().create_task(self._respond(request, body, streaming))
+        self.first_piece = first
+        self.task = asyncio.get_running_loop().create_task(self._respond(request, body))
 
     async def _body_piece(self) -> bytes | bytearray | None:
         """The next piece of a streamed body (up to ``body_chunk_size`` bytes), None at its end.
@@ -437,7 +441,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
         size = self.front.body_chunk_size
         piece: bytes | bytearray | None = first
         while piece is not None:
-            if len(piece) <= size:
+            if inv.done:
+                pass  # the worker answered without the rest: read it off, so the reply can go out
+            elif len(piece) <= size:
                 await inv.write(piece)  # waits while the worker's socket is backed up
             else:  # what one read brought in may exceed a chunk: cut it, uncopied
                 view = memoryview(piece)
@@ -476,7 +482,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
             self.transport.abort()
 
     # -- one request --------------------------------------------------------------------
-    async def _respond(self, req: h11.Request, body: bytes, streaming: bool = False) -> None:
+    async def _respond(self, req: h11.Request, body: bytes) -> None:
         front = self.front
         front.requests += 1
         method = req.method.decode()
@@ -484,7 +490,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         began = loop.time()
         self.status = 0
         try:
-            await self._invoke(req, body, method, streaming)
+            await self._invoke(req, body, method)
         except asyncio.CancelledError:
             raise
         except _BadBody as bad:
@@ -536,7 +542,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         except (ConnectionError, h11.LocalProtocolError):
             self.shutdown()
 
-    async def _invoke(self, req: h11.Request, body: bytes, method: str, streaming: bool = False) -> None:
+    async def _invoke(self, req: h11.Request, body: bytes, method: str) -> None:
         front = self.front
         rt = front.runtime
         headers = {k: v for k, v in req.headers}
@@ -547,7 +553,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         app = rt.apps.get(where.app)
         if app is None:
             raise _Failure(503, f"Current application {where.app} is unavailable")
-        blob = front.envelope(req, b"" if streaming else body, where)
+        blob = front.envelope(req, body, where)
         try:
             inv = await app.open(where.event)
         except Exception as exc:  # refused: queue full, pool full, engine not active
@@ -555,8 +561,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
         gen = front.generation
         try:
             await inv.write(blob)
-            if streaming:
-                await self._stream_body(inv, body)
+            first, self.first_piece = self.first_piece, None
+            if first is not None:  # a large body: it follows the envelope
+                await self._stream_body(inv, first)
             await inv.close()
             head = await self._next(inv, where)
             if head[0] != "chunk":

@@ -97,6 +97,14 @@ def test_other_sessions_are_served_while_an_upload_is_under_way(dev: Dev) -> Non
     assert status == 200 and json.loads(body)["sha256"] == expected
 
 
+def test_an_app_that_answers_without_reading_the_body(dev: Dev) -> None:
+    pid = dev.pid()
+    for chunked in (False, True):
+        status, body, _ = bench.upload(dev.port, "/ignore", 24 * MiB, chunked=chunked)
+        assert (status, json.loads(body)) == (200, {"ignored": True})
+    assert dev.pid() == pid
+
+
 def _raw(port: int, data: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
