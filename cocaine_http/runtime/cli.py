@@ -105,7 +105,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=int,
         default=256 * 1024,
         metavar="BYTES",
-        help="HTTP front: larger bodies stream to the worker in chunks of this size (default 256 KiB)",
+        help="HTTP front: larger bodies stream to the worker in chunks of this size; "
+        "0 sends every body whole in the envelope, as the proxies do (default 256 KiB)",
     )
     p.add_argument(
         "--log-level",

@@ -28,7 +28,9 @@ at most ``body_chunk_size`` bytes (raw bytes in both generations; workers
 append extra request chunks to the body, PROTOCOL.md §6 item 8), then close.
 While the worker's socket is backed up (or the invocation waits in the
 engine's queue) the front stops reading the client, so memory per request
-stays near one chunk whatever the body's size. Over ``max_body_size``:
+stays near one chunk whatever the body's size. ``body_chunk_size=0`` reads
+every body whole into the envelope, for workers of frameworks that take
+exactly one request chunk (PROTOCOL.md §9). Over ``max_body_size``:
 ``413`` at once when ``Content-Length`` says so, else when the running total
 passes it (a streamed request is then aborted on the worker).
 
@@ -84,7 +86,7 @@ access = logging.getLogger("cocaine_http.runtime.http")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
-#: Bodies up to this size go inside the envelope; larger ones stream in chunks of it.
+#: Bodies up to this size go inside the envelope; larger ones stream in chunks of it (0: never).
 DEFAULT_BODY_CHUNK_SIZE = 256 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 _PROTO_VERSION = b"x-cocaine-http-proto-version"
@@ -175,8 +177,8 @@ class HttpFront:
         cookie_pairs: bool = True,
         body_chunk_size: int = DEFAULT_BODY_CHUNK_SIZE,
     ) -> None:
-        if body_chunk_size < 1:
-            raise ValueError(f"body_chunk_size must be positive, got {body_chunk_size}")
+        if body_chunk_size < 0:
+            raise ValueError(f"body_chunk_size must not be negative, got {body_chunk_size}")
         self.runtime = runtime
         self.generation = runtime.generation
         self.host, self.requested_port = parse_bind(bind)
@@ -361,7 +363,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
                 if self.body_seen > self.front.max_body_size:
                     self._bad_request(413, "request body too large")
                     return
-                if len(self.body) >= self.front.body_chunk_size:
+                if 0 < self.front.body_chunk_size <= len(self.body):
                     # too large for the envelope: stream it (see the module docstring)
                     assert self.request is not None
                     request, first = self.request, bytes(self.body)

@@ -185,3 +185,19 @@ def test_an_upload_broken_off_or_stalled_aborts_its_invocation() -> None:
             await rt.stop()
 
     run(main())
+
+
+def test_body_chunk_size_zero_sends_every_body_in_the_envelope() -> None:
+    async def main() -> None:
+        app = FakeApp("web", answer_after_close)
+        rt = await started("0.11", app, body_chunk_size=0)
+        try:
+            large = b"L" * (300 * 1024)
+            async with httpx.AsyncClient(base_url=rt.front_url) as client:
+                assert (await client.post("/up", content=large)).status_code == 200
+            envelope, _whole, sizes = body_of(app.sunk[0])
+            assert (envelope["body"], sizes) == (large, [])  # one request chunk, as the proxies send
+        finally:
+            await rt.stop()
+
+    run(main())
