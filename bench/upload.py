@@ -357,12 +357,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="MiB streamed (default 1024)")
     parser.add_argument("--whole", type=int, default=200, help="MiB read with one read() (default 200)")
-    parser.add_argument("--chunk", type=int, default=None, help="the front's --body-chunk-size")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="the front's --body-chunk-size (0: every body in one frame, as the proxies send it)",
+    )
     parser.add_argument("--only", choices=["wsgi", "asgi"], default=None)
     args = parser.parse_args()
     limit = str(max(args.size, args.whole, 64) * MiB + 1)
     extra = ["--max-body-size", limit]
-    if args.chunk:
+    if args.chunk is not None:
         extra += ["--body-chunk-size", str(args.chunk)]
     report: dict[str, Any] = {}
     for kind in ("wsgi", "asgi"):
