@@ -141,6 +141,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="HTTP front: largest request body (default 16 MiB)",
     )
     p.add_argument(
+        "--body-chunk-size",
+        type=int,
+        default=256 * 1024,
+        metavar="BYTES",
+        help="HTTP front: larger bodies stream to the worker in chunks of this size; "
+        "0 sends every body whole in the envelope, as the proxies do (default 256 KiB)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         metavar="LEVEL",
@@ -544,6 +552,7 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             "access_log_format": getattr(args, "access_log_format", None),
             "workers_log_access": workers_log_access,
             "graceful_timeout": args.graceful_timeout,
+            "body_chunk_size": args.body_chunk_size,
         },
         default_app=default_app,
     )

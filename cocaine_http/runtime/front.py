@@ -23,7 +23,19 @@ then close. ``version`` is ``"HTTP/1.1"`` in A and ``"1.1"`` in B; header
 names are Title-Cased, repeats joined with ``,``; like the Tornado proxies,
 one ``[name, value]`` pair per cookie comes first (``cookie_pairs``), and in
 B a URL-routed request gets ``X-Cocaine-Service``/``X-Cocaine-Event`` added.
-The body is read whole first (``max_body_size``).
+
+Bodies: one of up to ``body_chunk_size`` bytes is read whole and sent inside
+the envelope, as the proxies do. A larger one is streamed: the envelope goes
+out with an empty body, then the body follows as further request chunks of
+at most ``body_chunk_size`` bytes (raw bytes in both generations; workers
+append extra request chunks to the body, PROTOCOL.md §6 item 8), then close.
+While the worker's socket is backed up (or the invocation waits in the
+engine's queue) the front stops reading the client, so memory per request
+stays near one chunk whatever the body's size. ``body_chunk_size=0`` reads
+every body whole into the envelope, for workers of frameworks that take
+exactly one request chunk (PROTOCOL.md §9). Over ``max_body_size``:
+``413`` at once when ``Content-Length`` says so, else when the running total
+passes it (a streamed request is then aborted on the worker).
 
 Reply: the first chunk is ``msgpack([code, headers])``; body chunks are
 msgpack raws in A and raw bytes in B (an empty B write ends the body when
@@ -65,6 +77,7 @@ if TYPE_CHECKING:
     from .local import LocalRuntime
 
 __all__ = [
+    "DEFAULT_BODY_CHUNK_SIZE",
     "DEFAULT_GRACEFUL_TIMEOUT",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_HEADER_SIZE",
@@ -79,6 +92,8 @@ log = logging.getLogger("cocaine_http.runtime.front")
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_SIZE = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+#: Bodies up to this size go inside the envelope; larger ones stream in chunks of it (0: never).
+DEFAULT_BODY_CHUNK_SIZE = 256 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 #: How long a stop waits for in-flight requests: gunicorn's --graceful-timeout.
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
@@ -148,6 +163,14 @@ def route(
     raise RouteError(404, "Invalid url")
 
 
+class _BadBody(Exception):
+    """The request body broke off or went over ``max_body_size`` while it streamed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Failure(Exception):
     def __init__(self, status: int, body: str) -> None:
         super().__init__(body)
@@ -172,7 +195,10 @@ class HttpFront:
         access_log_format: str | None = None,
         workers_log_access: bool | Container[str] = False,
         graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
+        body_chunk_size: int = DEFAULT_BODY_CHUNK_SIZE,
     ) -> None:
+        if body_chunk_size < 0:
+            raise ValueError(f"body_chunk_size must not be negative, got {body_chunk_size}")
         self.runtime = runtime
         self.generation = runtime.generation
         self.host, self.requested_port = parse_bind(bind)
@@ -192,6 +218,7 @@ class HttpFront:
         #: Set by stop(): no new requests; each connection closes after its response.
         self.stopping = False
         self._drained: asyncio.Event | None = None
+        self.body_chunk_size = body_chunk_size
         self.connections: set[_HttpConnection] = set()
         self.port = 0
         self.requests = 0
@@ -280,6 +307,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self._buffer = memoryview(b"")  # the loop's read buffer, from connection_made
         self.request: h11.Request | None = None
         self.body = bytearray()
+        self.body_seen = 0  # bytes of the current request's body received so far
+        self.body_ended = False  # a streamed body's EndOfMessage was seen
+        self.first_piece: bytes | None = None  # what a streamed body starts with
+        self.body_waiter: asyncio.Future[None] | None = None  # a streaming task waits for data
         self.task: asyncio.Task[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.writable = asyncio.Event()
@@ -307,10 +338,14 @@ class _HttpConnection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         self.h11.receive_data(data)
         if self.task is not None:
+            waiter = self.body_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
             # Keep reading while a request is in flight, so a client that goes
-            # away is noticed at once; stop only if a pipelining client sends
-            # more than one request's worth ahead.
-            if len(self.h11.trailing_data[0]) > self.front.max_header_size + self.front.max_body_size:
+            # away is noticed at once; stop once a body chunk (and a head) is
+            # waiting: the streaming task reads on when the worker took the last
+            # one (flow control), a pipelining client waits for its turn.
+            if len(self.h11.trailing_data[0]) > self.front.max_header_size + self.front.body_chunk_size:
                 assert self.transport is not None
                 self.transport.pause_reading()
             return
@@ -327,6 +362,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.writable.set()
+        if self.body_waiter is not None and not self.body_waiter.done():
+            self.body_waiter.set_result(None)
         front = self.front
         front.connections.discard(self)
         if front._drained is not None and not front.connections:
@@ -371,6 +408,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
             if isinstance(event, h11.Request):
                 self.request = event
                 self.body = bytearray()
+                self.body_seen = 0
+                self.body_ended = False
                 head_size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
                 if head_size > self.front.max_header_size:
                     # h11 bounds only an incomplete head; a complete one arriving at once is checked here
@@ -381,22 +420,99 @@ class _HttpConnection(asyncio.BufferedProtocol):
                     return
             elif isinstance(event, h11.Data):
                 self.body += event.data
-                if len(self.body) > self.front.max_body_size:
+                self.body_seen += len(event.data)
+                if self.body_seen > self.front.max_body_size:
                     self._bad_request(413, "request body too large")
+                    return
+                if 0 < self.front.body_chunk_size <= len(self.body):
+                    # too large for the envelope: stream it (see the module docstring)
+                    assert self.request is not None
+                    request, first = self.request, bytes(self.body)
+                    self.request, self.body = None, bytearray()
+                    self._start(request, b"", first)
                     return
             elif isinstance(event, h11.EndOfMessage):
                 assert self.request is not None
                 request, body = self.request, bytes(self.body)
                 self.request, self.body = None, bytearray()
-                if self.idle is not None:  # the keep-alive timer also bounds a slow request
-                    self.idle.cancel()
-                    self.idle = None
-                self.task = asyncio.get_running_loop().create_task(self._respond(request, body))
+                self._start(request, body)
                 return
             elif isinstance(event, h11.ConnectionClosed):
                 if self.transport is not None:
                     self.transport.close()
                 return
+
+    def _start(self, request: h11.Request, body: bytes, first: bytes | None = None) -> None:
+        """Answer *request*: its whole *body*, or (*first* given) a body streamed after
+        the envelope, starting with *first*."""
+        if self.idle is not None:  # the keep-alive timer also bounds a slow request
+            self.idle.cancel()  # (and, once it streams, each wait for the next piece)
+            self.idle = None
+        self.first_piece = first
+        self.task = asyncio.get_running_loop().create_task(self._respond(request, body))
+
+    async def _body_piece(self) -> bytes | bytearray | None:
+        """The next piece of a streamed body (up to ``body_chunk_size`` bytes), None at its end.
+
+        Reads the client only while asked to: when the worker is backed up
+        nobody asks, h11's buffer fills to a chunk and reading pauses.
+        """
+        front = self.front
+        if self.body_ended:
+            return None
+        parts: list[bytes | bytearray] = []
+        size = 0
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _BadBody(exc.error_status_hint, str(exc)) from None
+            if isinstance(event, h11.Data):
+                data = event.data
+                self.body_seen += len(data)
+                if self.body_seen > front.max_body_size:
+                    raise _BadBody(413, "request body too large")
+                parts.append(data)
+                size += len(data)
+                if size >= front.body_chunk_size:
+                    break
+            elif isinstance(event, h11.EndOfMessage):
+                self.body_ended = True
+                if not parts:
+                    return None
+                break
+            elif event is h11.NEED_DATA and not parts:
+                if self.closed:
+                    raise ConnectionResetError("client went away")
+                assert self.transport is not None
+                self.transport.resume_reading()
+                self.body_waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await asyncio.wait_for(self.body_waiter, front.keepalive_timeout)
+                except asyncio.TimeoutError:
+                    raise ConnectionResetError("client stalled mid-body") from None
+                finally:
+                    self.body_waiter = None
+            elif event is h11.NEED_DATA:
+                break  # send what there is rather than wait with it
+            else:  # ConnectionClosed: the body ended early
+                raise ConnectionResetError("client went away mid-body")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _stream_body(self, inv: Any, first: bytes) -> None:
+        """Send *first* and the rest of the body as request chunks, at the worker's pace."""
+        size = self.front.body_chunk_size
+        piece: bytes | bytearray | None = first
+        while piece is not None:
+            if inv.done:
+                pass  # the worker answered without the rest: read it off, so the reply can go out
+            elif len(piece) <= size:
+                await inv.write(piece)  # waits while the worker's socket is backed up
+            else:  # what one read brought in may exceed a chunk: cut it, uncopied
+                view = memoryview(piece)
+                for at in range(0, len(view), size):
+                    await inv.write(view[at : at + size])
+            piece = await self._body_piece()
 
     def _bad_request(self, status: int, message: str) -> None:
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -450,6 +566,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
             await self._invoke(req, body, method)
         except asyncio.CancelledError:
             raise
+        except _BadBody as bad:
+            log.info("%s %s: %s", method, req.target.decode("latin-1"), bad)
+            self._bad_request(bad.status, str(bad))
         except _Failure as fail:
             await self._error_response(fail.status, fail.body, method)
         except (ConnectionError, h11.LocalProtocolError) as exc:
@@ -541,6 +660,9 @@ class _HttpConnection(asyncio.BufferedProtocol):
         gen = front.generation
         try:
             await inv.write(blob)
+            first, self.first_piece = self.first_piece, None
+            if first is not None:  # a large body: it follows the envelope
+                await self._stream_body(inv, first)
             await inv.close()
             head = await self._next(inv, where)
             if head[0] != "chunk":

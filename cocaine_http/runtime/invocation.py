@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .slave import Slave
 
-__all__ = ["Invocation", "Reply", "request_timeout_header"]
+__all__ = ["HOLD_BEFORE_BIND", "Invocation", "Reply", "request_timeout_header"]
+
+#: Request bytes an invocation keeps while it waits for a worker; a writer
+#: past them waits for the binding (a streamed body is not read ahead).
+HOLD_BEFORE_BIND = 1 << 20
 
 
 def request_timeout_header(headers: list[tuple[bytes, bytes]]) -> float | None:
@@ -85,6 +89,7 @@ class Invocation(ChunkBuffer):
         self.assigned: asyncio.Future[None] = self._loop.create_future()
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._outbox: list[tuple[str, Any]] = []
+        self._held = 0  # bytes of chunks in _outbox
         super().__init__(self._loop, None)  # the flow is the slave's, known once bound
         self._ended = False  # the worker's side is over (choke/close/error/death)
         self._sent_end = False
@@ -112,8 +117,14 @@ class Invocation(ChunkBuffer):
         """Send a request chunk (B: with the caller's *headers*)."""
         if self._sent_end:
             raise ChannelClosedError("write after close")
+        if self.slave is None and self._held >= HOLD_BEFORE_BIND and not self.assigned.done():
+            # queued in the engine: a streamed body waits here, not in memory
+            await asyncio.shield(self.assigned)
         if self.slave is None:
+            if self._ended:
+                return  # refused or withdrawn before it reached a worker
             self._outbox.append(("chunk", (bytes(data), headers)))
+            self._held += len(data)
             return
         channel, side = self.slave.channel, self.slave.side
         if self._ended or channel is None or channel.closed or side is None:
@@ -175,6 +186,7 @@ class Invocation(ChunkBuffer):
         if not self.assigned.done():
             self.assigned.set_result(None)
         outbox, self._outbox = self._outbox, []
+        self._held = 0
         for kind, arg in outbox:
             self._send_now(kind, arg)
 
