@@ -321,7 +321,7 @@ def load_apps(ns: argparse.Namespace) -> list[Loaded]:
 def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> None:
     """Register every loaded app on *worker* (handlers, lifespan hooks)."""
     from .compat.asgi import ASGIHandler, Lifespan
-    from .compat.wsgi import WSGIHandler
+    from .compat.wsgi import InlineWSGIHandler, WSGIHandler
 
     generation = worker.config.generation
     common = {
@@ -339,7 +339,8 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
             worker.on_shutdown.append(lifespan.shutdown)
             worker.events.on("terminate", handler.shutting_down)
         else:
-            handler = WSGIHandler(item.app, **common)
+            inline = worker.config.threads == 0  # --threads 0: the app runs on the loop thread
+            handler = (InlineWSGIHandler if inline else WSGIHandler)(item.app, **common)
         if item.spec.event == "*":
             worker.on_default(handler)
         else:

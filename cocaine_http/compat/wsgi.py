@@ -30,6 +30,7 @@ worker keeps serving in every case.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -40,7 +41,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .. import __version__
-from ..errors import CocaineError, ErrorCode
+from ..errors import ChannelClosedError, CocaineError, ErrorCode
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
     EnvelopeError,
@@ -53,9 +54,11 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
+from ..streams import blocking_pair
+from ..threads import HandlerThreads
 from .common import access_line, client_addr, host_and_port, lowered, url_scheme
 
-__all__ = ["WSGIHandler", "WSGIInput", "build_environ"]
+__all__ = ["InlineWSGIHandler", "WSGIHandler", "WSGIInput", "build_environ"]
 
 log = logging.getLogger("cocaine_http.wsgi")
 access_log = logging.getLogger("cocaine_http.access")
@@ -313,7 +316,8 @@ class _Exchange:
             self.head_sent = True
             self.response.write(self.head)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> Any:
+        """Send a body chunk; returns what the response's ``write`` returned (inline: its drain)."""
         if type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"WSGI body chunks must be bytes, got {type(data).__name__}")
@@ -321,13 +325,15 @@ class _Exchange:
         if self.head is None:
             raise AssertionError("write() before start_response()")
         if not data:
-            return
+            return None
         self.send_head()
         if self.body_ok:
             payload = self.encoder.body(data)
             if payload is not None:
-                self.response.write(payload)
+                waiter = self.response.write(payload)
                 self.bytes_sent += len(data)
+                return waiter
+        return None
 
 
 class WSGIHandler:
@@ -365,20 +371,33 @@ class WSGIHandler:
         except CocaineError as exc:
             log.info("session %s failed before its request arrived: %s", request.session, exc)
             return
+        self._serve(request, response, blob, started)
+
+    def _prepare(
+        self, request: Any, response: Any, blob: bytes, pull: Callable[[], bytes] | None
+    ) -> tuple[HttpRequest, dict[str, Any], _Exchange] | None:
+        """The request, its environ and its exchange; ``None`` once a bad envelope got its 400."""
         try:
             req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
         except EnvelopeError as exc:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
-            return
-        wsgi_input = WSGIInput(req.body, request.read)
+            return None
+        wsgi_input = WSGIInput(req.body, pull)
         extra = {
             "cocaine.event": request.event,
             "cocaine.session": request.session,
             "cocaine.headers": request.headers,
         }
         environ = build_environ(req, wsgi_input, root_path=self.root_path, errors=self._errors, extra=extra)
-        ex = _Exchange(response, self.encoder, req.method)
+        return req, environ, _Exchange(response, self.encoder, req.method)
+
+    def _serve(self, request: Any, response: Any, blob: bytes, started: float) -> None:
+        """Run the app for one request whose envelope is *blob*, on this (pool) thread."""
+        prepared = self._prepare(request, response, blob, request.read)
+        if prepared is None:
+            return
+        req, environ, ex = prepared
         result: Any = None
         try:
             result = self.app(environ, ex.start_response)
@@ -388,25 +407,29 @@ class WSGIHandler:
                 raise AssertionError("the app returned before calling start_response")
             ex.send_head()
         except Exception as exc:
-            # Decided by the session, not by the exception's type: an app may well
-            # let a ServiceError of its own escape, and that deserves a 500.
-            if response.closed:
-                log.info(
-                    "%s: session %s ended before the response: %r", req.request_line, request.session, exc
-                )
-                return
-            self._fail(req, ex, exc)
+            self._failed(request, response, req, ex, exc)
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("%s: the response iterable's close() failed", req.request_line)
-            if self.access_log:
-                access_log.info(
-                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started)
-                )
+            self._finish(req, ex, result, started)
+
+    def _failed(self, request: Any, response: Any, req: HttpRequest, ex: _Exchange, exc: Exception) -> None:
+        # Decided by the session, not by the exception's type: an app may well
+        # let a ServiceError of its own escape, and that deserves a 500.
+        if response.closed:
+            log.info("%s: session %s ended before the response: %r", req.request_line, request.session, exc)
+            return
+        self._fail(req, ex, exc)
+
+    def _finish(self, req: HttpRequest, ex: _Exchange, result: Any, started: float) -> None:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("%s: the response iterable's close() failed", req.request_line)
+        if self.access_log:
+            access_log.info(
+                "%s", access_line(req, ex.status or 500, ex.bytes_sent, time.perf_counter() - started)
+            )
 
     def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException) -> None:
         if isinstance(exc, ResponseHeadError):
@@ -432,3 +455,98 @@ class WSGIHandler:
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
 
+
+
+#: Inline mode waits on the loop for a request's end while it buffers at most
+#: this much (when the worker sets no per-session read mark of its own).
+INLINE_BODY_LIMIT = 1024 * 1024
+
+
+def _pull_buffered(request: Any) -> Callable[[], bytes]:
+    """``wsgi.input``'s source in inline mode: chunks already buffered, never a wait."""
+
+    def pull() -> bytes:
+        if request._chunks:
+            return request._pop()
+        if request._exc is not None:
+            raise request._exc
+        return b""
+
+    return pull
+
+
+class InlineWSGIHandler(WSGIHandler):
+    """A WSGI app run on the worker's loop thread (``--threads 0``).
+
+    One request at a time, as gunicorn's sync worker runs an app: no thread
+    hand-off, so a request that arrived whole is answered in the loop turn
+    that read it. Invocations that arrive meanwhile wait in the worker's
+    read buffer and queue up in order (concurrency comes from the runtime's
+    pool of worker processes). While a view runs, the loop does not: no
+    heartbeats, so a view must return well within the runtime's heartbeat
+    timeout (30 s by default), and a view must not wait for the worker
+    itself (a :class:`~cocaine_http.services.SyncClient` call from a view
+    needs ``--threads N``).
+
+    ``wsgi.input`` never blocks the loop: the app is started once the whole
+    request has arrived. The wait for a body still on its way is on the loop
+    (other requests go on meanwhile) while the session's buffer stays under
+    its read mark (``session_read_high_water``, 1 MiB by default); a larger
+    body still streaming at that point is served by one fallback thread
+    instead, with the blocking streams of the threaded mode.
+    """
+
+    def __init__(self, app: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._fallback: HandlerThreads | None = None
+
+    def __repr__(self) -> str:
+        return f"<InlineWSGIHandler {self.app!r}>"
+
+    async def __call__(self, request: Any, response: Any) -> None:
+        started = time.perf_counter()
+        try:
+            blob = await request.read()
+        except CocaineError as exc:
+            log.info("session %s failed before its request arrived: %s", request.session, exc)
+            return
+        if not request._eof and request._exc is None:
+            flow = request._flow
+            limit = flow.session_high if flow is not None else INLINE_BODY_LIMIT
+            while not request._eof and request._exc is None and request._buffered < limit:
+                await request._wait()
+            if not request._eof and request._exc is None:
+                await self._in_thread(request, response, blob, started)
+                return
+        prepared = self._prepare(request, response, blob, _pull_buffered(request))
+        if prepared is None:
+            return
+        req, environ, ex = prepared
+        environ["wsgi.multithread"] = False
+        ready = response._ready
+        result: Any = None
+        try:
+            result = self.app(environ, ex.start_response)
+            for data in result:
+                waiter = ex.write(data)
+                if waiter is not None and waiter is not ready:
+                    await waiter  # the socket is over its mark: the loop drains it meanwhile
+            if ex.head is None:
+                raise AssertionError("the app returned before calling start_response")
+            ex.send_head()
+        except Exception as exc:
+            self._failed(request, response, req, ex, exc)
+        finally:
+            self._finish(req, ex, result, started)
+
+    async def _in_thread(self, request: Any, response: Any, blob: bytes, started: float) -> None:
+        """A large body still streaming: serve it from the fallback thread."""
+        if self._fallback is None:
+            self._fallback = HandlerThreads(1, name="cocaine-wsgi-stream")
+        breq, bresp, abort = blocking_pair(request, response, asyncio.get_running_loop())
+        done = self._fallback.submit(self._serve, breq, bresp, blob, started)
+        try:
+            await asyncio.wrap_future(done)
+        except asyncio.CancelledError:  # the session was aborted: fail the thread's next call
+            abort(ChannelClosedError("the session was aborted"))
+            raise
