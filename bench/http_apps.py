@@ -21,7 +21,9 @@ not. Requests per second are printed too.
     own CPU per request.
 
 * Servers and workers run on one CPU (``--cpu``, default the last allowed),
-  drivers on another when there is one.
+  drivers on another when there is one. Every target of an app is started
+  once and the rounds interleave them, so load from elsewhere on the
+  machine hits every target alike; medians per target are printed.
 
 Usage::
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -49,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,35 +257,28 @@ async def python_driver_round(engine: Engine, seconds: float, window: int) -> Fi
     return Figure(done / elapsed, used / done * 1e6, driver / done * 1e6)
 
 
-def python_driver(app: str, options: list[str], args: argparse.Namespace) -> list[Figure]:
-    async def run() -> list[Figure]:
-        with tempfile.TemporaryDirectory() as tmp:
-            async with Engine(
-                "bench",
-                ["taskset", "-c", str(args.cpu), *worker_command(app, options)],
-                generation=Generation.parse(args.generation),
-                runtime_dir=tmp,
-                cwd=ROOT,
-                env={"PYTHONPATH": ROOT},
-                concurrency=args.connections,
-                queue_limit=args.connections * 4,
-            ) as engine:
-                await engine.start(1, timeout=30)
-                await python_driver_round(engine, 1.0, args.connections)  # warm-up
-                return [
-                    await python_driver_round(engine, args.duration, args.connections)
-                    for _ in range(args.rounds)
-                ]
-
-    return asyncio.run(run())
+@contextlib.asynccontextmanager
+async def python_engine(app: str, options: list[str], args: argparse.Namespace) -> AsyncIterator[Engine]:
+    """One worker behind the in-process Engine, warmed up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Engine(
+            "bench",
+            ["taskset", "-c", str(args.cpu), *worker_command(app, options)],
+            generation=Generation.parse(args.generation),
+            runtime_dir=tmp,
+            cwd=ROOT,
+            env={"PYTHONPATH": ROOT},
+            concurrency=args.connections,
+            queue_limit=args.connections * 4,
+        ) as engine:
+            await engine.start(1, timeout=30)
+            await python_driver_round(engine, 1.0, args.connections)  # warm-up
+            yield engine
 
 
-def node_driver(
-    app: str, options: list[str], args: argparse.Namespace, seconds_hint: Figure | None
-) -> list[Figure]:
-    # the node engine runs a count, not a duration: size it from the python figure (or a guess)
-    rps = seconds_hint.rps if seconds_hint else 3000.0
-    n = max(2000, int(rps * args.duration))
+def node_round(app: str, options: list[str], args: argparse.Namespace) -> Figure:
+    """One run of the node fake engine (it starts and stops its own worker)."""
+    n = max(2000, int(args.duration * args.node_rate))  # it runs a count, not a duration
     cmd = [
         "node", args.node_engine, "--http", "GET:/", "--expect-body", EXPECTED.decode(),
         "-w", str(args.connections), "-n", str(n), "--warmup", str(n // 10),
@@ -292,14 +288,11 @@ def node_driver(
     ]  # fmt: skip
     if args.driver_cpu is not None:
         cmd = ["taskset", "-c", str(args.driver_cpu), *cmd]
-    figures = []
-    for _ in range(args.rounds):
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
-        result = json.loads(out.strip().splitlines()[-1])
-        if not result.get("ok"):
-            raise RuntimeError(f"node engine run failed: {result}")
-        figures.append(Figure(result["rps"], result["workerCpuUsPerReq"], result["engineCpuUsPerReq"]))
-    return figures
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if not result.get("ok"):
+        raise RuntimeError(f"node engine run failed: {result}")
+    return Figure(result["rps"], result["workerCpuUsPerReq"], result["engineCpuUsPerReq"])
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -340,6 +333,9 @@ def main() -> None:
     p.add_argument("--only", choices=sorted(APPS), default=None)
     p.add_argument("--driver", choices=("python", "node", "both"), default="python")
     p.add_argument("--node-engine", default="/tmp/bench-engine/fake-engine.js", help="bench-engine's script")
+    p.add_argument(
+        "--node-rate", type=float, default=2000.0, help="node engine: requests per --duration second"
+    )
     p.add_argument("--skip-http", action="store_true", help="only the cocaine-http workers")
     args = p.parse_args()
     allowed = sorted(os.sched_getaffinity(0))
@@ -355,41 +351,53 @@ def main() -> None:
         f"{args.rounds} rounds, {args.connections} in flight\n",
         flush=True,
     )
-    variants = {
-        "flask": [("cocaine-http --threads 0", ["--threads", "0"]), ("cocaine-http (8 threads)", [])],
-        "fastapi": [("cocaine-http", [])],
-    }
-    for name, app in APPS.items():
-        if args.only and args.only != name:
-            continue
-        results: dict[str, Figure] = {}
-        bases = ("gunicorn-sync", "granian-wsgi") if name == "flask" else ("uvicorn", "granian-asgi")
+    for name in APPS:
+        if not args.only or args.only == name:
+            asyncio.run(run_app(name, args))
+
+
+VARIANTS = {
+    "flask": [("cocaine-http --threads 0", ["--threads", "0"]), ("cocaine-http (8 threads)", [])],
+    "fastapi": [("cocaine-http", [])],
+}
+
+
+async def run_app(name: str, args: argparse.Namespace) -> None:
+    """Every target of one app, kept running; the rounds interleave them, so load
+    from elsewhere on the machine hits every target alike."""
+    app = APPS[name]
+    bases = ("gunicorn-sync", "granian-wsgi") if name == "flask" else ("uvicorn", "granian-asgi")
+    measures: dict[str, Callable[[], Awaitable[Figure]]] = {}
+    async with contextlib.AsyncExitStack() as stack:
         if not args.skip_http:
             for kind in bases:
-                with http_server(kind, app, args.cpu) as server:
-                    measure_http(server, args)  # warm-up
-                    results[kind] = report(
-                        name, kind, [measure_http(server, args) for _ in range(args.rounds)]
-                    )
-        for label, options in variants[name]:
-            hint = None
+                server = stack.enter_context(http_server(kind, app, args.cpu))
+                await asyncio.to_thread(measure_http, server, args)  # warm-up
+                measures[kind] = functools.partial(asyncio.to_thread, measure_http, server, args)
+        for label, options in VARIANTS[name]:
             if args.driver in ("python", "both"):
-                hint = results[f"{label} [python driver]"] = report(
-                    name, f"{label} [python driver]", python_driver(app, options, args)
+                engine = await stack.enter_async_context(python_engine(app, options, args))
+                measures[f"{label} [python driver]"] = functools.partial(
+                    python_driver_round, engine, args.duration, args.connections
                 )
             if args.driver in ("node", "both"):
-                results[f"{label} [node driver]"] = report(
-                    name, f"{label} [node driver]", node_driver(app, options, args, hint)
+                measures[f"{label} [node driver]"] = functools.partial(
+                    asyncio.to_thread, node_round, app, options, args
                 )
-        for (app_name, base), goal in TARGETS.items():
-            if app_name != name or base not in results:
-                continue
-            for label, fig in results.items():
-                if label.startswith("cocaine-http"):
-                    ratio = fig.per_core / results[base].per_core
-                    verdict = "met" if ratio >= goal else "NOT met"
-                    print(f"{name:8s} {label} / {base}: {ratio:.2f}x per core (target {goal}x: {verdict})")
-        print(flush=True)
+        figures: dict[str, list[Figure]] = {target: [] for target in measures}
+        for _ in range(args.rounds):
+            for target, measure in measures.items():
+                figures[target].append(await measure())
+    results = {target: report(name, target, values) for target, values in figures.items()}
+    for (app_name, base), goal in TARGETS.items():
+        if app_name != name or base not in results:
+            continue
+        for label, fig in results.items():
+            if label.startswith("cocaine-http"):
+                ratio = fig.per_core / results[base].per_core
+                verdict = "met" if ratio >= goal else "NOT met"
+                print(f"{name:8s} {label} / {base}: {ratio:.2f}x per core (target {goal}x: {verdict})")
+    print(flush=True)
 
 
 if __name__ == "__main__":
