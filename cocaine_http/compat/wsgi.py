@@ -457,9 +457,11 @@ class WSGIHandler:
 
 
 
-#: Inline mode waits on the loop for a request's end while it buffers at most
-#: this much (when the worker sets no per-session read mark of its own).
-INLINE_BODY_LIMIT = 1024 * 1024
+#: Inline mode waits on the loop for the rest of a request while it has
+#: buffered less than this (and reading is not paused); past it, a thread.
+INLINE_WAIT_LIMIT = 64 * 1024
+#: Threads serving, in inline mode, the requests whose body was still arriving.
+FALLBACK_THREADS = 8
 
 
 def _pull_buffered(request: Any) -> Callable[[], bytes]:
@@ -488,12 +490,14 @@ class InlineWSGIHandler(WSGIHandler):
     itself (a :class:`~cocaine_http.services.SyncClient` call from a view
     needs ``--threads N``).
 
-    ``wsgi.input`` never blocks the loop: the app is started once the whole
-    request has arrived. The wait for a body still on its way is on the loop
-    (other requests go on meanwhile) while the session's buffer stays under
-    its read mark (``session_read_high_water``, 1 MiB by default); a larger
-    body still streaming at that point is served by one fallback thread
-    instead, with the blocking streams of the threaded mode.
+    ``wsgi.input`` never blocks the loop: the app runs inline only once the
+    whole request (envelope, body chunks and end) has arrived. The rest of a
+    request that came in more than one read is awaited on the loop (other
+    requests go on meanwhile) while the session has buffered less than
+    :data:`INLINE_WAIT_LIMIT` and reading is not paused; a request past that
+    is served as in the threaded mode, by a pool of up to
+    :data:`FALLBACK_THREADS` threads with blocking streams, so the app reads
+    its body as it arrives and the worker's flow control holds as there.
     """
 
     def __init__(self, app: Callable[..., Any], **kwargs: Any) -> None:
@@ -511,9 +515,15 @@ class InlineWSGIHandler(WSGIHandler):
             log.info("session %s failed before its request arrived: %s", request.session, exc)
             return
         if not request._eof and request._exc is None:
+            # Not whole yet (often only its end is in the next read): wait on the
+            # loop while little is buffered, else serve it as the threaded mode does.
             flow = request._flow
-            limit = flow.session_high if flow is not None else INLINE_BODY_LIMIT
-            while not request._eof and request._exc is None and request._buffered < limit:
+            while (
+                not request._eof
+                and request._exc is None
+                and request._buffered < INLINE_WAIT_LIMIT
+                and (flow is None or not flow.paused)
+            ):
                 await request._wait()
             if not request._eof and request._exc is None:
                 await self._in_thread(request, response, blob, started)
@@ -540,9 +550,9 @@ class InlineWSGIHandler(WSGIHandler):
             self._finish(req, ex, result, started)
 
     async def _in_thread(self, request: Any, response: Any, blob: bytes, started: float) -> None:
-        """A large body still streaming: serve it from the fallback thread."""
+        """A body still arriving: serve it from a fallback thread."""
         if self._fallback is None:
-            self._fallback = HandlerThreads(1, name="cocaine-wsgi-stream")
+            self._fallback = HandlerThreads(FALLBACK_THREADS, name="cocaine-wsgi-stream")
         breq, bresp, abort = blocking_pair(request, response, asyncio.get_running_loop())
         done = self._fallback.submit(self._serve, breq, bresp, blob, started)
         try:
