@@ -271,7 +271,7 @@ async def python_engine(app: str, options: list[str], args: argparse.Namespace) 
             concurrency=args.connections,
             queue_limit=args.connections * 4,
         ) as engine:
-            await engine.start(1, timeout=30)
+            await engine.start(1, timeout=120)  # a loaded machine imports slowly
             await python_driver_round(engine, 1.0, args.connections)  # warm-up
             yield engine
 
