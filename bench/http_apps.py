@@ -1,28 +1,38 @@
-"""Requests per second per core: the hello examples through cocaine-http vs gunicorn and uvicorn.
+"""HTTP apps per core: the hello examples through cocaine-http vs gunicorn, uvicorn and granian.
 
-Everything -- this process (the load generator, and for cocaine-http the
-runtime-side Engine), the servers and the worker -- is pinned to ONE core,
-so the figures are per core and the ratios compare CPU cost per request.
+The figure that decides is the server's **CPU per request** (user + system
+time of the server's whole process tree, read from ``/proc``, over the
+requests it answered): per-core capacity is ``1e6 / cpu_us`` requests per
+second, and it holds on a shared, noisy machine where wall-clock req/s does
+not. Requests per second are printed too.
 
-* cocaine-http: ``python -m cocaine_http examples.<app>:app`` started by
-  :class:`cocaine_http.runtime.engine.Engine` with the runtime's argv, driven
-  with W invocations in flight (each one HTTP envelope, as a proxy sends).
-* gunicorn sync / gthread (1 worker) and uvicorn (1 worker) get a listening
-  loopback socket (gunicorn: ours via ``fd://``; uvicorn: a port chosen by
-  binding port 0; never a fixed port) and are
-  driven over HTTP/1.1 by a minimal asyncio client with W connections, one
-  request in flight per connection (keep-alive when the server allows it;
-  gunicorn's sync worker closes after every response, so the client
-  reconnects, as a proxy in front of it would).
+* HTTP servers (gunicorn sync, granian WSGI with one blocking thread;
+  uvicorn, granian ASGI) listen on a loopback port chosen by binding port 0
+  and are driven by ``wrk`` (64 keep-alive connections by default).
+* cocaine-http receives the request already parsed, as from a cocaine HTTP
+  proxy: one HTTP envelope per invocation. Two drivers:
+
+  - ``python``: :class:`cocaine_http.runtime.engine.Engine` in this process,
+    W invocations in flight. Its own CPU per request is measured and
+    printed (``driver``): when it is not well below the worker's, the
+    worker is not saturated and its figure is pessimistic;
+  - ``node``: the fake engine of ``../shared/bench-engine`` (``--node-engine
+    PATH/fake-engine.js``, set up as its README says), about 20 us of its
+    own CPU per request.
+
+* Servers and workers run on one CPU (``--cpu``, default the last allowed),
+  drivers on another when there is one. Every target of an app is started
+  once and the rounds interleave them, so load from elsewhere on the
+  machine hits every target alike; medians per target are printed.
 
 Usage::
 
-    python bench/http_apps.py [--requests 6000] [--concurrency 16] [--rounds 5]
-                              [--cpu N] [--only flask|fastapi]
+    python bench/http_apps.py [--duration 5] [--connections 64] [--rounds 3]
+                              [--only flask|fastapi] [--driver python|node|both]
+                              [--node-engine /tmp/bench-engine/fake-engine.js]
 
-All targets of an app run at once and the rounds interleave them, so load
-from elsewhere on the machine hits every target alike; each round gives one
-ratio, and the median ratio is reported (with the per-round figures).
+Targets (docs/http.md): per core, cocaine-http serves the Flask hello at
+least 1.5x granian's WSGI and the FastAPI hello at least 1.5x granian's ASGI.
 """
 
 from __future__ import annotations
@@ -30,15 +40,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import json
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -48,221 +63,239 @@ from cocaine_http.protocol.frames import Generation  # noqa: E402
 from cocaine_http.runtime.engine import Engine  # noqa: E402
 
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
-TARGETS = {("flask", "gunicorn-sync"): 1.5, ("fastapi", "uvicorn"): 1.2}
 EXPECTED = b"Hello, world!\n"
-_CL = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
-_CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
-
-# -- HTTP load generator ----------------------------------------------------------------
-
-
-class _Conn(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.waiter: asyncio.Future[tuple[bytes, bool]] | None = None
-        self.transport: asyncio.Transport | None = None
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        self._check()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self._check()
-
-    def _check(self) -> None:
-        if self.waiter is None or self.waiter.done():
-            return
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if self.lost:
-                self.waiter.set_exception(ConnectionError("closed mid-response"))
-            return
-        head = bytes(self.buf[: end + 4])
-        match = _CL.search(head)
-        if match is None:
-            raise RuntimeError(f"response without Content-Length: {head[:200]!r}")
-        total = end + 4 + int(match.group(1))
-        if len(self.buf) < total:
-            return
-        body = bytes(self.buf[end + 4 : total])
-        del self.buf[:total]
-        self.waiter.set_result((body, bool(_CLOSE.search(head))))
-
-    async def request(self, raw: bytes) -> tuple[bytes, bool]:
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(raw)
-        return await self.waiter
+#: (app, cocaine variant, baseline): the per-core ratio the project aims for.
+TARGETS = {("flask", "granian-wsgi"): 1.5, ("fastapi", "granian-asgi"): 1.5}
+BIN = os.path.dirname(sys.executable)
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-async def http_load(port: int, n: int, concurrency: int) -> float:
-    loop = asyncio.get_running_loop()
-    raw = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    left = n
+@dataclass
+class Figure:
+    rps: float
+    cpu_us: float  # server (worker) CPU per request
+    driver_us: float | None = None  # the driver's own CPU per request, when measured
 
-    async def one_client() -> None:
-        nonlocal left
-        conn: _Conn | None = None
-        while left > 0:
-            left -= 1
-            if conn is None or conn.lost:
-                _, conn = await loop.create_connection(_Conn, "127.0.0.1", port)
-            body, close = await conn.request(raw)
-            if body != EXPECTED:
-                raise RuntimeError(f"unexpected body {body!r}")
-            if close:
-                assert conn.transport is not None
-                conn.transport.close()
-                conn = None
-        if conn is not None and conn.transport is not None:
-            conn.transport.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one_client() for _ in range(concurrency)))
-    return n / (time.perf_counter() - t0)
+    @property
+    def per_core(self) -> float:
+        return 1e6 / self.cpu_us if self.cpu_us else 0.0
 
 
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
+# -- CPU of a process tree, from /proc ------------------------------------------------------
 
 
-async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    raw = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(raw)
-            data = await asyncio.wait_for(reader.read(), 5)
-            writer.close()
-            if EXPECTED in data:
-                return
-        except (OSError, asyncio.TimeoutError):
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("server did not become ready")
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
 
 
-def server_command(kind: str, app: str, fd: int, port: int, concurrency: int) -> list[str]:
-    bindir = os.path.dirname(sys.executable)
+def tree_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) used so far by *pid* and its live descendants."""
+    tree = _children()
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        todo.extend(tree.get(p, ()))
+    return total
+
+
+# -- HTTP servers driven by wrk --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_command(kind: str, app: str, port: int) -> list[str]:
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
     if kind == "gunicorn-sync":
         return [
-            os.path.join(bindir, "gunicorn"),
+            f"{BIN}/gunicorn",
             "-w",
             "1",
             "-k",
             "sync",
-            "--bind",
-            f"fd://{fd}",
+            "-b",
+            f"127.0.0.1:{port}",
             "--log-level",
             "warning",
             app,
         ]
-    if kind == "gunicorn-gthread":
-        return [
-            os.path.join(bindir, "gunicorn"), "-w", "1", "-k", "gthread", "--threads", str(concurrency),
-            "--bind", f"fd://{fd}", "--log-level", "warning", app,
-        ]
     if kind == "uvicorn":
-        # not --fd: uvicorn takes an inherited fd for a UNIX socket, so asyncio would not set
-        # TCP_NODELAY on its connections and Nagle + delayed ACKs would cost 40 ms a request
-        return [os.path.join(bindir, "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--log-level", "warning", "--no-access-log", app]
+        return [f"{BIN}/uvicorn", *bind, "--workers", "1", "--log-level", "warning", "--no-access-log", app]
+    if kind in ("granian-wsgi", "granian-asgi"):
+        iface = kind.split("-")[1]
+        return [
+            f"{BIN}/granian", "--interface", iface, *bind, "--workers", "1", "--runtime-threads", "1",
+            "--blocking-threads", "1", "--no-ws", "--log-level", "warning", "--no-access-log", app,
+        ]  # fmt: skip
     raise ValueError(kind)
 
 
-@contextlib.asynccontextmanager
-async def http_server(
-    kind: str, app: str, concurrency: int
-) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
-    """Start one server; yields ``measure(n) -> req/s``."""
-    sock = listening_socket()
-    port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    if kind == "uvicorn":
-        sock.close()  # uvicorn binds the (just freed, port-0-chosen) port itself
-    proc = subprocess.Popen(  # noqa: ASYNC220 - harness setup, before any timing
-        server_command(kind, app, sock.fileno(), port, concurrency),
-        pass_fds=() if kind == "uvicorn" else (sock.fileno(),),
+def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            if EXPECTED in data:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+_WRK_TOTAL = re.compile(r"(\d+) requests in")
+_WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*")
+
+
+def wrk(port: int, seconds: float, connections: int, cpu: int | None) -> tuple[int, float, str]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    elapsed = time.perf_counter() - t0
+    match = _WRK_TOTAL.search(out)
+    if match is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    return int(match.group(1)), elapsed, out
+
+
+@contextlib.contextmanager
+def http_server(kind: str, app: str, cpu: int) -> Iterator[tuple[int, int]]:
+    """Start one server pinned to *cpu*; yields ``(port, pid)``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(cpu), *server_command(kind, app, port)],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": ROOT},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    sock.close()
     try:
-        await wait_ready(port, proc)
-        yield lambda n: http_load(port, n, concurrency)
+        wait_http(port, proc)
+        yield port, proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
-# -- cocaine-http through the Engine ------------------------------------------------------------
+def measure_http(port_pid: tuple[int, int], args: argparse.Namespace) -> Figure:
+    port, pid = port_pid
+    before = tree_cpu(pid)
+    n, elapsed, out = wrk(port, args.duration, args.connections, args.driver_cpu)
+    used = tree_cpu(pid) - before
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if bad:
+        raise RuntimeError(f"{bad.group(1)} non-2xx responses:\n{out}")
+    return Figure(n / elapsed, used / n * 1e6)
 
 
-async def cocaine_load(engine: Engine, n: int, concurrency: int, generation: Generation) -> float:
-    blob = encode_request("GET", "/", [("Host", "127.0.0.1")], b"", generation=generation)
-    left = n
+# -- cocaine-http, as from a proxy ------------------------------------------------------------
+
+
+def worker_command(app: str, options: list[str]) -> list[str]:
+    return [f"{BIN}/cocaine-http", app, "--app-dir", ROOT, "--log-level", "warning", *options]
+
+
+async def python_driver_round(engine: Engine, seconds: float, window: int) -> Figure:
+    gen = engine.generation
+    blob = encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b"", generation=gen)
+    pid = next(iter(engine.slaves.values())).pid
+    done = 0
+    stop = time.perf_counter() + seconds
 
     async def one() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
+        nonlocal done
+        while time.perf_counter() < stop:
             reply = await engine.invoke("http", [blob], timeout=30)
-            status, _, body = decode_response(reply.chunks, generation)
+            status, _, body = decode_response(reply.chunks, gen)
             if status != 200 or body != EXPECTED:
                 raise RuntimeError(f"unexpected reply {status} {body!r} {reply.error}")
+            done += 1
 
+    wcpu = tree_cpu(pid)
+    own = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(concurrency)))
-    return n / (time.perf_counter() - t0)
+    await asyncio.gather(*(one() for _ in range(window)))
+    elapsed = time.perf_counter() - t0
+    own2 = resource.getrusage(resource.RUSAGE_SELF)
+    used = tree_cpu(pid) - wcpu
+    driver = (own2.ru_utime - own.ru_utime) + (own2.ru_stime - own.ru_stime)
+    return Figure(done / elapsed, used / done * 1e6, driver / done * 1e6)
 
 
 @contextlib.asynccontextmanager
-async def cocaine_worker(
-    app: str, concurrency: int, generation: Generation
-) -> AsyncIterator[Callable[[int], Awaitable[float]]]:
-    """Start one worker behind an Engine; yields ``measure(n) -> req/s``."""
+async def python_engine(app: str, options: list[str], args: argparse.Namespace) -> AsyncIterator[Engine]:
+    """One worker behind the in-process Engine, warmed up."""
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "cocaine_http", app, "--app-dir", ROOT, "--log-level", "warning"]
         async with Engine(
             "bench",
-            command,
-            generation=generation,
+            ["taskset", "-c", str(args.cpu), *worker_command(app, options)],
+            generation=Generation.parse(args.generation),
             runtime_dir=tmp,
             cwd=ROOT,
             env={"PYTHONPATH": ROOT},
-            concurrency=max(concurrency, 1),
-            queue_limit=max(1000, concurrency * 4),
+            concurrency=args.connections,
+            queue_limit=args.connections * 4,
         ) as engine:
-            await engine.start(1, timeout=30)
-            yield lambda n: cocaine_load(engine, n, concurrency, generation)
+            await engine.start(1, timeout=120)  # a loaded machine imports slowly
+            await python_driver_round(engine, 1.0, args.connections)  # warm-up
+            yield engine
+
+
+def node_round(app: str, options: list[str], args: argparse.Namespace) -> Figure:
+    """One run of the node fake engine (it starts and stops its own worker)."""
+    n = max(2000, int(args.duration * args.node_rate))  # it runs a count, not a duration
+    cmd = [
+        "node", args.node_engine, "--http", "GET:/", "--expect-body", EXPECTED.decode(),
+        "-w", str(args.connections), "-n", str(n), "--warmup", str(n // 10),
+        "--worker-cpu", str(args.cpu), "--json",
+        "--proto", "1" if Generation.parse(args.generation) is Generation.B else "0",
+        "--", *worker_command(app, options),
+    ]  # fmt: skip
+    if args.driver_cpu is not None:
+        cmd = ["taskset", "-c", str(args.driver_cpu), *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if not result.get("ok"):
+        raise RuntimeError(f"node engine run failed: {result}")
+    return Figure(result["rps"], result["workerCpuUsPerReq"], result["engineCpuUsPerReq"])
 
 
 # -- main ---------------------------------------------------------------------------------------
-
-
-def pin(cpu: int | None) -> int:
-    allowed = sorted(os.sched_getaffinity(0))
-    chosen = cpu if cpu is not None else allowed[-1]
-    os.sched_setaffinity(0, {chosen})  # inherited by every process started from here
-    return chosen
 
 
 def median(values: list[float]) -> float:
@@ -271,64 +304,100 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-async def run(args: argparse.Namespace) -> None:
-    gen = Generation.parse(args.generation)
-    coc = f"cocaine-http ({gen.name})"
-    for name in ("flask", "fastapi"):
-        if args.only and args.only != name:
-            continue
-        app = APPS[name]
-        bases = ("gunicorn-sync", "gunicorn-gthread") if name == "flask" else ("uvicorn",)
-        async with contextlib.AsyncExitStack() as stack:
-            targets = {coc: await stack.enter_async_context(cocaine_worker(app, args.concurrency, gen))}
-            for kind in bases:
-                targets[kind] = await stack.enter_async_context(http_server(kind, app, args.concurrency))
-            for measure in targets.values():  # warm-up
-                await measure(max(200, args.requests // 10))
-            figures: dict[str, list[float]] = {t: [] for t in targets}
-            # rounds interleave the targets, so load from elsewhere on the machine
-            # hits all of them alike; ratios are taken per round
-            for _ in range(args.rounds):
-                for target, measure in targets.items():
-                    figures[target].append(await measure(args.requests))
-        for target, values in figures.items():
-            print(
-                f"{name:8s} {target:18s} median {median(values):7.0f} req/s   best {max(values):7.0f}   "
-                f"rounds: {', '.join(f'{v:.0f}' for v in values)}",
-                flush=True,
-            )
-        for base in bases:
-            ratios = [c / b for c, b in zip(figures[coc], figures[base], strict=True)]
-            target = TARGETS.get((name, base))
-            goal = (
-                f"  (target >= {target}x: {'met' if median(ratios) >= target else 'NOT met'})"
-                if target
-                else ""
-            )
-            print(
-                f"{name:8s} cocaine-http / {base:16s} median {median(ratios):5.2f}x  "
-                f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}){goal}",
-                flush=True,
-            )
-        print(flush=True)
+def report(name: str, target: str, figures: list[Figure]) -> Figure:
+    m = Figure(median([f.rps for f in figures]), median([f.cpu_us for f in figures]))
+    drivers = [f.driver_us for f in figures if f.driver_us is not None]
+    if drivers:
+        m.driver_us = median(drivers)
+    driver = f"   driver {m.driver_us:6.1f} us/req" if m.driver_us is not None else ""
+    print(
+        f"{name:8s} {target:34s} {m.rps:7.0f} req/s  {m.cpu_us:6.1f} us CPU/req  "
+        f"{m.per_core:7.0f} req/s per core{driver}   "
+        f"(CPU per round: {', '.join(f'{f.cpu_us:.0f}' for f in figures)})",
+        flush=True,
+    )
+    return m
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=6000, help="requests per round (default 6000)")
-    p.add_argument("--concurrency", "-W", type=int, default=16, help="requests in flight (default 16)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last allowed one)")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    p.add_argument(
+        "--connections", "-c", type=int, default=64, help="connections / invocations in flight (64)"
+    )
+    p.add_argument("--rounds", type=int, default=3, help="measurements per target; medians are printed (3)")
+    p.add_argument(
+        "--cpu", type=int, default=None, help="CPU for servers and workers (default: last allowed)"
+    )
     p.add_argument("--generation", default="B", help="protocol generation for cocaine-http (A or B)")
     p.add_argument("--only", choices=sorted(APPS), default=None)
+    p.add_argument("--driver", choices=("python", "node", "both"), default="python")
+    p.add_argument("--node-engine", default="/tmp/bench-engine/fake-engine.js", help="bench-engine's script")
+    p.add_argument(
+        "--node-rate", type=float, default=2000.0, help="node engine: requests per --duration second"
+    )
+    p.add_argument("--skip-http", action="store_true", help="only the cocaine-http workers")
     args = p.parse_args()
-    cpu = pin(args.cpu)
+    allowed = sorted(os.sched_getaffinity(0))
+    args.cpu = args.cpu if args.cpu is not None else allowed[-1]
+    others = [c for c in allowed if c != args.cpu]
+    args.driver_cpu = others[0] if others else None
+    if args.driver_cpu is not None:
+        os.sched_setaffinity(0, {args.driver_cpu})
+    if not args.skip_http and shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk), or pass --skip-http")
     print(
-        f"pinned to CPU {cpu}; {args.requests} requests x {args.rounds} rounds, "
-        f"{args.concurrency} in flight\n",
+        f"servers/workers on CPU {args.cpu}, drivers on CPU {args.driver_cpu}; {args.duration:g} s x "
+        f"{args.rounds} rounds, {args.connections} in flight\n",
         flush=True,
     )
-    asyncio.run(run(args))
+    for name in APPS:
+        if not args.only or args.only == name:
+            asyncio.run(run_app(name, args))
+
+
+VARIANTS = {
+    "flask": [("cocaine-http --threads 0", ["--threads", "0"]), ("cocaine-http (8 threads)", [])],
+    "fastapi": [("cocaine-http", [])],
+}
+
+
+async def run_app(name: str, args: argparse.Namespace) -> None:
+    """Every target of one app, kept running; the rounds interleave them, so load
+    from elsewhere on the machine hits every target alike."""
+    app = APPS[name]
+    bases = ("gunicorn-sync", "granian-wsgi") if name == "flask" else ("uvicorn", "granian-asgi")
+    measures: dict[str, Callable[[], Awaitable[Figure]]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        if not args.skip_http:
+            for kind in bases:
+                server = stack.enter_context(http_server(kind, app, args.cpu))
+                await asyncio.to_thread(measure_http, server, args)  # warm-up
+                measures[kind] = functools.partial(asyncio.to_thread, measure_http, server, args)
+        for label, options in VARIANTS[name]:
+            if args.driver in ("python", "both"):
+                engine = await stack.enter_async_context(python_engine(app, options, args))
+                measures[f"{label} [python driver]"] = functools.partial(
+                    python_driver_round, engine, args.duration, args.connections
+                )
+            if args.driver in ("node", "both"):
+                measures[f"{label} [node driver]"] = functools.partial(
+                    asyncio.to_thread, node_round, app, options, args
+                )
+        figures: dict[str, list[Figure]] = {target: [] for target in measures}
+        for _ in range(args.rounds):
+            for target, measure in measures.items():
+                figures[target].append(await measure())
+    results = {target: report(name, target, values) for target, values in figures.items()}
+    for (app_name, base), goal in TARGETS.items():
+        if app_name != name or base not in results:
+            continue
+        for label, fig in results.items():
+            if label.startswith("cocaine-http"):
+                ratio = fig.per_core / results[base].per_core
+                verdict = "met" if ratio >= goal else "NOT met"
+                print(f"{name:8s} {label} / {base}: {ratio:.2f}x per core (target {goal}x: {verdict})")
+    print(flush=True)
 
 
 if __name__ == "__main__":

@@ -230,7 +230,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--event",), dict(default=DEFAULT_EVENT, help="event of targets without '=EVENT'")),
     Option(("--interface",), dict(choices=("auto", "wsgi", "asgi"), default="auto", help="app interface")),
     Option(("--factory",), dict(action="store_true", help="call ATTR without arguments to get the app")),
-    Option(("--threads",), dict(type=int, default=None, help="threads running WSGI apps (default: 8)")),
+    Option(("--threads",), dict(type=int, default=None,
+                                help="threads running WSGI apps (default: 8; 0: inline on the loop)")),
     Option(("--root-path",), dict(default="", help="prefix the front-end strips (SCRIPT_NAME / root_path); "
                                   "'auto': /APP/EVENT as the cocaine proxies route")),
     Option(("--lifespan",), dict(choices=("auto", "on", "off"), default="auto", help="ASGI lifespan")),
@@ -510,7 +511,7 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
     """Register every loaded app on *worker* (handlers, lifespan hooks)."""
     from .compat.asgi import ASGIHandler, Lifespan
     from .compat.common import set_forwarded_allow_ips
-    from .compat.wsgi import WSGIHandler
+    from .compat.wsgi import InlineWSGIHandler, WSGIHandler
 
     generation = worker.config.generation
     trust = set_forwarded_allow_ips(ns.forwarded_allow_ips)
@@ -532,7 +533,8 @@ def install(worker: Any, loaded: Sequence[Loaded], ns: argparse.Namespace) -> No
             worker.on_shutdown.append(lifespan.shutdown)
             worker.events.on("terminate", handler.shutting_down)
         else:
-            handler = WSGIHandler(item.app, **common)
+            inline = worker.config.threads == 0  # --threads 0: the app runs on the loop thread
+            handler = (InlineWSGIHandler if inline else WSGIHandler)(item.app, **common)
         if item.spec.event == "*":
             worker.on_default(handler)
         else:

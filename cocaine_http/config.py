@@ -128,7 +128,9 @@ class WorkerConfig:
     #: Bound on the ``on_shutdown`` hooks, which run after the drain and before
     #: the terminate reply; ``grace_period + shutdown_timeout`` < 5 s for A.
     shutdown_timeout: float = 0.75
-    #: Threads running plain ``def`` handlers.
+    #: Threads running plain ``def`` handlers. 0: WSGI apps run inline on the
+    #: loop thread (one request at a time, as gunicorn's sync worker runs
+    #: them); plain ``def`` handlers then get one thread.
     threads: int = 8
     #: Sessions running at once; more invokes are refused with a retryable error.
     max_sessions: int = 4096
@@ -158,8 +160,9 @@ class WorkerConfig:
         for name in ("grace_period", "shutdown_timeout", "request_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if type(self.threads) is not int or self.threads < 0:
+            raise ConfigError(f"threads must be a non-negative integer, got {self.threads!r}")
         for name in (
-            "threads",
             "max_sessions",
             "session_read_high_water",
             "read_high_water",

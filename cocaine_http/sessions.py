@@ -47,7 +47,7 @@ from .flow import InboundFlow, Outbox
 from .protocol.frames import Generation
 from .protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, WorkerProtocol, tell
 from .streams import Request, Response, blocking_pair
-from .threads import HandlerThreads
+from .threads import HandlerThreads, LoopInbox
 
 __all__ = ["Handler", "Sessions"]
 
@@ -101,6 +101,8 @@ class Sessions:
         self._outbox = outbox
         self._flow = flow
         self._threads = threads
+        #: Handler threads' calls to the loop (writes, ends), batched: one wake-up per batch.
+        self._inbox = LoopInbox(loop)
         self._find_handler = find_handler
         self._control = control
         self.max_sessions = max_sessions
@@ -141,13 +143,16 @@ class Sessions:
             # Started once the whole read is delivered (see on_read_end).
             self._starting.append(session)
         else:
-            breq, bresp, abort = blocking_pair(request, response, loop, budget=self.sync_write_budget)
+            inbox = self._inbox
+            breq, bresp, abort = blocking_pair(
+                request, response, loop, budget=self.sync_write_budget, inbox=inbox
+            )
             session.abort_threads = abort
             session.task = loop.create_future()
 
             def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
-                    loop.call_soon_threadsafe(self._sync_done, session, f)
+                    inbox.post(self._sync_done, session, f)
 
             self._threads.submit(handler, breq, bresp).add_done_callback(notify)
 

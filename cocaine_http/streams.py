@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ChannelClosedError, CocaineError, DisconnectedError
 from .flow import ChunkBuffer, Data, InboundFlow, Outbox
+from .threads import LoopInbox
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -290,12 +291,19 @@ class Response:
 class BlockingRequest:
     """:class:`Request` for a handler running in a worker thread: same methods, blocking."""
 
-    __slots__ = ("_loop", "_request", "_state")
+    __slots__ = ("_inbox", "_loop", "_request", "_state")
 
-    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop, state: _ThreadState) -> None:
+    def __init__(
+        self,
+        request: Request,
+        loop: asyncio.AbstractEventLoop,
+        state: _ThreadState,
+        inbox: LoopInbox | None = None,
+    ) -> None:
         self._request = request
         self._loop = loop
         self._state = state
+        self._inbox = inbox if inbox is not None else LoopInbox(loop)
 
     def __repr__(self) -> str:
         return f"<BlockingRequest {self.event!r} session={self.session}>"
@@ -328,7 +336,7 @@ class BlockingRequest:
                 pass
             else:
                 try:
-                    self._loop.call_soon_threadsafe(request._consumed, len(data))
+                    self._inbox.post(request._consumed, len(data))
                 except RuntimeError:  # the loop is closed: the worker is gone
                     raise DisconnectedError("the worker's event loop has stopped") from None
                 return data
@@ -396,7 +404,7 @@ class BlockingResponse:
     (connection gone, write after the end) is raised by the next call.
     """
 
-    __slots__ = ("_cond", "_failed", "_inflight", "_loop", "_response", "_state", "budget")
+    __slots__ = ("_cond", "_failed", "_inbox", "_inflight", "_loop", "_response", "_state", "budget")
 
     def __init__(
         self,
@@ -404,10 +412,12 @@ class BlockingResponse:
         loop: asyncio.AbstractEventLoop,
         state: _ThreadState,
         budget: int = 256 * 1024,
+        inbox: LoopInbox | None = None,
     ) -> None:
         self._response = response
         self._loop = loop
         self._state = state
+        self._inbox = inbox if inbox is not None else LoopInbox(loop)
         self.budget = budget
         self._cond = threading.Condition()
         self._inflight = 0
@@ -439,7 +449,7 @@ class BlockingResponse:
             self._raise_if_failed()
             self._inflight += n
         try:
-            self._loop.call_soon_threadsafe(self._write_on_loop, data, n)
+            self._inbox.post(self._write_on_loop, data, n)
         except RuntimeError:  # the loop is closed: the worker is gone
             raise DisconnectedError("the worker's event loop has stopped") from None
 
@@ -466,12 +476,22 @@ class BlockingResponse:
 
     def _call(self, fn: Callable[[], Any]) -> None:
         self._raise_if_failed()
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
-        async def run() -> None:
-            fn()
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                fn()
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
 
         try:
-            future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+            # Through the inbox, not a call of its own: it then runs after the
+            # writes this thread posted before it, whatever the loop's queue holds.
+            self._inbox.post(run)
         except RuntimeError:
             raise DisconnectedError("the worker's event loop has stopped") from None
         self._state.wait(future, None)
@@ -519,12 +539,16 @@ def blocking_pair(
     loop: asyncio.AbstractEventLoop,
     *,
     budget: int = 256 * 1024,
+    inbox: LoopInbox | None = None,
 ) -> tuple[BlockingRequest, BlockingResponse, Callable[[BaseException], None]]:
     """Thread-side twins of *request*/*response*, and the loop-side ``abort(exc)``
-    that fails their blocked and future calls with *exc*."""
+    that fails their blocked and future calls with *exc*. Their calls to the
+    loop go through *inbox* (the worker shares one among its sessions)."""
     state = _ThreadState()
-    blocking_request = BlockingRequest(request, loop, state)
-    blocking_response = BlockingResponse(response, loop, state, budget)
+    if inbox is None:
+        inbox = LoopInbox(loop)
+    blocking_request = BlockingRequest(request, loop, state, inbox)
+    blocking_response = BlockingResponse(response, loop, state, budget, inbox)
 
     def abort(exc: BaseException) -> None:
         state.abort(exc)

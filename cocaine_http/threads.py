@@ -6,15 +6,64 @@ concern is that its threads never receive the signals the loop handles.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
+import logging
 import queue
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["HandlerThreads"]
+__all__ = ["HandlerThreads", "LoopInbox"]
+
+log = logging.getLogger("cocaine_http.worker")
+
+
+class LoopInbox:
+    """Calls from handler threads to the loop, run in batches: one wake-up per batch.
+
+    ``loop.call_soon_threadsafe`` writes to the loop's self-pipe on every
+    call; a threaded WSGI request made four of them (its body read's
+    accounting, its head, its body, its end). :meth:`post` only appends to
+    a deque, and wakes the loop when no run is pending already, so calls
+    posted while the loop is busy (or before it wakes) share one wake-up
+    and run in one callback, in the order they were posted.
+    """
+
+    __slots__ = ("_calls", "_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._calls: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._pending = False
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop (from any thread). Raises ``RuntimeError``
+        when the loop is closed, as ``call_soon_threadsafe`` does."""
+        self._calls.append((fn, args))
+        # Unlocked: two threads may both see False and wake the loop twice (the
+        # second run finds nothing); a call appended after a run's last pop
+        # sees the flag that run cleared first, so it is never left behind.
+        if not self._pending:
+            self._pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._run)
+            except RuntimeError:
+                self._pending = False
+                raise
+
+    def _run(self) -> None:
+        self._pending = False
+        calls = self._calls
+        while calls:
+            fn, args = calls.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a call posted from a handler thread failed: %r", fn)
 
 
 class HandlerThreads:

@@ -311,7 +311,7 @@ class Worker:
             high=cfg.read_high_water,
             low=cfg.read_low_water,
         )
-        self._threads = HandlerThreads(cfg.threads)
+        self._threads = HandlerThreads(max(cfg.threads, 1))  # 0: inline WSGI, def handlers get one
         sessions = self._sessions = Sessions(
             loop,
             protocol,

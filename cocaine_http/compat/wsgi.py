@@ -30,6 +30,7 @@ worker keeps serving in every case.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -42,7 +43,7 @@ from urllib.parse import unquote_to_bytes
 
 from .. import __version__
 from ..accesslog import AccessFormat
-from ..errors import CocaineError, ErrorCode
+from ..errors import ChannelClosedError, CocaineError, ErrorCode
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
     EnvelopeError,
@@ -55,9 +56,11 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
+from ..streams import blocking_pair
+from ..threads import HandlerThreads
 from .common import SetCookieWarning, WebSocketRefusal, access_line, forwarded, host_and_port, lowered
 
-__all__ = ["WSGIHandler", "WSGIInput", "build_environ"]
+__all__ = ["InlineWSGIHandler", "WSGIHandler", "WSGIInput", "build_environ"]
 
 log = logging.getLogger("cocaine_http.wsgi")
 access_log = logging.getLogger("cocaine_http.access")
@@ -355,7 +358,8 @@ class _Exchange:
             self.head_sent = True
             self.response.write(self.head)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> Any:
+        """Send a body chunk; returns what the response's ``write`` returned (inline: its drain)."""
         if type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"WSGI body chunks must be bytes, got {type(data).__name__}")
@@ -363,13 +367,15 @@ class _Exchange:
         if self.head is None:
             raise AssertionError("write() before start_response()")
         if not data:
-            return
+            return None
         self.send_head()
         if self.body_ok:
             payload = self.encoder.body(data)
             if payload is not None:
-                self.response.write(payload)
+                waiter = self.response.write(payload)
                 self.bytes_sent += len(data)
+                return waiter
+        return None
 
 
 class WSGIHandler:
@@ -412,23 +418,36 @@ class WSGIHandler:
         except CocaineError as exc:
             log.info("session %s failed before its request arrived: %s", request.session, exc)
             return
+        self._serve(request, response, blob, started)
+
+    def _prepare(
+        self, request: Any, response: Any, blob: bytes, pull: Callable[[], bytes] | None
+    ) -> tuple[HttpRequest, dict[str, Any], _Exchange] | None:
+        """The request, its environ and its exchange; ``None`` once a bad envelope got its 400."""
         try:
             req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
         except EnvelopeError as exc:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
-            return
+            return None
         if self.websocket.refuse(req):
             self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
-            return
-        wsgi_input = WSGIInput(req.body, request.read)
+            return None
+        wsgi_input = WSGIInput(req.body, pull)
         extra = {
             "cocaine.event": request.event,
             "cocaine.session": request.session,
             "cocaine.headers": request.headers,
         }
         environ = build_environ(req, wsgi_input, root_path=self.root_path, errors=self._errors, extra=extra)
-        ex = _Exchange(response, self.encoder, req.method)
+        return req, environ, _Exchange(response, self.encoder, req.method)
+
+    def _serve(self, request: Any, response: Any, blob: bytes, started: float) -> None:
+        """Run the app for one request whose envelope is *blob*, on this (pool) thread."""
+        prepared = self._prepare(request, response, blob, request.read)
+        if prepared is None:
+            return
+        req, environ, ex = prepared
         result: Any = None
         try:
             result = self.app(environ, ex.start_response)
@@ -439,26 +458,28 @@ class WSGIHandler:
             ex.send_head()
             self.cookie_warning.check(ex.pairs, req)
         except Exception as exc:
-            # Decided by the session, not by the exception's type: an app may well
-            # let a ServiceError of its own escape, and that deserves a 500.
-            if response.closed:
-                log.info(
-                    "%s: session %s ended before the response: %r", req.request_line, request.session, exc
-                )
-                return
-            self._fail(req, ex, exc)
+            self._failed(request, response, req, ex, exc)
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("%s: the response iterable's close() failed", req.request_line)
-            if self.access_log:
-                took = time.perf_counter() - started
-                access_log.info(
-                    "%s", access_line(req, ex.status or 500, ex.bytes_sent, took, self.access_format)
-                )
+            self._finish(req, ex, result, started)
+
+    def _failed(self, request: Any, response: Any, req: HttpRequest, ex: _Exchange, exc: Exception) -> None:
+        # Decided by the session, not by the exception's type: an app may well
+        # let a ServiceError of its own escape, and that deserves a 500.
+        if response.closed:
+            log.info("%s: session %s ended before the response: %r", req.request_line, request.session, exc)
+            return
+        self._fail(req, ex, exc)
+
+    def _finish(self, req: HttpRequest, ex: _Exchange, result: Any, started: float) -> None:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("%s: the response iterable's close() failed", req.request_line)
+        if self.access_log:
+            took = time.perf_counter() - started
+            access_log.info("%s", access_line(req, ex.status or 500, ex.bytes_sent, took, self.access_format))
 
     def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException) -> None:
         if isinstance(exc, ResponseHeadError):
@@ -484,3 +505,109 @@ class WSGIHandler:
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
 
+
+
+#: Inline mode waits on the loop for the rest of a request while it has
+#: buffered less than this (and reading is not paused); past it, a thread.
+INLINE_WAIT_LIMIT = 64 * 1024
+#: Threads serving, in inline mode, the requests whose body was still arriving.
+FALLBACK_THREADS = 8
+
+
+def _pull_buffered(request: Any) -> Callable[[], bytes]:
+    """``wsgi.input``'s source in inline mode: chunks already buffered, never a wait."""
+
+    def pull() -> bytes:
+        if request._chunks:
+            return request._pop()
+        if request._exc is not None:
+            raise request._exc
+        return b""
+
+    return pull
+
+
+class InlineWSGIHandler(WSGIHandler):
+    """A WSGI app run on the worker's loop thread (``--threads 0``).
+
+    One request at a time, as gunicorn's sync worker runs an app: no thread
+    hand-off, so a request that arrived whole is answered in the loop turn
+    that read it. Invocations that arrive meanwhile wait in the worker's
+    read buffer and queue up in order (concurrency comes from the runtime's
+    pool of worker processes). While a view runs, the loop does not: no
+    heartbeats, so a view must return well within the runtime's heartbeat
+    timeout (30 s by default), and a view must not wait for the worker
+    itself (a :class:`~cocaine_http.services.SyncClient` call from a view
+    needs ``--threads N``).
+
+    ``wsgi.input`` never blocks the loop: the app runs inline only once the
+    whole request (envelope, body chunks and end) has arrived. The rest of a
+    request that came in more than one read is awaited on the loop (other
+    requests go on meanwhile) while the session has buffered less than
+    :data:`INLINE_WAIT_LIMIT` and reading is not paused; a request past that
+    is served as in the threaded mode, by a pool of up to
+    :data:`FALLBACK_THREADS` threads with blocking streams, so the app reads
+    its body as it arrives and the worker's flow control holds as there.
+    """
+
+    def __init__(self, app: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._fallback: HandlerThreads | None = None
+
+    def __repr__(self) -> str:
+        return f"<InlineWSGIHandler {self.app!r}>"
+
+    async def __call__(self, request: Any, response: Any) -> None:
+        started = time.perf_counter()
+        try:
+            blob = await request.read()
+        except CocaineError as exc:
+            log.info("session %s failed before its request arrived: %s", request.session, exc)
+            return
+        if not request._eof and request._exc is None:
+            # Not whole yet (often only its end is in the next read): wait on the
+            # loop while little is buffered, else serve it as the threaded mode does.
+            flow = request._flow
+            while (
+                not request._eof
+                and request._exc is None
+                and request._buffered < INLINE_WAIT_LIMIT
+                and (flow is None or not flow.paused)
+            ):
+                await request._wait()
+            if not request._eof and request._exc is None:
+                await self._in_thread(request, response, blob, started)
+                return
+        prepared = self._prepare(request, response, blob, _pull_buffered(request))
+        if prepared is None:
+            return
+        req, environ, ex = prepared
+        environ["wsgi.multithread"] = False
+        ready = response._ready
+        result: Any = None
+        try:
+            result = self.app(environ, ex.start_response)
+            for data in result:
+                waiter = ex.write(data)
+                if waiter is not None and waiter is not ready:
+                    await waiter  # the socket is over its mark: the loop drains it meanwhile
+            if ex.head is None:
+                raise AssertionError("the app returned before calling start_response")
+            ex.send_head()
+            self.cookie_warning.check(ex.pairs, req)
+        except Exception as exc:
+            self._failed(request, response, req, ex, exc)
+        finally:
+            self._finish(req, ex, result, started)
+
+    async def _in_thread(self, request: Any, response: Any, blob: bytes, started: float) -> None:
+        """A body still arriving: serve it from a fallback thread."""
+        if self._fallback is None:
+            self._fallback = HandlerThreads(FALLBACK_THREADS, name="cocaine-wsgi-stream")
+        breq, bresp, abort = blocking_pair(request, response, asyncio.get_running_loop())
+        done = self._fallback.submit(self._serve, breq, bresp, blob, started)
+        try:
+            await asyncio.wrap_future(done)
+        except asyncio.CancelledError:  # the session was aborted: fail the thread's next call
+            abort(ChannelClosedError("the session was aborted"))
+            raise

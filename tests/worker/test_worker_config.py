@@ -79,7 +79,7 @@ def test_threads_flag_and_keyword_overrides() -> None:
     [
         {"heartbeat_interval": 0},
         {"disown_timeout": -1},
-        {"threads": 0},
+        {"threads": -1},
         {"max_sessions": 1.5},
         {"read_low_water": 10, "read_high_water": 5},
         {"no_such_option": 1},

@@ -1,0 +1,40 @@
+"""bench/http_apps.py runs (its cocaine-http side, briefly) and reads CPU from /proc right."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from http_harness import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import http_apps
+
+
+def test_tree_cpu_counts_this_process() -> None:
+    before = time.process_time()
+    start = http_apps.tree_cpu(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    used = http_apps.tree_cpu(os.getpid()) - start
+    spent = time.process_time() - before
+    assert used >= spent - 0.05  # /proc counts in clock ticks (10 ms)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and taskset")
+def test_bench_runs_the_workers_and_reports_cpu_per_request() -> None:
+    out = subprocess.run(
+        [sys.executable, "bench/http_apps.py", "--skip-http", "--driver", "python",
+         "--duration", "1", "--rounds", "1", "--only", "flask"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=True,
+    ).stdout  # fmt: skip
+    lines = [line for line in out.splitlines() if line.startswith("flask ")]
+    assert len(lines) == 2, out  # inline and threaded
+    for line in lines:
+        match = re.search(r"([\d.]+) us CPU/req .* driver +([\d.]+) us/req", line)
+        assert match is not None and float(match.group(1)) > 0 and float(match.group(2)) > 0, line
