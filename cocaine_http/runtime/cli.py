@@ -37,6 +37,11 @@ from .node import AppSpec, spec_from_directory, spec_from_target
 __all__ = ["build_parser", "main"]
 
 DEFAULT_BIND = "127.0.0.1:8080"
+# dev: sessions per worker and waiting events, so that an async app takes a few
+# hundred concurrent requests before load is shed (the profile's 10 and 100 shed
+# at ~110); the figures of gunicorn's worker_connections and backlog
+DEV_CONCURRENCY = 1000
+DEV_BACKLOG = 2048
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -99,6 +104,26 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=16 * 1024 * 1024,
         metavar="BYTES",
         help="HTTP front: largest request body (default 16 MiB)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sessions each worker runs at once (profile concurrency; "
+        f"default: dev {DEV_CONCURRENCY}, runtime the profile's, 10)",
+    )
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests that wait for a free session before 503 (profile queue-limit; "
+        f"default: dev {DEV_BACKLOG}, runtime the profile's, 100)",
+    )
+    p.add_argument("--no-date-header", action="store_true", help="HTTP front: no Date header on responses")
+    p.add_argument(
+        "--no-server-header", action="store_true", help="HTTP front: no Server: cocaine-http on responses"
     )
     p.add_argument(
         "--log-level",
@@ -245,6 +270,15 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             return 1
         bind = None if args.no_http else args.bind
         workers = args.workers
+    profile = {}
+    concurrency, backlog = args.concurrency, args.backlog
+    if args.command == "dev":
+        concurrency = DEV_CONCURRENCY if concurrency is None else concurrency
+        backlog = DEV_BACKLOG if backlog is None else backlog
+    if concurrency is not None:
+        profile["concurrency"] = concurrency
+    if backlog is not None:
+        profile["queue-limit"] = backlog
     rt = LocalRuntime(
         args.protocol,
         locator_port=args.locator_port,
@@ -257,7 +291,13 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
-        front_options={"timeout": args.timeout, "max_body_size": args.max_body_size},
+        profile=profile,
+        front_options={
+            "timeout": args.timeout,
+            "max_body_size": args.max_body_size,
+            "date_header": not args.no_date_header,
+            "server_header": not args.no_server_header,
+        },
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -325,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if getattr(args, "workers", None) is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if args.backlog is not None and args.backlog < 0:
+        parser.error("--backlog must not be negative")
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:
