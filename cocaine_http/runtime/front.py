@@ -36,6 +36,20 @@ no head (or no next body chunk) within ``timeout`` seconds → ``504``. After
 the head has gone out a failure can only cut the connection. A client that
 disconnects mid-request cancels its invocation (B: an error to the worker;
 A: a choke). Malformed HTTP → 400 (431 for an oversized head) and close.
+
+Refused before any worker sees them, as gunicorn does with its default
+limits (:class:`HeadScan`, :func:`_refuse_early`), each an
+:class:`~cocaine_http.errors.HttpRequestRefused` answered with
+``Connection: close`` and logged: Content-Length with Transfer-Encoding,
+bare LF line ends, HTTP/2 (preface or version), obsolete line folding, a
+chunk size of 2**64 or more → 400; a chunk size beyond ``max_body_size`` →
+413; a request line over 4094 bytes → 414; over 100 header fields or a
+header line over 8190 bytes → 431; ``Upgrade: websocket`` → 501 (the
+proxies carry no WebSockets).
+
+The front sets ``X-Real-IP`` to the peer's address (replacing the
+client's) and adds ``Date`` and ``Server: cocaine-http`` to every response
+unless the app set them (``date_header``/``server_header`` switch them off).
 """
 
 from __future__ import annotations
