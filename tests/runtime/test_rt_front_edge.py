@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from cocaine_http.errors import HttpRequestRefused
+from cocaine_http.runtime.front import HeadScan
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).resolve().parent / "workers"
 ENV = {
@@ -285,3 +288,28 @@ def test_concurrency_and_backlog_flags(tmp_path: Path) -> None:
         assert "date" not in found and "server" not in found
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_head_scan_gives_the_same_answer_however_the_bytes_arrive(case: str) -> None:
+    # the front sees a head in whatever pieces TCP gives; whole, byte by byte and
+    # split at every third byte must give the same refusal (or none)
+    data = CASES[case][0]
+    outcomes = set()
+    for step in (len(data), 1, 3):
+        scan = HeadScan(4094, 100, 8190)
+        try:
+            for at in range(0, len(data), step):
+                scan.feed(memoryview(data)[at : at + step])
+                if not scan.active:
+                    break
+            outcomes.add(None)
+        except HttpRequestRefused as exc:
+            outcomes.add((exc.status, exc.message))
+    assert len(outcomes) == 1, outcomes
+    (outcome,) = outcomes
+    scanned = {"bare-lf-request-line", "bare-lf-header", "bare-lf-end", "obs-fold", "101-fields"}
+    if case in scanned or case.startswith(("line-4095", "line-100k", "field-8191")):
+        assert outcome is not None and outcome[0] == CASES[case][1]
+    else:  # left to h11 and the checks on the parsed head
+        assert outcome is None
