@@ -499,9 +499,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
         """Refuse a chunk whose declared size cannot be accepted, as soon as its size line is in.
 
         h11 reads sizes of up to 20 hex digits and then waits for that many
-        bytes; ``_bytes_in_chunk`` (h11's ChunkedReader, 0.9 to 0.16) is what
-        is left of the current chunk. Without it, the body limit still applies
-        as the data comes.
+        bytes; ``_bytes_in_chunk`` (private to h11's ChunkedReader, read as of
+        h11 0.16; tests/runtime/test_rt_front_edge.py notices if it goes) is
+        what is left of the current chunk. Without it, the body limit still
+        applies as the data comes.
         """
         pending = getattr(getattr(self.h11, "_reader", None), "_bytes_in_chunk", 0)
         if not isinstance(pending, int) or not pending:
