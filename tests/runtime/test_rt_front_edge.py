@@ -8,6 +8,7 @@ Date/Server, X-Real-IP, the WebSocket refusal and load under the dev defaults.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -313,3 +314,35 @@ def test_head_scan_gives_the_same_answer_however_the_bytes_arrive(case: str) -> 
         assert outcome is not None and outcome[0] == CASES[case][1]
     else:  # left to h11 and the checks on the parsed head
         assert outcome is None
+
+
+def test_runtime_flags_override_the_profile_only_when_given(tmp_path: Path) -> None:
+    app = tmp_path / "apps" / "tiny"
+    app.mkdir(parents=True)
+    (app / "manifest.json").write_text(json.dumps({"slave": str(WORKERS / "rt_worker.py")}))
+    (app / "profile.json").write_text(json.dumps({"concurrency": 3}))
+    base = [sys.executable, "-m", "cocaine_http", "runtime", "--apps", str(app), "--bind", "127.0.0.1:0"]
+    base += ["--locator-port", "0"]
+    for flags, shown in (
+        ([], "3 sessions each, queue 100"),
+        (["--concurrency", "7", "--backlog", "9"], "7 sessions each, queue 9"),
+    ):
+        server = launch(
+            [*base, *flags], tmp_path / f"runtime{len(flags)}.log", r"HTTP\s+http://127\.0\.0\.1:(\d+)"
+        )
+        try:
+            assert shown in server.output()
+        finally:
+            server.stop()
+
+
+def test_help_lists_the_flags() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "cocaine_http", "dev", "--help"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    for flag in ("--concurrency", "--backlog", "--no-date-header", "--no-server-header"):
+        assert flag in out
