@@ -456,7 +456,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
             except h11.RemoteProtocolError as exc:
                 self._bad_request(exc.error_status_hint, str(exc))
                 return
-            if isinstance(event, h11.Data) or event is h11.NEED_DATA:
+            if type(event) is h11.Data or event is h11.NEED_DATA:
                 self._check_chunk()
             if event is h11.NEED_DATA:
                 if self.h11.they_are_waiting_for_100_continue and self.request is not None:
@@ -505,7 +505,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         applies as the data comes.
         """
         pending = getattr(getattr(self.h11, "_reader", None), "_bytes_in_chunk", 0)
-        if not isinstance(pending, int) or not pending:
+        if not pending:
             return
         if pending >= _MAX_CHUNK:
             raise HttpRequestRefused("chunk size does not fit in 64 bits")
@@ -694,26 +694,34 @@ class _HttpConnection(asyncio.BufferedProtocol):
 
 def _refuse_early(req: h11.Request) -> None:
     """Requests refused as soon as their head is in, before any body is read."""
-    names = {name for name, _ in req.headers}
-    if b"transfer-encoding" in names and b"content-length" in names:
-        # RFC 9112 §6.1: a request smuggling vector; answering it and closing
-        # keeps a request hidden in its body from ever running (gunicorn: 400)
-        raise HttpRequestRefused("both Content-Length and Transfer-Encoding")
     if req.http_version not in (b"1.1", b"1.0"):
         if req.method == b"PRI":
             raise HttpRequestRefused("an HTTP/2 connection preface: this server speaks HTTP/1.1")
         raise HttpRequestRefused(f"HTTP/{req.http_version.decode('latin-1')} is not supported")
-    for name, value in req.headers:
-        if name == b"upgrade" and b"websocket" in value.lower():
-            # 501 Not Implemented: the request is valid, but the feature is not
-            # there: Cocaine's HTTP proxies (and this front, which plays them)
-            # carry request/response HTTP only, so no WebSocket reaches a worker.
-            # Not 426 (no other protocol would do) nor 400 (nothing is malformed).
-            raise HttpRequestRefused(
-                "WebSocket is not supported: Cocaine's HTTP proxies do not carry WebSocket "
-                "connections, so this request was not passed to the app",
-                status=501,
-            )
+    length = chunked = websocket = False
+    # raw_items(): one list, where iterating h11's Headers calls __getitem__ per field
+    for name, value in req.headers.raw_items():
+        lname = name.lower()
+        if lname == b"content-length":
+            length = True
+        elif lname == b"transfer-encoding":
+            chunked = True
+        elif lname == b"upgrade" and b"websocket" in value.lower():
+            websocket = True
+    if length and chunked:
+        # RFC 9112 §6.1: a request smuggling vector; answering it and closing
+        # keeps a request hidden in its body from ever running (gunicorn: 400)
+        raise HttpRequestRefused("both Content-Length and Transfer-Encoding")
+    if websocket:
+        # 501 Not Implemented: the request is valid, but the feature is not
+        # there: Cocaine's HTTP proxies (and this front, which plays them)
+        # carry request/response HTTP only, so no WebSocket reaches a worker.
+        # Not 426 (no other protocol would do) nor 400 (nothing is malformed).
+        raise HttpRequestRefused(
+            "WebSocket is not supported: Cocaine's HTTP proxies do not carry WebSocket "
+            "connections, so this request was not passed to the app",
+            status=501,
+        )
 
 
 def _declared_length(req: h11.Request) -> int:
