@@ -19,6 +19,7 @@ ends a request.
     │       │   ├── FrameTooLargeError      over the configured frame size limit
     │       │   └── FrameTooDeepError       nested deeper than the decoder's stack
     │       ├── UnknownMessageError     a type id the catalog does not define
+    │       ├── HttpRequestRefused      an HTTP request the dev front refuses (its ``status``)
     │       └── UnexpectedMessageError  a legal message at an illegal moment
     ├── ServiceError                    an error frame from a service or worker
     │   ├── ServiceNotFoundError        the locator does not know the name
@@ -55,6 +56,7 @@ __all__ = [
     "FrameFormatError",
     "FrameTooDeepError",
     "FrameTooLargeError",
+    "HttpRequestRefused",
     "LocalProtocolError",
     "MalformedMessageError",
     "MethodNotFoundError",
@@ -132,6 +134,7 @@ class ErrorCode(enum.IntEnum):
     STARTUP = 290
     CONFIG = 291
     APP_IMPORT = 292
+    HTTP_REQUEST_REFUSED = 300
 
 
 class _Unset(enum.Enum):
@@ -225,6 +228,19 @@ class UnknownMessageError(RemoteProtocolError):
     """A well-formed frame whose type id the catalog does not define."""
 
     code = ErrorCode.INVALID_MESSAGE_TYPE
+
+
+class HttpRequestRefused(RemoteProtocolError):
+    """An HTTP client sent a request the HTTP front will not pass on (RFC 9112
+    framing, size limits, an unsupported protocol). ``status`` is the answer
+    (400, 413, 414, 431, 501); the message is the short reason in its body."""
+
+    code = ErrorCode.HTTP_REQUEST_REFUSED
+    http_status = 400
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnexpectedMessageError(RemoteProtocolError):

@@ -48,6 +48,11 @@ DEFAULT_BIND = "127.0.0.1:8080"
 BIND_HELP = f"HTTP address: HOST:PORT or unix:PATH (default {DEFAULT_BIND})"
 #: Seconds ``dev --reload`` gives the app's import check.
 CHECK_TIMEOUT = 60.0
+# dev: sessions per worker and waiting events, so that an async app takes a few
+# hundred concurrent requests before load is shed (the profile's 10 and 100 shed
+# at ~110); the figures of gunicorn's worker_connections and backlog
+DEV_CONCURRENCY = 1000
+DEV_BACKLOG = 2048
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -147,6 +152,26 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="HTTP front: larger bodies stream to the worker in chunks of this size; "
         "0 sends every body whole in the envelope, as the proxies do (default 256 KiB)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sessions each worker runs at once (profile concurrency; "
+        f"default: dev {DEV_CONCURRENCY}, runtime the profile's, 10)",
+    )
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests that wait for a free session before 503 (profile queue-limit; "
+        f"default: dev {DEV_BACKLOG}, runtime the profile's, 100)",
+    )
+    p.add_argument("--no-date-header", action="store_true", help="HTTP front: no Date header on responses")
+    p.add_argument(
+        "--no-server-header", action="store_true", help="HTTP front: no Server: cocaine-http on responses"
     )
     p.add_argument(
         "--log-level",
@@ -533,6 +558,15 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         reloader = Reloader(console, specs[0], args.targets[0], dev_worker_args(args), workers)
         if not await reloader.check(report=False):
             specs = []  # started by the reloader once it imports
+    profile = {}
+    concurrency, backlog = args.concurrency, args.backlog
+    if args.command == "dev":
+        concurrency = DEV_CONCURRENCY if concurrency is None else concurrency
+        backlog = DEV_BACKLOG if backlog is None else backlog
+    if concurrency is not None:
+        profile["concurrency"] = concurrency
+    if backlog is not None:
+        profile["queue-limit"] = backlog
     rt = LocalRuntime(
         args.protocol,
         locator_port=args.locator_port,
@@ -545,6 +579,7 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         port_range=args.port_range,
         send_headers=args.headers,
         console=console,
+        profile=profile,
         front_options={
             "timeout": args.front_timeout,
             "max_body_size": args.max_body_size,
@@ -553,6 +588,8 @@ async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             "workers_log_access": workers_log_access,
             "graceful_timeout": args.graceful_timeout,
             "body_chunk_size": args.body_chunk_size,
+            "date_header": not args.no_date_header,
+            "server_header": not args.no_server_header,
         },
         default_app=default_app,
     )
@@ -653,6 +690,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if getattr(args, "workers", None) is not None and args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if args.backlog is not None and args.backlog < 0:
+        parser.error("--backlog must not be negative")
     try:
         return asyncio.run(serve(args))
     except KeyboardInterrupt:

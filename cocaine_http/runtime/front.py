@@ -51,6 +51,20 @@ no head (or no next body chunk) within ``timeout`` seconds → ``504``. After
 the head has gone out a failure can only cut the connection. A client that
 disconnects mid-request cancels its invocation (B: an error to the worker;
 A: a choke). Malformed HTTP → 400 (431 for an oversized head) and close.
+
+Refused before any worker sees them, as gunicorn does with its default
+limits (:class:`HeadScan`, :func:`_refuse_early`), each an
+:class:`~cocaine_http.errors.HttpRequestRefused` answered with
+``Connection: close`` and logged: Content-Length with Transfer-Encoding,
+bare LF line ends, HTTP/2 (preface or version), obsolete line folding, a
+chunk size of 2**64 or more → 400; a chunk size beyond ``max_body_size`` →
+413; a request line over 4094 bytes → 414; over 100 header fields or a
+header line over 8190 bytes → 431; ``Upgrade: websocket`` → 501 (the
+proxies carry no WebSockets).
+
+The front sets ``X-Real-IP`` to the peer's address (replacing the
+client's) and adds ``Date`` and ``Server: cocaine-http`` to every response
+unless the app set them (``date_header``/``server_header`` switch them off).
 """
 
 from __future__ import annotations
@@ -62,12 +76,15 @@ import logging
 import os
 import re
 import stat
+import time
 from collections.abc import Callable, Container
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 import h11
 
 from ..accesslog import AccessFormat, AccessRecord
+from ..errors import HttpRequestRefused
 from ..http.envelope import HOP_BY_HOP, decode_head, encode_request
 from ..protocol.frames import Generation
 from ..protocol.wire import unpackb
@@ -97,8 +114,15 @@ DEFAULT_BODY_CHUNK_SIZE = 256 * 1024
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 #: How long a stop waits for in-flight requests: gunicorn's --graceful-timeout.
 DEFAULT_GRACEFUL_TIMEOUT = 30.0
+# gunicorn's defaults (limit_request_line, limit_request_fields, limit_request_field_size)
+DEFAULT_MAX_REQUEST_LINE = 4094
+DEFAULT_MAX_HEADER_FIELDS = 100
+DEFAULT_MAX_HEADER_LINE = 8190
+SERVER = b"cocaine-http"
 _PROTO_VERSION = b"x-cocaine-http-proto-version"
 _ROUTE = re.compile(rb"/([^/]*)/([^/?]*)(.*)", re.DOTALL)
+_LF = re.compile(b"\n")
+_MAX_CHUNK = 1 << 64
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -169,6 +193,83 @@ class _BadBody(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+class HeadScan:
+    """Checks the raw lines of a request head before h11 parses them.
+
+    h11 takes a bare LF as a line end and has no limit on the request line,
+    on one header line or on the number of fields (only on the whole head).
+    This scan refuses, as gunicorn does with its default limits: a bare LF
+    (400, RFC 9112 §2.2), a request line over ``max_line`` bytes (414), more
+    than ``max_fields`` header fields or one over ``max_field`` bytes with its
+    CRLF (431), and obsolete line folding (400, RFC 9112 §5.2). An over-long
+    line is refused as soon as it is too long, without waiting for its end.
+    It looks at each piece as it arrives (one regex search per line, no copy)
+    and stops at the blank line that ends the head.
+    """
+
+    __slots__ = (
+        "active",
+        "fields",
+        "first",
+        "last",
+        "length",
+        "max_field",
+        "max_fields",
+        "max_line",
+        "started",
+    )
+
+    def __init__(self, max_line: int, max_fields: int, max_field: int) -> None:
+        self.max_line, self.max_fields, self.max_field = max_line, max_fields, max_field
+        self.reset()
+
+    def reset(self) -> None:
+        self.active = True
+        self.started = False  # the request line has been seen
+        self.fields = 0
+        self.length = 0  # bytes of the current line so far, its CR included
+        self.first = -1  # the current line's first byte
+        self.last = -1  # the last byte seen
+
+    def feed(self, data: bytes | memoryview) -> None:
+        """Scan *data*, the next bytes of the stream; raises :class:`HttpRequestRefused`."""
+        pos, size = 0, len(data)
+        while self.active and pos < size:
+            match = _LF.search(data, pos)
+            end = size if match is None else match.start()
+            if end > pos:
+                if self.length == 0:
+                    self.first = data[pos]
+                self.length += end - pos
+                self.last = data[end - 1]
+            if match is None:
+                self._check_length(self.length - 1)  # it ends at least this long
+                return
+            if self.last != 13:
+                raise HttpRequestRefused("bare LF line ending (RFC 9112 section 2.2)")
+            length, first = self.length - 1, self.first
+            self.length, self.first, self.last = 0, -1, 10
+            pos = end + 1
+            if length == 0:
+                if self.started:
+                    self.active = False  # the blank line: the head is complete
+                continue  # empty lines before the request line are ignored (RFC 9112 §2.2)
+            self._check_length(length)
+            if not self.started:
+                self.started = True
+                continue
+            if first in (32, 9):
+                raise HttpRequestRefused("obsolete line folding in a header (RFC 9112 section 5.2)")
+            self.fields += 1
+            if self.fields > self.max_fields:
+                raise HttpRequestRefused(f"more than {self.max_fields} header fields", status=431)
+
+    def _check_length(self, length: int) -> None:
+        if not self.started:
+            if length > self.max_line:
+                raise HttpRequestRefused(f"request line is too long (over {self.max_line} bytes)", status=414)
+        elif length + 2 > self.max_field:
+            raise HttpRequestRefused(f"a header line is too long (over {self.max_field} bytes)", status=431)
 
 
 class _Failure(Exception):
@@ -196,6 +297,11 @@ class HttpFront:
         workers_log_access: bool | Container[str] = False,
         graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT,
         body_chunk_size: int = DEFAULT_BODY_CHUNK_SIZE,
+        max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
+        max_header_fields: int = DEFAULT_MAX_HEADER_FIELDS,
+        max_header_line: int = DEFAULT_MAX_HEADER_LINE,
+        date_header: bool = True,
+        server_header: bool = True,
     ) -> None:
         if body_chunk_size < 0:
             raise ValueError(f"body_chunk_size must not be negative, got {body_chunk_size}")
@@ -219,6 +325,12 @@ class HttpFront:
         self.stopping = False
         self._drained: asyncio.Event | None = None
         self.body_chunk_size = body_chunk_size
+        self.max_request_line = max_request_line
+        self.max_header_fields = max_header_fields
+        self.max_header_line = max_header_line
+        self.date_header = date_header
+        self.server_header = server_header
+        self._date = (0, b"")
         self.connections: set[_HttpConnection] = set()
         self.port = 0
         self.requests = 0
@@ -271,12 +383,30 @@ class HttpFront:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
 
+    def stamp(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """*headers* with ``Date`` and ``Server`` in front (unless switched off or the app set them)."""
+        ours = []
+        if self.date_header or self.server_header:
+            names = {name.lower() for name, _ in headers}
+            if self.date_header and b"date" not in names:
+                now = int(time.time())
+                if self._date[0] != now:
+                    self._date = (now, formatdate(now, usegmt=True).encode())
+                ours.append((b"Date", self._date[1]))
+            if self.server_header and b"server" not in names:
+                ours.append((b"Server", SERVER))
+        return [*ours, *headers] if ours else headers
+
     # -- the request envelope --------------------------------------------------------
-    def envelope(self, req: h11.Request, body: bytes, rt: Route) -> bytes:
+    def envelope(self, req: h11.Request, body: bytes, rt: Route, peer: str | None = None) -> bytes:
         merged: dict[bytes, list[bytes]] = {}
         cookies: list[tuple[bytes, bytes]] = []
+        if peer is not None:  # the front is the proxy: X-Real-IP is the peer, never the client's claim
+            merged[b"X-Real-Ip"] = [peer.encode("latin-1")]
         for name, value in req.headers.raw_items():
             key = title_case(name)
+            if peer is not None and key == b"X-Real-Ip":
+                continue
             merged.setdefault(key, []).append(value)
             if self.cookie_pairs and name.lower() == b"cookie":
                 for part in value.split(b";"):
@@ -320,11 +450,15 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self.sent = 0  # response body bytes of the current request
         self.app = ""  # the app the current request was routed to
         self.answered = False  # the worker's response head went out
+        self.peer: str | None = None
+        self.scan = HeadScan(front.max_request_line, front.max_header_fields, front.max_header_line)
 
     # -- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
         self._buffer = read_buffer(asyncio.get_running_loop())
         self.front.connections.add(self)
         self._arm_idle()
@@ -336,6 +470,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
         self.data_received(self._buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if self.closed or self.h11.their_state is h11.ERROR:
+            return
+        if self.scan.active and not self._scanned(data):
+            return
         self.h11.receive_data(data)
         if self.task is not None:
             waiter = self.body_waiter
@@ -390,15 +528,32 @@ class _HttpConnection(asyncio.BufferedProtocol):
         if self.task is None and self.transport is not None:
             self.transport.close()
 
+    def _scanned(self, data: bytes | memoryview) -> bool:
+        """Run the head scan over *data*; on a refusal answer it and return False."""
+        try:
+            self.scan.feed(data)
+        except HttpRequestRefused as exc:
+            self._bad_request(exc.status, exc.message)
+            return False
+        return True
+
     def _process(self) -> None:
         if self.task is not None or self.closed:
             return  # one request at a time; the rest waits in h11's buffer
+        try:
+            self._events()
+        except HttpRequestRefused as exc:
+            self._bad_request(exc.status, exc.message)
+
+    def _events(self) -> None:
         while True:
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
                 self._bad_request(exc.error_status_hint, str(exc))
                 return
+            if type(event) is h11.Data or event is h11.NEED_DATA:
+                self._check_chunk()
             if event is h11.NEED_DATA:
                 if self.h11.they_are_waiting_for_100_continue and self.request is not None:
                     self._send(h11.InformationalResponse(status_code=100, headers=[]))
@@ -406,6 +561,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
             if event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
+                _refuse_early(event)
                 self.request = event
                 self.body = bytearray()
                 self.body_seen = 0
@@ -467,6 +623,11 @@ class _HttpConnection(asyncio.BufferedProtocol):
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _BadBody(exc.error_status_hint, str(exc)) from None
+            if type(event) is h11.Data or event is h11.NEED_DATA:
+                try:
+                    self._check_chunk()  # a streamed body's chunk sizes, as _events checks the first
+                except HttpRequestRefused as exc:
+                    raise _BadBody(exc.status, exc.message) from None
             if isinstance(event, h11.Data):
                 data = event.data
                 self.body_seen += len(data)
@@ -514,13 +675,30 @@ class _HttpConnection(asyncio.BufferedProtocol):
                     await inv.write(view[at : at + size])
             piece = await self._body_piece()
 
+    def _check_chunk(self) -> None:
+        """Refuse a chunk whose declared size cannot be accepted, as soon as its size line is in.
+
+        h11 reads sizes of up to 20 hex digits and then waits for that many
+        bytes; ``_bytes_in_chunk`` (private to h11's ChunkedReader, read as of
+        h11 0.16; tests/runtime/test_rt_front_edge.py notices if it goes) is
+        what is left of the current chunk. Without it, the body limit still
+        applies as the data comes.
+        """
+        pending = getattr(getattr(self.h11, "_reader", None), "_bytes_in_chunk", 0)
+        if not pending:
+            return
+        if pending >= _MAX_CHUNK:
+            raise HttpRequestRefused("chunk size does not fit in 64 bits")
+        if self.body_seen + pending > self.front.max_body_size:
+            raise HttpRequestRefused("request body too large", status=413)
+
     def _bad_request(self, status: int, message: str) -> None:
+        log.warning("refused a request from %s: %d %s", self.peer or "?", status, message)
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = f"{http.HTTPStatus(status).phrase}: {message}\n".encode()
             with contextlib.suppress(h11.LocalProtocolError):
-                self._send(
-                    h11.Response(status_code=status, headers=_plain(body, close=True), reason=_reason(status))
-                )
+                headers = self.front.stamp(_plain(body, close=True))
+                self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
                 self._send(h11.Data(data=body))
                 self._send(h11.EndOfMessage())
         if self.transport is not None:
@@ -619,6 +797,10 @@ class _HttpConnection(asyncio.BufferedProtocol):
                 self.transport.close()
                 return
             self._arm_idle()
+            self.scan.reset()
+            pipelined = self.h11.trailing_data[0]
+            if pipelined and not self._scanned(pipelined):
+                return
             self.transport.resume_reading()
             self._process()
         else:
@@ -630,7 +812,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
             return
         body = (text + "\n").encode()
         try:
-            await self._write(h11.Response(status_code=status, headers=_plain(body), reason=_reason(status)))
+            headers = self.front.stamp(_plain(body))
+            await self._write(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
             if method != "HEAD":
                 await self._write(h11.Data(data=body))
             await self._write(h11.EndOfMessage())
@@ -652,7 +835,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
         app = rt.apps.get(where.app)
         if app is None:
             raise _Failure(503, f"Current application {where.app} is unavailable")
-        blob = front.envelope(req, body, where)
+        blob = front.envelope(req, body, where, self.peer)
         try:
             inv = await app.open(where.event)
         except Exception as exc:  # refused: queue full, pool full, engine not active
@@ -674,6 +857,7 @@ class _HttpConnection(asyncio.BufferedProtocol):
             out_headers, lingering = _response_headers(pairs, gen)
             if front.stopping:
                 out_headers.append((b"Connection", b"close"))
+            out_headers = front.stamp(out_headers)
             try:
                 response = h11.Response(status_code=code, headers=out_headers, reason=_reason(code))
             except h11.LocalProtocolError as exc:
@@ -730,6 +914,38 @@ class _HttpConnection(asyncio.BufferedProtocol):
             raise _Failure(502, f"Application {where.app} error: {message} [{code}]")
         raise _Failure(
             502, f"Application {where.app} error: the worker closed the session without a response"
+        )
+
+
+def _refuse_early(req: h11.Request) -> None:
+    """Requests refused as soon as their head is in, before any body is read."""
+    if req.http_version not in (b"1.1", b"1.0"):
+        if req.method == b"PRI":
+            raise HttpRequestRefused("an HTTP/2 connection preface: this server speaks HTTP/1.1")
+        raise HttpRequestRefused(f"HTTP/{req.http_version.decode('latin-1')} is not supported")
+    length = chunked = websocket = False
+    # raw_items(): one list, where iterating h11's Headers calls __getitem__ per field
+    for name, value in req.headers.raw_items():
+        lname = name.lower()
+        if lname == b"content-length":
+            length = True
+        elif lname == b"transfer-encoding":
+            chunked = True
+        elif lname == b"upgrade" and b"websocket" in value.lower():
+            websocket = True
+    if length and chunked:
+        # RFC 9112 §6.1: a request smuggling vector; answering it and closing
+        # keeps a request hidden in its body from ever running (gunicorn: 400)
+        raise HttpRequestRefused("both Content-Length and Transfer-Encoding")
+    if websocket:
+        # 501 Not Implemented: the request is valid, but the feature is not
+        # there: Cocaine's HTTP proxies (and this front, which plays them)
+        # carry request/response HTTP only, so no WebSocket reaches a worker.
+        # Not 426 (no other protocol would do) nor 400 (nothing is malformed).
+        raise HttpRequestRefused(
+            "WebSocket is not supported: Cocaine's HTTP proxies do not carry WebSocket "
+            "connections, so this request was not passed to the app",
+            status=501,
         )
 
 
