@@ -59,3 +59,14 @@ def test_verify_catches_a_wrong_echo(engine: str, tmp_path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert '"ok": false' in proc.stdout and '"bad": 50' in proc.stdout, proc.stdout
+
+
+def test_the_documented_command_runs() -> None:
+    """`python bench/worker_floor.py ...` (docs/worker.md), shortened: its table and ratios come out."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "worker_floor.py"), "--verify", "-n", "1000", "--rounds", "1",
+         "--cases", "16x4", "--protocol", "1", "--cpus=-1,-1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "worker CPU us/req" in proc.stdout and "B size    16 W   4: req/s x" in proc.stdout, proc.stdout
