@@ -460,7 +460,7 @@ int main(int argc, char **argv) {
         struct pollfd pf = {lfd, POLLIN, 0};
         if (poll(&pf, 1, 200) > 0) break;
         child_check();
-        if (now_s() - t0 > 60) { errno = 0; die("the worker did not connect within 60 s"); }
+        if (now_s() - t0 > 300) { errno = 0; die("the worker did not connect within 300 s"); }
     }
     fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) die("accept");
@@ -468,7 +468,7 @@ int main(int argc, char **argv) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
 
-    loop_until(is_handshaken, 60);
+    loop_until(is_handshaken, 300);
     phase_end = n_warmup;
     pump(now_s());
     flush_out();
