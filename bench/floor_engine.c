@@ -25,6 +25,7 @@
  *
  * usage: floor_engine [--proto 0|1] [-n N] [-s S] [-w W] [--warmup M]
  *                     [--event NAME] [--verify] [--engine-cpu C] [--worker-cpu C]
+ *                     [--term-timeout SECONDS]
  *                     -- WORKER_CMD [ARGS...]
  */
 #define _GNU_SOURCE
@@ -52,6 +53,7 @@ static size_t size = 16;
 static int verify = 0;
 static int engine_cpu = 0, worker_cpu = 1;
 static const char *event = "echo";
+static double term_timeout = 3.0;          /* seconds the worker gets to exit after the terminate */
 static char **cmd;
 
 static pid_t child = -1;
@@ -63,6 +65,13 @@ static void die(const char *what) {
     if (sock_path[0]) unlink(sock_path);
     if (sock_dir[0]) rmdir(sock_dir);
     exit(1);
+}
+
+static void on_signal(int sig) { /* interrupted: take the worker and the socket along (async-signal-safe calls) */
+    if (child > 0) kill(child, SIGKILL);
+    if (sock_path[0]) unlink(sock_path);
+    if (sock_dir[0]) rmdir(sock_dir);
+    _exit(128 + sig);
 }
 
 static double now_s(void) {
@@ -395,6 +404,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) n_warmup = atol(VAL);
         else if (!strcmp(a, "--event")) event = VAL;
         else if (!strcmp(a, "--verify")) verify = 1;
+        else if (!strcmp(a, "--term-timeout")) term_timeout = atof(VAL);
         else if (!strcmp(a, "--engine-cpu")) engine_cpu = atoi(VAL);
         else if (!strcmp(a, "--worker-cpu")) worker_cpu = atoi(VAL);
         else { errno = 0; fprintf(stderr, "floor_engine: unknown option %s\n", a); return 64; }
@@ -402,10 +412,12 @@ int main(int argc, char **argv) {
     }
     if (!cmd || !cmd[0] || n_measured <= 0 || width <= 0 || n_warmup < 0 || (proto != 0 && proto != 1)) {
         fprintf(stderr, "usage: floor_engine [--proto 0|1] [-n N] [-s S] [-w W] [--warmup M] [--event NAME]"
-                        " [--verify] [--engine-cpu C] [--worker-cpu C] -- WORKER_CMD [ARGS...]\n");
+                        " [--verify] [--engine-cpu C] [--worker-cpu C] [--term-timeout S] -- WORKER_CMD [ARGS...]\n");
         return 64;
     }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     total = n_warmup + n_measured;
     first_sid = proto ? 2 : 1;  /* A: the engine's counter from 1; B: channels 2, 3, ... */
     got = calloc(total, sizeof *got);
@@ -485,7 +497,7 @@ int main(int argc, char **argv) {
     put_control(proto ? 1 : 2, 1);
     flush_out();
     int status = -1;
-    for (double ts = now_s(); now_s() - ts < 3.0;) {
+    for (double ts = now_s(); now_s() - ts < term_timeout;) {
         struct pollfd pf = {fd, POLLIN, 0};
         if (poll(&pf, 1, 50) > 0) {
             int rr;
@@ -496,7 +508,7 @@ int main(int argc, char **argv) {
     }
     if (child > 0) {
         double ts = now_s();
-        while (now_s() - ts < 3.0 && waitpid(child, &status, WNOHANG) != child) usleep(10000);
+        while (now_s() - ts < term_timeout && waitpid(child, &status, WNOHANG) != child) usleep(10000);
         if (waitpid(child, &status, WNOHANG) == 0) { kill(child, SIGKILL); waitpid(child, &status, 0); status = -1; }
         child = -1;
     }
