@@ -20,6 +20,7 @@ ratios framework/minimal of req/s (round by round, median) and of worker CPU.
     python bench/worker_floor.py                          # both wires, 16 B and 4 KiB, W 1 and 256
     python bench/worker_floor.py --protocol 0 --cases 16x256 -n 100000 --rounds 5
     python bench/worker_floor.py --verify -n 2000         # byte-compare every echo first
+    python bench/worker_floor.py --callgrind --protocol 0 --cases 16x256   # instructions per request
 
 Needs a C compiler (``cc``) and Linux (CPU affinity, /proc).
 """
@@ -66,16 +67,19 @@ def run_case(
     verify: bool = False,
     cpus: tuple[int, int] = (0, 1),
     timeout: float = 300.0,
+    command: list[str] | None = None,
+    term_timeout: float = 3.0,
 ) -> dict:
     """One run of the C engine against one worker; returns its JSON result."""
     if warmup is None:
         warmup = min(max(n // 20, width * 4), 10000)
     args = [engine, "--proto", str(protocol), "-n", str(n), "-s", str(size), "-w", str(width)]
     args += ["--warmup", str(warmup), "--engine-cpu", str(cpus[0]), "--worker-cpu", str(cpus[1])]
+    args += ["--term-timeout", str(term_timeout)]
     if verify:
         args.append("--verify")
     proc = subprocess.run(
-        [*args, "--", *worker_command(kind)], capture_output=True, text=True, timeout=timeout
+        [*args, "--", *(command or worker_command(kind))], capture_output=True, text=True, timeout=timeout
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -84,6 +88,25 @@ def run_case(
     result["kind"] = kind
     result["stderr"] = proc.stderr
     return result
+
+
+def count_instructions(engine: str, kind: str, protocol: int, size: int, width: int) -> float:
+    """Instructions per request of the worker, counted by callgrind: runs of 2 000 and
+    12 000 requests, the difference over the extra 10 000 (start-up and exit cancel out)."""
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="floor-cg-") as out:
+        for n in (2000, 12000):
+            path = os.path.join(out, f"{n}.out")
+            valgrind = ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={path}"]
+            res = run_case(
+                engine, kind, protocol, size, width, n, warmup=0, cpus=(-1, -1), timeout=3600,
+                command=[*valgrind, *worker_command(kind)], term_timeout=600,
+            )
+            if not res["ok"]:
+                raise SystemExit(f"run failed: {res}")
+            with open(path) as f:
+                totals.append(sum(int(line.split()[1]) for line in f if line.startswith("summary:")))
+    return (totals[1] - totals[0]) / 10000
 
 
 def main() -> None:
@@ -96,6 +119,9 @@ def main() -> None:
     parser.add_argument("--verify", action="store_true", help="byte-compare every echoed payload")
     parser.add_argument("--cpus", default="0,1", help="ENGINE_CPU,WORKER_CPU (default 0,1; -1 = no pinning)")
     parser.add_argument("--json", action="store_true", help="also print every run as a JSON line")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="count the workers' instructions per request (slow)"
+    )
     args = parser.parse_args()
 
     cpu_engine, cpu_worker = (int(c) for c in args.cpus.split(","))
@@ -109,6 +135,19 @@ def main() -> None:
         f" engine on CPU {cpu_engine}, worker on CPU {cpu_worker}"
     )
     runs: dict[tuple, list[dict]] = {}
+    if args.callgrind:
+        with tempfile.TemporaryDirectory(prefix="floor-") as tmp:
+            engine = build_engine(tmp)
+            for protocol in protocols:
+                for size, width in cases:
+                    ir = {kind: count_instructions(engine, kind, protocol, size, width) for kind in kinds}
+                    wire = "A" if protocol == 0 else "B"
+                    line = "   ".join(f"{kind} {count:.0f}" for kind, count in ir.items())
+                    both = "framework" in ir and "minimal" in ir
+                    ratio = f"   x{ir['framework'] / ir['minimal']:.2f}" if both else ""
+                    head = f"{wire} size {size:>5} W {width:>3}"
+                    print(f"{head}: instructions/request {line}{ratio}", flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="floor-") as tmp:
         engine = build_engine(tmp)
         for r in range(args.rounds):
