@@ -2,7 +2,9 @@
 
 Streams of generation-A chunk frames ``[4, session, [data]]`` with 16-byte,
 4 KiB and 1 MiB payloads are fed in 64 KiB pieces; every frame is taken
-out. The baseline runs only ``msgpack.Unpacker`` over the same pieces (no
+out, as ``Frame`` objects (``native``, ``pure``) and as the plain record
+tuples the worker reads (``native rec``: ``decoder.records(piece)``). The
+baseline runs only ``msgpack.Unpacker`` over the same pieces (no
 frame checks, no Frame objects): the floor for anything built on it.
 
     python bench/decoder.py [--repeat N] [--quick]
@@ -55,6 +57,20 @@ def run_decoder(backend: str) -> Callable[[list[bytes]], int]:
     return run
 
 
+def run_records(backend: str) -> Callable[[list[bytes]], int]:
+    """The worker's way: ``records(piece)``, plain tuples, no :class:`Frame`."""
+
+    def run(pieces: list[bytes]) -> int:
+        decoder = codec.new_decoder("A", backend=backend)
+        n = 0
+        for piece in pieces:
+            for _ in decoder.records(piece):
+                n += 1
+        return n
+
+    return run
+
+
 def run_baseline(pieces: list[bytes]) -> int:
     unpacker = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=sys.maxsize)
     n = 0
@@ -85,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     contenders: dict[str, Callable[[list[bytes]], int]] = {}
     if "native" in codec.available_backends():
         contenders["native"] = run_decoder("native")
+        contenders["native rec"] = run_records("native")
     else:
         print("native decoder not built: skipping it", file=sys.stderr)
     contenders["pure"] = run_decoder("pure")

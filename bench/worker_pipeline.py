@@ -103,8 +103,12 @@ def requests(generation: str, count: int, size: int) -> list[bytes]:
     return [request(s) for s in range(first, first + count)]
 
 
-async def run_pipeline(generation: str, backend: str, count: int, size: int, only_inputs: bool) -> float:
-    """Microseconds per request of the timed part (the first 10% warm up)."""
+async def run_pipeline(
+    generation: str, backend: str, count: int, size: int, only_inputs: bool, batch: int = 1
+) -> float:
+    """Microseconds per request of the timed part (the first 10% warm up).
+
+    *batch* requests arrive in each read (as with many sessions in flight)."""
     loop = asyncio.get_running_loop()
     protocol = WorkerProtocol(generation, "bench")
     channel = Channel(generation, worker=protocol, backend=backend)
@@ -127,9 +131,11 @@ async def run_pipeline(generation: str, backend: str, count: int, size: int, onl
     channel.make_protocol().connection_made(transport)
     feed = channel._data_received
     reads = requests(generation, count, size)
+    if batch > 1:
+        reads = [b"".join(reads[i : i + batch]) for i in range(0, count, batch)]
     if only_inputs:
         return 0.0
-    warm = count // 10
+    warm = len(reads) // 10
     done: asyncio.Future[float] = loop.create_future()
 
     def deliver() -> None:  # a loop callback, as a socket read is: no current task
@@ -143,9 +149,9 @@ async def run_pipeline(generation: str, backend: str, count: int, size: int, onl
     loop.call_soon(deliver)
     elapsed = await done
     await asyncio.sleep(0)
-    if transport.writes != count or len(sessions):
-        raise SystemExit(f"{transport.writes} answers for {count} requests, {len(sessions)} sessions left")
-    return elapsed / (count - warm) * 1e6
+    if transport.writes != len(reads) or len(sessions):
+        raise SystemExit(f"{transport.writes} writes for {len(reads)} reads, {len(sessions)} sessions left")
+    return elapsed / (len(reads) - warm) / batch * 1e6
 
 
 def callgrind_total(args: list[str]) -> int:
@@ -162,8 +168,9 @@ def callgrind_total(args: list[str]) -> int:
     return int(found.group(1))
 
 
-def count_instructions(generation: str, backend: str, size: int) -> float:
+def count_instructions(generation: str, backend: str, size: int, batch: int = 1) -> float:
     common = ["--protocol", "1" if generation == "B" else "0", "--size", str(size), "--backends", backend]
+    common += ["--batch", str(batch)]
     totals = {}
     for n in (3000, 13000):
         for inputs in (False, True):
@@ -181,6 +188,9 @@ def main() -> None:
     parser.add_argument("--backends", default="native,python", help="decoder backends (default both)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per backend, best kept (default 3)")
     parser.add_argument("--callgrind", action="store_true", help="count instructions per request instead")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="requests per read (default 1; 64 is like W = 256)"
+    )
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # one run, no report
     parser.add_argument("--only-inputs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -188,20 +198,23 @@ def main() -> None:
     backends = args.backends.split(",")
 
     if args.single:
-        asyncio.run(run_pipeline(generation, backends[0], args.n, args.size, args.only_inputs))
+        asyncio.run(run_pipeline(generation, backends[0], args.n, args.size, args.only_inputs, args.batch))
         return
 
-    print(f"generation {generation}, {args.size} B chunks, Python {sys.version.split()[0]}")
+    py = sys.version.split()[0]
+    print(f"generation {generation}, {args.size} B chunks, {args.batch} per read, Python {py}")
     results: dict[str, float] = {}
     if args.callgrind:
         for backend in backends:
-            results[backend] = count_instructions(generation, backend, args.size)
+            results[backend] = count_instructions(generation, backend, args.size, args.batch)
             print(f"{backend:8} {results[backend]:10.0f} instructions/request")
     else:
         best: dict[str, list[float]] = {b: [] for b in backends}
         for _ in range(args.rounds):
             for backend in backends:  # interleaved: a drifting load weighs on each alike
-                best[backend].append(asyncio.run(run_pipeline(generation, backend, args.n, args.size, False)))
+                best[backend].append(
+                    asyncio.run(run_pipeline(generation, backend, args.n, args.size, False, args.batch))
+                )
         for backend in backends:
             results[backend] = min(best[backend])
             print(f"{backend:8} {results[backend]:8.2f} us/request (best of {args.rounds})")
