@@ -67,4 +67,5 @@ def test_init_checks_the_format_before_writing(tmp_path: Path) -> None:
     good = init("%(h)s %(L)s")
     assert good.returncode == 0, good.stderr
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
-    assert manifest["environment"]["COCAINE_HTTP_ARGS"] == "--access-log-format '%(h)s %(L)s'"
+    args = manifest["environment"]["COCAINE_HTTP_ARGS"]
+    assert args == "--root-path auto --access-log-format '%(h)s %(L)s'"

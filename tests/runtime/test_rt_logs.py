@@ -184,7 +184,8 @@ def test_worker_access_log_format_gives_one_line(tmp_path: Path) -> None:
     for level, source, text in access:
         assert (level, source) == ("INFO", "web")
         match = re.fullmatch(
-            r'access: 203\.0\.113\.7 "GET /\?a=1 HTTP/1\.1" 200 2 GET / a=1 HTTP/1\.1 t9 '
+            # the front replaces the client's X-Real-IP with the peer's address
+            r'access: 127\.0\.0\.1 "GET /\?a=1 HTTP/1\.1" 200 2 GET / a=1 HTTP/1\.1 t9 '
             r"(\d+\.\d{6}) (\d+) (\d+) <(\d+)>",
             text,
         )
