@@ -163,7 +163,8 @@ def test_plain_script_in_a_subprocess(bg_cloud: Cloud, gen: str) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["00fffe", ""]
     assert bg_cloud.storage.data[b"scripts"][b"blob"][0] == b"\x00\xff\xfe"
-    assert [e[2] for e in bg_cloud.logging.emits] == [b"bye from script"]
+    emitted = asyncio.run_coroutine_threadsafe(bg_cloud.logging.wait_emits(1), bg_cloud_loop(bg_cloud))
+    assert [e[2] for e in emitted.result(10)] == [b"bye from script"]
     assert "Traceback" not in out.stderr
 
 
