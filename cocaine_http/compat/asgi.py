@@ -326,15 +326,15 @@ class ASGIHandler:
         if ex.response.closed:
             log.info("%s: %s; the session had already ended", req.request_line, what, exc_info=exc)
             return
-        if type(ex.request._exc) is RequestTooLargeError:
-            log.warning("%s: %s", req.request_line, ex.request._exc)
+        if _too_large(ex.request):
+            log.warning("%s: %s", req.request_line, ex.request._exc)  # type: ignore[attr-defined]
         elif ex.disconnected and exc is None:
             # told http.disconnect (terminate, or the runtime failed the session) and gave up
             log.info("%s: %s after http.disconnect", req.request_line, what)
         else:
             log.error("%s: %s", req.request_line, what, exc_info=exc)
         if not ex.started or ex._head is not None:
-            if type(ex.request._exc) is RequestTooLargeError:  # refused: see Sessions._oversize
+            if _too_large(ex.request):  # refused: see Sessions._oversize
                 ex.status = 413
                 self._answer(ex.response, 413, TOO_LARGE)
                 ex.complete = True
@@ -355,6 +355,11 @@ class ASGIHandler:
             response.close()
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
+
+
+def _too_large(request: Any) -> bool:
+    """Whether *request* failed because its frame was over max_frame_size (Sessions._oversize)."""
+    return type(getattr(request, "_exc", None)) is RequestTooLargeError
 
 
 class Lifespan:

@@ -58,6 +58,7 @@ _SPARE_MAX = 16 * 1024 * 1024  # largest gathering buffer kept for reuse
 _FIELDS = ffi.sizeof("cf_frame") // 8  # cf_frame is all uint64_t
 _HAS_HEADERS = lib.CF_HAS_HEADERS
 _NEED_DATA = lib.CF_NEED_DATA
+_FRAME = lib.CF_FRAME
 _OVERSIZE = lib.CF_OVERSIZE
 _SKIPPED = lib.CF_SKIPPED
 # index of each cf_frame field in the flat array of records
@@ -377,21 +378,6 @@ class NativeDecoder:
             finally:
                 view.release()
             self._start = fields[stop - _FIELDS + _END]
-        if status in (_OVERSIZE, _SKIPPED):
-            # Rule 5c: C reported an oversize frame (record n) or skipped bytes
-            # of one; either way they are dropped, not buffered.
-            at = n * _FIELDS
-            fields = self._fields
-            if status == _OVERSIZE:
-                e0, e1 = fields[at + _ELEM0], fields[at + _ELEM1]
-                size = fields[at + _PAYLOAD_LEN]
-                ready.append(
-                    (e1, OVERSIZE, [e0, size], None) if self._gen_a else (e0, OVERSIZE, [e1, size], None)
-                )
-            self._start = fields[at + _END]
-            if not ready:  # nothing to hand out: go on at once
-                self._decode()
-                return
         self._ready = ready
         self._it = iter(ready)
         self._ready_base = base
@@ -408,6 +394,22 @@ class NativeDecoder:
             self._wanted = 0
             if status < 0:
                 self._latent = self._make_error(status)
+            elif status != _FRAME:
+                self._skipped(n, status)
+
+    def _skipped(self, n: int, status: int) -> None:
+        """Rule 5c: C reported an oversize frame (record *n*) or skipped bytes
+        of one; either way they are dropped, not buffered. (Off the per-frame
+        path: C ends a batch there.)"""
+        at = n * _FIELDS
+        fields = self._fields
+        if status == _OVERSIZE:
+            e0, e1, size = fields[at + _ELEM0], fields[at + _ELEM1], fields[at + _PAYLOAD_LEN]
+            record = (e1, OVERSIZE, [e0, size], None) if self._gen_a else (e0, OVERSIZE, [e1, size], None)
+            self._ready.append(record)
+        self._start = fields[at + _END]
+        if not self._ready:  # nothing to hand out: go on at once
+            self._decode()
 
     def _unpack_args(self, buf: bytes | bytearray, at: int) -> Any:
         """Decode the args slice of the record at byte offset *at*."""
