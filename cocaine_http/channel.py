@@ -125,7 +125,11 @@ class Channel:
         self.max_frame_size = max_frame_size
         self.write_high_water = write_high_water
         self._backend = backend
-        self._decoder = new_decoder(self.generation, max_frame_size=max_frame_size, backend=backend)
+        # A worker's channel fails only the session of a request frame over
+        # max_frame_size (an Oversize event), not the channel (issue #16).
+        self._decoder = new_decoder(
+            self.generation, max_frame_size=max_frame_size, backend=backend, skip_oversize=worker is not None
+        )
         self._transport: asyncio.Transport | None = None
         # Messages held back while the transport has a backlog (see send).
         # (Up to 30 attributes an instance keeps its values inline, where

@@ -31,6 +31,7 @@ ends a request.
     │   ├── DisconnectedError
     │   └── CallTimeoutError
     ├── ChannelClosedError              reading or writing a finished session
+    ├── RequestTooLargeError            a request frame over max_frame_size: its session fails (413)
     ├── WorkerTerminated                the runtime asked the worker to stop
     └── StartupError                    the process cannot start (documented exit codes)
         ├── ConfigError
@@ -63,6 +64,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "RequestIdleError",
+    "RequestTooLargeError",
     "ServiceError",
     "ServiceNotFoundError",
     "StartupError",
@@ -213,6 +215,14 @@ class FrameFormatError(DecodeError):
 
 class FrameTooLargeError(DecodeError):
     """A frame, string or container larger than the configured limit."""
+
+    code = ErrorCode.FRAME_TOO_LARGE
+    http_status = 413
+
+
+class RequestTooLargeError(CocaineError):
+    """A request frame over the worker's ``max_frame_size``: the decoder skipped
+    it, and only its session fails (HTTP: 413); the connection goes on."""
 
     code = ErrorCode.FRAME_TOO_LARGE
     http_status = 413

@@ -41,11 +41,12 @@ from .errors import (
     ErrorCategory,
     ErrorCode,
     RequestIdleError,
+    RequestTooLargeError,
     ServiceError,
 )
 from .flow import InboundFlow, Outbox
 from .protocol.frames import Generation
-from .protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, WorkerProtocol, tell
+from .protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, Oversize, WorkerProtocol, tell
 from .streams import Request, Response, blocking_pair
 from .threads import HandlerThreads, LoopInbox
 
@@ -58,6 +59,7 @@ Handler = Callable[[Any, Any], Any]
 _B_UNCAUGHT = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
 _B_ABORTED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
 _B_IDLE = (ErrorCategory.WORKER.value, ErrorCode.REQUEST_IDLE.value)
+_B_TOO_LARGE = (ErrorCategory.WORKER.value, ErrorCode.FRAME_TOO_LARGE.value)
 _A_TIMEOUT = 3  # timeout_error (PROTOCOL.md §2.7)
 
 
@@ -172,6 +174,8 @@ class Sessions:
         methods above)."""
         if type(event) is Error:
             self._remote_error(event)
+        elif type(event) is Oversize:
+            self._oversize(event)
         elif type(event) is Chunk or type(event) is Invoke or type(event) is Choke:
             tell(self, event)
         else:
@@ -216,6 +220,24 @@ class Sessions:
             session.response._abandon()
             self._protocol.sessions.pop(event.session, None)
 
+    def _oversize(self, event: Oversize) -> None:
+        """A request frame over max_frame_size, skipped by the decoder: fail
+        this session only. Its reader gets :class:`RequestTooLargeError` (the
+        HTTP handlers answer 413 with it); a handler that lets it escape gets
+        the runtime an error reply (see _handler_failed)."""
+        s = event.session
+        limit = self._outbox.channel.max_frame_size
+        message = (
+            f"request body too large: a frame of {event.size} bytes on session {s} (max_frame_size {limit})"
+        )
+        session = self._sessions.get(s)
+        if session is None:
+            log.warning("%s; no handler is reading it", message)
+            self._send_error(s, _B_TOO_LARGE if self._gen_b else 1, message)
+            return
+        log.warning("%s (event %r); the session fails", message, session.request.event)
+        session.request._feed_error(RequestTooLargeError(message))
+
     # -- a handler's end -------------------------------------------------------
     async def _run_async(self, session: _Session) -> None:
         try:
@@ -251,6 +273,12 @@ class Sessions:
         s = session.request.session
         if session.aborted or self._outbox.channel.closed:
             log.debug("aborted handler of session %d ended with %r", s, exc)
+            return
+        if exc is session.request._exc and type(exc) is RequestTooLargeError:
+            # An oversize request frame (_oversize), re-raised by a read.
+            if not session.response.closed:
+                code: int | tuple[int, int] = _B_TOO_LARGE if self._gen_b else 1
+                _quietly(lambda: session.response.error(code, exc.message))
             return
         if exc is session.request._exc:
             # The runtime's own error on this session, re-raised by a read: not a bug here.

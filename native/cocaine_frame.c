@@ -40,7 +40,11 @@
 #define CF_K_OTHER 3u /* anything else */
 
 /* internal: the scan of the current frame finished it */
-#define CF_DONE 2
+#define CF_DONE 16
+
+/* cf_decoder.discard */
+#define CF_SKIPPING 1u /* the oversize raw's body is being skipped */
+#define CF_TAIL 2u     /* scanning the rest of a frame reported oversize */
 
 static inline uint16_t load16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
@@ -59,6 +63,12 @@ void cf_init(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t m
     d->max_map_len = max_map_len;
 }
 
+void cf_init_skipping(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t max_map_len)
+{
+    cf_init(d, exact_arity, max_frame_size, max_map_len);
+    d->skip_oversize = 1;
+}
+
 static void reset_frame(cf_decoder *d)
 {
     d->depth = 0;
@@ -71,6 +81,8 @@ static void reset_frame(cf_decoder *d)
     d->timestamp = 0;
     d->payload_off = 0;
     d->payload_len = 0;
+    d->discard = 0;
+    d->skip = 0;
 }
 
 static int fail(cf_decoder *d, int code)
@@ -148,6 +160,22 @@ static inline void note_element(cf_decoder *d, uint64_t pos, uint32_t kind, uint
         d->elem_value[i] = value;
     else
         d->elem_count[i] = count;
+}
+
+/* Rule 5c: may the raw whose header was just read be skipped? Only in a frame
+ * well-formed so far: a top-level array of the right arity whose elements 0
+ * and 1 are ints >= 0, the raw inside element 2, or 3, which is an array
+ * (args, headers), element 2 being an array too. */
+static int oversize_ok(const cf_decoder *d)
+{
+    uint32_t i;
+    if (!d->skip_oversize || d->depth < 2 || !d->top_is_array)
+        return 0;
+    if (d->exact_arity && d->top_len != 3)
+        return 0;
+    i = top_index(d);
+    return (i == 2 || i == 3) && d->elem_kind[0] == CF_K_UINT && d->elem_kind[1] == CF_K_UINT &&
+           d->elem_kind[2] == CF_K_ARRAY && d->elem_kind[i] == CF_K_ARRAY;
 }
 
 /* Scan the current frame from d->scanned on. p/avail: the frame's bytes so far. */
@@ -310,8 +338,17 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
 
         /* A raw whose body would end past the window can never complete:
          * refuse it at its header instead of waiting for max_frame_size bytes. */
-        if (is_raw && pos + hdr + body > d->max_frame_size)
-            return fail(d, CF_E_TOO_LARGE);
+        if (is_raw && pos + hdr + body > d->max_frame_size) {
+            int first = d->discard == 0;
+            if (!oversize_ok(d))
+                return fail(d, CF_E_TOO_LARGE);
+            /* Rule 5c: report the frame once, then skip the body (cf_next). */
+            d->discard = CF_SKIPPING;
+            d->skip = body;
+            d->payload_len = body;
+            d->scanned = pos + hdr;
+            return first ? CF_OVERSIZE : CF_SKIPPED;
+        }
         if (have < hdr + body)
             goto need;
 
@@ -391,6 +428,21 @@ stop:
     return rc;
 }
 
+/* The frame reported oversize ended d->scanned bytes after buf[start]: the
+ * checks of finish() not made when it was reported, then drop it. */
+static int discard_done(cf_decoder *d, size_t start, cf_frame *out)
+{
+    if (d->timestamp)
+        return fail(d, CF_E_MALFORMED);
+    if (d->top_len >= 4 && d->elem_kind[3] != CF_K_ARRAY)
+        return fail(d, CF_E_FORMAT);
+    memset(out, 0, sizeof *out);
+    out->start = start;
+    out->end = start + d->scanned;
+    reset_frame(d);
+    return CF_SKIPPED;
+}
+
 /* The complete frame is d->scanned bytes at buf[start]: check and report it. */
 static int finish(cf_decoder *d, size_t start, cf_frame *out)
 {
@@ -444,12 +496,45 @@ int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_fram
     if (d->error)
         return d->error;
     avail = (uint64_t)(len - start);
+    if (d->discard == CF_SKIPPING) {
+        /* The body of an oversize raw: never looked at, the caller drops it. */
+        uint64_t take = d->skip < avail ? d->skip : avail;
+        if (take == 0) {
+            d->wanted = 1;
+            return CF_NEED_DATA;
+        }
+        d->skip -= take;
+        memset(out, 0, sizeof *out);
+        out->start = start;
+        out->end = start + take;
+        if (d->skip == 0) {
+            /* The raw is complete; the rest of the frame gets a fresh window. */
+            d->discard = CF_TAIL;
+            d->scanned = 0;
+            d->wanted = 0;
+            rc = value_done(d, 0, 0);
+            if (rc < 0)
+                return rc;
+            if (rc == CF_DONE)
+                return discard_done(d, (size_t)out->end, out);
+        }
+        return CF_SKIPPED;
+    }
     /* Only the first max_frame_size bytes of a frame are ever looked at:
      * whatever lies beyond cannot change the verdict, so the outcome does
      * not depend on how the stream was cut into pieces. */
     rc = scan(d, buf + start, avail < d->max_frame_size ? avail : d->max_frame_size);
     if (rc == CF_DONE)
-        return finish(d, start, out);
+        return d->discard ? discard_done(d, start, out) : finish(d, start, out);
+    if (rc == CF_OVERSIZE || rc == CF_SKIPPED) {
+        memset(out, 0, sizeof *out);
+        out->elem0 = d->elem_value[0];
+        out->elem1 = d->elem_value[1];
+        out->start = start;
+        out->end = start + d->scanned;
+        out->payload_len = d->payload_len;
+        return rc;
+    }
     if (rc == CF_NEED_DATA && avail > d->max_frame_size)
         return fail(d, CF_E_TOO_LARGE);
     return rc;
@@ -482,6 +567,10 @@ const char *cf_strerror(int code)
         return "frame";
     case CF_NEED_DATA:
         return "need data";
+    case CF_OVERSIZE:
+        return "oversize frame";
+    case CF_SKIPPED:
+        return "skipped";
     case CF_E_MALFORMED:
         return "malformed msgpack (reserved byte 0xc1 or an ext value)";
     case CF_E_FORMAT:

@@ -44,6 +44,13 @@ extern "C" {
 #define CF_E_TOO_LARGE (-3) /* frame, array or map over its limit */
 #define CF_E_DEPTH (-4)     /* nested deeper than CF_MAX_DEPTH */
 #define CF_E_USAGE (-5)     /* bad call: start > len, or a NULL pointer (not sticky) */
+/* Only with cf_init_skipping(): an oversize raw in a frame whose session is
+ * known (native/README.md, rule 5c). Both end a cf_next_many() run. */
+#define CF_OVERSIZE 2       /* *out: elem0, elem1, payload_len (the raw's declared
+                               length); the caller drops buf[start:out->end] and the
+                               raw's body after it, which the next calls skip */
+#define CF_SKIPPED 3        /* the caller drops buf[start:out->end] (skipped bytes,
+                               or the rest of the discarded frame) */
 
 /* cf_frame.flags */
 #define CF_HAS_HEADERS 1u /* element 3 is present (generation B only) */
@@ -100,6 +107,9 @@ typedef struct cf_decoder {
     uint64_t payload_len;
     uint32_t fast;
     uint32_t timestamp;    /* a valid timestamp ext was seen: rejected when the frame completes */
+    int32_t skip_oversize; /* configuration: report and skip oversize raws (cf_init_skipping) */
+    uint32_t discard;      /* the current frame was reported oversize: 1 scanning, 2 ends after the skip */
+    uint64_t skip;         /* bytes of the oversize raw's body still to skip */
     cf_level stack[CF_MAX_DEPTH];
 } cf_decoder;
 
@@ -107,6 +117,13 @@ typedef struct cf_decoder {
  * elements), 0 for generation B (3 or more). max_frame_size: largest frame
  * accepted, in bytes. max_map_len: largest map accepted, in entries. */
 void cf_init(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t max_map_len);
+
+/* cf_init, then: a raw whose body would end past the window (rule 5b) in a
+ * frame that is well-formed so far, with ids 0 and 1 known and the raw inside
+ * element 2 or 3 (arrays), is not an error: cf_next returns CF_OVERSIZE once,
+ * skips the raw's body as it arrives (CF_SKIPPED), scans the rest of the frame
+ * with the usual rules and a fresh window, and drops the frame (CF_SKIPPED). */
+void cf_init_skipping(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t max_map_len);
 
 /* Scan buf[start:len] for the next frame, which begins at buf[start].
  * Returns CF_FRAME (and fills *out), CF_NEED_DATA, or a negative error.

@@ -39,7 +39,7 @@ from urllib.parse import unquote_to_bytes
 from asgiref.compatibility import guarantee_single_callable
 
 from ..accesslog import AccessFormat
-from ..errors import CocaineError, ErrorCode, StartupError
+from ..errors import CocaineError, ErrorCode, RequestTooLargeError, StartupError
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
     EnvelopeError,
@@ -52,7 +52,15 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
-from .common import SetCookieWarning, WebSocketRefusal, access_line, forwarded, host_and_port, lowered
+from .common import (
+    TOO_LARGE,
+    SetCookieWarning,
+    WebSocketRefusal,
+    access_line,
+    forwarded,
+    host_and_port,
+    lowered,
+)
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
 
@@ -266,6 +274,8 @@ class ASGIHandler:
             blob = await request.read()
         except CocaineError as exc:
             log.info("session %s failed before its request arrived: %s", request.session, exc)
+            if type(exc) is RequestTooLargeError:
+                self._answer(response, 413, TOO_LARGE)
             return
         try:
             req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
@@ -316,12 +326,19 @@ class ASGIHandler:
         if ex.response.closed:
             log.info("%s: %s; the session had already ended", req.request_line, what, exc_info=exc)
             return
-        if ex.disconnected and exc is None:
+        if _too_large(ex.request):
+            log.warning("%s: %s", req.request_line, ex.request._exc)  # type: ignore[attr-defined]
+        elif ex.disconnected and exc is None:
             # told http.disconnect (terminate, or the runtime failed the session) and gave up
             log.info("%s: %s after http.disconnect", req.request_line, what)
         else:
             log.error("%s: %s", req.request_line, what, exc_info=exc)
         if not ex.started or ex._head is not None:
+            if _too_large(ex.request):  # refused: see Sessions._oversize
+                ex.status = 413
+                self._answer(ex.response, 413, TOO_LARGE)
+                ex.complete = True
+                return
             ex.status = 500
             self._answer(ex.response, 500, "Internal Server Error")
             ex.complete = True
@@ -338,6 +355,11 @@ class ASGIHandler:
             response.close()
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
+
+
+def _too_large(request: Any) -> bool:
+    """Whether *request* failed because its frame was over max_frame_size (Sessions._oversize)."""
+    return type(getattr(request, "_exc", None)) is RequestTooLargeError
 
 
 class Lifespan:

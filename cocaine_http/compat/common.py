@@ -34,6 +34,7 @@ from ..protocol.frames import Generation
 
 __all__ = [
     "DEFAULT_FORWARDED_ALLOW_IPS",
+    "TOO_LARGE",
     "ProxyTrust",
     "SetCookieWarning",
     "WebSocketRefusal",
@@ -316,3 +317,8 @@ class WebSocketRefusal:
             self.status,
         )
         return True
+
+
+#: The body of the 413 answered for a request frame over the worker's
+#: ``max_frame_size`` (skipped by the decoder: see Sessions._oversize).
+TOO_LARGE = "Request Entity Too Large: request body too large"

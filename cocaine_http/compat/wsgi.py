@@ -43,7 +43,7 @@ from urllib.parse import unquote_to_bytes
 
 from .. import __version__
 from ..accesslog import AccessFormat
-from ..errors import ChannelClosedError, CocaineError, ErrorCode
+from ..errors import ChannelClosedError, CocaineError, ErrorCode, RequestTooLargeError
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
     EnvelopeError,
@@ -58,7 +58,15 @@ from ..protocol.frames import Generation
 from ..protocol.wire import packb
 from ..streams import blocking_pair
 from ..threads import HandlerThreads
-from .common import SetCookieWarning, WebSocketRefusal, access_line, forwarded, host_and_port, lowered
+from .common import (
+    TOO_LARGE,
+    SetCookieWarning,
+    WebSocketRefusal,
+    access_line,
+    forwarded,
+    host_and_port,
+    lowered,
+)
 
 __all__ = ["InlineWSGIHandler", "WSGIHandler", "WSGIInput", "build_environ"]
 
@@ -417,6 +425,8 @@ class WSGIHandler:
             blob = request.read()
         except CocaineError as exc:
             log.info("session %s failed before its request arrived: %s", request.session, exc)
+            if type(exc) is RequestTooLargeError:
+                self._answer(response, self.encoder, 413, TOO_LARGE)
             return
         self._serve(request, response, blob, started)
 
@@ -482,11 +492,17 @@ class WSGIHandler:
             access_log.info("%s", access_line(req, ex.status or 500, ex.bytes_sent, took, self.access_format))
 
     def _fail(self, req: HttpRequest, ex: _Exchange, exc: BaseException) -> None:
-        if isinstance(exc, ResponseHeadError):
+        if isinstance(exc, RequestTooLargeError):
+            log.warning("%s: %s", req.request_line, exc)
+        elif isinstance(exc, ResponseHeadError):
             log.error("%s: invalid response head from the app: %s", req.request_line, exc)
         else:
             log.error("%s: the app failed", req.request_line, exc_info=exc)
         if not ex.head_sent:
+            if isinstance(exc, RequestTooLargeError):  # the request, not the app: see Sessions._oversize
+                ex.status = 413
+                self._answer(ex.response, self.encoder, 413, TOO_LARGE)
+                return
             ex.status = 500
             self._answer(ex.response, self.encoder, 500, "Internal Server Error")
             return
@@ -563,6 +579,8 @@ class InlineWSGIHandler(WSGIHandler):
             blob = await request.read()
         except CocaineError as exc:
             log.info("session %s failed before its request arrived: %s", request.session, exc)
+            if type(exc) is RequestTooLargeError:
+                self._answer(response, self.encoder, 413, TOO_LARGE)
             return
         if not request._eof and request._exc is None:
             # Not whole yet (often only its end is in the next read): wait on the

@@ -36,7 +36,7 @@ from ..errors import (
     MalformedMessageError,
 )
 from ._decoder_pure import check_max_frame_size
-from .frames import Frame, Generation, Record
+from .frames import OVERSIZE, Frame, Generation, Record
 from .wire import MAX_MAP_LEN, reject_ext
 
 __all__ = ["NativeDecoder"]
@@ -58,11 +58,22 @@ _SPARE_MAX = 16 * 1024 * 1024  # largest gathering buffer kept for reuse
 _FIELDS = ffi.sizeof("cf_frame") // 8  # cf_frame is all uint64_t
 _HAS_HEADERS = lib.CF_HAS_HEADERS
 _NEED_DATA = lib.CF_NEED_DATA
+_FRAME = lib.CF_FRAME
+_OVERSIZE = lib.CF_OVERSIZE
+_SKIPPED = lib.CF_SKIPPED
 # index of each cf_frame field in the flat array of records
 _ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS = (
     ffi.offsetof("cf_frame", name) // 8
     for name in (
-        "elem0", "elem1", "end", "args_off", "headers_off", "nargs", "payload_off", "payload_len", "flags"
+        "elem0",
+        "elem1",
+        "end",
+        "args_off",
+        "headers_off",
+        "nargs",
+        "payload_off",
+        "payload_len",
+        "flags",
     )
 )
 
@@ -101,12 +112,13 @@ class _Copier:
 class NativeDecoder:
     """Incremental frame decoder backed by the C scanner."""
 
-    def __init__(self, generation: Generation, *, max_frame_size: int) -> None:
+    def __init__(self, generation: Generation, *, max_frame_size: int, skip_oversize: bool = False) -> None:
         self.generation = generation
         self.max_frame_size = check_max_frame_size(max_frame_size)
         self._gen_a = generation.exact_arity
         self._state = ffi.new("cf_decoder *")  # owned here; freed with this object
-        lib.cf_init(self._state, 1 if self._gen_a else 0, max_frame_size, MAX_MAP_LEN)
+        init = lib.cf_init_skipping if skip_oversize else lib.cf_init
+        init(self._state, 1 if self._gen_a else 0, max_frame_size, MAX_MAP_LEN)
         self._records = ffi.new("cf_frame[]", _BATCH)
         self._status = ffi.new("int *")
         self._raw = memoryview(ffi.buffer(self._records))
@@ -382,6 +394,22 @@ class NativeDecoder:
             self._wanted = 0
             if status < 0:
                 self._latent = self._make_error(status)
+            elif status != _FRAME:
+                self._skipped(n, status)
+
+    def _skipped(self, n: int, status: int) -> None:
+        """Rule 5c: C reported an oversize frame (record *n*) or skipped bytes
+        of one; either way they are dropped, not buffered. (Off the per-frame
+        path: C ends a batch there.)"""
+        at = n * _FIELDS
+        fields = self._fields
+        if status == _OVERSIZE:
+            e0, e1, size = fields[at + _ELEM0], fields[at + _ELEM1], fields[at + _PAYLOAD_LEN]
+            record = (e1, OVERSIZE, [e0, size], None) if self._gen_a else (e0, OVERSIZE, [e1, size], None)
+            self._ready.append(record)
+        self._start = fields[at + _END]
+        if not self._ready:  # nothing to hand out: go on at once
+            self._decode()
 
     def _unpack_args(self, buf: bytes | bytearray, at: int) -> Any:
         """Decode the args slice of the record at byte offset *at*."""

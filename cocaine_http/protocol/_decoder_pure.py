@@ -44,19 +44,22 @@ from ..errors import (
     FrameTooLargeError,
     MalformedMessageError,
 )
-from .frames import Frame, Generation, Record
+from .frames import OVERSIZE, Frame, Generation, Record
 from .wire import MAX_MAP_LEN, reject_ext
 
 __all__ = ["PureDecoder"]
 
 _NO_LIMIT = sys.maxsize
 _MAX_ARRAY32 = 2**32 - 1
+_ARRAY_HEADERS = frozenset((*range(0x90, 0xA0), 0xDC, 0xDD))
+_PLACEHOLDER = b"\xa0"  # an empty str: stands for a skipped raw (rule 5c)
 
 # Token shapes for _check_declared: bytes that are a whole token; fixed-size
 # scalars and fixext (header bytes, body bytes, whether the body counts as
 # declared: ext does); length-prefixed tokens (header bytes, kind: 0
 # raw/str/bin, 1 ext, 2 container).
 _ONE_BYTE = frozenset((0xC0, 0xC1, 0xC2, 0xC3))
+_RAW_HEADERS = frozenset((0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB))
 _SIZED = {
     0xCA: (1, 4, False), 0xCB: (1, 8, False),
     0xCC: (1, 1, False), 0xCD: (1, 2, False), 0xCE: (1, 4, False), 0xCF: (1, 8, False),
@@ -103,20 +106,20 @@ def _has_timestamp(items: list[Any]) -> bool:
 class PureDecoder:
     """Incremental frame decoder on top of :class:`msgpack.Unpacker`."""
 
-    def __init__(self, generation: Generation, *, max_frame_size: int) -> None:
+    def __init__(self, generation: Generation, *, max_frame_size: int, skip_oversize: bool = False) -> None:
         self.generation = generation
         self.max_frame_size = check_max_frame_size(max_frame_size)
         self._gen_a = generation.exact_arity
-        self._unpacker = msgpack.Unpacker(
-            raw=True,
-            strict_map_key=False,
-            ext_hook=reject_ext,
-            max_buffer_size=_NO_LIMIT,
-            max_str_len=_NO_LIMIT,
-            max_bin_len=_NO_LIMIT,
-            max_array_len=min(max_frame_size, _MAX_ARRAY32),
-            max_map_len=MAX_MAP_LEN,
-        )
+        self._unpacker = self._new_unpacker()
+        # Rule 5c (skip_oversize): a frame reported oversize is finished by an
+        # Unpacker given its head with the raw replaced by _PLACEHOLDER, then
+        # its tail; _shift maps that Unpacker's tell() to stream offsets.
+        self._skip_oversize = skip_oversize
+        self._skip = 0  # bytes of an oversize raw's body still to drop as they are fed
+        self._head = b""  # what that Unpacker was given for the frame before its tail
+        self._discard = False  # the current frame was reported oversize
+        self._shift = 0
+        self._report: Record | None = None
         self._fed = 0  # stream offset of the end of the bytes fed to us
         self._given = 0  # stream offset of the end of the bytes given to the Unpacker
         self._consumed = 0  # stream offset where the current frame begins
@@ -130,10 +133,22 @@ class PureDecoder:
         self._scan_frame = -1
         self._scan_pos = 0
 
+    def _new_unpacker(self) -> msgpack.Unpacker:
+        return msgpack.Unpacker(
+            raw=True,
+            strict_map_key=False,
+            ext_hook=reject_ext,
+            max_buffer_size=_NO_LIMIT,
+            max_str_len=_NO_LIMIT,
+            max_bin_len=_NO_LIMIT,
+            max_array_len=min(self.max_frame_size, _MAX_ARRAY32),
+            max_map_len=MAX_MAP_LEN,
+        )
+
     @property
     def pending(self) -> int:
         """Bytes fed but not yet returned as part of a frame."""
-        return self._fed - self._consumed
+        return max(0, self._fed - self._consumed)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._error is not None:
@@ -141,6 +156,12 @@ class PureDecoder:
         if not isinstance(data, (bytes, bytearray)):
             data = memoryview(data).cast("B")
         n = len(data)
+        if self._skip:  # the body of an oversize raw: dropped, never kept
+            take = min(self._skip, n)
+            self._skip -= take
+            self._fed += take
+            data = data[take:]
+            n -= take
         room = self._consumed + self.max_frame_size - self._given
         if n <= room and not self._held:
             self._unpacker.feed(data)
@@ -173,6 +194,8 @@ class PureDecoder:
     def _next_record(self) -> Record | None:
         if self._error is not None:
             raise self._error
+        if self._skip:
+            return None
         if self._held:
             self._refill()
         unpacker = self._unpacker
@@ -180,7 +203,9 @@ class PureDecoder:
             obj = unpacker.unpack()
         except msgpack.OutOfData:
             if self._given > self._consumed:
-                self._check_declared()
+                if self._check_declared():  # an oversize raw, to be skipped
+                    report, self._report = self._report, None
+                    return report if report is not None else self._next_record()
             else:
                 self._recent.clear()
                 self._recent_at = self._given
@@ -203,7 +228,7 @@ class PureDecoder:
             self._fail(FrameTooDeepError, "frame nested too deep")
         except MemoryError:  # a huge declared array the allocator refused
             self._fail(FrameTooLargeError, "container too large to allocate")
-        end = unpacker.tell()  # <= self._consumed + max_frame_size: the Unpacker saw no further
+        end = unpacker.tell() + self._shift  # <= self._consumed + max_frame_size: the Unpacker saw no further
         if type(obj) is not list:
             if type(obj) is Timestamp:
                 self._fail(MalformedMessageError, "msgpack ext (timestamp) is not allowed")
@@ -220,6 +245,8 @@ class PureDecoder:
             self._fail(FrameFormatError, "frame args must be an array")
         if self._gen_a:
             self._consumed = end
+            if self._discard:
+                return self._discarded()
             return (second, first, args, None)
         headers = None
         if n > 3:
@@ -227,9 +254,81 @@ class PureDecoder:
             if type(headers) is not list:
                 self._fail(FrameFormatError, "frame headers must be an array")
         self._consumed = end
+        if self._discard:
+            return self._discarded()
         return (first, second, args, headers)
 
-    def _check_declared(self) -> None:
+    def _discarded(self) -> Record | None:
+        """The frame reported oversize passed its checks: drop it, go on."""
+        self._discard = False
+        self._head = b""
+        return self._next_record()
+
+    def _oversize_ok(self, head: bytes) -> bool:
+        """Rule 5c, as the C scanner decides it: *head* (the frame up to the
+        oversize raw's header) is a top-level array of the right arity whose
+        elements 0 and 1 are ints >= 0, and the raw lies inside element 2 or 3,
+        both arrays. The Unpacker found nothing wrong in *head*."""
+        u = msgpack.Unpacker(
+            raw=True, strict_map_key=False, max_buffer_size=_NO_LIMIT, max_str_len=_NO_LIMIT,
+            max_bin_len=_NO_LIMIT, max_array_len=_MAX_ARRAY32, max_map_len=_MAX_ARRAY32,
+        )  # fmt: skip
+        u.feed(head)
+        try:
+            if not head or head[0] not in _ARRAY_HEADERS:
+                return False
+            n = u.read_array_header()
+            if self._gen_a and n != 3:
+                return False
+            for _ in range(2):
+                value = u.unpack()
+                if type(value) is not int or value < 0:
+                    return False
+            for _ in range(2):  # element 2, then 3
+                at = u.tell()
+                if at >= len(head) or head[at] not in _ARRAY_HEADERS:
+                    return False
+                try:
+                    u.skip()
+                except msgpack.OutOfData:
+                    return True  # the raw is inside this array
+        except msgpack.OutOfData:
+            return False
+        return False
+
+    def _start_skip(self, pos: int, hdr: int, body: int) -> None:
+        """Report the current frame oversize (once) and skip the raw at stream
+        offset *pos*: drop its body, finish the frame with a placeholder."""
+        frame, base = self._consumed, self._recent_at
+        head = self._head + bytes(self._recent[frame - base : pos - base]) + _PLACEHOLDER
+        if not self._discard:
+            first = self._head + bytes(self._recent[frame - base : pos - base])
+            u = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=_NO_LIMIT)
+            u.feed(first)
+            u.read_array_header()
+            e0, e1 = u.unpack(), u.unpack()
+            self._report = (
+                (e1, OVERSIZE, [e0, body], None) if self._gen_a else (e0, OVERSIZE, [e1, body], None)
+            )
+        self._discard = True
+        self._head = head
+        end = pos + hdr + body
+        self._unpacker = self._new_unpacker()
+        self._unpacker.feed(head)
+        self._shift = end - len(head)
+        held = self._held
+        drop = end - self._given
+        if drop >= len(held):
+            self._skip = drop - len(held)
+            held.clear()
+        else:
+            del held[:drop]
+        self._given = self._consumed = end
+        self._recent = bytearray()
+        self._recent_at = end
+        self._scan_frame = -1
+
+    def _check_declared(self) -> bool:
         """Refuse, at its header, a raw or ext of the incomplete current frame
         whose body would end past the frame's window (rule 5b of native/README.md).
 
@@ -267,15 +366,25 @@ class PureDecoder:
                     body = 0
                 declared = kind != 2
             if declared and pos + hdr + body > limit:
+                if (
+                    self._skip_oversize
+                    and (b <= 0xBF or b in _RAW_HEADERS)
+                    and self._oversize_ok(self._head + bytes(buf[frame - base : at]))
+                ):
+                    self._start_skip(pos, hdr, body)
+                    return True
                 self._fail(
                     FrameTooLargeError,
                     f"a string or ext declares {body} bytes, past max_frame_size {self.max_frame_size}",
                 )
             pos += hdr + body
         self._scan_pos = pos
-        keep = min(pos, given)
+        # With skip_oversize, rule 5c needs the frame from its start (at most
+        # max_frame_size bytes, the window); otherwise only what is not walked yet.
+        keep = frame if self._skip_oversize else min(pos, given)
         del buf[: keep - base]
         self._recent_at = keep
+        return False
 
     def __iter__(self) -> Iterator[Frame]:
         return starmap(Frame, self._drain())

@@ -116,8 +116,14 @@ def new_decoder(
     *,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     backend: str | None = None,
+    skip_oversize: bool = False,
 ) -> Decoder:
-    """A fresh decoder for one connection. ``backend`` overrides :data:`BACKEND`."""
+    """A fresh decoder for one connection. ``backend`` overrides :data:`BACKEND`.
+
+    ``skip_oversize``: a frame over *max_frame_size* whose session is known
+    becomes one :data:`~.frames.OVERSIZE` record and is skipped, instead of
+    failing the stream (native/README.md, rule 5c).
+    """
     gen = Generation.parse(generation)
     if backend is None:
         cls = _DEFAULT_CLASS
@@ -127,5 +133,5 @@ def new_decoder(
         cls = _pure_class()
     else:
         raise ValueError(f"unknown decoder backend {backend!r}")
-    decoder: Decoder = cls(gen, max_frame_size=max_frame_size)
+    decoder: Decoder = cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize)
     return decoder

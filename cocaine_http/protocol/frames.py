@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Frame", "Generation", "Record"]
+__all__ = ["OVERSIZE", "Frame", "Generation", "Record"]
 
 
 class Generation(enum.Enum):
@@ -55,3 +55,11 @@ class Frame:
 #: decoders build (a tuple costs a fraction of a :class:`Frame`), handed out
 #: as such by ``records()`` for a reader that takes each frame apart at once.
 Record = tuple[int, int, list[Any], list[Any] | None]
+
+
+#: The ``type`` of the record a decoder made with ``skip_oversize=True``
+#: hands out for a frame over ``max_frame_size`` whose session is known
+#: (native/README.md, rule 5c): ``(session, OVERSIZE, [type_id, declared], None)``,
+#: ``declared`` being the length of the raw that did not fit. No message id
+#: is negative, so it cannot be mistaken for one. The frame itself is skipped.
+OVERSIZE = -1

@@ -41,7 +41,7 @@ from ..errors import (
     UnknownMessageError,
 )
 from .catalog import B_CONTROL, B_CONTROL_CHANNEL, B_STREAM, A, MessageEncoder
-from .frames import Frame, Generation, Record
+from .frames import OVERSIZE, Frame, Generation, Record
 from .headers import HeaderTable
 from .session import Half, Msg, SessionState
 from .wire import as_text
@@ -57,6 +57,7 @@ __all__ = [
     "Heartbeat",
     "Ignored",
     "Invoke",
+    "Oversize",
     "SessionSink",
     "Terminate",
     "WorkerProtocol",
@@ -115,7 +116,17 @@ class Ignored:
     error: RemoteProtocolError
 
 
-Event = Invoke | Chunk | Choke | Error | Heartbeat | Terminate | Ignored
+@dataclass(slots=True)
+class Oversize:
+    """A frame of *session* over ``max_frame_size``, skipped by the decoder
+    (native/README.md, rule 5c): message *type*, a raw of *size* bytes."""
+
+    session: int
+    type: int
+    size: int
+
+
+Event = Invoke | Chunk | Choke | Error | Heartbeat | Terminate | Ignored | Oversize
 
 #: Session message ids -> the session table's inputs, per generation.
 _A_STREAM: dict[int, Msg] = {A.CHUNK: Msg.CHUNK, A.ERROR: Msg.ERROR, A.CHOKE: Msg.CHOKE}
@@ -389,6 +400,9 @@ class WorkerProtocol:
             sink.on_event(Heartbeat())
         elif t == _A_TERMINATE and s == 0:
             sink.on_event(self._terminate(args))
+        elif t == OVERSIZE:
+            self._touch(s)
+            sink.on_event(Oversize(s, args[0], args[1]))
         else:
             sink.on_event(Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}")))
 
@@ -435,7 +449,10 @@ class WorkerProtocol:
                 sink.on_choke(ch)
                 return
         msg = _B_STREAM.get(t)
-        if msg is None:
+        if t == OVERSIZE:
+            self._touch(ch)
+            sink.on_event(Oversize(ch, args[0], args[1]))
+        elif msg is None:
             sink.on_event(Ignored(ch, UnknownMessageError(f"unknown message type {t} on channel {ch}")))
         else:
             self._touch(ch)

@@ -43,9 +43,14 @@ def require_backend(name: str) -> str:
 
 
 def make(
-    backend: str, generation: Generation | str = "A", max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE
+    backend: str,
+    generation: Generation | str = "A",
+    max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE,
+    skip_oversize: bool = False,
 ):
-    return codec.new_decoder(generation, max_frame_size=max_frame_size, backend=backend)
+    return codec.new_decoder(
+        generation, max_frame_size=max_frame_size, backend=backend, skip_oversize=skip_oversize
+    )
 
 
 def comparable(frame: Frame) -> tuple[int, int, str, str]:

@@ -208,23 +208,25 @@ def mutated(draw: st.DrawFn, data: bytes) -> bytes:
 # --- the check ---------------------------------------------------------------------------------
 
 
-def outcomes(data: bytes, generation: str, max_frame_size: int, cuts: list[int]) -> dict[str, Outcome]:
+def outcomes(
+    data: bytes, generation: str, max_frame_size: int, cuts: list[int], skip: bool = False
+) -> dict[str, Outcome]:
     pieces = cut(data, cuts)
     found = {}
     for backend in ("native", "pure"):
-        split = run(make(backend, generation, max_frame_size), pieces)
-        whole = run(make(backend, generation, max_frame_size), [data], use_iter=True)
+        split = run(make(backend, generation, max_frame_size, skip), pieces)
+        whole = run(make(backend, generation, max_frame_size, skip), [data], use_iter=True)
         assert split == whole, f"{backend}: feeding in {len(pieces)} pieces changed the outcome"
-        per_read = run(make(backend, generation, max_frame_size), pieces, use_frames=True)
+        per_read = run(make(backend, generation, max_frame_size, skip), pieces, use_frames=True)
         assert per_read == split, f"{backend}: frames(piece) differs from feed + next_frame"
-        as_records = run(make(backend, generation, max_frame_size), pieces, use_records=True)
+        as_records = run(make(backend, generation, max_frame_size, skip), pieces, use_records=True)
         assert as_records == split, f"{backend}: records(piece) differs from feed + next_frame"
         found[backend] = split
     return found
 
 
-def check(data: bytes, generation: str, max_frame_size: int, cuts: list[int]) -> None:
-    got = outcomes(data, generation, max_frame_size, cuts)
+def check(data: bytes, generation: str, max_frame_size: int, cuts: list[int], skip: bool = False) -> None:
+    got = outcomes(data, generation, max_frame_size, cuts, skip)
     native, pure = got["native"], got["pure"]
     assert native.key() == pure.key(), f"stream {data.hex()}"
 
@@ -326,9 +328,17 @@ _DECLARING = {  # marker -> bytes of its length field
     slack=st.integers(-3, 3),
     huge=st.booleans(),
     cuts=CUTS,
+    skip=st.booleans(),
 )
 def test_parity_on_lengths_declared_past_the_window(
-    data: st.DataObject, generation: str, limit: int, marker: int, slack: int, huge: bool, cuts: list[int]
+    data: st.DataObject,
+    generation: str,
+    limit: int,
+    marker: int,
+    slack: int,
+    huge: bool,
+    cuts: list[int],
+    skip: bool,
 ) -> None:
     """A raw or ext header inside a generated frame whose declared body ends
     just before, at or just past the window, or 4 GiB away: both backends
@@ -340,4 +350,62 @@ def test_parity_on_lengths_declared_past_the_window(
     length = (1 << (8 * width)) - 1 if huge else min(room, (1 << (8 * width)) - 1)
     header = bytes([marker]) + length.to_bytes(width, "big")
     tail = data.draw(st.binary(max_size=40))
-    check(stream[:at] + header + tail, generation, limit, cuts)
+    check(stream[:at] + header + tail, generation, limit, cuts, skip)
+
+
+# --- rule 5c: oversize frames reported and skipped (skip_oversize=True) -------------------------
+
+
+@st.composite
+def oversize_frames(draw: st.DrawFn, generation: str, limit: int) -> bytes:
+    """A frame holding a raw longer than the window, in args or headers, among other values."""
+    size = draw(st.sampled_from([limit, limit + 1, 2 * limit, 5 * limit + 3, 70_000]))
+    marker = draw(st.sampled_from(["auto", "db", "c6"] + (["da", "c5"] if size < 65536 else [])))
+    big = raw(b"z" * size, marker)
+    ids = [draw(IDS if draw(st.integers(0, 9)) == 0 else UINTS) for _ in range(2)]
+    before = draw(st.lists(CLEAN_VALUES, max_size=2))
+    after = draw(st.lists(VALUES, max_size=2))
+    args = array_header(len(before) + 1 + len(after)) + b"".join(before) + big + b"".join(after)
+    items = [*ids, args]
+    if generation == "B" and draw(st.booleans()):
+        hdrs = draw(st.lists(CLEAN_VALUES, max_size=2))
+        if draw(st.booleans()):
+            hdrs.append(raw(b"h" * size, "auto"))  # a second oversize raw, in the headers
+        items.append(array_header(len(hdrs)) + b"".join(hdrs))
+    return array_header(len(items)) + b"".join(items)
+
+
+@settings(FUZZ, max_examples=150 * SCALE)
+@given(
+    data=st.data(),
+    generation=GEN,
+    limit=st.sampled_from([2000, 200, 64, 30]),
+    mutate=st.booleans(),
+    cuts=CUTS,
+)
+def test_parity_skipping_oversize_frames(
+    data: st.DataObject, generation: str, limit: int, mutate: bool, cuts: list[int]
+) -> None:
+    """Streams mixing normal frames and frames with raws past the window:
+    both backends report the same frames oversize, skip them across the same
+    pieces and return the frames after them, or fail at the same byte."""
+    parts = data.draw(
+        st.lists(
+            weighted((2, frames(generation)), (1, oversize_frames(generation, limit))), min_size=1, max_size=5
+        )
+    )
+    stream = b"".join(parts)
+    if mutate:
+        stream = data.draw(mutated(stream))
+    check(stream, generation, limit, cuts, skip=True)
+    if not mutate:
+        check(stream, generation, limit, list(range(1, len(stream), 7)), skip=True)
+
+
+@settings(FUZZ, max_examples=100 * SCALE)
+@given(data=st.data(), generation=GEN, limit=st.sampled_from([200, 30, 12, 1]), cuts=CUTS)
+def test_parity_skipping_on_generated_streams(
+    data: st.DataObject, generation: str, limit: int, cuts: list[int]
+) -> None:
+    """The generated streams again, with small limits, so that every raw may be past the window."""
+    check(data.draw(mutated(data.draw(streams(generation)))), generation, limit, cuts, skip=True)

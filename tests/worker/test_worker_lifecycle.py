@@ -214,8 +214,10 @@ def test_socket_closed_right_after_a_terminate(gen: str, runtime_dir: str) -> No
 
 def test_frame_header_declaring_4_gib_closes_the_worker_at_once(gen: str, runtime_dir: str) -> None:
     """Issue #16: the header alone is refused (FrameTooLargeError, logged); the
-    worker closes and exits at once, not at its 30 s disown timeout."""
-    head = {"A": b"\x93\x04\x11\x91\xdb\xff\xff\xff\xff", "B": b"\x94\x02\x00\x91\xdb\xff\xff\xff\xff"}[gen]
+    worker closes and exits at once, not at its 30 s disown timeout. (Its ids
+    are not ints, so the frame cannot be skipped as one session's: rule 5c and
+    test_worker_oversize.py.)"""
+    head = {"A": b"\x93\x04\xc0\x91\xdb\xff\xff\xff\xff", "B": b"\x94\x02\xc0\x91\xdb\xff\xff\xff\xff"}[gen]
 
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
