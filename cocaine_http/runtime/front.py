@@ -672,6 +672,8 @@ class _HttpConnection(asyncio.BufferedProtocol):
             else:  # what one read brought in may exceed a chunk: cut it, uncopied
                 view = memoryview(piece)
                 for at in range(0, len(view), size):
+                    if inv.done:  # it can end while a write waits for the drain: a write now would raise
+                        break
                     await inv.write(view[at : at + size])
             piece = await self._body_piece()
 
