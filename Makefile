@@ -59,8 +59,10 @@ test-python-%: .venv-%/.installed-stamp
 	.venv-$*/bin/python -c "import cocaine_http._native" && \
 	touch $@
 
+# ruff ([tool.ruff]) on everything, then mypy --strict ([tool.mypy]) on the package.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cocaine_http bench tests
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/decoder.py

@@ -5,7 +5,7 @@ The in-process :class:`~cocaine_http.runtime.Engine` drives N invocations of
 ``echo`` (one chunk of 16 B or 4 KiB, then choke/close) with W sessions in
 flight, against
 
-(a) a worker built on :class:`cocaine_http.worker.Worker` (``async def`` echo handler), and
+(a) a worker built on :class:`cocaine_http.aio.worker.Worker` (``async def`` echo handler), and
 (b) a minimal worker written here with asyncio streams and msgpack, no framework,
 
 and prints requests/s, p50/p99 latency per case and the ratio a/b. The
@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(SELF)))
 # the workers
 # ---------------------------------------------------------------------------
 def framework_worker(sync: bool) -> None:
-    from cocaine_http.worker import Worker
+    from cocaine_http.aio.worker import Worker
 
     worker = Worker()
 

@@ -5,8 +5,8 @@
 the loop, the system calls and the engine are in every number and the
 machine's noise is in every ratio. This benchmark isolates what the
 framework itself does per request: it wires the worker's real parts
-(:class:`~cocaine_http.channel.Channel`, :class:`~cocaine_http.protocol.worker.WorkerProtocol`,
-:class:`~cocaine_http.sessions.Sessions`, the outbox and the flow control)
+(:class:`~cocaine_http.aio.channel.Channel`, :class:`~cocaine_http.protocol.worker.WorkerProtocol`,
+:class:`~cocaine_http.aio.sessions.Sessions`, the outbox and the flow control)
 to a transport that only counts what it is given, and feeds each request
 (invoke, one chunk, choke/close) to the protocol's ``data_received``, from
 a plain loop callback as a socket read would. The ``async def`` echo
@@ -39,11 +39,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(SELF)))
 
 import msgpack  # noqa: E402
 
-from cocaine_http.channel import Channel  # noqa: E402
-from cocaine_http.flow import InboundFlow, Outbox  # noqa: E402
+from cocaine_http.aio.channel import Channel  # noqa: E402
+from cocaine_http.aio.flow import InboundFlow, Outbox  # noqa: E402
+from cocaine_http.aio.sessions import Sessions  # noqa: E402
+from cocaine_http.aio.threads import HandlerThreads  # noqa: E402
 from cocaine_http.protocol.worker import WorkerProtocol  # noqa: E402
-from cocaine_http.sessions import Sessions  # noqa: E402
-from cocaine_http.threads import HandlerThreads  # noqa: E402
 
 
 class CountingTransport(asyncio.Transport):

@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .channel import Channel
+from .aio import BlockingRequest, BlockingResponse, Channel, Request, Response, Worker
 from .config import WorkerConfig
 from .errors import (
     AppImportError,
@@ -46,8 +46,6 @@ from .errors import (
     WorkerTerminated,
 )
 from .protocol.frames import Generation
-from .streams import BlockingRequest, BlockingResponse, Request, Response
-from .worker import Worker
 
 if TYPE_CHECKING:
     from .runtime import LocalRuntime

@@ -603,7 +603,7 @@ def _serve(opts: Options, handler: Any) -> int:
         for item in loaded:
             print(f"{item.spec.target}: {item.interface.upper()} app, event {item.spec.event!r}")
         return 0
-    from .worker import Worker
+    from .aio.worker import Worker
 
     options: dict[str, Any] = {}
     if ns.threads is not None:

@@ -105,7 +105,7 @@ def _generation(value: Any) -> Generation:
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """Everything a :class:`~cocaine_http.worker.Worker` needs, with defaults.
+    """Everything a :class:`~cocaine_http.aio.worker.Worker` needs, with defaults.
 
     Runtime-given (argv): ``app``, ``endpoint``, ``locator``, ``uuid``,
     ``generation``. Timers are seconds, sizes bytes.

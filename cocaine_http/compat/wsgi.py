@@ -1,7 +1,7 @@
 """PEP 3333: serve a WSGI app (Flask, Django, ...) as a worker handler.
 
 :class:`WSGIHandler` is a plain ``def`` handler, so the
-:class:`~cocaine_http.worker.Worker` runs it in its bounded thread pool with
+:class:`~cocaine_http.aio.worker.Worker` runs it in its bounded thread pool with
 blocking streams; the event loop never runs app code and heartbeats keep
 flowing while a view blocks. Per session::
 
@@ -43,6 +43,8 @@ from urllib.parse import unquote_to_bytes
 
 from .. import __version__
 from ..accesslog import AccessFormat
+from ..aio.blocking import blocking_pair
+from ..aio.threads import HandlerThreads
 from ..errors import ChannelClosedError, CocaineError, ErrorCode, RequestTooLargeError
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
@@ -56,8 +58,6 @@ from ..http.envelope import (
 )
 from ..protocol.frames import Generation
 from ..protocol.wire import packb
-from ..streams import blocking_pair
-from ..threads import HandlerThreads
 from .common import (
     TOO_LARGE,
     SetCookieWarning,

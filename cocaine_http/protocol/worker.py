@@ -7,7 +7,7 @@ returns each frame's event (h11's style); :meth:`~WorkerProtocol.read_record`
 tells a :class:`SessionSink` instead, calling a method per invoke, chunk and
 choke with plain values: the worker's per-request path builds no event
 object for them. Time comes in as numbers (``now``), bytes go
-out as return values; the asyncio :class:`~cocaine_http.worker.Worker`
+out as return values; the asyncio :class:`~cocaine_http.aio.worker.Worker`
 owns the socket, the clock and the handlers.
 
 Lifecycle (PROTOCOL.md §2.4, §3.4)::

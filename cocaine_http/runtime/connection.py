@@ -1,7 +1,7 @@
 """One accepted worker connection, as the engine's IO: handshake, control frames, routing.
 
 This module exists to keep the socket-facing glue in one place: a
-:class:`WorkerConnection` owns the :class:`~cocaine_http.channel.Channel`
+:class:`WorkerConnection` owns the :class:`~cocaine_http.aio.channel.Channel`
 and the sans-IO :class:`~.side.RuntimeSide` of one connection, binds the
 handshake's uuid to the :class:`~.slave.Slave` the engine expects (an
 unknown uuid drops the connection, §2.4.2), answers heartbeats, handles the
@@ -16,8 +16,8 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
-from ..channel import Channel
-from ..flow import InboundFlow
+from ..aio.channel import Channel
+from ..aio.flow import InboundFlow
 from ..protocol.frames import Frame, Generation
 from ..protocol.worker import Choke, Chunk, Error, Heartbeat, Ignored, Terminate
 from .side import Handshake, LateFrame, RuntimeSide

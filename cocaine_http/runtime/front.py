@@ -84,11 +84,11 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from ..accesslog import AccessFormat, AccessRecord
+from ..aio.reads import read_buffer
 from ..errors import HttpRequestRefused
 from ..http.envelope import HOP_BY_HOP, decode_head, encode_request
 from ..protocol.frames import Generation
 from ..protocol.wire import unpackb
-from ..reads import read_buffer
 
 if TYPE_CHECKING:
     from .local import LocalRuntime

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..aio.flow import ChunkBuffer
 from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
-from ..flow import ChunkBuffer
 from ..protocol.frames import Generation
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 One :class:`ServiceServer` listens for one :class:`Service` (locator,
 logging, storage, node, each app). Every accepted connection gets its own
-:class:`~cocaine_http.channel.Channel` (frame decoding) and a
+:class:`~cocaine_http.aio.channel.Channel` (frame decoding) and a
 :class:`_Connection` that dispatches method calls by index, many per
 connection, each in its own task.
 
@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..channel import Channel
+from ..aio.channel import Channel
 from ..errors import DecodeError, DisconnectedError, FrameFormatError
 from ..protocol.catalog import MessageEncoder
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE

@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..channel import Channel
-from ..flow import InboundFlow
+from ..aio.channel import Channel
+from ..aio.flow import InboundFlow
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error
 from .invocation import Invocation

@@ -1,6 +1,6 @@
 """``BaseService``: one connection to one service, kept alive across failures.
 
-The seed's ``BaseService`` holds ``_handle``, a :class:`~cocaine_http.channel.Channel`,
+The seed's ``BaseService`` holds ``_handle``, a :class:`~cocaine_http.aio.channel.Channel`,
 and drives the ``closed → connecting → connected``/``error`` machine of
 :mod:`cocaine_http.protocol.states`; what the bytes mean is decided by
 :class:`~cocaine_http.protocol.service.ServiceProtocol` (sans IO). This
@@ -35,7 +35,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from ..channel import Channel
+from ..aio.channel import Channel
 from ..errors import (
     CallTimeoutError,
     CocaineError,

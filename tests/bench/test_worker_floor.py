@@ -44,7 +44,7 @@ def test_verify_catches_a_wrong_echo(engine: str, tmp_path) -> None:
     """A worker that flips one byte of each echo fails the run: verify mode really compares."""
     script = tmp_path / "bad_echo.py"
     script.write_text(
-        "from cocaine_http.worker import Worker\n"
+        "from cocaine_http.aio.worker import Worker\n"
         "w = Worker()\n"
         "@w.on('echo')\n"
         "async def echo(request, response):\n"

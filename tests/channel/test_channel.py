@@ -411,9 +411,9 @@ def test_read_end_follows_every_frame_of_a_read_even_when_one_closes_it() -> Non
 
 
 def test_channels_on_one_loop_share_a_read_buffer_but_never_each_others_bytes() -> None:
-    """Every channel of a loop reads into one buffer (:mod:`cocaine_http.reads`):
+    """Every channel of a loop reads into one buffer (:mod:`cocaine_http.aio.reads`):
     what a callback received must stay intact while other reads reuse it."""
-    from cocaine_http.reads import READ_SIZE
+    from cocaine_http.aio.reads import READ_SIZE
 
     enc = MessageEncoder(Generation.A)
     big = bytes(range(256)) * (3 * READ_SIZE // 256 + 7)  # a frame over several reads

@@ -13,7 +13,7 @@ import tempfile
 from typing import Any
 
 from cocaine_http import Channel
-from cocaine_http.flow import Outbox
+from cocaine_http.aio.flow import Outbox
 from cocaine_http.protocol.frames import Generation
 
 

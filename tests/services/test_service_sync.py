@@ -174,9 +174,9 @@ def test_a_served_worker_shares_its_loop_with_sync_handlers(gen: str, tmp_path: 
     with the worker."""
     import uuid as uuid_mod
 
+    from cocaine_http.aio.worker import Worker
     from cocaine_http.runtime import Engine
     from cocaine_http.services.sync import get_default_loop
-    from cocaine_http.worker import Worker
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()

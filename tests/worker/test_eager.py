@@ -1,4 +1,4 @@
-"""Handler tasks whose first step runs at once (:mod:`cocaine_http.eager`).
+"""Handler tasks whose first step runs at once (:mod:`cocaine_http.aio.eager`).
 
 The worker starts handlers from the channel's read callback, outside any
 task, as these tests do. On Python 3.12+ the stdlib's eager tasks do the
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from worker_helpers import run
 
-from cocaine_http.eager import start_task
+from cocaine_http.aio.eager import start_task
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from cocaine_http.threads import LoopInbox
+from cocaine_http.aio.threads import LoopInbox
 
 
 def test_every_call_runs_on_the_loop_in_each_threads_order() -> None:

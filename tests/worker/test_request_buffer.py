@@ -1,8 +1,8 @@
 """A request's chunk buffer and its byte accounting, without a socket.
 
-The hot paths of :class:`~cocaine_http.flow.ChunkBuffer` account bytes
-inline while no mark is near and call :class:`~cocaine_http.flow.InboundFlow`
-only when one may be crossed; :class:`~cocaine_http.streams.Request` sets its
+The hot paths of :class:`~cocaine_http.aio.flow.ChunkBuffer` account bytes
+inline while no mark is near and call :class:`~cocaine_http.aio.flow.InboundFlow`
+only when one may be crossed; :class:`~cocaine_http.aio.streams.Request` sets its
 buffer's fields itself. These tests hold both to the flow control's rules.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from cocaine_http.flow import ChunkBuffer, InboundFlow
-from cocaine_http.streams import Request
+from cocaine_http.aio.flow import ChunkBuffer, InboundFlow
+from cocaine_http.aio.streams import Request
 
 
 def make(flow: InboundFlow | None = None) -> Request:

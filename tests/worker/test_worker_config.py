@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cocaine_http.aio.worker import Worker
 from cocaine_http.config import RUNTIME_FLAGS, WorkerConfig, split_args
 from cocaine_http.errors import ConfigError
 from cocaine_http.protocol.frames import Generation
-from cocaine_http.worker import Worker
 
 A_ARGV = ["--app", "web", "--endpoint", "/run/cocaine/web.42", "--locator", "node1:10053", "--uuid", "u-1"]
 B_ARGV = [

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from worker_helpers import make_engine, run, until
 
+from cocaine_http.aio.events import EventEmitter
+from cocaine_http.aio.threads import HandlerThreads
+from cocaine_http.aio.worker import EXIT_STARTUP, Worker
 from cocaine_http.errors import ChannelClosedError, ServiceError
-from cocaine_http.events import EventEmitter
 from cocaine_http.runtime import Engine, Slave
-from cocaine_http.threads import HandlerThreads
-from cocaine_http.worker import EXIT_STARTUP, Worker
 
 KiB = 1024
 MiB = 1024 * KiB

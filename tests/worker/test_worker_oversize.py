@@ -30,7 +30,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv.pop(1))
     from cocaine_http.compat.asgi import ASGIHandler
     from cocaine_http.compat.wsgi import InlineWSGIHandler, WSGIHandler
-    from cocaine_http.worker import Worker
+    from cocaine_http.aio.worker import Worker
 
     LIMIT = int(os.environ["CH_MAX_FRAME"])
     worker = Worker(heartbeat_interval=60.0, disown_timeout=120.0, max_frame_size=LIMIT)

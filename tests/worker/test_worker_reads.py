@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from worker_helpers import run
 
+from cocaine_http.aio.worker import Worker
 from cocaine_http.protocol.catalog import MessageEncoder
 from cocaine_http.protocol.frames import Generation
-from cocaine_http.worker import Worker
 
 UUID = "0f5e3c1a-8d2b-4c7e-9a61-3b4d5e6f7a80"
 

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
-from cocaine_http.worker import Worker
+from cocaine_http.aio.worker import Worker
 
 
 def _opt(name: str, default: float) -> float:

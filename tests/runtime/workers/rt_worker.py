@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A worker for the local runtime's tests, built on cocaine_http.worker.Worker.
+"""A worker for the local runtime's tests, built on cocaine_http.aio.worker.Worker.
 
 ``CH_RT_HEARTBEAT`` sets the heartbeat interval (a long one starves the
 runtime's watchdog). ``CH_RT_MODE`` picks a start-up fault: ``exit`` (exit at once), ``silent``
@@ -22,9 +22,9 @@ if MODE == "exit":  # before the imports: "at once" must beat the test's 0.4 s s
     print("exiting at once", flush=True)
     sys.exit(3)
 
+from cocaine_http.aio.worker import Worker  # noqa: E402
 from cocaine_http.config import WorkerConfig  # noqa: E402
 from cocaine_http.http.envelope import ResponseEncoder, parse_request  # noqa: E402
-from cocaine_http.worker import Worker  # noqa: E402
 
 if MODE == "silent":
     time.sleep(3600)

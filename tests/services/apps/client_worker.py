@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from cocaine_http.aio.worker import Worker
 from cocaine_http.services import Client, SyncClient
-from cocaine_http.worker import Worker
 
 worker = Worker()
 client = Client()

@@ -3,8 +3,8 @@
 A :class:`Worker` connects to the runtime's UNIX socket (``--endpoint``),
 says who it is (handshake), keeps the runtime convinced it is alive
 (heartbeats), runs a handler per invocation (through
-:class:`~cocaine_http.sessions.Sessions`) and leaves when asked
-(terminate), all over one :class:`~cocaine_http.channel.Channel` driven by
+:class:`~cocaine_http.aio.sessions.Sessions`) and leaves when asked
+(terminate), all over one :class:`~cocaine_http.aio.channel.Channel` driven by
 the sans-IO :class:`~cocaine_http.protocol.worker.WorkerProtocol`::
 
     worker = Worker()                 # runtime flags from sys.argv
@@ -42,12 +42,12 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from ..config import WorkerConfig
+from ..errors import ConnectError, StartupError
+from ..protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
 from .channel import Channel
-from .config import WorkerConfig
-from .errors import ConnectError, StartupError
 from .events import EventEmitter
 from .flow import InboundFlow, Outbox
-from .protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
 from .sessions import Handler, Sessions
 from .threads import HandlerThreads
 
@@ -86,11 +86,11 @@ def _share_loop(
     Sync handlers run in the worker's threads; a ``SyncClient`` made there then
     calls through the worker's loop and shares its connections instead of
     starting a private loop thread. Imported here, not at the top: the service
-    clients are optional for a worker, and ``import cocaine_http.worker`` stays
+    clients are optional for a worker, and ``import cocaine_http.aio.worker`` stays
     free of them (and of any import cycle they might grow).
     """
     try:
-        from .services import sync
+        from ..services import sync
     except ImportError:  # pragma: no cover - services are part of the package
         return
     if loop is not None:

@@ -7,7 +7,7 @@ both need the same two mechanisms:
   takes them, counted on an :class:`InboundFlow`, which pauses reading the
   socket when one session or all of them together hold too much unread data
   and resumes it once they have caught up. The worker's
-  :class:`~cocaine_http.streams.Request` and the runtime's
+  :class:`~cocaine_http.aio.streams.Request` and the runtime's
   :class:`~cocaine_http.runtime.invocation.Invocation` are chunk buffers.
 * :class:`Outbox` coalesces the small frames written while one read is
   delivered, or during one loop iteration, into one socket write.

@@ -44,13 +44,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConnectError, DecodeError, DisconnectedError
-from .protocol.catalog import B_STREAM, A
-from .protocol.codec import DEFAULT_MAX_FRAME_SIZE, new_decoder
-from .protocol.endpoints import Endpoint, parse_endpoint
-from .protocol.frames import Frame, Generation
-from .protocol.wire import as_text
-from .protocol.worker import (
+from ..errors import ConnectError, DecodeError, DisconnectedError
+from ..protocol.catalog import B_STREAM, A
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, new_decoder
+from ..protocol.endpoints import Endpoint, parse_endpoint
+from ..protocol.frames import Frame, Generation
+from ..protocol.wire import as_text
+from ..protocol.worker import (
     Choke,
     Chunk,
     Error,

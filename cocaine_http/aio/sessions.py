@@ -2,14 +2,14 @@
 
 :class:`Sessions` receives the session events of the runtime connection (an
 invoke, chunks, the end, an error) and runs the registered handler of each
-invocation with a :class:`~cocaine_http.streams.Request` and a
-:class:`~cocaine_http.streams.Response`: ``async def`` handlers as tasks on
+invocation with a :class:`~cocaine_http.aio.streams.Request` and a
+:class:`~cocaine_http.aio.streams.Response`: ``async def`` handlers as tasks on
 the loop, plain ``def`` handlers in the worker's thread pool. It answers what
 it will not run (no handler, too busy, shutting down) with the codes the
 runtime and the proxies understand, turns a handler's exception into an error
 reply, and aborts whatever is left when the worker goes.
 
-The :class:`~cocaine_http.worker.Worker` owns the process's lifecycle (the
+The :class:`~cocaine_http.aio.worker.Worker` owns the process's lifecycle (the
 connection, heartbeats, terminate, signals) and hands everything that concerns
 a session to this class, the channel's
 :class:`~cocaine_http.protocol.worker.SessionSink`; other events come back to
@@ -33,8 +33,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .eager import TaskStarter
-from .errors import (
+from ..errors import (
     ChannelClosedError,
     CocaineError,
     DisconnectedError,
@@ -44,10 +43,12 @@ from .errors import (
     RequestTooLargeError,
     ServiceError,
 )
+from ..protocol.frames import Generation
+from ..protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, Oversize, WorkerProtocol, tell
+from .blocking import blocking_pair
+from .eager import TaskStarter
 from .flow import InboundFlow, Outbox
-from .protocol.frames import Generation
-from .protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, Oversize, WorkerProtocol, tell
-from .streams import Request, Response, blocking_pair
+from .streams import Request, Response
 from .threads import HandlerThreads, LoopInbox
 
 __all__ = ["Handler", "Sessions"]

@@ -1,0 +1,279 @@
+"""The two ends of a session as a handler sees them.
+
+``request`` is what the runtime sends (invoke's event and headers, then
+chunks until choke/close), ``response`` is what the handler sends back.
+Handlers written with ``async def`` get :class:`Request` / :class:`Response`
+and run on the worker's event loop; plain ``def`` handlers run in a thread
+and get their blocking twins (:mod:`.blocking`), which have the same methods
+without ``await``.
+
+Flow control (docs/worker.md, "Flow control"):
+
+* Inbound, chunks a handler has not read yet are buffered per session. When
+  one session holds more than ``session_read_high_water`` bytes, or all
+  sessions together more than ``read_high_water``, reading the runtime socket
+  pauses (:class:`~cocaine_http.aio.flow.InboundFlow`); it resumes once every
+  session is back under half its mark and the total is at ``read_low_water``.
+  The socket is shared, so a pause holds back every session, as HTTP/1
+  pipelining would.
+* Outbound, :meth:`Response.write` puts the frame on the socket at once and
+  returns an awaitable that waits for the socket buffer to drain below
+  ``write_high_water``. The blocking twin blocks instead, and never has
+  more than ``sync_write_budget`` bytes queued for the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ChannelClosedError, CocaineError, DisconnectedError
+from .flow import ChunkBuffer, Data, InboundFlow, Outbox
+
+if TYPE_CHECKING:
+    from ..protocol.worker import WorkerProtocol
+    from .channel import Channel
+
+__all__ = ["Request", "Response"]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class _Ready:
+    """An awaitable that is already done: what ``write`` returns when no drain is needed."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Iterator[Any]:
+        return iter(())
+
+
+_READY = _Ready()
+
+
+class _Drain:
+    """Awaits the channel's drain lazily: nothing runs (or warns) if it is never awaited."""
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._channel.drain().__await__()
+
+
+class Request(ChunkBuffer):
+    """The runtime's side of one session, read on the event loop.
+
+    ``await read()`` returns the next chunk, ``b""`` once the runtime has
+    closed its side (empty chunks from the wire are skipped). An error from
+    the runtime (B: the client failed or the request timed out) is raised by
+    the read that would have returned past the last buffered chunk, as a
+    :class:`~cocaine_http.errors.CocaineError` with the wire code.
+    """
+
+    __slots__ = (
+        "_eof",
+        "_exc",
+        "event",
+        "headers",
+        "session",
+    )
+
+    def __init__(
+        self,
+        event: str,
+        session: int,
+        headers: Headers,
+        flow: InboundFlow | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.event = event
+        self.session = session
+        #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
+        self.headers = headers
+        # ChunkBuffer.__init__, inline: once per session.
+        self._loop = loop
+        self._flow = flow
+        self._chunks = deque()
+        self._buffered = 0
+        self._waiter = None
+        self._discarding = False
+        self._eof = False
+        self._exc: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.event!r} session={self.session} buffered={self._buffered}>"
+
+    # -- the worker feeds these (on the loop); each says if it woke the reader --
+    def _feed(self, data: bytes) -> bool:
+        if not data or self._discarding or self._eof or self._exc is not None:
+            return False
+        return self._push(data)
+
+    def _feed_eof(self) -> bool:
+        self._eof = True
+        waiter = self._waiter  # _wake, inline: once per session
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+            return True
+        return False
+
+    def _feed_error(self, exc: BaseException) -> bool:
+        if self._exc is None and not self._eof:
+            self._exc = exc
+        return self._wake()
+
+    #: The handler is done: drop what it did not read, and anything still coming.
+    _discard = ChunkBuffer._drop
+
+    def _consumed(self, n: int) -> None:
+        """Accounting for a chunk a worker thread took directly (see :class:`BlockingRequest`)."""
+        if self._discarding:
+            return  # _discard already released everything that was buffered
+        self._buffered -= n
+        if self._flow is not None:
+            self._flow.removed(self, n)
+
+    # -- the handler's side ----------------------------------------------------
+    @property
+    def at_eof(self) -> bool:
+        """True when every chunk was read and the runtime closed its side."""
+        return self._eof and not self._chunks
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not read yet."""
+        return self._buffered
+
+    async def read(self) -> bytes:
+        """The next chunk; ``b""`` at the end."""
+        while not self._chunks:
+            if self._exc is not None:
+                raise self._exc
+            if self._eof:
+                return b""
+            await self._wait()
+        return self._pop()
+
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """Every remaining chunk joined. Over *limit* bytes raises :class:`ValueError`."""
+        parts = []
+        size = 0
+        while chunk := await self.read():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ValueError(f"request body exceeds {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def __aiter__(self) -> Request:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # The common cases first, without a second coroutine: a chunk is
+        # there, or the request has ended (and did not fail before its end).
+        if self._chunks:
+            return self._pop()
+        if self._eof and self._exc is None:
+            raise StopAsyncIteration
+        chunk = await self.read()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+class Response:
+    """Our side of one session. Methods send at once and return an awaitable.
+
+    ``await response.write(data)`` sends a chunk (A chunk, B write) and then
+    waits while the socket buffer is over its high-water mark; not awaiting
+    still sends, it just skips the wait. ``close()`` ends the stream (A
+    choke, B close); ``error(code, message)`` ends it with an error (A: error
+    then the choke the runtime needs; B: the error, which is terminal). In B,
+    ``code`` may be ``(category, code)``; a bare int uses category 42.
+    ``close`` and ``error`` are idempotent once the stream has ended and do
+    not raise when the connection is gone; ``write`` raises
+    :class:`~cocaine_http.errors.ChannelClosedError` after the end and
+    :class:`~cocaine_http.errors.DisconnectedError` without a connection.
+    """
+
+    __slots__ = ("_abandoned", "_channel", "_closed", "_outbox", "_protocol", "_ready", "session")
+
+    def __init__(
+        self, session: int, protocol: WorkerProtocol, outbox: Outbox, ready: Awaitable[None] = _READY
+    ) -> None:
+        self.session = session
+        self._protocol = protocol
+        self._outbox = outbox
+        self._channel = outbox.channel
+        self._closed = False
+        self._abandoned = False
+        #: What the methods return when there is nothing to wait for. The
+        #: worker passes a future already done, shared by its responses:
+        #: awaiting one costs a third of awaiting ``_READY`` (whose
+        #: ``__await__`` is Python).
+        self._ready = ready
+
+    def __repr__(self) -> str:
+        state = "abandoned" if self._abandoned else "closed" if self._closed else "open"
+        return f"<Response session={self.session} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def write(self, data: Data | str) -> Awaitable[None]:
+        if self._abandoned:
+            return self._ready
+        if self._closed:
+            raise ChannelClosedError(f"session {self.session}: write after the response ended")
+        if isinstance(data, str):
+            data = data.encode()
+        channel = self._channel
+        if channel.closed:
+            raise DisconnectedError(f"session {self.session}: the runtime connection is gone")
+        header = self._protocol.chunk_header(self.session, len(data))
+        if len(data) <= self._outbox.direct:
+            self._outbox.write(header + data)
+        else:
+            self._outbox.write_parts(header, data)
+        if channel.write_paused:
+            return _Drain(channel)
+        return self._ready
+
+    def close(self) -> Awaitable[None]:
+        if self._closed:
+            return self._ready
+        self._closed = True
+        try:  # _send_final, inline: once per session
+            frame = self._protocol.send_choke(self.session)
+        except CocaineError:
+            return self._ready  # the protocol state says this direction already ended
+        if not self._channel.closed:
+            self._outbox.write(frame)
+        return self._ready
+
+    def error(self, code: int | tuple[int, int], message: str) -> Awaitable[None]:
+        if self._closed:
+            return self._ready
+        self._closed = True
+        self._send_final(lambda s: self._protocol.send_error(s, code, message))
+        return self._ready
+
+    def _send_final(self, encode: Callable[[int], bytes]) -> None:
+        try:
+            frame = encode(self.session)
+        except CocaineError:
+            return  # the protocol state says this direction already ended
+        if not self._channel.closed:
+            self._outbox.write(frame)
+
+    # -- the worker's side -----------------------------------------------------
+    def _abandon(self) -> None:
+        """The runtime failed the session (B): send nothing more on it, drop writes."""
+        self._abandoned = True
+        self._closed = True
