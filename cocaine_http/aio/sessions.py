@@ -161,12 +161,12 @@ class Sessions:
 
     def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.request._feed(data):
+        if session is not None and session.request.feed(data):
             self._woken = True
 
     def on_choke(self, s: int) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.request._feed_eof():
+        if session is not None and session.request.feed_eof():
             self._woken = True
 
     def on_event(self, event: Event) -> None:
@@ -213,12 +213,12 @@ class Sessions:
         if session is None:
             return
         exc = ServiceError(event.message, code=event.code, category=event.category)
-        session.request._feed_error(exc)
+        session.request.feed_error(exc)
         if self._gen_b:
             # B: the runtime failed the channel (client error or request timeout).
             # Sending on it now could be a revoked channel to the runtime, which
             # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
-            session.response._abandon()
+            session.response.abandon()
             self._protocol.sessions.pop(event.session, None)
 
     def _oversize(self, event: Oversize) -> None:
@@ -237,7 +237,7 @@ class Sessions:
             self._send_error(s, _B_TOO_LARGE if self._gen_b else 1, message)
             return
         log.warning("%s (event %r); the session fails", message, session.request.event)
-        session.request._feed_error(RequestTooLargeError(message))
+        session.request.feed_error(RequestTooLargeError(message))
 
     # -- a handler's end -------------------------------------------------------
     async def _run_async(self, session: _Session) -> None:
@@ -275,13 +275,13 @@ class Sessions:
         if session.aborted or self._outbox.channel.closed:
             log.debug("aborted handler of session %d ended with %r", s, exc)
             return
-        if exc is session.request._exc and type(exc) is RequestTooLargeError:
+        if exc is session.request.failure and type(exc) is RequestTooLargeError:
             # An oversize request frame (_oversize), re-raised by a read.
             if not session.response.closed:
                 code: int | tuple[int, int] = _B_TOO_LARGE if self._gen_b else 1
                 _quietly(lambda: session.response.error(code, exc.message))
             return
-        if exc is session.request._exc:
+        if exc is session.request.failure:
             # The runtime's own error on this session, re-raised by a read: not a bug here.
             log.info("session %d failed on the runtime side: %s", s, exc)
             if not session.response.closed:
@@ -299,7 +299,7 @@ class Sessions:
         if self._sessions.get(s) is session:
             del self._sessions[s]
         response = session.response
-        if not response._closed:
+        if not response.closed:
             try:  # noqa: SIM105 - _quietly, inline: once per session
                 response.close()
             except (DisconnectedError, ChannelClosedError):
@@ -310,7 +310,7 @@ class Sessions:
             self._outbox.flush()
             if self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
-        session.request._discard()  # after the answer is out: off the request's critical path
+        session.request.discard()  # after the answer is out: off the request's critical path
 
     # -- answers to invokes that will not run ----------------------------------
     def _send_error(self, s: int, code: int | tuple[int, int], message: str) -> None:
@@ -362,12 +362,12 @@ class Sessions:
                 continue
             session.aborted = True
             exc = ChannelClosedError(f"session aborted: {reason}")
-            session.request._feed_error(exc)
+            session.request.feed_error(exc)
             if not session.response.closed and connected:
                 code: int | tuple[int, int] = _B_ABORTED if self._gen_b else 2
                 _quietly(lambda session=session, code=code: session.response.error(code, reason))
             else:
-                session.response._closed = True
+                session.response.mark_closed()
             if session.abort_threads is not None:
                 session.abort_threads(exc)
             elif session.task is not None:
@@ -388,12 +388,12 @@ class Sessions:
         log.warning("session %d (event %r): %s; failed", s, session.request.event, message)
         session.aborted = True
         exc = RequestIdleError(message)
-        session.request._feed_error(exc)
+        session.request.feed_error(exc)
         if not session.response.closed and not self._outbox.channel.closed:
             code: int | tuple[int, int] = _B_IDLE if self._gen_b else _A_TIMEOUT
             _quietly(lambda: session.response.error(code, message))
         else:
-            session.response._closed = True
+            session.response.mark_closed()
         if session.abort_threads is not None:
             session.abort_threads(exc)
         elif session.task is not None:

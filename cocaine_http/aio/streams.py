@@ -108,13 +108,19 @@ class Request(ChunkBuffer):
     def __repr__(self) -> str:
         return f"<Request {self.event!r} session={self.session} buffered={self._buffered}>"
 
-    # -- the worker feeds these (on the loop); each says if it woke the reader --
-    def _feed(self, data: bytes) -> bool:
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the request was failed with (the runtime's, an oversize
+        frame, an idle timeout, an abort), or None."""
+        return self._exc
+
+    # -- the worker's sessions feed these (on the loop); each says if it woke the reader --
+    def feed(self, data: bytes) -> bool:
         if not data or self._discarding or self._eof or self._exc is not None:
             return False
         return self._push(data)
 
-    def _feed_eof(self) -> bool:
+    def feed_eof(self) -> bool:
         self._eof = True
         waiter = self._waiter  # _wake, inline: once per session
         if waiter is not None and not waiter.done():
@@ -122,18 +128,18 @@ class Request(ChunkBuffer):
             return True
         return False
 
-    def _feed_error(self, exc: BaseException) -> bool:
+    def feed_error(self, exc: BaseException) -> bool:
         if self._exc is None and not self._eof:
             self._exc = exc
         return self._wake()
 
     #: The handler is done: drop what it did not read, and anything still coming.
-    _discard = ChunkBuffer._drop
+    discard = ChunkBuffer._drop
 
     def _consumed(self, n: int) -> None:
         """Accounting for a chunk a worker thread took directly (see :class:`BlockingRequest`)."""
         if self._discarding:
-            return  # _discard already released everything that was buffered
+            return  # discard() already released everything that was buffered
         self._buffered -= n
         if self._flow is not None:
             self._flow.removed(self, n)
@@ -273,7 +279,12 @@ class Response:
             self._outbox.write(frame)
 
     # -- the worker's side -----------------------------------------------------
-    def _abandon(self) -> None:
+    def mark_closed(self) -> None:
+        """Nothing more can be sent on this session (its connection is gone, or
+        the worker already answered it with an error): later writes raise."""
+        self._closed = True
+
+    def abandon(self) -> None:
         """The runtime failed the session (B): send nothing more on it, drop writes."""
         self._abandoned = True
         self._closed = True

@@ -327,7 +327,7 @@ class ASGIHandler:
             log.info("%s: %s; the session had already ended", req.request_line, what, exc_info=exc)
             return
         if _too_large(ex.request):
-            log.warning("%s: %s", req.request_line, ex.request._exc)  # type: ignore[attr-defined]
+            log.warning("%s: %s", req.request_line, ex.request.failure)  # type: ignore[attr-defined]
         elif ex.disconnected and exc is None:
             # told http.disconnect (terminate, or the runtime failed the session) and gave up
             log.info("%s: %s after http.disconnect", req.request_line, what)

@@ -35,11 +35,11 @@ def test_inline_accounting_pauses_and_resumes_at_the_marks() -> None:
     a, b = make(flow), make(flow)
     try:
         for _ in range(3):
-            a._feed(b"x" * 30)  # 90 bytes: under both marks
+            a.feed(b"x" * 30)  # 90 bytes: under both marks
         assert (flow.total, flow.paused, calls) == (90, False, [])
-        a._feed(b"x" * 30)  # 120 > session_high: this request is over its own mark
+        a.feed(b"x" * 30)  # 120 > session_high: this request is over its own mark
         assert (flow.total, flow.paused, calls) == (120, True, ["pause"])
-        b._feed(b"y" * 140)  # total 260 > high, while paused
+        b.feed(b"y" * 140)  # total 260 > high, while paused
         assert (flow.total, calls) == (260, ["pause"])
         assert b._pop() == b"y" * 140  # total 120, but a is still over its mark
         assert (flow.total, flow.paused) == (120, True)
@@ -49,8 +49,8 @@ def test_inline_accounting_pauses_and_resumes_at_the_marks() -> None:
         a._pop()
         assert (flow.total, a.buffered, b.buffered) == (0, 0, 0)
         # Under the marks again: the inline path counts, nothing else happens.
-        a._feed(b"z" * 10)
-        a._discard()
+        a.feed(b"z" * 10)
+        a.discard()
         assert (flow.total, flow.paused, calls) == (0, False, ["pause", "resume"])
     finally:
         a._loop.close()
@@ -65,7 +65,7 @@ def test_the_total_alone_pauses_reading() -> None:
     requests = [make(flow) for _ in range(3)]
     try:
         for request in requests:
-            request._feed(b"x" * 40)  # 120 in all, none over its own mark
+            request.feed(b"x" * 40)  # 120 in all, none over its own mark
         assert (flow.total, flow.paused, calls) == (120, True, ["pause"])
         requests[0]._pop()
         assert (flow.total, flow.paused) == (80, True)  # over low still
