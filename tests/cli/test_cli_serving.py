@@ -315,7 +315,7 @@ def test_every_worker_option_goes_through_dev_and_the_environment() -> None:
     import argparse
 
     from cocaine_http.cli import OPTIONS, build_parser, env_name, worker_argv
-    from cocaine_http.runtime.cli import _parsers
+    from cocaine_http.runtime.cli.parsers import subcommand_parsers
 
     def sample(kwargs: dict[str, object]) -> tuple[list[str], str, object]:
         action = kwargs.get("action")
@@ -343,8 +343,8 @@ def test_every_worker_option_goes_through_dev_and_the_environment() -> None:
         assert getattr(from_env, opt.dest) == expected, (flag, env_name(opt.dest))
         if not opt.dev:
             continue
-        dev_ns = _parsers({})[1]["dev"].parse_intermixed_args(["t:app", flag, *args])
+        dev_ns = subcommand_parsers({})[1]["dev"].parse_intermixed_args(["t:app", flag, *args])
         passed_on = build_parser({}).parse_args(["t:app", *worker_argv(dev_ns)])
         assert getattr(passed_on, opt.dest) == expected, flag
-        untouched = _parsers({})[1]["dev"].parse_intermixed_args(["t:app"])
+        untouched = subcommand_parsers({})[1]["dev"].parse_intermixed_args(["t:app"])
         assert worker_argv(untouched) == []  # defaults stay the worker's own
