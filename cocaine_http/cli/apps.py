@@ -21,12 +21,15 @@ log = logging.getLogger("cocaine_http.cli")
 
 @dataclass(slots=True)
 class Loaded:
+    """An imported app, with the interface it is served as."""
+
     spec: AppSpec
     app: Any
     interface: str
 
 
 def load_apps(ns: argparse.Namespace) -> list[Loaded]:
+    """Import every target and settle its interface, failing on the first that cannot be served."""
     from ..compat.detect import detect_interface
     from ..importer import import_app
 

@@ -74,6 +74,7 @@ def launcher_text(python: str | None = None) -> str:
 
 
 def build_init_parser() -> argparse.ArgumentParser:
+    """``init``'s own options; the worker options it also takes are checked by the worker's parser."""
     p = argparse.ArgumentParser(
         prog="cocaine-http init",
         description=(
@@ -104,6 +105,7 @@ def build_init_parser() -> argparse.ArgumentParser:
 
 
 def init_main(argv: Sequence[str]) -> int:
+    """Check the targets and options, write ``manifest.json`` and the launcher, print how to deploy."""
     parser = build_init_parser()
     ns, extra = parser.parse_known_args(argv)
     if extra:

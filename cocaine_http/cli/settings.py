@@ -105,16 +105,20 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Options:
+    """The parsed command line, with the runtime's flags and the ones ignored kept apart."""
+
     ns: argparse.Namespace
     runtime: dict[str, str]
     ignored: list[str]
 
     @property
     def as_worker(self) -> bool:
+        """Started by a runtime: it gave the socket to connect to and our id."""
         return bool(self.runtime.get("endpoint") and self.runtime.get("uuid"))
 
 
 def parse_options(argv: Sequence[str]) -> Options:
+    """The worker's settings from every source, in the order of the module docstring."""
     runtime, rest = split_args(argv, RUNTIME_FLAGS)
     extra = shlex.split(os.environ.get(ENV_ARGS, ""))
     rest = [*extra, *rest]

@@ -27,6 +27,7 @@ class AppSpec:
 
 
 def _balanced(text: str) -> bool:
+    """Whether *text* closes every bracket and quote it opens (so a split there is safe)."""
     depth = 0
     quote = ""
     for ch in text:
@@ -69,6 +70,7 @@ def split_env_targets(value: str) -> list[str]:
 
 
 def parse_app_specs(items: Sequence[str], default_event: str = DEFAULT_EVENT) -> list[AppSpec]:
+    """The targets, each with its event; an event served twice is a :class:`ConfigError`."""
     specs = [split_spec(item, default_event) for item in items if item.strip()]
     seen: dict[str, str] = {}
     for spec in specs:

@@ -48,6 +48,7 @@ def _apply_environment(ns: argparse.Namespace) -> None:
 
 
 def _not_a_worker(opts: Options, loaded: Sequence[Loaded] | None) -> int:
+    """Started by hand, not by a runtime: say what to run instead (exit code 2)."""
     ns = opts.ns
     lines = []
     if opts.runtime.get("app") and not opts.as_worker:
@@ -72,6 +73,7 @@ def _not_a_worker(opts: Options, loaded: Sequence[Loaded] | None) -> int:
 
 
 def serve(argv: Sequence[str]) -> int:
+    """The worker command: its logging set up first, so the app's import-time records are kept."""
     opts = parse_options(argv)
     ns = opts.ns
     handler = None

@@ -49,6 +49,7 @@ def _generation(text: str) -> Generation:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """The options ``dev`` and ``runtime`` share: the emulated cloud, its front and its pools."""
     p.add_argument(
         "--protocol",
         type=_generation,
@@ -77,7 +78,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="address the locator and services listen on (default 127.0.0.1); the HTTP address is --bind",
     )
     p.add_argument(
-        "--host", action=DeprecatedAlias, dest="services_host", metavar="HOST", new="--services-host",
+        "--host",
+        action=DeprecatedAlias,
+        dest="services_host",
+        metavar="HOST",
+        new="--services-host",
         note=" (it sets the services' address; the HTTP address is --bind HOST:PORT)",
     )
     p.add_argument("--storage", default=None, metavar="DIR", help="keep storage in DIR (default: memory)")
@@ -95,7 +100,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="HTTP front: wait this long for a response head or the next body chunk (default 30)",
     )
     p.add_argument(
-        "--timeout", action=DeprecatedAlias, dest="front_timeout", type=float, metavar="S",
+        "--timeout",
+        action=DeprecatedAlias,
+        dest="front_timeout",
+        type=float,
+        metavar="S",
         new="--front-timeout",
     )
     p.add_argument(

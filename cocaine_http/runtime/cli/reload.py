@@ -22,6 +22,7 @@ CHECK_TIMEOUT = 60.0
 
 
 def _snapshot(root: Path) -> dict[str, float]:
+    """The mtime of every ``.py`` under *root* (hidden, cache and build directories left out)."""
     out: dict[str, float] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [

@@ -20,6 +20,7 @@ from .reload import Reloader
 
 
 def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> None:
+    """Where everything listens, once the runtime has started (tests read it to find the ports)."""
     gen = rt.generation
     lines = [f"cocaine-http {title}  (protocol {gen.value}, generation {gen.name})"]
     if rt.front is not None:
@@ -51,6 +52,7 @@ def banner(rt: LocalRuntime, out: TextIO, title: str, reload: bool = False) -> N
 
 
 async def serve(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Check the apps, start the runtime, serve until a signal, stop every worker; the exit code."""
     console = Console(level=args.log_level)
     specs: list[Any]
     specs, failed = app_specs(args)
