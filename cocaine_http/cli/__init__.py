@@ -36,6 +36,8 @@ and registering the apps), :mod:`.worker` (serving), :mod:`.scaffold` (``init``)
 
 from __future__ import annotations
 
+# Every public name of the former cli.py stays importable from here (the tests, the launcher
+# and users' scripts import them); ``X as X`` re-exports them without widening ``__all__``.
 from .apps import ROOT_PATH_AUTO as ROOT_PATH_AUTO
 from .apps import Loaded as Loaded
 from .apps import install as install
