@@ -684,8 +684,8 @@ def test_cancelling_one_caller_of_service_does_not_fail_the_others(gen: str) -> 
             cloud.locator.canned["storage"] = slow
             first = asyncio.ensure_future(client.service("storage"))
             second = asyncio.ensure_future(client.service("storage"))
-            await asyncio.sleep(0.01)
-            first.cancel()
+            await until(lambda: "storage" not in cloud.locator.canned, what="the resolve at the locator")
+            first.cancel()  # well before the answer: the locator holds it back 50 ms
             svc = await second
             assert first.cancelled() and svc.connected
             assert await client.service("storage") is svc
