@@ -109,8 +109,9 @@ def test_crashed_workers_are_restarted_with_backoff(gen: str, runtime_dir: str) 
                 gaps.append(replacement.spawned_at - died)
                 slave = replacement
             assert gaps[0] < 0.3, gaps  # the first replacement is immediate
-            assert 0.3 <= gaps[1] < 0.75, gaps  # then backoff_base
-            assert 0.65 <= gaps[2] < 1.5, gaps  # then twice that
+            # then it waits out the policy's backoff (its values: test_restart_policy_backoff)
+            assert gaps[1] >= 0.3, gaps  # backoff_base
+            assert gaps[2] >= 0.65, gaps  # twice that
             assert engine.policy.restarts == 3 and engine.spawns == 4
             # only the last `history` dead workers and crash logs are kept
             assert len(engine.crashlogs) == 2 and dead_kept(engine) == 2
