@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -72,9 +73,18 @@ class Served:
         env: dict[str, str] | None = None,
         app_dir: str = ROOT,
         workers: int = 1,
-        locator: str = "127.0.0.1:10053",
+        locator: str | None = None,
     ) -> None:
         self.target = target
+        # Nothing here runs a locator: by default the worker is told a loopback port
+        # we hold bound but never listen on, so a service call from an app is refused
+        # at once, never answered by a runtime that a parallel run (or the machine)
+        # has on the default 10053.
+        self._no_locator: socket.socket | None = None
+        if locator is None:
+            self._no_locator = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._no_locator.bind(("127.0.0.1", 0))
+            locator = f"127.0.0.1:{self._no_locator.getsockname()[1]}"
         self.generation = Generation.parse(generation)
         self.lt = LoopThread()
         self.tmp = tempfile.mkdtemp(prefix="chs-")
@@ -135,6 +145,8 @@ class Served:
         finally:
             self.lt.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self._no_locator is not None:
+                self._no_locator.close()
 
 
 def raw_envelope(obj: Any) -> bytes:

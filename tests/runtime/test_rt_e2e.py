@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
+from helpers.waiting import until
 from rt_helpers import RawPeer, alive, run, tcp
 
 from cocaine_http.protocol.wire import packb
@@ -238,7 +239,7 @@ def test_client_disconnect_frees_everything() -> None:
             # (1) gone while waiting for the reply: the worker finishes, its output is dropped
             reader, writer = await tcp(rt.front.port)
             writer.write(b"GET /slow?s=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await asyncio.sleep(0.1)
+            await until(lambda: rt.front.requests == 1, what="the request in hand")
             writer.close()
             # (2) gone during an endless response: the stream is read and dropped
             reader, writer = await tcp(rt.front.port)
@@ -248,13 +249,12 @@ def test_client_disconnect_frees_everything() -> None:
             # (3) gone in the middle of the request body: nothing was enqueued
             reader, writer = await tcp(rt.front.port)
             writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-            await asyncio.sleep(0.05)
+            await until(lambda: any(c.body_seen == 3 for c in rt.front.connections), what="the body begun")
             writer.close()
-            for _ in range(100):
-                if not rt.front.connections and sum(s.load for s in pool.slaves.values()) <= 1:
-                    break
-                await asyncio.sleep(0.02)
-            assert not rt.front.connections
+            await until(
+                lambda: not rt.front.connections and sum(s.load for s in pool.slaves.values()) <= 1,
+                what="the connections gone",
+            )
             # only the endless session is still running in the worker
             assert sum(s.load for s in pool.slaves.values()) == 1
             async with httpx.AsyncClient(base_url=rt.front_url) as client:

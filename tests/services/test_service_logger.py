@@ -9,6 +9,7 @@ import logging
 import pytest
 from cocaine_peers import Cloud, LoggingPeer
 from helpers.oldspec import assert_old_spec
+from helpers.waiting import until
 from svc_util import FAST, all_services, assert_no_leaks, make_client, run
 
 from cocaine_http.protocol.frames import Generation
@@ -62,7 +63,8 @@ def test_verbosity_filtering_sends_no_frames_for_filtered_messages(gen: str) -> 
             assert len(emit_frames(cloud.logging, gen)) == 4  # the debug ones never hit the wire
             assert cloud.logging.verbosity_calls == 1
             assert log.filtered == 2 and log.sent == 4
-            await asyncio.sleep(0.02)  # A: the chokes of emit come back and are discarded
+            # A: the chokes of emit come back and are discarded
+            await until(lambda: all(s.pending == 0 for s in all_services(client)), what="every emit answered")
             assert_no_leaks(*all_services(client))
 
     run(scenario())
@@ -79,7 +81,7 @@ def test_verbosity_per_generation(gen: str, verbosity: int, expected: list[str])
             for name in ("debug", "info", "warning", "error"):
                 getattr(log, name)(name)
             await log.flush()
-            await asyncio.sleep(0.02)
+            await log.call("verbosity")  # a round trip on the same connection: every emit before it is in
             assert [e[2].decode() for e in cloud.logging.emits] == expected
             assert len(emit_frames(cloud.logging, gen)) == len(expected)
 
@@ -184,7 +186,8 @@ def test_falls_back_to_stderr_and_says_so_once(gen: str) -> None:
             assert log.to_stderr == 3
             # the service comes back: messages go there again (after the retry delay)
             await cloud.logging.start(port)
-            await asyncio.sleep(0.1)
+            loop = asyncio.get_running_loop()
+            await until(lambda: loop.time() >= log._retry_at, what="the retry delay over")
             log.info("four")
             await log.flush()
             emits = await cloud.logging.wait_emits(1)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import sys
 
 import pytest
+from helpers.waiting import until
 from svc_util import FAST, all_services, assert_no_leaks, protocol_of, run
 
 from cocaine_http.errors import ServiceError, ServiceNotFoundError
@@ -57,7 +57,7 @@ def test_storage_logging_node_against_the_local_runtime(gen: str) -> None:
             log.info("hello %s", "runtime", request=7)
             log.error("bad")
             await log.flush()
-            await asyncio.sleep(0.1)
+            await until(lambda: "rt-test: bad" in out.getvalue(), what="the runtime printed the messages")
             text = out.getvalue()
             assert "rt-test: hello runtime" in text and "rt-test: bad" in text
             assert "not shown" not in text and log.filtered == 1
@@ -95,9 +95,8 @@ def test_enqueue_to_a_worker_that_is_itself_a_client(gen: str) -> None:
                 # which Worker.serve registered (the app does nothing for it)
                 replies = await app.call("store_sync", b"sync!")
                 assert replies == [b"sync!", b"async,sync", b"worker loop"]
-                await asyncio.sleep(0.2)
                 source = "app/clientapp" if gen == "A" else "clientapp"  # the default log source
-                assert f"{source}: stored 9 bytes" in out.getvalue()
+                await until(lambda: f"{source}: stored 9 bytes" in out.getvalue(), what="the log line")
                 assert_no_leaks(*all_services(client))
 
     run(scenario(), 40)

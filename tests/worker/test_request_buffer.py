@@ -19,10 +19,13 @@ def make(flow: InboundFlow | None = None) -> Request:
 
 
 def test_a_request_sets_every_field_of_its_buffer() -> None:
-    request = make()
+    flow = InboundFlow(lambda: None, lambda: None, session_high=100, high=250, low=50)
+    request = make(flow)
     try:
+        fresh = ChunkBuffer(request._loop, flow)  # what ChunkBuffer.__init__ would have set
         for name in ChunkBuffer.__slots__:
-            getattr(request, name)  # AttributeError if Request.__init__ missed one
+            # AttributeError if Request.__init__ missed one; a wrong start value fails the compare
+            assert getattr(request, name) == getattr(fresh, name), name
     finally:
         request._loop.close()
 

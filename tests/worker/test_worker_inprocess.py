@@ -201,7 +201,8 @@ def test_inbound_buffering_pauses_reading_at_the_session_mark(gen: str, runtime_
         inv = await engine.open("lazy")
         writer = asyncio.ensure_future(_send(inv, 4 * MiB, 32 * KiB))
         await until(lambda: flow.paused, what="reading paused")
-        await asyncio.sleep(0.1)
+        # the socket is full: the worker has read all it was going to read
+        await until(lambda: slave.channel.write_buffer_size > 0, what="the engine held back by the socket")
         # the handler reads nothing: reading paused once the session passed its mark
         assert flow.paused and flow.pauses >= 1
         assert 256 * KiB < flow.total <= 256 * KiB + 256 * KiB + 64 * KiB  # mark + one socket read + a frame
@@ -239,7 +240,8 @@ def test_inbound_buffering_pauses_at_the_connection_mark(gen: str, runtime_dir: 
         invs = [await engine.open("lazy") for _ in range(20)]
         writers = [asyncio.ensure_future(_send(inv, 200 * KiB, 20 * KiB)) for inv in invs]
         await until(lambda: flow.paused, what="reading paused")
-        await asyncio.sleep(0.1)
+        # the socket is full: the worker has read all it was going to read
+        await until(lambda: slave.channel.write_buffer_size > 0, what="the engine held back by the socket")
         assert flow.paused
         assert MiB < flow.total <= MiB + 512 * KiB  # every session under its own mark, the total over
         gate.set()
@@ -285,9 +287,9 @@ def test_writes_wait_for_a_slow_runtime(gen: str, runtime_dir: str, style: str) 
         slave.channel.pause_reading()  # the runtime stops reading the worker
         inv = await engine.open("flood")
         await inv.close()
-        await asyncio.sleep(0.4)
         channel = worker._channel
         assert channel is not None
+        await until(lambda: channel.write_buffer_size >= 256 * KiB, what="the producer at the mark")
         # the producer is held: socket buffers + our high-water mark + the sync budget, not 10 MiB
         assert len(progress) < 80, len(progress)
         assert channel.write_buffer_size <= 256 * KiB + 2 * 64 * KiB + 256 * KiB
@@ -323,7 +325,9 @@ def test_a_runtime_error_on_a_session_reaches_the_reader(gen: str, runtime_dir: 
         else:  # the runtime's error ends the channel for both sides: the slot is free at once
             assert inv.finished.done() and inv.error == ((0x51FF, 3), "request timed out")
             assert slave.load == 0 and slave.side is not None and not slave.side.is_open(inv.session or 0)
-            await asyncio.sleep(0.2)
+            await until(lambda: len(got) == 2, what="the handler saw the error")
+            # a round trip on the same connection: anything sent on the failed channel came before it
+            assert (await engine.invoke("reader", [])).closed
             assert inv._buffered == 0  # nothing at all sent back
         assert got == (
             [(None, 3, "request timed out"), False]

@@ -22,13 +22,16 @@ def test_terminate_lets_in_flight_sessions_finish_then_replies_and_exits_0(
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             [slave] = await engine.start(1)
-            slow = [asyncio.ensure_future(engine.invoke(e, [b"0.4"])) for e in ("slow", "slow_sync", "slow")]
-            await asyncio.sleep(0.1)
+            slow = [await engine.open(e) for e in ("slow", "slow_sync", "slow")]
+            for inv in slow:  # sent whole before the terminate, on the same connection
+                await inv.write(b"0.4")
+                await inv.close()
             t0 = time.monotonic()
             code = await engine.terminate(slave, 1, "slave is idle")
             assert code == 0
-            assert 0.25 < time.monotonic() - t0 < 3.0
-            for reply in await asyncio.gather(*slow):
+            assert all(inv.finished.done() for inv in slow)  # it waited for the sessions in flight
+            assert time.monotonic() - t0 < 3.0  # and no longer: the grace period is 4 s
+            for reply in [await inv.reply(1) for inv in slow]:
                 assert reply.data == b"done after 0.4" and reply.error is None and reply.closed
             assert slave.terminate_reply == (1, "slave is idle")  # the runtime's words echoed
             assert events(slave) == [
@@ -75,8 +78,11 @@ def test_sigterm_drains_replies_terminate_and_refuses_new_work(gen: str, runtime
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
             [slave] = await engine.start(1)
-            slow = asyncio.ensure_future(engine.invoke("slow", [b"0.5"]))
-            await asyncio.sleep(0.1)
+            slow = await engine.open("slow")
+            await slow.write(b"0.5")
+            await slow.close()
+            # a round trip on the same connection: the worker has the slow session
+            assert (await engine.invoke("echo", [b"x"])).data == b"x"
             slave.send_signal(signal.SIGTERM)
             await until(
                 lambda: "EVENT terminate 1 worker shut down" in events(slave), what="the terminate event"
@@ -84,7 +90,7 @@ def test_sigterm_drains_replies_terminate_and_refuses_new_work(gen: str, runtime
             # the runtime does not know yet: it still sends work, which is refused
             refused = await engine.invoke("echo", [b"late"])
             assert refused.error == (REFUSED[gen], "the worker is shutting down")
-            assert (await slow).data == b"done after 0.5"
+            assert (await slow.reply(5)).data == b"done after 0.5"
             assert await slave.wait(5) == 0
             assert slave.terminate_reply == (1, "worker shut down")
             assert "EVENT terminate 1 worker shut down" in events(slave)
@@ -110,12 +116,12 @@ def test_a_runtime_that_stops_answering_heartbeats_is_left(gen: str, runtime_dir
     async def body() -> None:
         async with make_engine(gen, runtime_dir, env=env) as engine:
             [slave] = await engine.start(1)
-            await asyncio.sleep(0.25)  # a few heartbeats answered: the disown timer is armed
-            assert slave.heartbeats >= 2
+            # a few heartbeats answered: the disown timer is armed
+            await until(lambda: slave.heartbeats >= 2, what="two heartbeats")
             slave.answer_heartbeats = False
             t0 = time.monotonic()
             assert await slave.wait(5) == 3
-            assert 0.4 < time.monotonic() - t0 < 2.0
+            assert time.monotonic() - t0 > 0.4  # not before the disown timeout (0.6 s from the last answer)
             assert "EVENT disown" in events(slave)
             assert not any("Traceback" in line for line in slave.lines())
 
@@ -128,11 +134,12 @@ def test_heartbeats_flow_at_the_configured_interval(gen: str, runtime_dir: str) 
         async with make_engine(gen, runtime_dir, env=env, heartbeat_timeout=0.5) as engine:
             [slave] = await engine.start(1)
             start = slave.heartbeats
-            # twice the engine's heartbeat timeout: a worker that fell silent would be dead by now
-            await asyncio.sleep(1.0)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await until(lambda: slave.heartbeats - start >= 10, what="ten heartbeats")
+            assert loop.time() - t0 >= 0.8  # not faster than every 0.1 s (less the first one's phase)
+            # longer than the engine's heartbeat timeout: a worker that fell silent would be dead by now
             assert slave.state.value == "active"
-            # about 10 at 0.1 s; generous bounds, as a loaded machine delays timers
-            assert 5 <= slave.heartbeats - start <= 13
 
     run(body())
 

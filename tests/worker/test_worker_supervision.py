@@ -32,7 +32,8 @@ def test_b_runtime_error_frees_the_slot(runtime_dir: str) -> None:
             await first.write(b"a")
             assert await first.read() == b"a"
             queued = await engine.open("echo")  # concurrency 1: waits for the first one's slot
-            await asyncio.sleep(0.05)
+            await first.write(b"b")  # a round trip: a dispatch scheduled on the loop would have run
+            assert await first.read() == b"b"
             assert queued.slave is None and len(engine.queue) == 1
             await first.send_error((0x51FF, 3), "request timed out")
             # the worker sends nothing more on that channel, so the engine does not wait for it
@@ -108,8 +109,9 @@ def test_crashed_workers_are_restarted_with_backoff(gen: str, runtime_dir: str) 
                 gaps.append(replacement.spawned_at - died)
                 slave = replacement
             assert gaps[0] < 0.3, gaps  # the first replacement is immediate
-            assert 0.3 <= gaps[1] < 0.75, gaps  # then backoff_base
-            assert 0.65 <= gaps[2] < 1.5, gaps  # then twice that
+            # then it waits out the policy's backoff (its values: test_restart_policy_backoff)
+            assert gaps[1] >= 0.3, gaps  # backoff_base
+            assert gaps[2] >= 0.65, gaps  # twice that
             assert engine.policy.restarts == 3 and engine.spawns == 4
             # only the last `history` dead workers and crash logs are kept
             assert len(engine.crashlogs) == 2 and dead_kept(engine) == 2
@@ -135,7 +137,7 @@ def test_worker_that_exits_at_once_is_given_up_on(gen: str, runtime_dir: str) ->
             assert engine.spawns == 3 and engine.policy.start_failures == 3
             assert elapsed >= 0.29
             assert len(engine.crashlogs) == 2 and dead_kept(engine) == 2 and not engine.queue
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # past the next backoff (0.4 s): a respawn timer would have fired
             assert engine.spawns == 3  # nothing waits, nothing is spawned: no tight loop
             # a new event costs one more (backed-off) start, and fails with it
             assert (await engine.invoke("echo", [b"x"], timeout=10)).error == expected
@@ -197,8 +199,7 @@ def test_idle_workers_get_the_runtimes_terminate(gen: str, runtime_dir: str) -> 
             assert slave.state is SlaveState.ACTIVE
             assert await slave.wait(5) == 0
             assert slave.terminate_sent == (1 if gen == "A" else 13, "slave is idle")
-            await asyncio.sleep(0.1)
-            assert not [s for s in engine.slaves.values() if s.alive]  # a retired worker is not restarted
+            assert engine.live_count() == 0  # a retired worker is not restarted, nor on its way
             assert engine.policy.restarts == 0 and not engine.crashlogs
 
     run(body())
@@ -208,7 +209,7 @@ def test_idle_timeout_zero_never_terminates(runtime_dir: str) -> None:
     async def body() -> None:
         async with make_engine("B", runtime_dir, idle_timeout=0.0) as engine:
             [slave] = await engine.start(1)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # nothing to wait for: no terminate may come (a 0 s timer would fire)
             assert slave.state is SlaveState.ACTIVE and slave.terminate_sent is None
 
     run(body())
