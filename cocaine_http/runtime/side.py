@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..errors import (
     ChannelClosedError,
@@ -46,11 +46,14 @@ from ..protocol.worker import (
 __all__ = [
     "A_RESOURCE",
     "B_OVERSEER",
+    "B_REQUEST_TIMEOUT",
     "B_SLAVE",
+    "CLIENT_GONE_B",
     "Handshake",
     "HeaderFlavour",
     "LateFrame",
     "RuntimeSide",
+    "refusal",
 ]
 
 #: The 0.12.3.x runtime's headers: static indices 80, 81, 82 forced to 8-byte uints (§3.11).
@@ -61,6 +64,18 @@ _TRACING = frozenset((b"trace_id", b"span_id", b"parent_id"))
 A_RESOURCE = 2
 B_OVERSEER = ErrorCategory.OVERSEER.value
 B_SLAVE = ErrorCategory.SLAVE.value
+#: B error sent to a worker whose client went away: system category, ECONNABORTED.
+CLIENT_GONE_B = (0x01, 103)
+#: B error for an invocation over its request-timeout: node category, 3 "timeout" (PROTOCOL.md §3.8).
+B_REQUEST_TIMEOUT = (0x51FF, 3)
+
+
+def refusal(generation: Generation, what: str, *, queue_full: bool = False) -> tuple[Any, str]:
+    """The runtime's error for an event it will not run: A ``(2, what)``
+    (resource_error), B ``((0x52FF, 1 | 2), what)`` (overseer: queue full | other)."""
+    if generation is Generation.A:
+        return (A_RESOURCE, what)
+    return ((B_OVERSEER, 1 if queue_full else 2), what)
 
 
 class HeaderFlavour(str, enum.Enum):
@@ -135,7 +150,8 @@ class RuntimeSide:
             return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
         if s not in self.sessions and not a and B_CONTROL_CHANNEL < s <= self._max_channel:
             return Ignored(s, LateFrame(f"{msg.label} on channel {s}, which has ended"))
-        return stream_event(self.sessions, s, msg, f.args)
+        # stream_event is typed as returning any worker event; it makes session ones only.
+        return cast("Chunk | Choke | Error | Ignored", stream_event(self.sessions, s, msg, f.args))
 
     def _terminate(self, args: list[Any]) -> Terminate:
         return terminate_event(args, default_code=0)
