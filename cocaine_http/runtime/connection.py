@@ -20,12 +20,11 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from ..aio.channel import Channel
 from ..aio.flow import InboundFlow
 from ..protocol.frames import Frame, Generation
-from ..protocol.worker import Choke, Chunk, Error, Heartbeat, Ignored, Terminate
+from ..protocol.worker import Choke, Chunk, Error, Event, Heartbeat, Ignored, Terminate
 from .side import Handshake, HeaderFlavour, LateFrame, RuntimeSide
 from .slave import Slave, SlaveState
 from .supervision import Supervisor
@@ -65,7 +64,7 @@ class WorkerConnection:
     def on_frame(self, frame: Frame) -> None:
         event = self.side.receive(frame)
         if self.slave is None:
-            if type(event) is not Handshake:
+            if not isinstance(event, Handshake):
                 log.warning("dropping a worker connection: %s", getattr(event, "error", event))
                 self.channel.close()
                 return
@@ -95,15 +94,14 @@ class WorkerConnection:
             slave.state = SlaveState.HANDSHAKEN  # A: on the first heartbeat (§2.4.2)
         return slave
 
-    def _route(self, slave: Slave, event: Any) -> None:
-        kind = type(event)
-        if kind is Chunk or kind is Choke or kind is Error:
+    def _route(self, slave: Slave, event: Handshake | Event) -> None:
+        if isinstance(event, (Chunk, Choke, Error)):
             slave.handle(event)
-        elif kind is Heartbeat:
+        elif isinstance(event, Heartbeat):
             if slave.answer_heartbeats:
                 self.channel.send(0, self.side.heartbeat())  # echoed at once (§2.4.3, §3.3)
             self.supervisor.heartbeat(slave)
-        elif kind is Terminate:
+        elif isinstance(event, Terminate):
             slave.terminate_reply = (event.code, event.reason)
             if not slave.replied.done():
                 slave.replied.set_result(None)
@@ -114,7 +112,7 @@ class WorkerConnection:
                 slave.terminated_by_engine = True
                 slave.fail_sessions(self.supervisor.error(event.reason or "worker terminated"))
                 slave.send_signal(signal.SIGTERM)
-        elif kind is Ignored:
+        elif isinstance(event, Ignored):
             level = logging.DEBUG if isinstance(event.error, LateFrame) else logging.WARNING
             log.log(level, "worker %s: dropped a message: %s", slave.uuid, event.error)
 

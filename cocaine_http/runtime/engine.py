@@ -455,7 +455,7 @@ class Engine:
         """Give queued events to the least-loaded active workers below ``concurrency``;
         with ``autospawn``, start a worker (one at a time) while events still wait."""
         while self.queue:
-            candidates = [s for s in self.active_slaves() if s.load < self.concurrency]
+            candidates = [s for s in self.supervisor.active() if s.load < self.concurrency]
             if not candidates:
                 break
             inv = self.queue.popleft()

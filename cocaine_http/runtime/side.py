@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from ..errors import (
     ChannelClosedError,
@@ -33,9 +33,7 @@ from ..protocol.wire import as_text, packb
 from ..protocol.worker import (
     A_SESSION_MESSAGES,
     B_SESSION_MESSAGES,
-    Choke,
-    Chunk,
-    Error,
+    Event,
     Heartbeat,
     Ignored,
     Terminate,
@@ -117,7 +115,10 @@ class RuntimeSide:
             self._h = packb(tracing_headers())
 
     # -- inbound ---------------------------------------------------------------
-    def receive(self, f: Frame) -> Handshake | Heartbeat | Terminate | Chunk | Choke | Error | Ignored:
+    def receive(self, f: Frame) -> Handshake | Event:
+        """The worker's next message as an event: the handshake, a control message, or a
+        session's chunk, choke or error (:func:`~cocaine_http.protocol.worker.stream_event`),
+        or :class:`Ignored` with the reason."""
         a = self.generation is Generation.A
         if not a:
             with contextlib.suppress(FrameFormatError):  # headers are informational
@@ -150,8 +151,7 @@ class RuntimeSide:
             return Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}"))
         if s not in self.sessions and not a and B_CONTROL_CHANNEL < s <= self._max_channel:
             return Ignored(s, LateFrame(f"{msg.label} on channel {s}, which has ended"))
-        # stream_event is typed as returning any worker event; it makes session ones only.
-        return cast("Chunk | Choke | Error | Ignored", stream_event(self.sessions, s, msg, f.args))
+        return stream_event(self.sessions, s, msg, f.args)
 
     def _terminate(self, args: list[Any]) -> Terminate:
         return terminate_event(args, default_code=0)
