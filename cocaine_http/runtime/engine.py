@@ -24,8 +24,10 @@ This module is the app-level coordination: who runs, who gets which event,
 and the queue. The rest has its own module: :mod:`.side` (the sans-IO
 protocol of one connection), :mod:`.connection` (its IO), :mod:`.slave` (one
 worker: process, output, sessions), :mod:`.invocation` (one event),
-:mod:`.supervision` (deadlines, deaths, backoff, idle) and :mod:`.pool` (the
-local runtime's additions: tags, ``info()``).
+:mod:`.supervision` (the registry of workers, deadlines, deaths, backoff,
+idle) and :mod:`.pool` (the local runtime's additions: tags, ``info()``).
+None of them imports this one: slaves and invocations are given callables,
+connections the supervisor, which sees the engine as a :class:`~.supervision.Dispatcher`.
 """
 
 from __future__ import annotations
@@ -34,20 +36,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import sys
 import uuid as uuid_mod
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..config import runtime_argv
-from ..errors import CallTimeoutError, CocaineError
 from ..protocol.endpoints import format_endpoint, parse_locators
 from ..protocol.frames import Generation
-from .connection import WorkerConnection
+from .connection import Listener, WorkerConnection
 from .invocation import Invocation, Reply
-from .side import A_RESOURCE, B_OVERSEER, Handshake, HeaderFlavour, RuntimeSide
+from .side import B_REQUEST_TIMEOUT, CLIENT_GONE_B, Handshake, HeaderFlavour, RuntimeSide, refusal
 from .slave import Slave, SlaveState
 from .supervision import RestartPolicy, Supervisor
 
@@ -66,10 +65,6 @@ __all__ = [
 log = logging.getLogger("cocaine_http.runtime.engine")
 
 MiB = 1 << 20
-#: B error sent to a worker whose client went away: system category, ECONNABORTED.
-CLIENT_GONE_B = (0x01, 103)
-#: B error for an invocation over its request-timeout: node category, 3 "timeout" (PROTOCOL.md §3.8).
-B_REQUEST_TIMEOUT = (0x51FF, 3)
 
 
 class Engine:
@@ -122,20 +117,15 @@ class Engine:
         self.generation = Generation.parse(generation)
         b = self.generation is Generation.B
         self.runtime_dir = runtime_dir
-        if isinstance(locator, str):
-            self.locator = locator
-        else:
-            self.locator = ",".join(locator) if b else locator[0]
+        self.locator = locator if isinstance(locator, str) else (",".join(locator) if b else locator[0])
         if b:  # B passes every locator endpoint, formatted as boost does
             self.locator = ",".join(format_endpoint(ep) for ep in parse_locators(self.locator))
         self.pool_limit = pool_limit
         self.concurrency = concurrency
         self.queue_limit = queue_limit
-        self.heartbeat_timeout = heartbeat_timeout
         #: A: first heartbeat within startup-timeout (10 s); B: handshake within handshake-timeout
         #: (5 s). Either keyword sets it.
         activation = startup_timeout if startup_timeout is not None else handshake_timeout
-        self.startup_timeout = activation if activation is not None else (5.0 if b else 10.0)
         #: A: termination-timeout (5 s); B: terminate-timeout (10 s).
         self.termination_timeout = (
             termination_timeout if termination_timeout is not None else (10.0 if b else 5.0)
@@ -149,34 +139,63 @@ class Engine:
         self.restart = restart
         #: Start a worker (one at a time, up to ``pool_limit``) while events wait.
         self.autospawn = autospawn
-        #: Terminate a worker without sessions for this many seconds; 0 = never.
-        self.idle_timeout = idle_timeout
         #: B: an invocation not over this long after it reached a worker gets an error on
         #: both sides (the profile's request-timeout, 86400 s; a caller's ``request_timeout``
         #: header wins). ``None``: only the header's.
         self.request_timeout = request_timeout
-        self.policy = RestartPolicy(backoff_base, backoff_max, crash_window, max_start_failures)
-        #: How many dead workers (in :attr:`slaves`) and crash logs are kept.
-        self.history = history
         self.crashlog_limit = crashlog_limit
         self.answer_heartbeats = answer_heartbeats
         self.reply_high_water = reply_high_water
         self.write_high_water = write_high_water
         self.output = output
         self.endpoint = os.path.join(runtime_dir, f"{app}.{os.getpid()}")
-        #: Live workers, and the last ``history`` dead ones.
-        self.slaves: dict[str, Slave] = {}
+        self.listener = Listener(self.endpoint, self._connection)
         self.queue: deque[Invocation] = deque()
-        #: ``(uuid, [(stream, line), ...])`` of the last ``history`` unexpected deaths.
-        self.crashlogs: deque[tuple[str, list[tuple[str, str]]]] = deque(maxlen=history)
         #: Processes started, ever.
         self.spawns = 0
         self._pending_spawns = 0
         self._next_session = 1  # A: one counter per engine, shared by its slaves (§2.3)
-        self._server: asyncio.AbstractServer | None = None
         self._running = False
         self._tasks: set[asyncio.Future[Any]] = set()
-        self.supervisor = Supervisor(self)
+        self.supervisor = Supervisor(
+            self,
+            RestartPolicy(backoff_base, backoff_max, crash_window, max_start_failures),
+            app=app,
+            generation=self.generation,
+            startup_timeout=activation if activation is not None else (5.0 if b else 10.0),
+            heartbeat_timeout=heartbeat_timeout,
+            idle_timeout=idle_timeout,
+            history=history,
+        )
+
+    # -- the supervisor's registry, records and knobs (see there), read here --------
+    @property
+    def slaves(self) -> dict[str, Slave]:
+        return self.supervisor.slaves
+
+    @property
+    def crashlogs(self) -> deque[tuple[str, list[tuple[str, str]]]]:
+        return self.supervisor.crashlogs
+
+    @property
+    def policy(self) -> RestartPolicy:
+        return self.supervisor.policy
+
+    @property
+    def startup_timeout(self) -> float:
+        return self.supervisor.startup_timeout
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        return self.supervisor.heartbeat_timeout
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.supervisor.idle_timeout
+
+    @property
+    def history(self) -> int:
+        return self.supervisor.history
 
     # -- lifecycle --------------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -193,17 +212,19 @@ class Engine:
 
     async def listen(self) -> None:
         """Listen on the app socket (removing a stale one)."""
-        if self._server is not None:
+        if self.listener.listening:
             return
-        os.makedirs(self.runtime_dir, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.endpoint)
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(
-            lambda: WorkerConnection.protocol_factory(self), self.endpoint
-        )
+        await self.listener.open()
         self._running = True
         self.supervisor.start()
+
+    def _connection(self) -> WorkerConnection:
+        return WorkerConnection(
+            self.supervisor,
+            headers=self.headers,
+            write_high_water=self.write_high_water,
+            reply_high_water=self.reply_high_water,
+        )
 
     async def start(self, workers: int = 1, *, timeout: float = 10.0) -> list[Slave]:
         """Listen, spawn *workers* and wait until they are active."""
@@ -220,29 +241,12 @@ class Engine:
         for inv in list(self.queue):
             self.withdraw(inv, self.refusal("engine is shutting down"))
         live = [s for s in self.slaves.values() if s.alive]
-        await asyncio.gather(
-            *(self.terminate(s, 1, "the engine is shutting down") for s in live), return_exceptions=True
-        )
+        await asyncio.gather(*(self.terminate(s) for s in live), return_exceptions=True)
         for task in list(self._tasks):  # pending spawns and restarts included
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for slave in list(self.slaves.values()):
-            if slave.timer is not None:
-                slave.timer.cancel()
-            if slave.process is not None and slave.process.returncode is None:
-                slave.terminated_by_engine = True
-                slave.send_signal(signal.SIGKILL)
-                with contextlib.suppress(Exception):
-                    await slave.process.wait()
-        await self.supervisor.stop_watching()
-        for slave in list(self.slaves.values()):
-            if slave.process is not None:
-                self.supervisor.dead(slave)  # a no-op for those already reaped
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.endpoint)
+        await self.supervisor.reap()
+        self.listener.close()
 
     # -- workers ------------------------------------------------------------------
     def argv(self, uuid: str) -> list[str]:
@@ -308,34 +312,30 @@ class Engine:
         if uuid in self.slaves and self.slaves[uuid].alive:
             raise ValueError(f"a worker with uuid {uuid!r} already exists")
         out = self.output
-        slave = Slave(self, uuid, None if out is None else lambda stream, line: out(uuid, stream, line))
-        self.slaves.pop(uuid, None)  # a dead namesake (a tag reused) goes to the end
-        self.slaves[uuid] = slave
-        self.supervisor.expecting(slave)
+        slave = Slave(
+            uuid,
+            None if out is None else lambda stream, line: out(uuid, stream, line),
+            slot_freed=self.pump,
+            crashlog_limit=self.crashlog_limit,
+            answer_heartbeats=self.answer_heartbeats,
+        )
+        self.supervisor.expecting(slave)  # a dead namesake (a tag reused) goes to the end
         return slave
 
     async def wait_active(self, n: int = 1, timeout: float = 10.0) -> list[Slave]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            active = self.active_slaves()
-            if len(active) >= n:
-                return active
-            if loop.time() > deadline:
-                raise CallTimeoutError(f"{len(active)} of {n} workers active after {timeout} s")
-            await asyncio.sleep(0.01)
+        """Wait until *n* workers are active (:class:`CallTimeoutError` after *timeout*)."""
+        return await self.supervisor.wait_active(n, timeout)
 
     def active_slaves(self) -> list[Slave]:
-        return [s for s in self.slaves.values() if s.state is SlaveState.ACTIVE]
+        return self.supervisor.active()
 
     def live_count(self) -> int:
         """Workers alive or on their way (spawns waiting out a backoff included)."""
-        return sum(1 for s in self.slaves.values() if s.alive) + self._pending_spawns
+        return self.supervisor.count_alive() + self._pending_spawns
 
     def starting_count(self) -> int:
         """Workers not active yet (spawns waiting out a backoff included)."""
-        starting = (SlaveState.SPAWNED, SlaveState.HANDSHAKEN)
-        return sum(1 for s in self.slaves.values() if s.state in starting) + self._pending_spawns
+        return self.supervisor.count_starting() + self._pending_spawns
 
     async def terminate(
         self, slave: Slave, code: int = 1, reason: str = "the engine is shutting down"
@@ -346,13 +346,16 @@ class Engine:
             code, reason, termination_timeout=self.termination_timeout, kill_timeout=self.kill_timeout
         )
 
+    def retire(self, slave: Slave, code: int, reason: str) -> None:
+        """:meth:`terminate` *slave* in the background (the supervisor's idle terminate)."""
+        self.background(self.terminate(slave, code, reason))
+
     def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         """Run *coro* as the engine's task: errors are logged, :meth:`stop` cancels it."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
-
 
     def _task_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
@@ -371,7 +374,7 @@ class Engine:
         returns at once. Write the request, then iterate the reply. A refused event
         comes back finished, with the runtime's words in ``error``. B sends *headers*
         (a caller's) with the invoke."""
-        inv = Invocation(self, event, headers)
+        inv = Invocation(event, headers, generation=self.generation, withdraw=self.withdraw)
         if self.generation is Generation.A:
             inv.a_session = self._next_session  # taken even if refused (§2.3)
             self._next_session += 1
@@ -408,11 +411,8 @@ class Engine:
         return await inv.reply(timeout)
 
     def refusal(self, what: str, *, queue_full: bool = False) -> tuple[Any, str]:
-        """The runtime's error for an event it will not run: A ``(2, what)``
-        (resource_error), B ``((0x52FF, 1 | 2), what)`` (overseer: queue full | other)."""
-        if self.generation is Generation.A:
-            return (A_RESOURCE, what)
-        return ((B_OVERSEER, 1 if queue_full else 2), what)
+        """The runtime's error for an event it will not run (see :func:`.side.refusal`)."""
+        return refusal(self.generation, what, queue_full=queue_full)
 
     def withdraw(self, inv: Invocation, error: tuple[Any, str]) -> None:
         """Take a queued *inv* out of the queue and end it with *error*."""
@@ -420,16 +420,21 @@ class Engine:
             self.queue.remove(inv)
         inv.finish(error, False)
 
+    def fail_waiting(self, message: str) -> None:
+        """The app failed to start (the supervisor gave up): end every queued event."""
+        if self.queue:
+            log.error("%s: %s; failing %d waiting event(s)", self.app, message, len(self.queue))
+        for inv in list(self.queue):
+            self.withdraw(inv, self.refusal(message))
+
     def cancel(self, inv: Invocation, reason: str = "client disconnected") -> None:
         """The client is gone: withdraw a queued event, or tell its worker and drop the rest.
 
-        While the request side is still open the worker is told (B: an error
-        ``[[1, 103], reason]``, ECONNABORTED, which ends the channel and frees
-        the slot at once; A: a choke). Once the request had been closed
-        nothing more may be sent on the session in either generation, so the
-        worker finishes on its own; what it still sends is dropped, and its
-        slot is freed at its choke/close.
-        """
+        While the request is open the worker is told (B: an error ``[[1, 103], reason]``,
+        ECONNABORTED, which ends the channel and frees the slot at once; A: a choke). Once
+        it was closed nothing more may be sent on the session in either generation, so the
+        worker finishes on its own; what it still sends is dropped, and its slot is freed
+        at its choke/close."""
         if inv.finished.done():
             return
         if inv.slave is None:
@@ -441,11 +446,16 @@ class Engine:
         else:
             self.background(inv.send_error(CLIENT_GONE_B, reason))
 
+    def replace_crashed(self) -> None:
+        """An active worker died unexpectedly: with ``restart``, start another."""
+        if self.restart and self._running:
+            self.spawn_soon()
+
     def pump(self) -> None:
         """Give queued events to the least-loaded active workers below ``concurrency``;
         with ``autospawn``, start a worker (one at a time) while events still wait."""
         while self.queue:
-            candidates = [s for s in self.active_slaves() if s.load < self.concurrency]
+            candidates = [s for s in self.supervisor.active() if s.load < self.concurrency]
             if not candidates:
                 break
             inv = self.queue.popleft()
@@ -461,38 +471,22 @@ class Engine:
             self.spawn_soon()
 
     def _assign(self, inv: Invocation, slave: Slave) -> None:
-        side, channel = slave.side, slave.channel
-        assert side is not None and channel is not None
-        session = side.next_channel() if self.generation is Generation.B else inv.a_session
-        assert session is not None
-        slave.sessions[session] = inv
-        loop = asyncio.get_running_loop()
-        slave.last_busy = loop.time()
-        channel.send(session, side.invoke(session, inv.event, inv.headers))
+        session = slave.take(inv, inv.a_session)
         if self.generation is Generation.B:
             timeout = inv.timeout if inv.timeout is not None else self.request_timeout
             if timeout is not None:
-                inv.timer = loop.call_later(timeout, self._request_timed_out, inv, timeout)
+                inv.timer = asyncio.get_running_loop().call_later(
+                    timeout, self._request_timed_out, inv, slave, timeout
+                )
         inv.bind(slave, session)
 
-    def _request_timed_out(self, inv: Invocation, timeout: float) -> None:
-        """B: the invocation ran out of time: an error to the worker and to the caller
-        (PROTOCOL.md §3.3), and the slot is free."""
+    def _request_timed_out(self, inv: Invocation, slave: Slave, timeout: float) -> None:
+        """B: the invocation (on *slave*) ran out of time: an error to the worker and to
+        the caller (PROTOCOL.md §3.3), and the slot is free."""
         inv.timer = None
-        slave, session = inv.slave, inv.session
-        if inv.ended or slave is None or session is None:
+        session = inv.session
+        if inv.ended or session is None:
             return
         error = (B_REQUEST_TIMEOUT, f"the request timed out after {timeout:g} s")
         log.info("%s: %s (channel %d of worker %s)", self.app, error[1], session, slave.uuid)
-        side, channel = slave.side, slave.channel
-        if side is not None and channel is not None and not channel.closed:
-            try:
-                channel.send(session, side.error(session, *error))
-            except CocaineError:  # our side had already closed: nothing may be sent
-                side.sessions.pop(session, None)  # the worker's late frames are dropped
-        slave.release(session, error, False)
-
-
-def default_python_command(script: str) -> list[str]:
-    """``[sys.executable, script]``: a command prefix for a Python worker script."""
-    return [sys.executable, script]
+        slave.abort(session, error)

@@ -9,25 +9,28 @@ worker, what the caller writes is kept and sent on binding.
 The engine drives the reply side through three engine-facing methods:
 :meth:`Invocation.bind`, :meth:`Invocation.deliver` and
 :meth:`Invocation.finish`. Callers use the rest.
+
+An invocation knows the worker it is bound to only as an :class:`Assignee`
+(what it writes through), and the engine only through the ``withdraw``
+callable it is given: so this module imports neither the engine nor the
+worker, which both import it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..aio.flow import ChunkBuffer
+from ..aio.channel import Channel
+from ..aio.flow import ChunkBuffer, InboundFlow
 from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
 from ..protocol.frames import Generation
+from .side import RuntimeSide
 
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .slave import Slave
-
-__all__ = ["HOLD_BEFORE_BIND", "Invocation", "Reply", "request_timeout_header"]
+__all__ = ["HOLD_BEFORE_BIND", "Assignee", "Invocation", "Reply", "request_timeout_header"]
 
 #: Request bytes an invocation keeps while it waits for a worker; a writer
 #: past them waits for the binding (a streamed body is not read ahead).
@@ -41,6 +44,25 @@ def request_timeout_header(headers: list[tuple[bytes, bytes]]) -> float | None:
         if name == b"request_timeout" and len(value) == 8:
             return int.from_bytes(value, "little") / 1000.0
     return None
+
+
+class Assignee(Protocol):
+    """The worker an invocation is bound to, as the invocation uses it (the engine's
+    :class:`~cocaine_http.runtime.slave.Slave`): the connection to write the request
+    on, the flow control of the reply, and how to end the session."""
+
+    @property
+    def channel(self) -> Channel | None: ...
+
+    @property
+    def side(self) -> RuntimeSide | None: ...
+
+    @property
+    def flow(self) -> InboundFlow | None: ...
+
+    def release(self, session: int, error: tuple[Any, str] | None, closed: bool) -> object:
+        """*session* is over: end its invocation and free the worker's slot."""
+        ...
 
 
 @dataclass(slots=True)
@@ -72,17 +94,23 @@ class Invocation(ChunkBuffer):
     """
 
     def __init__(
-        self, engine: Engine, event: str, headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        event: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        generation: Generation,
+        withdraw: Callable[[Invocation, tuple[Any, str]], None],
     ) -> None:
-        self.engine = engine
         self.event = event
+        self.generation = generation
+        self._withdraw = withdraw  # the engine's: out of its queue, ended with an error
         #: B: the caller's headers, sent with the invoke (PROTOCOL.md §3.2.3).
         self.headers = list(headers or [])
         #: B: the caller's ``request_timeout`` header (8-byte little-endian ms), in seconds.
         self.timeout = request_timeout_header(self.headers)
         self.timer: asyncio.TimerHandle | None = None
         self.session: int | None = None
-        self.slave: Slave | None = None
+        self.slave: Assignee | None = None
         self.error: tuple[Any, str] | None = None
         self.closed = False
         self._loop = asyncio.get_running_loop()
@@ -152,8 +180,8 @@ class Invocation(ChunkBuffer):
             return
         self._sent_end = True
         if self.slave is None:
-            if kind == "error" and self.engine.generation is Generation.B:
-                self.engine.withdraw(self, arg)  # never sent anywhere: nothing to tell a worker
+            if kind == "error" and self.generation is Generation.B:
+                self._withdraw(self, arg)  # never sent anywhere: nothing to tell a worker
                 return
             self._outbox.append((kind, arg))
             return
@@ -178,7 +206,7 @@ class Invocation(ChunkBuffer):
             slave.release(self.session, arg, False)  # B: the channel is over for both sides
 
     # -- engine-facing -------------------------------------------------------------
-    def bind(self, slave: Slave, session: int) -> None:
+    def bind(self, slave: Assignee, session: int) -> None:
         """The engine gave this invocation to *slave* as *session*; flush what was written."""
         self.slave = slave
         self.session = session

@@ -33,9 +33,7 @@ from ..protocol.wire import as_text, packb
 from ..protocol.worker import (
     A_SESSION_MESSAGES,
     B_SESSION_MESSAGES,
-    Choke,
-    Chunk,
-    Error,
+    Event,
     Heartbeat,
     Ignored,
     Terminate,
@@ -46,11 +44,14 @@ from ..protocol.worker import (
 __all__ = [
     "A_RESOURCE",
     "B_OVERSEER",
+    "B_REQUEST_TIMEOUT",
     "B_SLAVE",
+    "CLIENT_GONE_B",
     "Handshake",
     "HeaderFlavour",
     "LateFrame",
     "RuntimeSide",
+    "refusal",
 ]
 
 #: The 0.12.3.x runtime's headers: static indices 80, 81, 82 forced to 8-byte uints (§3.11).
@@ -61,6 +62,18 @@ _TRACING = frozenset((b"trace_id", b"span_id", b"parent_id"))
 A_RESOURCE = 2
 B_OVERSEER = ErrorCategory.OVERSEER.value
 B_SLAVE = ErrorCategory.SLAVE.value
+#: B error sent to a worker whose client went away: system category, ECONNABORTED.
+CLIENT_GONE_B = (0x01, 103)
+#: B error for an invocation over its request-timeout: node category, 3 "timeout" (PROTOCOL.md §3.8).
+B_REQUEST_TIMEOUT = (0x51FF, 3)
+
+
+def refusal(generation: Generation, what: str, *, queue_full: bool = False) -> tuple[Any, str]:
+    """The runtime's error for an event it will not run: A ``(2, what)``
+    (resource_error), B ``((0x52FF, 1 | 2), what)`` (overseer: queue full | other)."""
+    if generation is Generation.A:
+        return (A_RESOURCE, what)
+    return ((B_OVERSEER, 1 if queue_full else 2), what)
 
 
 class HeaderFlavour(str, enum.Enum):
@@ -102,7 +115,10 @@ class RuntimeSide:
             self._h = packb(tracing_headers())
 
     # -- inbound ---------------------------------------------------------------
-    def receive(self, f: Frame) -> Handshake | Heartbeat | Terminate | Chunk | Choke | Error | Ignored:
+    def receive(self, f: Frame) -> Handshake | Event:
+        """The worker's next message as an event: the handshake, a control message, or a
+        session's chunk, choke or error (:func:`~cocaine_http.protocol.worker.stream_event`),
+        or :class:`Ignored` with the reason."""
         a = self.generation is Generation.A
         if not a:
             with contextlib.suppress(FrameFormatError):  # headers are informational

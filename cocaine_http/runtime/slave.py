@@ -5,8 +5,9 @@ the crash-log ring, the terminate-then-SIGTERM-then-SIGKILL sequence, the
 frames of its sessions -- lives apart from the engine, which decides *which*
 worker gets what and when workers come and go. A :class:`Slave` is made by
 :meth:`Engine.expect <cocaine_http.runtime.engine.Engine.expect>` (or
-``spawn``); it tells its engine about freed session slots through
-:meth:`Engine.pump <cocaine_http.runtime.engine.Engine.pump>`.
+``spawn``); it tells its engine about freed session slots through the
+``slot_freed`` callable it is given (the engine's ``pump``), and knows
+nothing else of it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ import enum
 import signal
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..aio.channel import Channel
 from ..aio.flow import InboundFlow
+from ..errors import CocaineError
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error
 from .invocation import Invocation
 from .side import RuntimeSide
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 __all__ = ["Slave", "SlaveState"]
 
@@ -44,11 +43,23 @@ class SlaveState(enum.Enum):
 
 
 class Slave:
-    """One worker process (or, with :meth:`Engine.expect`, a worker run elsewhere)."""
+    """One worker process (or, with :meth:`Engine.expect`, a worker run elsewhere).
 
-    def __init__(self, engine: Engine, uuid: str, on_line: Callable[[str, str], None] | None = None) -> None:
-        self.engine = engine
+    ``slot_freed`` is called when sessions end (its engine hands out queued
+    events then); ``on_line(stream, line)`` sees each line the worker prints.
+    """
+
+    def __init__(
+        self,
+        uuid: str,
+        on_line: Callable[[str, str], None] | None = None,
+        *,
+        slot_freed: Callable[[], None],
+        crashlog_limit: int = 50,
+        answer_heartbeats: bool = True,
+    ) -> None:
         self.uuid = uuid
+        self._slot_freed = slot_freed
         self.state = SlaveState.SPAWNED
         self.process: asyncio.subprocess.Process | None = None
         self.channel: Channel | None = None
@@ -56,9 +67,9 @@ class Slave:
         self.flow: InboundFlow | None = None
         self.sessions: dict[int, Invocation] = {}
         #: The crash-log ring: ``(stream, line)``, the last ``crashlog_limit`` lines.
-        self.output: deque[tuple[str, str]] = deque(maxlen=engine.crashlog_limit)
+        self.output: deque[tuple[str, str]] = deque(maxlen=crashlog_limit)
         self.on_line = on_line
-        self.answer_heartbeats = engine.answer_heartbeats
+        self.answer_heartbeats = answer_heartbeats
         self.heartbeats = 0
         self.terminate_sent: tuple[int, str] | None = None
         self.terminate_reply: tuple[int, str] | None = None
@@ -188,7 +199,7 @@ class Slave:
             self.state = SlaveState.TERMINATING
             self.terminate_sent = (code, reason)
             self.channel.send(0, self.side.terminate(code, reason))
-            waits = [self.exited, self.replied, self.disconnected]
+            waits: list[asyncio.Future[Any]] = [self.exited, self.replied, self.disconnected]
             await asyncio.wait(
                 [asyncio.shield(w) for w in waits],
                 timeout=max(0.0, deadline - loop.time()),
@@ -221,8 +232,31 @@ class Slave:
             return None
         inv.finish(error, closed)
         self.last_busy = asyncio.get_running_loop().time()
-        self.engine.pump()
+        self._slot_freed()
         return inv
+
+    def take(self, inv: Invocation, session: int | None) -> int:
+        """Open a session for *inv* (A: *session*, the engine-wide id; B: the next
+        channel) and send the invoke; returns the session."""
+        side, channel = self.side, self.channel
+        assert side is not None and channel is not None
+        session = side.next_channel() if side.generation is Generation.B else session
+        assert session is not None
+        self.sessions[session] = inv
+        self.last_busy = asyncio.get_running_loop().time()
+        channel.send(session, side.invoke(session, inv.event, inv.headers))
+        return session
+
+    def abort(self, session: int, error: tuple[Any, str]) -> None:
+        """The runtime ends *session* with *error* on both sides (B: a request timeout,
+        PROTOCOL.md §3.3): the error to the worker, the end to its invocation."""
+        side, channel = self.side, self.channel
+        if side is not None and channel is not None and not channel.closed:
+            try:
+                channel.send(session, side.error(session, *error))
+            except CocaineError:  # our side had already closed: nothing may be sent
+                side.sessions.pop(session, None)  # the worker's late frames are dropped
+        self.release(session, error, False)
 
     def fail_sessions(self, error: tuple[Any, str]) -> None:
         """End every session with *error* (the worker died, timed out or left)."""
@@ -230,7 +264,7 @@ class Slave:
         for inv in sessions.values():
             inv.finish(error, False)
         if sessions:
-            self.engine.pump()
+            self._slot_freed()
 
     def handle(self, event: Chunk | Choke | Error) -> None:
         """A session frame from the worker."""

@@ -7,33 +7,34 @@ neither dead workers nor their crash logs may pile up.
 
 * :class:`RestartPolicy` (sans-IO: time comes in as a number) says how long
   to wait before the next spawn, and when to give up.
-* :class:`Supervisor` is the engine's watchdog: the activation and
-  heartbeat deadlines of §2.4.2/§3.4.2, the kill, the process watcher, the
-  bookkeeping of a death (restart, give up, crash log, history) and the
-  idle terminate.
+* :class:`Supervisor` is the engine's watchdog: it keeps the registry of
+  workers (live ones and the last ``history`` dead ones) and the crash logs,
+  and runs the activation and heartbeat deadlines of §2.4.2/§3.4.2, the
+  kill, the process watcher, the bookkeeping of a death (restart, give up,
+  crash log, history) and the idle terminate.
 
 The engine (:mod:`.engine`) owns one of each; their knobs are engine
-arguments (docs/worker.md).
+arguments (docs/worker.md). The supervisor sees its engine only as a
+:class:`Dispatcher`: the four things it may ask of it. That keeps what the
+watchdog does to the engine in one place, and this module free of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import CallTimeoutError
 from ..protocol.frames import Generation
 from .side import A_RESOURCE, B_SLAVE
 from .slave import Slave, SlaveState
 
-if TYPE_CHECKING:
-    from .engine import Engine
-
-__all__ = ["RestartPolicy", "Supervisor"]
+__all__ = ["Dispatcher", "RestartPolicy", "Supervisor"]
 
 log = logging.getLogger("cocaine_http.runtime.engine")
 
@@ -86,17 +87,84 @@ class RestartPolicy:
         return float(min(self.backoff_max, self.backoff_base * 2 ** (failures - 1)))
 
 
+class Dispatcher(Protocol):
+    """What a :class:`Supervisor` asks of the engine that hands its workers events."""
+
+    def pump(self) -> None:
+        """A worker became active or died: hand out queued events (and start a worker
+        if events still wait)."""
+
+    def replace_crashed(self) -> None:
+        """An active worker died unexpectedly: start another, if the engine restarts
+        workers and is running (the policy's backoff applies)."""
+
+    def fail_waiting(self, message: str) -> None:
+        """The app failed to start too often: end the events waiting for a worker with
+        *message*, rather than have them wait forever."""
+
+    def retire(self, slave: Slave, code: int, reason: str) -> None:
+        """Terminate *slave* (its terminate, then signals) in the background."""
+
+
 class Supervisor:
     """The watchdog of one engine's workers (see the module docstring)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        policy: RestartPolicy,
+        *,
+        app: str,
+        generation: Generation,
+        startup_timeout: float,
+        heartbeat_timeout: float,
+        idle_timeout: float,
+        history: int,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.policy = policy
+        self.app = app
+        self.generation = generation
+        #: A: first heartbeat within startup-timeout; B: handshake within handshake-timeout.
+        self.startup_timeout = startup_timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        #: Terminate a worker without sessions for this many seconds; 0 = never.
+        self.idle_timeout = idle_timeout
+        #: How many dead workers (in :attr:`slaves`) and crash logs are kept.
+        self.history = history
+        #: Live workers, and the last ``history`` dead ones.
+        self.slaves: dict[str, Slave] = {}
+        #: ``(uuid, [(stream, line), ...])`` of the last ``history`` unexpected deaths.
+        self.crashlogs: deque[tuple[str, list[tuple[str, str]]]] = deque(maxlen=history)
         self._watchers: set[asyncio.Task[None]] = set()
         self._idle: asyncio.Task[None] | None = None
 
+    # -- the registry --------------------------------------------------------------------
+    def active(self) -> list[Slave]:
+        return [s for s in self.slaves.values() if s.state is SlaveState.ACTIVE]
+
+    def count_alive(self) -> int:
+        return sum(1 for s in self.slaves.values() if s.alive)
+
+    def count_starting(self) -> int:
+        starting = (SlaveState.SPAWNED, SlaveState.HANDSHAKEN)
+        return sum(1 for s in self.slaves.values() if s.state in starting)
+
+    async def wait_active(self, n: int, timeout: float) -> list[Slave]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            active = self.active()
+            if len(active) >= n:
+                return active
+            if loop.time() > deadline:
+                raise CallTimeoutError(f"{len(active)} of {n} workers active after {timeout} s")
+            await asyncio.sleep(0.01)
+
+    # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Start the idle watcher (when ``idle_timeout`` is set)."""
-        if self.engine.idle_timeout > 0 and self._idle is None:
+        if self.idle_timeout > 0 and self._idle is None:
             self._idle = asyncio.get_running_loop().create_task(self._idle_watch())
 
     async def stop_idle(self) -> None:
@@ -105,24 +173,39 @@ class Supervisor:
             await asyncio.gather(self._idle, return_exceptions=True)
             self._idle = None
 
-    async def stop_watching(self) -> None:
-        """Cancel the process watchers (the engine reaps what is left itself)."""
+    async def reap(self) -> None:
+        """The engine is stopping and its terminates are over: SIGKILL what still runs,
+        stop the deadlines and the process watchers, and record every death."""
+        for slave in list(self.slaves.values()):
+            if slave.timer is not None:
+                slave.timer.cancel()
+            if slave.process is not None and slave.process.returncode is None:
+                slave.terminated_by_engine = True
+                slave.send_signal(signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await slave.process.wait()
         for task in list(self._watchers):
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        for slave in list(self.slaves.values()):
+            if slave.process is not None:
+                self.dead(slave)  # a no-op for those already reaped
 
     def error(self, reason: str, *, timeout: bool = False) -> tuple[Any, str]:
         """The error a failed worker's sessions end with: A resource_error; B slave category,
         8 (timed out) or 2."""
-        if self.engine.generation is Generation.A:
+        if self.generation is Generation.A:
             return (A_RESOURCE, reason)
         return ((B_SLAVE, 8 if timeout else 2), reason)
 
     # -- deadlines ---------------------------------------------------------------------
     def expecting(self, slave: Slave) -> None:
-        """*slave* was just registered: it must activate within ``startup_timeout``."""
+        """Register *slave*, which must activate within ``startup_timeout``. A dead
+        namesake (a tag reused) is replaced, and the new one goes to the end."""
+        self.slaves.pop(slave.uuid, None)
+        self.slaves[slave.uuid] = slave
         slave.timer = asyncio.get_running_loop().call_later(
-            self.engine.startup_timeout, self._activation_timeout, slave
+            self.startup_timeout, self._activation_timeout, slave
         )
 
     def activate(self, slave: Slave) -> None:
@@ -133,8 +216,8 @@ class Supervisor:
         self._arm_heartbeat(slave)
         if not slave.activated.done():
             slave.activated.set_result(None)
-        self.engine.policy.activated()
-        self.engine.pump()
+        self.policy.activated()
+        self.dispatcher.pump()
 
     def heartbeat(self, slave: Slave) -> None:
         slave.heartbeats += 1
@@ -148,7 +231,7 @@ class Supervisor:
         if slave.timer is not None:
             slave.timer.cancel()
         slave.timer = asyncio.get_running_loop().call_later(
-            self.engine.heartbeat_timeout, self._heartbeat_timeout, slave
+            self.heartbeat_timeout, self._heartbeat_timeout, slave
         )
 
     def _activation_timeout(self, slave: Slave) -> None:
@@ -161,7 +244,7 @@ class Supervisor:
 
     def kill(self, slave: Slave, reason: str) -> None:
         """SIGKILL *slave* and fail its sessions, with no terminate first (§2.4.3)."""
-        log.warning("%s: worker %s: %s; killing it", self.engine.app, slave.uuid, reason)
+        log.warning("%s: worker %s: %s; killing it", self.app, slave.uuid, reason)
         slave.death_reason = reason
         slave.state = SlaveState.TERMINATING  # no new work for it
         slave.fail_sessions(self.error(reason, timeout=True))
@@ -189,7 +272,6 @@ class Supervisor:
         """*slave* is gone for good: fail what it held, count it, maybe replace it."""
         if slave.state is SlaveState.DEAD:
             return
-        engine = self.engine
         was_active = slave.was_active
         slave.state = SlaveState.DEAD
         if slave.timer is not None:
@@ -205,53 +287,48 @@ class Supervisor:
         self._trim()
         if not slave.terminated_by_engine:
             self._unexpected(slave, was_active)
-        engine.pump()
+        self.dispatcher.pump()
 
     def _trim(self) -> None:
         """Forget all but the ``history`` most recent dead workers (live ones stay)."""
-        slaves = self.engine.slaves
+        slaves = self.slaves
         dead = [uuid for uuid, s in slaves.items() if s.state is SlaveState.DEAD]
-        for uuid in dead[: max(0, len(dead) - self.engine.history)]:
+        for uuid in dead[: max(0, len(dead) - self.history)]:
             del slaves[uuid]
 
     def _unexpected(self, slave: Slave, was_active: bool) -> None:
-        engine = self.engine
         log.warning(
             "%s: worker %s exited unexpectedly (code %s)%s",
-            engine.app,
+            self.app,
             slave.uuid,
             slave.returncode,
             "; last output:\n" + "\n".join(line for _, line in slave.output) if slave.output else "",
         )
-        engine.crashlogs.append((slave.uuid, list(slave.output)))
+        self.crashlogs.append((slave.uuid, list(slave.output)))
         if was_active:
-            engine.policy.crashed(asyncio.get_running_loop().time())
-            if engine.restart and engine.running:
-                engine.spawn_soon()
+            self.policy.crashed(asyncio.get_running_loop().time())
+            self.dispatcher.replace_crashed()
             return
-        engine.policy.failed_start()
-        if engine.policy.gave_up and engine.queue:
+        self.policy.failed_start()
+        if self.policy.gave_up:
             reason = slave.death_reason or f"exit code {slave.returncode}"
             tail = "; ".join(line for _, line in list(slave.output)[-3:])
             message = f"the app failed to start: {reason}" + (f" ({tail})" if tail else "")
-            log.error("%s: %s; failing %d waiting event(s)", engine.app, message, len(engine.queue))
-            for inv in list(engine.queue):
-                engine.withdraw(inv, engine.refusal(message))
+            self.dispatcher.fail_waiting(message)
 
     # -- idle --------------------------------------------------------------------------
     async def _idle_watch(self) -> None:
         """Terminate active workers without sessions for ``idle_timeout`` seconds
         (A ``[2,0,[1,"slave is idle"]]``, B ``[1,1,[13,"slave is idle"]]``, §2.4.5, §3.4.3)."""
-        engine = self.engine
         loop = asyncio.get_running_loop()
-        while engine.idle_timeout > 0:
-            await asyncio.sleep(max(0.05, min(1.0, engine.idle_timeout / 4)))
+        while self.idle_timeout > 0:
+            await asyncio.sleep(max(0.05, min(1.0, self.idle_timeout / 4)))
             now = loop.time()
-            for slave in list(engine.slaves.values()):
+            for slave in list(self.slaves.values()):
                 if slave.state is not SlaveState.ACTIVE or slave.sessions:
                     continue
-                if now - slave.last_busy >= engine.idle_timeout:
-                    code = 1 if engine.generation is Generation.A else 13
-                    log.info("%s: worker %s is idle; terminating it", engine.app, slave.uuid)
+                if now - slave.last_busy >= self.idle_timeout:
+                    code = 1 if self.generation is Generation.A else 13
+                    log.info("%s: worker %s is idle; terminating it", self.app, slave.uuid)
                     slave.state = SlaveState.TERMINATING  # no new work while the terminate is on its way
-                    engine.background(engine.terminate(slave, code, "slave is idle"))
+                    self.dispatcher.retire(slave, code, "slave is idle")
