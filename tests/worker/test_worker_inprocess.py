@@ -196,7 +196,7 @@ def test_inbound_buffering_pauses_reading_at_the_session_mark(gen: str, runtime_
                 await response.write(chunk)
 
     async def scenario(engine: Engine, worker: Worker, slave: Slave) -> None:
-        flow = worker._flow
+        flow = worker._connection.flow
         assert flow is not None
         inv = await engine.open("lazy")
         writer = asyncio.ensure_future(_send(inv, 4 * MiB, 32 * KiB))
@@ -234,7 +234,7 @@ def test_inbound_buffering_pauses_at_the_connection_mark(gen: str, runtime_dir: 
             await response.write(str(len(await request.read_all())).encode())
 
     async def scenario(engine: Engine, worker: Worker, slave: Slave) -> None:
-        flow = worker._flow
+        flow = worker._connection.flow
         assert flow is not None
         invs = [await engine.open("lazy") for _ in range(20)]
         writers = [asyncio.ensure_future(_send(inv, 200 * KiB, 20 * KiB)) for inv in invs]
@@ -286,7 +286,7 @@ def test_writes_wait_for_a_slow_runtime(gen: str, runtime_dir: str, style: str) 
         inv = await engine.open("flood")
         await inv.close()
         await asyncio.sleep(0.4)
-        channel = worker._channel
+        channel = worker._connection.channel
         assert channel is not None
         # the producer is held: socket buffers + our high-water mark + the sync budget, not 10 MiB
         assert len(progress) < 80, len(progress)
