@@ -331,10 +331,7 @@ class Sessions:
             del self._sessions[s]
         response = session.response
         if not response.closed:
-            try:  # noqa: SIM105 - _quietly, inline: once per session
-                response.close()
-            except (DisconnectedError, ChannelClosedError):
-                pass
+            _quietly(response.close)
         if not self._sessions:
             # Nothing else in flight will add to this iteration's batch: send now
             # rather than one loop iteration later (latency of lone requests).
