@@ -4,12 +4,7 @@ A :class:`Worker` connects to the runtime's UNIX socket (``--endpoint``),
 says who it is (handshake), keeps the runtime convinced it is alive
 (heartbeats), runs a handler per invocation (through
 :class:`~cocaine_http.aio.sessions.Sessions`) and leaves when asked
-(terminate). This module is the process: its public API, its states
-(:class:`WorkerState`), signals, hooks and exit codes. Once connected, the
-parts of the conversation with the runtime (the channel, the sans-IO
-:class:`~cocaine_http.protocol.worker.WorkerProtocol`, the sessions, flow
-control, the handler threads) live on one
-:class:`~cocaine_http.aio.connection.RuntimeConnection`::
+(terminate)::
 
     worker = Worker()                 # runtime flags from sys.argv
 
@@ -33,6 +28,14 @@ Lifecycle (docs/worker.md has the whole story)::
 
 Exit codes: :data:`EXIT_OK` 0, :data:`EXIT_LOST` 1, :data:`EXIT_CONFIG` 2,
 :data:`EXIT_DISOWNED` 3, :data:`EXIT_STARTUP` 4.
+
+This module is the process: its public API, its states
+(:class:`WorkerState`), signals, hooks and exit codes. What exists only once
+connected (the channel, the sans-IO
+:class:`~cocaine_http.protocol.worker.WorkerProtocol`, the sessions, flow
+control, the handler threads) lives on one
+:class:`~cocaine_http.aio.connection.RuntimeConnection`, which tells the
+worker when the runtime asks to terminate, stops answering, or goes away.
 """
 
 from __future__ import annotations
