@@ -423,7 +423,11 @@ def _reply_error(response: Response, code: Code, message: str) -> None:
 
 def _quietly(fn: Callable[[], Any]) -> None:
     """Call *fn*, ignoring that the session or the connection has already ended."""
-    try:  # noqa: SIM105 - once per session: contextlib.suppress would add three calls
+    # A plain try, not contextlib.suppress: this runs once per request
+    # (every session's end closes its response here). bench/worker_floor.py
+    # --callgrind, W256 16 B: with suppress 94.5K instr/req on A, 97.3K on B;
+    # as written 90.5K and 93.7K (4 %).
+    try:  # noqa: SIM105 - see above
         fn()
     except (DisconnectedError, ChannelClosedError):
         pass
