@@ -41,9 +41,17 @@ ends a request.
 from __future__ import annotations
 
 import enum
+import errno
 from typing import Any, ClassVar
 
 __all__ = [
+    "B_APP_STOPPED",
+    "B_FRAME_TOO_LARGE",
+    "B_INVOCATION_FAILED",
+    "B_NO_HANDLER",
+    "B_QUEUE_FULL",
+    "B_REQUEST_IDLE",
+    "B_UNCAUGHT_EXCEPTION",
     "AppImportError",
     "CallTimeoutError",
     "ChannelClosedError",
@@ -54,6 +62,7 @@ __all__ = [
     "DisconnectedError",
     "ErrorCategory",
     "ErrorCode",
+    "ErrorCodeA",
     "FrameFormatError",
     "FrameTooDeepError",
     "FrameTooLargeError",
@@ -61,6 +70,7 @@ __all__ = [
     "LocalProtocolError",
     "MalformedMessageError",
     "MethodNotFoundError",
+    "OverseerCode",
     "ProtocolError",
     "RemoteProtocolError",
     "RequestIdleError",
@@ -137,6 +147,46 @@ class ErrorCode(enum.IntEnum):
     CONFIG = 291
     APP_IMPORT = 292
     HTTP_REQUEST_REFUSED = 300
+
+
+class ErrorCodeA(enum.IntEnum):
+    """Generation A's error codes: a bare int, no category (PROTOCOL.md §2.7).
+
+    The first four are the runtime's own; a worker's codes are free-form,
+    and ``NO_HANDLER`` is the one cocaine-framework-python answers an
+    unknown event with (PROTOCOL.md §5 item 6).
+    """
+
+    INVOCATION_ERROR = 1  #: unknown method, a handler's exception
+    RESOURCE_ERROR = 2  #: queue full, shutting down, the worker died
+    TIMEOUT_ERROR = 3
+    DEADLINE_ERROR = 4  #: the event expired in the queue
+    NO_HANDLER = -100
+
+
+class OverseerCode(enum.IntEnum):
+    """Codes of the B overseer category, :attr:`ErrorCategory.OVERSEER` (PROTOCOL.md §3.8)."""
+
+    QUEUE_FULL = 1  #: safe to retry
+    POOL_FULL = 2
+
+
+# The B (category, code) pairs a worker answers the runtime with, as plain
+# ints: they go to the wire as they are (PROTOCOL.md §3.8, §5 item 6).
+#: A handler raised.
+B_UNCAUGHT_EXCEPTION = (ErrorCategory.WORKER.value, ErrorCode.UNCAUGHT_EXCEPTION.value)
+#: The worker ended the invocation (shutdown, disown, the connection lost).
+B_INVOCATION_FAILED = (ErrorCategory.WORKER.value, ErrorCode.INVOCATION_FAILED.value)
+#: No handler for the event (what the official frameworks send).
+B_NO_HANDLER = (ErrorCategory.WORKER.value, ErrorCode.NO_HANDLER.value)
+#: The request sent nothing for the worker's ``request_idle_timeout``.
+B_REQUEST_IDLE = (ErrorCategory.WORKER.value, ErrorCode.REQUEST_IDLE.value)
+#: A request frame over the worker's ``max_frame_size``.
+B_FRAME_TOO_LARGE = (ErrorCategory.WORKER.value, ErrorCode.FRAME_TOO_LARGE.value)
+#: Over ``max_sessions``: the overseer's "queue is full", which proxies retry.
+B_QUEUE_FULL = (ErrorCategory.OVERSEER.value, OverseerCode.QUEUE_FULL.value)
+#: Shutting down: EPIPE in the generic category, "app stopped" to the proxies, which retry.
+B_APP_STOPPED = (ErrorCategory.GENERIC.value, errno.EPIPE)
 
 
 class _Unset(enum.Enum):

@@ -9,11 +9,11 @@ Everything here runs on an event loop; the sans-IO core it drives lives in
     BlockingRequest, BlockingResponse   the same, for handlers run in threads
 
 Inside: :mod:`.channel` (the transport), :mod:`.worker` (lifecycle),
-:mod:`.sessions` (invocations to handlers), :mod:`.streams` (request and
-response), :mod:`.blocking` (their twins for handler threads), :mod:`.flow`
-(flow control and the outbox), :mod:`.threads` (handler threads),
-:mod:`.eager` (handler start), :mod:`.events`, :mod:`.reads` (the loop's
-read buffer).
+:mod:`.connection` (the connected worker), :mod:`.sessions` (invocations
+to handlers), :mod:`.streams` (request and response), :mod:`.blocking`
+(their twins for handler threads), :mod:`.flow` (flow control and the
+outbox), :mod:`.threads` (handler threads), :mod:`.eager` (handler start),
+:mod:`.events`, :mod:`.reads` (the loop's read buffer).
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ A :class:`Worker` connects to the runtime's UNIX socket (``--endpoint``),
 says who it is (handshake), keeps the runtime convinced it is alive
 (heartbeats), runs a handler per invocation (through
 :class:`~cocaine_http.aio.sessions.Sessions`) and leaves when asked
-(terminate), all over one :class:`~cocaine_http.aio.channel.Channel` driven by
-the sans-IO :class:`~cocaine_http.protocol.worker.WorkerProtocol`::
+(terminate)::
 
     worker = Worker()                 # runtime flags from sys.argv
 
@@ -29,12 +28,21 @@ Lifecycle (docs/worker.md has the whole story)::
 
 Exit codes: :data:`EXIT_OK` 0, :data:`EXIT_LOST` 1, :data:`EXIT_CONFIG` 2,
 :data:`EXIT_DISOWNED` 3, :data:`EXIT_STARTUP` 4.
+
+This module is the process: its public API, its states
+(:class:`WorkerState`), signals, hooks and exit codes. What exists only once
+connected (the channel, the sans-IO
+:class:`~cocaine_http.protocol.worker.WorkerProtocol`, the sessions, flow
+control, the handler threads) lives on one
+:class:`~cocaine_http.aio.connection.RuntimeConnection`, which tells the
+worker when the runtime asks to terminate, stops answering, or goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import inspect
 import logging
 import signal
@@ -44,12 +52,10 @@ from typing import Any, TypeVar
 
 from ..config import WorkerConfig
 from ..errors import ConnectError, StartupError
-from ..protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
-from .channel import Channel
+from ..protocol.worker import Terminate
+from .connection import RuntimeConnection
 from .events import EventEmitter
-from .flow import InboundFlow, Outbox
-from .sessions import Handler, Sessions
-from .threads import HandlerThreads
+from .sessions import Handler
 
 __all__ = [
     "EXIT_CONFIG",
@@ -58,6 +64,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STARTUP",
     "Worker",
+    "WorkerState",
 ]
 
 log = logging.getLogger("cocaine_http.worker")
@@ -106,8 +113,22 @@ def _is_async(handler: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-# Worker states
-_NEW, _STARTING, _RUNNING, _DRAINING, _CLOSING, _DONE = range(6)
+class WorkerState(enum.IntEnum):
+    """Where a :class:`Worker` is in its life, in order (each state follows the one above)."""
+
+    #: Made, not served yet.
+    NEW = 0
+    #: Running the ``on_startup`` hooks, then connecting.
+    STARTING = 1
+    #: Connected: taking sessions, heartbeating.
+    RUNNING = 2
+    #: Asked to stop (by the runtime, a signal or :meth:`Worker.stop`): new invokes
+    #: are refused, the sessions in flight get the grace period.
+    DRAINING = 3
+    #: The drain is over: the ``on_shutdown`` hooks, then the terminate reply.
+    CLOSING = 4
+    #: Left: the connection is closed or closing, the exit code is known.
+    DONE = 5
 
 
 class Worker:
@@ -141,25 +162,16 @@ class Worker:
         self.on_shutdown: list[Hook] = []
         self._handlers: dict[str, tuple[Handler, bool]] = {}
         self._default: tuple[Handler, bool] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._protocol: WorkerProtocol | None = None
-        self._channel: Channel | None = None
-        self._flow: InboundFlow | None = None
-        self._outbox: Outbox | None = None
-        self._threads: HandlerThreads | None = None
-        self._sessions: Sessions | None = None  # made with the connection
-        self._state = _NEW
-        self._done: asyncio.Future[int] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._state = WorkerState.NEW
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of serve()
+        self._done: asyncio.Future[int] | None = None  # serve()'s exit code
+        #: The runtime connection: None until connected (and if connecting failed).
+        self._connection: RuntimeConnection | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
-        self._hurry: asyncio.Event | None = None
-        self._terminate_received = False
+        self._hurry = asyncio.Event()  # a second signal while draining: abort now
         self._reply: tuple[int, str] = (1, SHUTDOWN_REASON)
-        self._reply_sent = False
-        self._hooks_ran = False
         self._started = False  # the on_startup hooks all completed
-        self._conn_lost: asyncio.Future[None] | None = None
-        self._last_resume = 0.0
+        self._hooks_ran = False  # the on_shutdown hooks ran (they run once)
         self._signals: list[int] = []
 
     def __repr__(self) -> str:
@@ -207,12 +219,16 @@ class Worker:
         return self._loop
 
     @property
+    def state(self) -> WorkerState:
+        return self._state
+
+    @property
     def active_sessions(self) -> int:
-        return len(self._sessions) if self._sessions is not None else 0
+        return self._connection.active_sessions if self._connection is not None else 0
 
     @property
     def terminating(self) -> bool:
-        return self._state >= _DRAINING
+        return self._state >= WorkerState.DRAINING
 
     # -- running ---------------------------------------------------------------
     def run(self, *, exit: bool = True) -> int:
@@ -237,15 +253,14 @@ class Worker:
         Raises :class:`~cocaine_http.errors.ConfigError` when the runtime's
         arguments are missing.
         """
-        if self._state != _NEW:
+        if self._state is not WorkerState.NEW:
             raise RuntimeError("a Worker can be served once")
         self.config.validate_for_run()
         loop = self._loop = asyncio.get_running_loop()
-        self._state = _STARTING
+        self._state = WorkerState.STARTING
         self._done = loop.create_future()
-        self._hurry = asyncio.Event()
         if self.handle_signals:
-            self._install_signals()
+            self._install_signals(loop)
         _share_loop(loop)
         try:
             code = await self._startup()
@@ -273,6 +288,7 @@ class Worker:
             loop.call_soon_threadsafe(self._request_stop, code, reason)
 
     async def _startup(self) -> int | None:
+        """The on_startup hooks, then the connection; an exit code if the worker ends here."""
         cfg = self.config
         for hook in list(self.on_startup):
             try:
@@ -284,101 +300,56 @@ class Worker:
                 log.exception("startup hook %r failed", hook)
                 return EXIT_STARTUP
         self._started = True
-        if self._state != _STARTING:  # a signal arrived during startup
+        if self._state is not WorkerState.STARTING:  # a signal arrived during startup
             return EXIT_OK
-        loop = self._loop
-        assert loop is not None
-        protocol = self._protocol = WorkerProtocol(
-            cfg.generation,
-            cfg.uuid,
-            heartbeat_interval=cfg.heartbeat_interval,
-            disown_timeout=cfg.disown_timeout,
-            request_idle_timeout=cfg.request_idle_timeout,
-        )
-        channel = self._channel = Channel(
-            cfg.generation,
-            worker=protocol,
-            max_frame_size=cfg.max_frame_size,
-            write_high_water=cfg.write_high_water,
-        )
-        channel.on_close = self._on_close
-        self._conn_lost = loop.create_future()
-        self._outbox = Outbox(channel, loop)
-        self._flow = InboundFlow(
-            channel.pause_reading,
-            self._resume_reading,
-            session_high=cfg.session_read_high_water,
-            high=cfg.read_high_water,
-            low=cfg.read_low_water,
-        )
-        self._threads = HandlerThreads(max(cfg.threads, 1))  # 0: inline WSGI, def handlers get one
-        sessions = self._sessions = Sessions(
-            loop,
-            protocol,
-            self._outbox,
-            self._flow,
-            self._threads,
-            find_handler=self._find_handler,
-            control=self._on_control,
-            max_sessions=cfg.max_sessions,
-            sync_write_budget=cfg.sync_write_budget,
-        )
-        channel.sink = sessions
-        channel.on_read_end = sessions.on_read_end
         try:
-            await channel.connect(cfg.endpoint, unix=True)
+            connection = await RuntimeConnection.open(
+                cfg,
+                find_handler=self._find_handler,
+                on_terminate=self._on_terminate,
+                on_disown=self._on_disown,
+                on_lost=self._on_lost,
+            )
         except ConnectError as exc:
             log.error("cannot connect to the runtime at %s: %s", cfg.endpoint, exc)
             self.events.emit("error", exc)
             return EXIT_LOST
-        now = loop.time()
-        self._last_resume = now
-        channel.send(0, protocol.start(now))
-        self._state = _RUNNING
-        self._arm_timer()
+        self._connection = connection
+        connection.start()
+        self._state = WorkerState.RUNNING
         log.debug("connected to %s as %s (protocol %d)", cfg.endpoint, cfg.uuid, cfg.protocol)
         self.events.emit("connect")
         return None
 
     async def _teardown(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        connection = self._connection
+        if connection is not None:
+            connection.stop_timer()
         task = self._shutdown_task
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        if self._sessions:
-            self._sessions.accepting = False
-            self._sessions.abort("the worker is exiting")
-            await self._sessions.settle(0.1)
+        if connection is not None and connection.sessions:
+            connection.sessions.accepting = False
+            connection.sessions.abort("the worker is exiting")
+            await connection.sessions.settle(0.1)
         if self._started:
             await self._run_shutdown_hooks()
-        self._state = _DONE
-        channel = self._channel
-        if self._outbox is not None:
-            self._outbox.flush()
-        if channel is not None and not channel.closed:
-            if self._reply_sent:
-                # Let the terminate reply (and anything before it) reach the runtime.
-                channel.close_gracefully()
-                if self._conn_lost is not None:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(self._conn_lost), 1.0)
-            channel.close()
-        if self._threads is not None:
-            self._threads.shutdown()
+        self._state = WorkerState.DONE
+        if connection is not None:
+            await connection.close()
         self._remove_signals()
 
     def _finish(self, code: int) -> None:
         if self._done is not None and not self._done.done():
             self._done.set_result(code)
 
+    def _find_handler(self, event: str) -> tuple[Handler, bool] | None:
+        return self._handlers.get(event) or self._default
+
     # -- signals ---------------------------------------------------------------
-    def _install_signals(self) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -390,17 +361,20 @@ class Worker:
 
     def _remove_signals(self) -> None:
         loop = self._loop
+        if loop is None or not self._signals:
+            return
         # The runtime SIGTERMs a worker right after its terminate reply
         # (PROTOCOL.md §3.11): from then on SIGTERM is the normal end and is
         # ignored. asyncio restores SIG_DFL when a handler is removed, so the
         # swap happens with SIGTERM blocked (handler threads block it always).
-        ignore_term = self._reply_sent and signal.SIGTERM in self._signals
+        replied = self._connection is not None and self._connection.reply_sent
+        ignore_term = replied and signal.SIGTERM in self._signals
         if ignore_term:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             for sig in self._signals:
                 with contextlib.suppress(RuntimeError, ValueError):
-                    loop.remove_signal_handler(sig)  # type: ignore[union-attr]
+                    loop.remove_signal_handler(sig)
             if ignore_term:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
         finally:
@@ -410,166 +384,91 @@ class Worker:
 
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
-        if self._state in (_STARTING, _RUNNING):
+        if self._state in (WorkerState.STARTING, WorkerState.RUNNING):
             log.info("%s: shutting down", name)
             self._request_stop(1, SHUTDOWN_REASON)
-        elif self._state == _DRAINING:
+        elif self._state is WorkerState.DRAINING:
             log.info("%s while draining: aborting the remaining sessions now", name)
-            assert self._hurry is not None
             self._hurry.set()
         # after the drain (and after the reply, where the runtime's SIGTERM is expected): nothing to do
 
     def _request_stop(self, code: int, reason: str) -> None:
-        if self._state == _STARTING:
-            self._state = _DRAINING
+        if self._state is WorkerState.STARTING:
+            self._state = WorkerState.DRAINING
             self._reply = (code, reason)
             self.events.emit("terminate", code, reason)
             return  # _startup sees the state and ends without connecting
-        if self._state != _RUNNING:
+        connection = self._connection
+        if self._state is not WorkerState.RUNNING or connection is None:
             return
         self._reply = (code, reason)
         self.events.emit("terminate", code, reason)
-        self._begin_shutdown()
+        self._begin_shutdown(connection)
 
-    # -- timers ----------------------------------------------------------------
-    def _arm_timer(self) -> None:
-        protocol, loop = self._protocol, self._loop
-        assert protocol is not None and loop is not None
-        self._timer = loop.call_at(protocol.next_deadline(), self._on_timer)
+    # -- what the connection tells ------------------------------------------------
+    def _on_terminate(self, connection: RuntimeConnection, event: Terminate) -> None:
+        """The runtime asked us to terminate (and we have not replied yet)."""
+        first = self._state is WorkerState.RUNNING
+        self._reply = (event.code, event.reason)  # echo the runtime's words
+        if first:
+            self.events.emit("terminate", event.code, event.reason)
+            self._begin_shutdown(connection)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        protocol, channel, loop = self._protocol, self._channel, self._loop
-        assert protocol is not None and channel is not None and loop is not None
-        if channel.closed or self._state >= _DONE:
-            return
-        now = loop.time()
-        beat = protocol.tick(now)
-        if beat:
-            channel.send(0, beat)
-        if protocol.disowned(now) and not self._reading_paused(now):
-            self._disown(now)
-            return
-        flow, sessions = self._flow, self._sessions
-        idle = protocol.idle_sessions(now, paused=flow is not None and flow.paused)
-        if idle and sessions is not None:
-            for s in idle:
-                sessions.expire(s, protocol.request_idle_timeout)
-            if self._outbox is not None:
-                self._outbox.flush()
-        deadline = protocol.next_deadline()
-        if deadline <= now:  # disowned but reading is paused: look again soon
-            deadline = now + min(1.0, self.config.heartbeat_interval)
-        self._timer = loop.call_at(deadline, self._on_timer)
-
-    def _reading_paused(self, now: float) -> bool:
-        """While we hold reading back we cannot see the runtime's answers: no disown then,
-        and a full disown period after reading resumed."""
-        flow = self._flow
-        if flow is not None and flow.paused:
-            return True
-        return now - self._last_resume < self.config.disown_timeout
-
-    def _resume_reading(self) -> None:
-        assert self._channel is not None and self._loop is not None
-        self._last_resume = self._loop.time()
-        self._channel.resume_reading()
-
-    def _disown(self, now: float) -> None:
+    def _on_disown(self, connection: RuntimeConnection) -> None:
         log.error(
             "the runtime has not answered for %.1f s: disowned, exiting (%d sessions in flight)",
             self.config.disown_timeout,
-            self.active_sessions,
+            connection.active_sessions,
         )
         self.events.emit("disown")
-        if self._sessions is not None:
-            self._sessions.abort("the worker was disowned by the runtime")
+        connection.sessions.abort("the worker was disowned by the runtime")
         self._finish(EXIT_DISOWNED)
 
-    # -- the connection ---------------------------------------------------------
-    def _on_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost is not None and not self._conn_lost.done():
-            self._conn_lost.set_result(None)
-        if self._state >= _DONE or (self._done is not None and self._done.done()):
+    def _on_lost(self, connection: RuntimeConnection, exc: BaseException | None) -> None:
+        if self._state is WorkerState.DONE or (self._done is not None and self._done.done()):
             return
-        in_flight = self.active_sessions
-        clean = self._terminate_received and in_flight == 0
+        in_flight = connection.active_sessions
+        terminated = connection.terminate_received
+        clean = terminated and in_flight == 0
         what = f"the runtime connection was lost ({exc})" if exc else "the runtime closed the connection"
-        if clean or self._reply_sent:
+        if clean or connection.reply_sent:
             log.info("%s after terminate; exiting", what)
         else:
             log.warning(
                 "%s; exiting (%d sessions in flight%s)",
                 what,
                 in_flight,
-                "" if self._terminate_received else ", no terminate received",
+                "" if terminated else ", no terminate received",
             )
         if exc is not None:
             self.events.emit("error", exc)
-        if self._sessions is not None:
-            self._sessions.abort("the runtime connection was lost")
-        self._finish(EXIT_OK if clean or self._reply_sent else EXIT_LOST)
-
-    def _on_control(self, event: Event) -> None:
-        """The events that are not about one session (those go to :class:`Sessions`)."""
-        if type(event) is Heartbeat:
-            pass  # WorkerProtocol already noted the sign of life
-        elif type(event) is Terminate:
-            self._on_terminate(event)
-        elif type(event) is Ignored:
-            log.warning("dropped a message from the runtime: %s", event.error)
-
-    def _find_handler(self, event: str) -> tuple[Handler, bool] | None:
-        return self._handlers.get(event) or self._default
-
-    def _on_terminate(self, event: Terminate) -> None:
-        log.info("the runtime asked to terminate: %r (code %d)", event.reason, event.code)
-        self._terminate_received = True
-        if self._reply_sent:
-            return
-        first = self._state == _RUNNING
-        self._reply = (event.code, event.reason)  # echo the runtime's words
-        if first:
-            self.events.emit("terminate", event.code, event.reason)
-            self._begin_shutdown()
+        connection.sessions.abort("the runtime connection was lost")
+        self._finish(EXIT_OK if clean or connection.reply_sent else EXIT_LOST)
 
     # -- terminate ---------------------------------------------------------------
-    def _begin_shutdown(self) -> None:
-        assert self._loop is not None
-        self._state = _DRAINING
-        if self._sessions is not None:
-            self._sessions.accepting = False  # from now on invokes are refused, retryably
-        self._shutdown_task = self._loop.create_task(self._shutdown())
+    def _begin_shutdown(self, connection: RuntimeConnection) -> None:
+        self._state = WorkerState.DRAINING
+        connection.sessions.accepting = False  # from now on invokes are refused, retryably
+        self._shutdown_task = connection.loop.create_task(self._shutdown(connection))
 
-    async def _shutdown(self) -> None:
-        loop = self._loop
-        assert loop is not None and self._hurry is not None
+    async def _shutdown(self, connection: RuntimeConnection) -> None:
         grace = self.config.grace_period
-        sessions = self._sessions
-        assert sessions is not None
+        sessions = connection.sessions
         if sessions:
             log.info("draining %d sessions (up to %.1f s)", len(sessions), grace)
-            hurry = loop.create_task(self._hurry.wait())
+            hurry = connection.loop.create_task(self._hurry.wait())
             try:
-                idle = sessions.idle()
-                await asyncio.wait([idle, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+                waiters: list[asyncio.Future[Any]] = [sessions.idle(), hurry]
+                await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 hurry.cancel()
         if sessions:
             log.warning("aborting %d sessions still running after the grace period", len(sessions))
             sessions.abort("the worker is shutting down")
             await sessions.settle(0.25)
-        self._state = _CLOSING
+        self._state = WorkerState.CLOSING
         await self._run_shutdown_hooks()
-        channel, protocol = self._channel, self._protocol
-        assert channel is not None and protocol is not None
-        if not channel.closed:
-            code, reason = self._reply
-            assert self._outbox is not None
-            self._outbox.flush()  # every session frame goes before the goodbye
-            channel.send(0, protocol.send_terminate(code, reason))
-            self._reply_sent = True
-            log.info("sent terminate (%d, %r); exiting", code, reason)
+        connection.send_terminate(*self._reply)
         self._finish(EXIT_OK)
 
     async def _run_shutdown_hooks(self) -> None:
@@ -578,8 +477,7 @@ class Worker:
         self._hooks_ran = True
         if not self.on_shutdown:
             return
-        loop = self._loop
-        assert loop is not None
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.shutdown_timeout
         for hook in list(self.on_shutdown):
             try:

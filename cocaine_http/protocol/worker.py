@@ -535,6 +535,11 @@ class WorkerProtocol:
         state = self.sessions.get(session)
         return state is not None and state.can_send(Msg.CHUNK)
 
+    def forget(self, session: int) -> None:
+        """Drop *session* whatever its state: nothing more is sent on it, and what
+        the runtime still sends on it is an unknown session's."""
+        self.sessions.pop(session, None)
+
     def _forget_if_done(self, state: SessionState) -> None:
         if state.finished:
             self.sessions.pop(state.session, None)

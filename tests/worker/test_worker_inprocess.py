@@ -17,7 +17,7 @@ from worker_helpers import make_engine, run, until
 
 from cocaine_http.aio.events import EventEmitter
 from cocaine_http.aio.threads import HandlerThreads
-from cocaine_http.aio.worker import EXIT_STARTUP, Worker
+from cocaine_http.aio.worker import EXIT_STARTUP, Worker, WorkerState
 from cocaine_http.errors import ChannelClosedError, ServiceError
 from cocaine_http.runtime import Engine, Slave
 
@@ -196,7 +196,7 @@ def test_inbound_buffering_pauses_reading_at_the_session_mark(gen: str, runtime_
                 await response.write(chunk)
 
     async def scenario(engine: Engine, worker: Worker, slave: Slave) -> None:
-        flow = worker._flow
+        flow = worker._connection.flow
         assert flow is not None
         inv = await engine.open("lazy")
         writer = asyncio.ensure_future(_send(inv, 4 * MiB, 32 * KiB))
@@ -235,7 +235,7 @@ def test_inbound_buffering_pauses_at_the_connection_mark(gen: str, runtime_dir: 
             await response.write(str(len(await request.read_all())).encode())
 
     async def scenario(engine: Engine, worker: Worker, slave: Slave) -> None:
-        flow = worker._flow
+        flow = worker._connection.flow
         assert flow is not None
         invs = [await engine.open("lazy") for _ in range(20)]
         writers = [asyncio.ensure_future(_send(inv, 200 * KiB, 20 * KiB)) for inv in invs]
@@ -287,7 +287,7 @@ def test_writes_wait_for_a_slow_runtime(gen: str, runtime_dir: str, style: str) 
         slave.channel.pause_reading()  # the runtime stops reading the worker
         inv = await engine.open("flood")
         await inv.close()
-        channel = worker._channel
+        channel = worker._connection.channel
         assert channel is not None
         await until(lambda: channel.write_buffer_size >= 256 * KiB, what="the producer at the mark")
         # the producer is held: socket buffers + our high-water mark + the sync budget, not 10 MiB
@@ -353,6 +353,58 @@ def test_stop_from_another_thread(gen: str, runtime_dir: str) -> None:
             assert await asyncio.wait_for(task, 5) == 0
 
     run(body())
+
+
+def test_the_state_follows_the_lifecycle_and_a_held_session_keeps_it_draining(
+    gen: str, runtime_dir: str
+) -> None:
+    """NEW -> STARTING (hooks) -> RUNNING -> DRAINING while a session holds the
+    terminate back -> DONE; ``terminating`` from DRAINING on."""
+    seen: list[WorkerState] = []
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    def setup(w: Worker) -> None:
+        async def startup() -> None:
+            seen.append(w.state)
+
+        async def hold(request: Any, response: Any) -> None:
+            entered.set()
+            await release.wait()
+            await response.write(b"late")
+
+        w.on_startup.append(startup)
+        w.on("hold", hold)
+
+    async def body() -> None:
+        async with make_engine(gen, runtime_dir) as engine:
+            uuid = str(uuid_mod.uuid4())
+            slave = engine.expect(uuid)
+            worker = Worker(
+                [],
+                app="echo",
+                endpoint=engine.endpoint,
+                uuid=uuid,
+                protocol=1 if gen == "B" else 0,
+                handle_signals=False,
+                grace_period=5.0,
+            )
+            setup(worker)
+            assert worker.state is WorkerState.NEW and not worker.terminating
+            task = asyncio.ensure_future(worker.serve())
+            await slave.wait_active(5)
+            assert worker.state is WorkerState.RUNNING and not worker.terminating
+            inv = await engine.open("hold")
+            await asyncio.wait_for(entered.wait(), 5)
+            worker.stop(1, "bye")
+            assert worker.state is WorkerState.DRAINING and worker.terminating
+            release.set()
+            assert (await inv.reply(timeout=5)).data == b"late"
+            assert await asyncio.wait_for(task, 5) == 0
+            assert worker.state is WorkerState.DONE and worker.terminating
+
+    run(body())
+    assert seen == [WorkerState.STARTING]
 
 
 def test_blocking_streams_fail_cleanly_when_the_session_is_aborted(gen: str, runtime_dir: str) -> None:

@@ -69,7 +69,7 @@ async def one_read_session(gen: str, runtime_dir: str, handler: Any, answer: lis
     in_flight: list[int] = []
     async with raw_peer(gen, runtime_dir, handler) as peer:
         enc, s, worker = peer.enc, session_of(gen), peer.worker
-        channel = worker._channel
+        channel = worker._connection.channel
         assert channel is not None and channel.on_read_end is not None
         original = channel.on_read_end
 

@@ -158,7 +158,7 @@ async def early_error(request, response):
 async def open_sessions(request, response):
     """How many sessions the worker's protocol still tracks, this one included."""
     await request.read_all()
-    await response.write(str(len(worker._protocol.sessions)).encode())
+    await response.write(str(len(worker._connection.protocol.sessions)).encode())
 
 
 @worker.on("progress")

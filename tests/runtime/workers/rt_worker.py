@@ -84,7 +84,7 @@ async def http(request, response):
     elif path == "/garbage":
         await response.write(enc.head(200, []))
         await asyncio.sleep(0.1)  # let the head go out first
-        worker._channel.send(0, b"\xc1\xc1 not a frame")  # test-only: bytes the runtime cannot decode
+        worker._connection.channel.send(0, b"\xc1\xc1 not a frame")  # test-only: undecodable bytes
         await asyncio.sleep(5)
     elif path == "/forever":
         await response.write(enc.head(200, []))
