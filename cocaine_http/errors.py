@@ -46,12 +46,16 @@ from typing import Any, ClassVar
 
 __all__ = [
     "B_APP_STOPPED",
+    "B_CLIENT_GONE",
     "B_FRAME_TOO_LARGE",
     "B_INVOCATION_FAILED",
+    "B_NOT_FOUND",
     "B_NO_HANDLER",
     "B_QUEUE_FULL",
     "B_REQUEST_IDLE",
+    "B_REQUEST_TIMEOUT",
     "B_UNCAUGHT_EXCEPTION",
+    "B_UNKNOWN",
     "AppImportError",
     "CallTimeoutError",
     "ChannelClosedError",
@@ -68,8 +72,10 @@ __all__ = [
     "FrameTooLargeError",
     "HttpRequestRefused",
     "LocalProtocolError",
+    "LocatorCode",
     "MalformedMessageError",
     "MethodNotFoundError",
+    "NodeCode",
     "OverseerCode",
     "ProtocolError",
     "RemoteProtocolError",
@@ -77,6 +83,7 @@ __all__ = [
     "RequestTooLargeError",
     "ServiceError",
     "ServiceNotFoundError",
+    "SlaveCode",
     "StartupError",
     "StorageError",
     "StorageNotFoundError",
@@ -164,6 +171,35 @@ class ErrorCodeA(enum.IntEnum):
     NO_HANDLER = -100
 
 
+class NodeCode(enum.IntEnum):
+    """Codes of the B node category, :attr:`ErrorCategory.NODE` (PROTOCOL.md §3.8)."""
+
+    DEADLINE = 1
+    RESOURCE = 2
+    TIMEOUT = 3  #: the invocation ran over its request-timeout
+    INVALID_ASSIGNMENT = 4
+    ALREADY_STARTED = 5  #: start_app of an app that runs
+    NOT_RUNNING = 6  #: pause_app of an app that does not
+    UNCAUGHT_SPOOL = 7  #: the app could not be prepared
+    UNCAUGHT_PUBLISH = 8
+
+
+class SlaveCode(enum.IntEnum):
+    """Codes of the B slave category, :attr:`ErrorCategory.SLAVE` (PROTOCOL.md §3.8)."""
+
+    SPAWN_TIMEOUT = 1
+    #: The local runtime's code for a worker that died or failed its
+    #: handshake (PROTOCOL.md names 1 and 8 only; clients read the category).
+    DIED = 2
+    HEARTBEAT_TIMEOUT = 8
+
+
+class LocatorCode(enum.IntEnum):
+    """Codes of the locator category, :attr:`ErrorCategory.LOCATOR` (A: a bare int)."""
+
+    SERVICE_NOT_AVAILABLE = 1
+
+
 class OverseerCode(enum.IntEnum):
     """Codes of the B overseer category, :attr:`ErrorCategory.OVERSEER` (PROTOCOL.md §3.8)."""
 
@@ -187,6 +223,14 @@ B_FRAME_TOO_LARGE = (ErrorCategory.WORKER.value, ErrorCode.FRAME_TOO_LARGE.value
 B_QUEUE_FULL = (ErrorCategory.OVERSEER.value, OverseerCode.QUEUE_FULL.value)
 #: Shutting down: EPIPE in the generic category, "app stopped" to the proxies, which retry.
 B_APP_STOPPED = (ErrorCategory.GENERIC.value, errno.EPIPE)
+#: The runtime's error to a worker whose client went away: system category, ECONNABORTED.
+B_CLIENT_GONE = (ErrorCategory.SYSTEM.value, errno.ECONNABORTED)
+#: The runtime's error for an invocation over its request-timeout.
+B_REQUEST_TIMEOUT = (ErrorCategory.NODE.value, NodeCode.TIMEOUT.value)
+#: A storage key that is not there: ENOENT in the generic category.
+B_NOT_FOUND = (ErrorCategory.GENERIC.value, errno.ENOENT)
+#: An error with no registered category (0xFF), e.g. a method the local runtime does not support.
+B_UNKNOWN = (ErrorCategory.UNKNOWN.value, 1)
 
 
 class _Unset(enum.Enum):

@@ -24,7 +24,7 @@ import uuid as uuid_mod
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ErrorCategory
+from ..errors import B_UNKNOWN, ErrorCategory, LocatorCode
 from ..protocol.definitions import GRAPHS_B, TABLES_A, VERSIONS_B
 from ..protocol.frames import Generation
 from .server import Call, Fault, Method, Reply, Service, text, text_list, value
@@ -82,7 +82,7 @@ class LocatorService(Service):
     async def resolve_a(self, call: Call, name: str) -> Any:
         found = self._find(name)
         if found is None:
-            raise Fault(1, f"service {name} is not available")
+            raise Fault(LocatorCode.SERVICE_NOT_AVAILABLE.value, f"service {name} is not available")
         kind, port, _ = found
         return [[self.hostname, port], 1, dict(TABLES_A[kind])]
 
@@ -127,7 +127,7 @@ class LocatorService(Service):
         return {}
 
     async def publish(self, call: Call, name: str, endpoints: Any, extra: Any = None) -> None:
-        raise Fault((0xFF, 1), "publish is not supported by the local runtime")
+        raise Fault(B_UNKNOWN, "publish is not supported by the local runtime")
 
     async def routing(self, call: Call, router_id: str) -> None:
         call.write({})  # no routing groups

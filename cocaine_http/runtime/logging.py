@@ -30,6 +30,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..errors import B_UNKNOWN
 from ..protocol.definitions import LOG_LEVELS_A, LOG_LEVELS_B
 from ..protocol.frames import Generation
 from .server import ArgError, Call, Fault, Method, Reply, Service, integer, text
@@ -189,5 +190,5 @@ class LoggingService(Service):
 
     async def set_verbosity(self, call: Call, level: int) -> None:
         if not 0 <= level <= 3:
-            raise Fault((0xFF, 1), f"unknown log level {level}")
+            raise Fault(B_UNKNOWN, f"unknown log level {level}")
         self.console.level = level_name(self.generation, level)

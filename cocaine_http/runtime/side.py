@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
+    B_CLIENT_GONE,
+    B_REQUEST_TIMEOUT,
     ChannelClosedError,
     ErrorCategory,
+    ErrorCodeA,
     FrameFormatError,
+    OverseerCode,
     UnexpectedMessageError,
     UnknownMessageError,
 )
@@ -59,13 +63,11 @@ _INDEXED_H0 = b"\x93" + b"".join(b"\xcf" + i.to_bytes(8, "big") for i in (80, 81
 _TRACING = frozenset((b"trace_id", b"span_id", b"parent_id"))
 
 # Error codes the runtime itself uses towards clients (A: bare int; B: category of (category, code)).
-A_RESOURCE = 2
+A_RESOURCE = ErrorCodeA.RESOURCE_ERROR.value
 B_OVERSEER = ErrorCategory.OVERSEER.value
 B_SLAVE = ErrorCategory.SLAVE.value
-#: B error sent to a worker whose client went away: system category, ECONNABORTED.
-CLIENT_GONE_B = (0x01, 103)
-#: B error for an invocation over its request-timeout: node category, 3 "timeout" (PROTOCOL.md §3.8).
-B_REQUEST_TIMEOUT = (0x51FF, 3)
+#: B error sent to a worker whose client went away.
+CLIENT_GONE_B = B_CLIENT_GONE
 
 
 def refusal(generation: Generation, what: str, *, queue_full: bool = False) -> tuple[Any, str]:
@@ -73,7 +75,8 @@ def refusal(generation: Generation, what: str, *, queue_full: bool = False) -> t
     (resource_error), B ``((0x52FF, 1 | 2), what)`` (overseer: queue full | other)."""
     if generation is Generation.A:
         return (A_RESOURCE, what)
-    return ((B_OVERSEER, 1 if queue_full else 2), what)
+    code = OverseerCode.QUEUE_FULL if queue_full else OverseerCode.POOL_FULL
+    return ((B_OVERSEER, code.value), what)
 
 
 class HeaderFlavour(str, enum.Enum):

@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote
 
-from ..errors import ErrorCategory
+from ..errors import B_NOT_FOUND
 from ..protocol.frames import Generation
 from ..protocol.wire import packb, unpackb
 from .server import Call, Method, Reply, Service, raw, text, text_list
 
 __all__ = ["NOT_FOUND_B", "FileBackend", "MemoryBackend", "StorageBackend", "StorageService", "not_found"]
 
-NOT_FOUND_B = (ErrorCategory.GENERIC.value, 2)
+NOT_FOUND_B = B_NOT_FOUND
 
 
 class StorageBackend(Protocol):

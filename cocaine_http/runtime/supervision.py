@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import CallTimeoutError
+from ..errors import CallTimeoutError, SlaveCode
 from ..protocol.frames import Generation
 from .side import A_RESOURCE, B_SLAVE
 from .slave import Slave, SlaveState
@@ -196,7 +196,8 @@ class Supervisor:
         8 (timed out) or 2."""
         if self.generation is Generation.A:
             return (A_RESOURCE, reason)
-        return ((B_SLAVE, 8 if timeout else 2), reason)
+        code = SlaveCode.HEARTBEAT_TIMEOUT if timeout else SlaveCode.DIED
+        return ((B_SLAVE, code.value), reason)
 
     # -- deadlines ---------------------------------------------------------------------
     def expecting(self, slave: Slave) -> None:
