@@ -42,7 +42,8 @@ from .locator import LocatorService
 from .logging import Console, ConsoleHandler, LoggingService
 from .node import AppSpec
 from .pool import Pool
-from .server import PortAllocator, Service, ServiceServer
+from .ports import PortAllocator
+from .server import Service, ServiceServer
 from .storage import FileBackend, MemoryBackend, StorageBackend, StorageService
 
 __all__ = ["SOLE_APP", "LocalRuntime"]
