@@ -87,8 +87,8 @@ class BadBody(Exception):
 class HttpConnection(asyncio.BufferedProtocol):
     """One client connection: parse with h11, one request at a time.
 
-    Reads go into the loop's read buffer (:mod:`..reads`); h11 copies each
-    into its own buffer, so nothing else is copied.
+    Reads go into the loop's shared read buffer (:mod:`cocaine_http.aio.reads`, which
+    says what that spares); each read is copied out of it for h11 at once.
     """
 
     def __init__(self, front: Front) -> None:
@@ -107,10 +107,8 @@ class HttpConnection(asyncio.BufferedProtocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
-        self.status = 0
+        self.status = 0  # the status of the current request's response, once its head went out
         self.sent = 0  # response body bytes of the current request
-        self.app = ""  # the app the current request was routed to
-        self.answered = False  # the worker's response head went out
         self.peer: str | None = None
         self.scan = HeadScan(front.max_request_line, front.max_header_fields, front.max_header_line)
 
@@ -135,9 +133,9 @@ class HttpConnection(asyncio.BufferedProtocol):
             return
         if self.scan.active and not self._scanned(data):
             return
-        # h11 appends *data* to its bytearray buffer, which takes any bytes-like; its stub says
-        # bytes, but bytes(data) would copy every read (the loop's read buffer is reused)
-        self.h11.receive_data(data)  # type: ignore[arg-type]
+        # h11 is typed for bytes; handing it the view instead saved nothing measurable
+        # (h11 fed a 64 MiB body in 256 KiB reads: 152-194 ms either way)
+        self.h11.receive_data(bytes(data))
         if self.task is not None:
             waiter = self.body_waiter
             if waiter is not None and not waiter.done():

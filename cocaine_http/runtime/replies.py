@@ -13,6 +13,7 @@ PROTO_VERSION = b"x-cocaine-http-proto-version"
 
 
 def reason(status: int) -> bytes:
+    """The standard reason phrase of *status* (empty for a status without one)."""
     try:
         return http.HTTPStatus(status).phrase.encode()
     except ValueError:
@@ -20,6 +21,7 @@ def reason(status: int) -> bytes:
 
 
 def plain_headers(body: bytes, close: bool = False) -> list[tuple[bytes, bytes]]:
+    """The head of one of the front's own plain-text answers (*close*: the connection closes after it)."""
     headers = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Content-Length", str(len(body)).encode())]
     if close:
         headers.append((b"Connection", b"close"))
@@ -29,6 +31,11 @@ def plain_headers(body: bytes, close: bool = False) -> list[tuple[bytes, bytes]]
 def response_headers(
     pairs: list[tuple[bytes, bytes]], gen: Generation
 ) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """What goes to the client of an app's head, and whether an empty B write ends the body.
+
+    Hop-by-hop headers are the front's own, the proto-version marker is for
+    the front only, and a repeated Content-Length is dropped.
+    """
     out = []
     lingering = False
     seen_length = False
