@@ -14,6 +14,7 @@ from ..protocol.wire import as_text
 
 __all__ = ["ArgError", "Converter", "integer", "raw", "text", "text_list", "value"]
 
+
 class ArgError(Exception):
     """An argument converter refused a value."""
 

@@ -200,10 +200,7 @@ class Exchange:
             if isinstance(code, tuple):
                 code = f"{code[0]}, {code[1]}"
             raise Failure(502, f"Application {where.app} error: {message} [{code}]")
-        raise Failure(
-            502, f"Application {where.app} error: the worker closed the session without a response"
-        )
-
+        raise Failure(502, f"Application {where.app} error: the worker closed the session without a response")
 
     async def _stream_body(self, inv: AppCall, first: bytes) -> None:
         """Send *first* and the rest of the body as request chunks, at the worker's pace."""
@@ -221,4 +218,3 @@ class Exchange:
                         break
                     await inv.write(view[at : at + size])
             piece = await self.conn.body_piece()
-

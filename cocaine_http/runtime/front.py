@@ -65,8 +65,12 @@ proxies carry no WebSockets).
 The front sets ``X-Real-IP`` to the peer's address (replacing the
 client's) and adds ``Date`` and ``Server: cocaine-http`` to every response
 unless the app set them (``date_header``/``server_header`` switch them off).
-"""
 
+:class:`HttpFront` is the listener and what its connections share (limits,
+the envelope, a graceful stop). Its parts: :mod:`.http_connection` (one
+client connection, h11), :mod:`.exchange` (one request through an app),
+:mod:`.routing`, :mod:`.refusals` and :mod:`.replies`.
+"""
 
 from __future__ import annotations
 
@@ -137,7 +141,6 @@ def parse_bind(bind: str) -> tuple[str, int]:
         return host or "127.0.0.1", int(port)
     except ValueError:
         raise ValueError(f"--bind needs HOST:PORT or unix:PATH, got {bind!r}") from None
-
 
 
 class HttpFront:
@@ -299,4 +302,3 @@ class HttpFront:
         return encode_request(
             req.method.decode(), rt.uri, headers, body, generation=self.generation, version=version
         )
-

@@ -318,7 +318,6 @@ class HttpConnection(asyncio.BufferedProtocol):
                 raise ConnectionResetError("client went away mid-body")
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-
     def take_first_piece(self) -> bytes | None:
         """What a streamed body starts with (None: the body was whole); the exchange takes it once."""
         first, self.first_piece = self.first_piece, None
@@ -397,4 +396,3 @@ class HttpConnection(asyncio.BufferedProtocol):
             self._process()
         else:
             self.transport.close()
-

@@ -101,7 +101,6 @@ class HeadScan:
             raise HttpRequestRefused(f"a header line is too long (over {self.max_field} bytes)", status=431)
 
 
-
 def refuse_early(req: h11.Request) -> None:
     """Requests refused as soon as their head is in, before any body is read."""
     if req.http_version not in (b"1.1", b"1.0"):

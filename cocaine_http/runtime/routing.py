@@ -48,4 +48,3 @@ def route(
     if default_app is not None:
         return Route(default_app, "http", target, False)
     raise RouteError(404, "Invalid url")
-

@@ -89,4 +89,3 @@ class ServiceServer:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
         await self.service.close()
-

@@ -46,7 +46,6 @@ class Drop(Exception):
     """Raised by a handler (B) when the peer broke the protocol: the connection is dropped."""
 
 
-
 Handler = Callable[..., Awaitable[Any]]
 
 
