@@ -328,6 +328,7 @@ class HttpConnection(asyncio.BufferedProtocol):
         check_chunk(self.h11, self.body_seen, self.front.max_body_size)
 
     def refuse(self, status: int, message: str) -> None:
+        """Answer *status* with *message* (if no response has begun) and close: the request is refused."""
         log.warning("refused a request from %s: %d %s", self.peer or "?", status, message)
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = f"{http.HTTPStatus(status).phrase}: {message}\n".encode()
@@ -340,6 +341,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             self.transport.close()
 
     def send(self, event: Any) -> None:
+        """Write *event* now, counting its status and body bytes for the access line."""
         if type(event) is h11.Response:
             self.status = event.status_code
         elif type(event) is h11.Data:
@@ -349,6 +351,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             self.transport.write(data)
 
     async def write(self, event: Any) -> None:
+        """Send *event*, then wait while the client is slow to read; ConnectionResetError if it is gone."""
         self.send(event)
         if not self.writable.is_set():
             await self.writable.wait()
@@ -356,6 +359,7 @@ class HttpConnection(asyncio.BufferedProtocol):
             raise ConnectionResetError("client went away")
 
     def shutdown(self) -> None:
+        """Cut the connection at once: nothing more can be said on it (e.g. after a response head)."""
         if self.transport is not None:
             self.transport.abort()
 
