@@ -177,6 +177,11 @@ class Channel:
     def connected(self) -> bool:
         return self._transport is not None and not self.closed
 
+    @property
+    def peername(self) -> Any:
+        """The peer's address as the transport gives it (``None`` before connecting)."""
+        return self._transport.get_extra_info("peername") if self._transport is not None else None
+
     async def connect(self, endpoint: Endpoint | Any, *, unix: bool = False) -> None:
         """Connect to a UNIX path, ``(host, port)``, ``"host:port"`` or ``"[v6]:port"``.
 

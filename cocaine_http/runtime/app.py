@@ -23,10 +23,12 @@ import contextlib
 from typing import Any
 
 from ..protocol.frames import Generation
+from .converters import integer, raw, text
 from .engine import Invocation
-from .node import AppSpec
 from .pool import Pool, Refused
-from .server import Call, Fault, Method, Reply, Service, integer, raw, text
+from .service import Fault, Method, Reply, Service
+from .service_connection import Call
+from .specs import AppSpec
 
 __all__ = ["AppCall", "AppService"]
 
@@ -49,7 +51,9 @@ class AppCall:
     def done(self) -> bool:
         return self.inv.finished.done()
 
-    async def write(self, data: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def write(
+        self, data: bytes | bytearray | memoryview, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         await self.inv.write(data, headers)
 
     async def close(self) -> None:

@@ -38,11 +38,14 @@ from ..protocol.endpoints import format_endpoint
 from ..protocol.frames import Generation
 from .app import AppService
 from .engine import HeaderFlavour
+from .front import HttpFront
 from .locator import LocatorService
 from .logging import Console, ConsoleHandler, LoggingService
-from .node import AppSpec
+from .node import NodeService
 from .pool import Pool
-from .server import PortAllocator, Service, ServiceServer
+from .ports import PortAllocator
+from .server import Service, ServiceServer
+from .specs import AppSpec, read_object, resolve_item, spec_from_storage
 from .storage import FileBackend, MemoryBackend, StorageBackend, StorageService
 
 __all__ = ["SOLE_APP", "LocalRuntime"]
@@ -52,6 +55,8 @@ __all__ = ["SOLE_APP", "LocalRuntime"]
 SOLE_APP = "<the only app>"
 
 log = logging.getLogger("cocaine_http.runtime")
+#: The runlist's apps are the node's business: their failures are logged under its name.
+node_log = logging.getLogger("cocaine_http.runtime.node")
 
 
 class LocalRuntime:
@@ -110,7 +115,7 @@ class LocalRuntime:
         self.servers: dict[str, ServiceServer] = {}
         self.apps: dict[str, AppService] = {}
         self.locator: ServiceServer | None = None
-        self.front: Any = None
+        self.front: HttpFront | None = None
         self.storage: StorageBackend = MemoryBackend()
         self.runtime_dir = ""
         self._own_runtime_dir = False
@@ -199,21 +204,30 @@ class LocalRuntime:
         await self._start_front()
 
     async def _start_apps(self) -> None:
-        """Hook for apps (filled in by :mod:`.node`)."""
-        from .node import boot_apps
-
-        await boot_apps(self)
+        """Start the given apps, then those of ``runlists/<runlist>`` in storage."""
+        for item in self.app_items:
+            await self.start_app(resolve_item(item, self.python), pool_size=self.workers)
+        try:
+            runlist = read_object(self.storage, "runlists", self.runlist)
+        except ValueError:
+            return
+        if not isinstance(runlist, dict):
+            return
+        for name, profile_name in runlist.items():
+            if str(name) in self.apps:
+                continue
+            try:
+                spec = spec_from_storage(self.storage, self.runtime_dir, str(name), str(profile_name))
+                await self.start_app(spec)
+            except Exception as exc:
+                node_log.error("runlist app %s did not start: %s", name, exc)
 
     async def _start_node(self) -> None:
-        from .node import NodeService
-
         await self.add_service(NodeService(self.generation, self))
 
     async def _start_front(self) -> None:
         if self.bind is None:
             return
-        from .front import HttpFront
-
         default_app = self.default_app
         if default_app == SOLE_APP:
             default_app = next(iter(self.apps)) if len(self.apps) == 1 else None

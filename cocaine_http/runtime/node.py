@@ -1,20 +1,4 @@
-"""The node service and where apps come from (PROTOCOL.md §2.6, §3.7, §6).
-
-An app is described by an :class:`AppSpec`: the command to spawn (the
-manifest's ``slave``, or an argv prefix), its working directory, extra
-environment and profile. Specs come from
-
-* ``MODULE:ATTR`` (``cocaine-http dev``): ``python -m cocaine_http MODULE:ATTR``;
-* an app directory holding ``manifest.json`` (``{"slave": ..., "environment":
-  {...}}``) and optionally ``profile.json``; ``slave`` is relative to the
-  directory, which is also the cwd. A ``.py`` slave without the exec bit is
-  run with the current interpreter (a real runtime would need the bit and a
-  shebang line);
-* storage, as the real runtime reads it: ``manifests/<app>`` and
-  ``profiles/<profile>`` are msgpack-encoded objects, ``apps/<app>`` (if
-  present) is msgpack(tar.gz bytes), extracted into
-  ``<runtime dir>/spool/<app>`` (the cwd); ``runlists/<id>`` =
-  msgpack({app: profile}) lists the apps started at boot.
+"""The node service: start, stop, list and drive the apps of a runtime (PROTOCOL.md §2.6, §3.7).
 
 Node methods:
 
@@ -27,34 +11,30 @@ Node methods:
   ``control(name)`` (stream of desired worker counts) → ``[]`` on close;
   ``enqueue(app, event)`` streams like ``app.enqueue``. Errors use the node
   category 0x51FF: 5 already started, 6 not running, 7 cannot prepare the app.
+
+Apps started here come from storage (:func:`~.specs.spec_from_storage`);
+the runtime that runs them is an :class:`AppHost`.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import shlex
-import stat
-import sys
-import tarfile
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from ..errors import ErrorCategory
 from ..protocol.frames import Generation
-from ..protocol.wire import unpackb
-from .server import ArgError, Call, Fault, Method, Reply, Service, integer, text, text_list, value
-
-if TYPE_CHECKING:
-    from .local import LocalRuntime
+from .app import AppService
+from .converters import ArgError, integer, text, text_list, value
+from .service import Fault, Method, Reply, Service
+from .service_connection import Call
+from .specs import DEFAULT_PROFILE, AppSpec, spec_from_directory, spec_from_storage, spec_from_target
+from .storage import StorageBackend
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "AppHost",
     "AppSpec",
     "NodeService",
-    "boot_apps",
     "spec_from_directory",
     "spec_from_storage",
     "spec_from_target",
@@ -66,186 +46,22 @@ RUNNING = "the app is already running"
 STOPPED = "the app has been stopped"
 NOT_RUNNING = "the app is not running"
 
-#: The real runtime's profile defaults (cocaine-core 0.11 context.cpp; node::v2 profile.cpp).
-DEFAULT_PROFILE: dict[str, Any] = {
-    "pool-limit": 10,
-    "concurrency": 10,
-    "queue-limit": 100,
-    "heartbeat-timeout": 30.0,
-    "startup-timeout": 10.0,  # A: first heartbeat; B calls it handshake-timeout (5 s)
-    "idle-timeout": 600.0,
-    "termination-timeout": 5.0,  # A; B calls it terminate-timeout (10 s)
-    "request-timeout": 86400.0,
-}
 
+class AppHost(Protocol):
+    """What the node service needs of the runtime it drives (:class:`~.local.LocalRuntime`)."""
 
-@dataclass
-class AppSpec:
-    """How to run one app: the command, its directory, environment and profile."""
+    @property
+    def apps(self) -> Mapping[str, AppService]: ...
 
-    name: str
-    argv: list[str]
-    cwd: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    profile: dict[str, Any] = field(default_factory=dict)
-    profile_name: str = "default"
-    source: str = ""
+    @property
+    def storage(self) -> StorageBackend: ...
 
-    def merged_profile(
-        self, generation: Generation, overrides: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        out = dict(DEFAULT_PROFILE)
-        if generation is Generation.B:
-            out["startup-timeout"] = 5.0
-            out["termination-timeout"] = 10.0
-        # accept the B spellings for the same knobs
-        aliases = {"handshake-timeout": "startup-timeout", "terminate-timeout": "termination-timeout"}
-        for key, val in {**self.profile, **(overrides or {})}.items():
-            out[aliases.get(key, key)] = val
-        return out
+    @property
+    def runtime_dir(self) -> str: ...
 
+    async def start_app(self, spec: AppSpec, *, pool_size: int | None = None) -> AppService: ...
 
-def default_name(target: str) -> str:
-    """``examples.flask_app.app:app`` → ``flask_app``: the last module part that is not generic."""
-    module = target.partition(":")[0]
-    generic = {"app", "main", "wsgi", "asgi", "server", "application", "__main__", "api", "web"}
-    for part in reversed(module.split(".")):
-        if part and part not in generic:
-            return part
-    return "app"
-
-
-def spec_from_target(
-    target: str, name: str | None = None, *, python: str | None = None, extra_args: list[str] | None = None
-) -> AppSpec:
-    argv = [python or sys.executable, "-m", "cocaine_http", target, *(extra_args or [])]
-    return AppSpec(name or default_name(target), argv, cwd=os.getcwd(), source=f"module {target}")
-
-
-def _slave_argv(slave: str, base: Path) -> list[str]:
-    parts = shlex.split(slave) if " " in slave.strip() else [slave]
-    exe = parts[0]
-    path = Path(exe) if os.path.isabs(exe) else base / exe
-    if path.exists():
-        exe = str(path)
-        mode = path.stat().st_mode
-        if path.suffix == ".py" and not mode & stat.S_IXUSR:
-            return [sys.executable, exe, *parts[1:]]
-    return [exe, *parts[1:]]
-
-
-def spec_from_directory(path: str | os.PathLike[str]) -> AppSpec:
-    base = Path(path).resolve()
-    manifest_path = base / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{base} has no manifest.json") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{manifest_path}: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("slave"), str):
-        raise ValueError(f"{manifest_path}: 'slave' (a path) is required")
-    profile: dict[str, Any] = {}
-    profile_path = base / "profile.json"
-    if profile_path.exists():
-        profile = json.loads(profile_path.read_text())
-    env = {str(k): str(v) for k, v in (manifest.get("environment") or {}).items()}
-    name = str(manifest.get("name") or base.name)
-    return AppSpec(
-        name, _slave_argv(manifest["slave"], base), str(base), env, profile, source=f"directory {base}"
-    )
-
-
-def _text_keys(obj: Any) -> Any:
-    """msgpack objects read with raw=True have bytes keys and values; turn text back into str."""
-    if isinstance(obj, dict):
-        return {_text_keys(k): _text_keys(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_text_keys(v) for v in obj]
-    if isinstance(obj, bytes):
-        try:
-            return obj.decode()
-        except UnicodeDecodeError:
-            return obj
-    return obj
-
-
-def _read_object(rt: LocalRuntime, collection: str, key: str) -> Any:
-    try:
-        blob = rt.storage.read(collection, key)
-    except KeyError:
-        raise ValueError(f"object '{key}' has not been found in '{collection}'") from None
-    try:
-        return _text_keys(unpackb(blob))
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"'{collection}/{key}' is not msgpack: {exc}") from None
-
-
-def spec_from_storage(rt: LocalRuntime, name: str, profile_name: str) -> AppSpec:
-    manifest = _read_object(rt, "manifests", name)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("slave"), str):
-        raise ValueError(f"manifest of {name} has no 'slave'")
-    try:
-        profile = _read_object(rt, "profiles", profile_name)
-    except ValueError:
-        if profile_name != "default":
-            raise
-        profile = {}
-    if not isinstance(profile, dict):
-        raise ValueError(f"profile {profile_name} is not an object")
-    spool = Path(rt.runtime_dir) / "spool" / name
-    spool.mkdir(parents=True, exist_ok=True)
-    try:
-        archive = rt.storage.read("apps", name)
-    except KeyError:
-        archive = None
-    if archive is not None:
-        data = unpackb(archive)
-        if not isinstance(data, bytes):
-            raise ValueError(f"apps/{name} is not msgpack(archive bytes)")
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-            tar.extractall(spool, filter="data")
-    env = {str(k): str(v) for k, v in (manifest.get("environment") or {}).items()}
-    return AppSpec(
-        name, _slave_argv(manifest["slave"], spool), str(spool), env, profile, profile_name, source="storage"
-    )
-
-
-def resolve_item(rt: LocalRuntime, item: Any) -> AppSpec:
-    """An ``apps=`` item of :class:`LocalRuntime` → :class:`AppSpec`."""
-    if isinstance(item, AppSpec):
-        return item
-    text_item = os.fspath(item)
-    if os.path.isdir(text_item):
-        return spec_from_directory(text_item)
-    if ":" in text_item or "." in text_item:
-        return spec_from_target(text_item, python=rt.python)
-    raise ValueError(f"cannot run {text_item!r}: not MODULE:ATTR nor an app directory")
-
-
-async def boot_apps(rt: LocalRuntime) -> None:
-    """Start the given apps, then ``runlists/<runlist>`` from storage."""
-    for item in rt.app_items:
-        spec = resolve_item(rt, item)
-        await rt.start_app(spec, pool_size=rt.workers)
-    try:
-        runlist = _read_object(rt, "runlists", rt.runlist)
-    except ValueError:
-        return
-    if not isinstance(runlist, dict):
-        return
-    for name, profile_name in runlist.items():
-        if str(name) in rt.apps:
-            continue
-        try:
-            spec = spec_from_storage(rt, str(name), str(profile_name))
-            await rt.start_app(spec)
-        except Exception as exc:
-            import logging
-
-            logging.getLogger("cocaine_http.runtime.node").error(
-                "runlist app %s did not start: %s", name, exc
-            )
+    async def stop_app(self, name: str) -> bool: ...
 
 
 def _profile_arg(v: Any) -> str:
@@ -257,7 +73,7 @@ def _profile_arg(v: Any) -> str:
 class NodeService(Service):
     kind = "node"
 
-    def __init__(self, generation: Generation | str, runtime: LocalRuntime) -> None:
+    def __init__(self, generation: Generation | str, runtime: AppHost) -> None:
         super().__init__("node", generation)
         self.rt = runtime
         if self.is_a:
@@ -280,7 +96,7 @@ class NodeService(Service):
         if name in self.rt.apps:
             return RUNNING
         try:
-            spec = spec_from_storage(self.rt, name, profile_name)
+            spec = spec_from_storage(self.rt.storage, self.rt.runtime_dir, name, profile_name)
             await self.rt.start_app(spec)
         except Exception as exc:
             return str(exc)
@@ -311,7 +127,7 @@ class NodeService(Service):
         if not await self.rt.stop_app(name):
             raise Fault((NODE_CATEGORY, 6), NOT_RUNNING)
 
-    def _app(self, name: str) -> Any:
+    def _app(self, name: str) -> AppService:
         app = self.rt.apps.get(name)
         if app is None:
             raise Fault((NODE_CATEGORY, 6), NOT_RUNNING)

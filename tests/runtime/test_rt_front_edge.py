@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from cocaine_http.errors import HttpRequestRefused
-from cocaine_http.runtime.front import HeadScan
+from cocaine_http.runtime.refusals import HeadScan
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).resolve().parent / "workers"
