@@ -64,6 +64,7 @@ __all__ = [
     "ConnectError",
     "DecodeError",
     "DisconnectedError",
+    "DispatchCode",
     "ErrorCategory",
     "ErrorCode",
     "ErrorCodeA",
@@ -169,6 +170,18 @@ class ErrorCodeA(enum.IntEnum):
     TIMEOUT_ERROR = 3
     DEADLINE_ERROR = 4  #: the event expired in the queue
     NO_HANDLER = -100
+
+
+class DispatchCode(enum.IntEnum):
+    """Codes of the B dispatch category, :attr:`ErrorCategory.DISPATCH` (PROTOCOL.md §3.8)."""
+
+    DUPLICATE_SLOT = 1
+    INVALID_ARGUMENT = 2
+    NOT_CONNECTED = 3
+    REVOKED_CHANNEL = 4
+    SLOT_NOT_FOUND = 5
+    UNBOUND_DISPATCH = 6
+    UNCAUGHT_ERROR = 7  #: a service method raised what it did not expect
 
 
 class NodeCode(enum.IntEnum):

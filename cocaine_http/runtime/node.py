@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..errors import ErrorCategory
+from ..errors import ErrorCategory, ErrorCodeA, NodeCode
 from ..protocol.frames import Generation
 from .app import AppService
 from .converters import ArgError, integer, text, text_list, value
@@ -104,7 +104,7 @@ class NodeService(Service):
 
     async def start_app_a(self, call: Call, apps: Any) -> dict[str, str]:
         if not isinstance(apps, dict):
-            raise Fault(1, "start_app expects {app: profile}")
+            raise Fault(ErrorCodeA.INVOCATION_ERROR.value, "start_app expects {app: profile}")
         out = {}
         for name, profile_name in apps.items():
             out[text(name)] = await self._start(text(name), _profile_arg(profile_name))
@@ -118,19 +118,19 @@ class NodeService(Service):
 
     async def start_app_b(self, call: Call, name: str, profile_name: str) -> None:
         if name in self.rt.apps:
-            raise Fault((NODE_CATEGORY, 5), RUNNING)
+            raise Fault((NODE_CATEGORY, NodeCode.ALREADY_STARTED.value), RUNNING)
         status = await self._start(name, profile_name)
         if status != STARTED:
-            raise Fault((NODE_CATEGORY, 7), status)
+            raise Fault((NODE_CATEGORY, NodeCode.UNCAUGHT_SPOOL.value), status)
 
     async def pause_app_b(self, call: Call, name: str) -> None:
         if not await self.rt.stop_app(name):
-            raise Fault((NODE_CATEGORY, 6), NOT_RUNNING)
+            raise Fault((NODE_CATEGORY, NodeCode.NOT_RUNNING.value), NOT_RUNNING)
 
     def _app(self, name: str) -> AppService:
         app = self.rt.apps.get(name)
         if app is None:
-            raise Fault((NODE_CATEGORY, 6), NOT_RUNNING)
+            raise Fault((NODE_CATEGORY, NodeCode.NOT_RUNNING.value), NOT_RUNNING)
         return app
 
     async def info(self, call: Call, name: str, flags: int = 0) -> Any:

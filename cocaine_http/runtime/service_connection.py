@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aio.channel import Channel
-from ..errors import DecodeError, DisconnectedError, FrameFormatError
+from ..errors import DecodeError, DisconnectedError, DispatchCode, ErrorCategory, ErrorCodeA, FrameFormatError
 from ..protocol.catalog import MessageEncoder
 from ..protocol.definitions import STREAMING
 from ..protocol.frames import Frame, Generation
@@ -56,7 +56,9 @@ __all__ = ["INBOUND_HIGH_WATER", "UNCAUGHT_B", "Call", "ServiceConnection"]
 log = logging.getLogger("cocaine_http.runtime.server")
 
 #: B category/code for an exception a handler did not expect: cocaine.rpc.dispatch / uncaught error (§3.8).
-UNCAUGHT_B = (0x07, 7)
+UNCAUGHT_B = (ErrorCategory.DISPATCH.value, DispatchCode.UNCAUGHT_ERROR.value)
+#: A's code for a call the service cannot run (unknown method, bad arguments).
+_A_INVOCATION_ERROR = ErrorCodeA.INVOCATION_ERROR.value
 #: Caller writes queued for a streaming-in call before the connection stops being read.
 INBOUND_HIGH_WATER = 64
 
@@ -181,16 +183,18 @@ class ServiceConnection:
     def _frame_a(self, f: Frame) -> None:
         method = self.service.methods.get(f.type)
         if method is None:
-            self._send(
-                self.encoder.error(f.session, 1, "unknown message type") + self.encoder.choke(f.session)
-            )
+            self._refuse_a(f.session, "unknown message type")
             return
         try:
             args = self._convert(method, f.args)
         except ArgError as exc:
-            self._send(self.encoder.error(f.session, 1, str(exc)) + self.encoder.choke(f.session))
+            self._refuse_a(f.session, str(exc))
             return
         self._start(Call(self, f.session, method), args)
+
+    def _refuse_a(self, session: int, message: str) -> None:
+        """A: the call cannot run; an invocation error and a choke end it."""
+        self._send(self.encoder.error(session, _A_INVOCATION_ERROR, message) + self.encoder.choke(session))
 
     def _frame_b(self, f: Frame) -> None:
         try:
@@ -243,7 +247,7 @@ class ServiceConnection:
         if f.type == 2:
             call.inbound.put_nowait(("close",))
             return
-        code: Any = f.args[0] if f.args else (0xFF, 0)
+        code: Any = f.args[0] if f.args else (ErrorCategory.UNKNOWN.value, 0)
         if isinstance(code, list):
             code = tuple(code)
         message = as_text(f.args[1]) if len(f.args) > 1 and isinstance(f.args[1], bytes | str) else ""
