@@ -33,14 +33,25 @@ class Deadlines:
     one comparison and one set insertion.
     """
 
-    __slots__ = ("_buckets", "_last", "_last_key", "_loop", "_time")
+    __slots__ = ("_buckets", "_last", "_last_key", "_time", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        #: The loop whose clock and timers the deadlines use (a waiter on another loop needs its own).
+        self.loop = loop
         self._time = loop.time
         self._buckets: dict[int, set[asyncio.Future[Any]]] = {}
         self._last_key = -1
         self._last: set[asyncio.Future[Any]] = set()
+
+    @property
+    def waiting(self) -> int:
+        """Futures under a deadline that has not expired yet."""
+        return sum(len(bucket) for bucket in self._buckets.values())
+
+    @property
+    def timers(self) -> int:
+        """Buckets whose timer has not fired yet."""
+        return len(self._buckets)
 
     def add(self, fut: asyncio.Future[Any], timeout: float) -> set[asyncio.Future[Any]]:
         """Give *fut* the result :data:`TIMED_OUT` after *timeout*; returns the set to discard it from."""
@@ -51,7 +62,7 @@ class Deadlines:
             bucket = self._buckets.get(key)  # type: ignore[assignment]
             if bucket is None:
                 bucket = self._buckets[key] = set()
-                self._loop.call_at(key * DEADLINE_RESOLUTION, self._fire, key)
+                self.loop.call_at(key * DEADLINE_RESOLUTION, self._fire, key)
             self._last_key, self._last = key, bucket
         bucket.add(fut)
         return bucket
