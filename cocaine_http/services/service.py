@@ -96,7 +96,7 @@ class Service(BaseService):
             raise method_not_found(self.name, name, methods)
 
         def caller(*args: Any, timeout: float | None = None, headers: Any = None) -> Any:
-            spec = self._methods.get(name) if self._methods else None  # type: ignore[union-attr]
+            spec = self._methods.get(name) if self._methods else None
             if spec is None:
                 return self.call(name, *args, timeout=timeout, headers=headers)
             if spec.streaming:
