@@ -291,6 +291,8 @@ def main() -> None:
                     help="also measure cocaine_http at git revision REV, side by side")
     ap.add_argument("--callgrind", action="store_true",
                     help="count the client's instructions per call instead (slow; see above)")
+    ap.add_argument("--inflight", default="1,256",
+                    help="--callgrind: calls in flight, a comma list (default 1,256)")
     ap.add_argument("--serve", nargs=2, metavar=("KIND", "GEN"), help=argparse.SUPPRESS)
     ap.add_argument("--calls", nargs=4, metavar=("GEN", "PORT", "INFLIGHT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -331,7 +333,7 @@ def main() -> None:
             assert child.stdout is not None
             port = int(child.stdout.readline())
             if args.callgrind:
-                for inflight in (1, 256):
+                for inflight in map(int, args.inflight.split(",")):
                     clients = [("cocaine_http", None)] + [("baseline", args.baseline)] * bool(args.baseline)
                     for name, rev in clients:
                         per_call = count_instructions(gen, port, inflight, rev)

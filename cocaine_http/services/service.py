@@ -99,9 +99,7 @@ class Service(BaseService):
             spec = self._methods.get(name) if self._methods else None
             if spec is None:
                 return self.call(name, *args, timeout=timeout, headers=headers)
-            if spec.streaming:
-                return self._open_stream(spec, args, timeout, headers)
-            return self._unary(spec, args, timeout, headers)  # the coroutine itself: no extra frame
+            return self.call_spec(spec, args, timeout=timeout, headers=headers)
 
         caller.__name__ = name
         caller.__qualname__ = f"{type(self).__name__}.{name}"
