@@ -32,6 +32,10 @@ from .deadlines import Deadlines
 
 __all__ = ["Link", "ReplySink"]
 
+#: Enum members looked up once for the reply path (FIGURE_REPLY).
+_UNARY = CallMode.UNARY
+_VALUE = Reply.VALUE
+
 
 class ReplySink(Protocol):
     """The reading end of a streaming call: what :meth:`Link.deliver` feeds replies to."""
@@ -120,9 +124,9 @@ class Link:
         sink = st.sink
         if sink is None:
             return
-        if st.mode is CallMode.UNARY:
+        if st.mode is _UNARY:
             if not sink.done():
-                if what is Reply.VALUE:
+                if what is _VALUE:
                     sink.set_result(payload)
                 else:
                     sink.set_exception(payload)
