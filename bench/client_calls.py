@@ -22,8 +22,9 @@ per-round ratios (target >= 0.8x).
 
 ``--callgrind`` counts instead the client's instructions per call (valgrind's
 callgrind, the client process only): runs of 2 000 and 12 000 calls, the
-difference over the extra 10 000, so start-up and exit cancel out. Slow, but
-the same on a busy machine, where calls/s are not.
+difference over the extra 10 000, so start-up and exit cancel out; calls
+without a timeout (see ``make_calls``). Slow, but steadier on a busy machine
+than calls/s.
 
 ``--baseline REV`` adds a third contender: cocaine_http as it was at git
 revision REV, extracted to a temporary directory and imported as
@@ -248,11 +249,16 @@ async def bench(gen: str, locator_port: int, seconds: float, rounds: int,
 
 
 async def make_calls(gen: str, locator_port: int, inflight: int, n: int, package: str) -> None:
-    """*n* ``storage.read`` calls in *inflight* lanes with the client of *package* (a child run)."""
+    """*n* ``storage.read`` calls in *inflight* lanes with the client of *package* (a child run).
+
+    Without a timeout: under callgrind a call takes some 50 times longer, so a 5 ms
+    deadline bucket would hold a few calls instead of hundreds, and the buckets'
+    timers would dominate the count and vary with the machine's load.
+    """
     import importlib
 
     services = importlib.import_module(f"{package}.services")
-    client = services.Client(f"127.0.0.1:{locator_port}", "0.11" if gen == "A" else "0.12", timeout=30)
+    client = services.Client(f"127.0.0.1:{locator_port}", "0.11" if gen == "A" else "0.12", timeout=None)
     storage = await client.service("storage")
 
     async def lane(calls: int) -> None:

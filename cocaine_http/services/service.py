@@ -104,7 +104,10 @@ class Service(BaseService):
         caller.__name__ = name
         caller.__qualname__ = f"{type(self).__name__}.{name}"
         if name.isidentifier():
-            self.__dict__[name] = caller  # later lookups skip __getattr__
+            # Later lookups find the caller in the instance dict and skip the failed normal
+            # lookup and __getattr__: bench/client_calls.py --callgrind, B, 1 in flight:
+            # 100.4K -> 90.4K instr/call.
+            self.__dict__[name] = caller
             self._callers.add(name)
         return caller
 
