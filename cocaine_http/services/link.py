@@ -80,7 +80,11 @@ class Link:
     def write(self, data: bytes) -> None:
         """Send one frame, in order. With other calls in flight, frames are gathered
         and leave together at the end of the loop iteration (one syscall for many
-        calls); a lone call goes out at once."""
+        calls); a lone call goes out at once.
+
+        Against a send per frame: bench/client_calls.py --callgrind, B, 256 in
+        flight: 47.8K -> 44.0K instr/call.
+        """
         batch = self._batch
         if batch is not None:
             batch.append(data)
