@@ -136,7 +136,8 @@ def test_connect_falls_through_every_endpoint(gen: str) -> None:
                 cloud.locator.register("storage", cloud.storage, endpoints=[dead_ep, cloud.storage.endpoint])
                 async with make_client(cloud) as client:
                     storage = await client.service("storage")
-                    assert storage.link is not None and storage.link.channel.endpoint == cloud.storage.endpoint
+                    link = storage.link
+                    assert link is not None and link.channel.endpoint == cloud.storage.endpoint
             # the locator list is fallen through too
             client = Client([dead_ep, cloud.locator.endpoint], protocol_of(gen), backoff=FAST, timeout=5)
             async with client:
