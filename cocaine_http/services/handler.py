@@ -23,7 +23,7 @@ class CocaineLogHandler(logging.Handler):
     ``CocaineLogHandler(logger)`` with a :class:`Logger`, or
     ``CocaineLogHandler(prefix="web")`` to make one on the default
     :class:`~cocaine_http.services.SyncClient` (a private loop thread
-    outside a worker). The record's level maps as :func:`as_level`; the
+    outside a worker). The record's level maps as :func:`~cocaine_http.services.logger.as_level`; the
     message is ``self.format(record)``; attributes are ``logger`` (the
     record's logger name) plus the mapping in ``extra={"cocaine": {...}}``.
     Records of cocaine_http's own service loggers are skipped (they would
