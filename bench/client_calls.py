@@ -20,6 +20,12 @@ flight:
 Prints the median calls/s of each over alternating rounds and the median of the
 per-round ratios (target >= 0.8x).
 
+``--callgrind`` counts instead the client's instructions per call (valgrind's
+callgrind, the client process only): runs of 2 000 and 12 000 calls, the
+difference over the extra 10 000, so start-up and exit cancel out; calls
+without a timeout (see ``make_calls``). Slow, but steadier on a busy machine
+than calls/s.
+
 ``--baseline REV`` adds a third contender: cocaine_http as it was at git
 revision REV, extracted to a temporary directory and imported as
 ``cocaine_http_baseline`` (every import inside the package is relative), with
@@ -242,6 +248,45 @@ async def bench(gen: str, locator_port: int, seconds: float, rounds: int,
     return rows
 
 
+async def make_calls(gen: str, locator_port: int, inflight: int, n: int, package: str) -> None:
+    """*n* ``storage.read`` calls in *inflight* lanes with the client of *package* (a child run).
+
+    Without a timeout: under callgrind a call takes some 50 times longer, so a 5 ms
+    deadline bucket would hold a few calls instead of hundreds, and the buckets'
+    timers would dominate the count and vary with the machine's load.
+    """
+    import importlib
+
+    services = importlib.import_module(f"{package}.services")
+    client = services.Client(f"127.0.0.1:{locator_port}", "0.11" if gen == "A" else "0.12", timeout=None)
+    storage = await client.service("storage")
+
+    async def lane(calls: int) -> None:
+        for _ in range(calls):
+            await storage.read("bench", "k")
+
+    await asyncio.gather(*(lane(n // inflight + (i < n % inflight)) for i in range(inflight)))
+    await client.close()
+
+
+def count_instructions(gen: str, port: int, inflight: int, baseline: str | None) -> float:
+    """Instructions per call of one client (this tree's, or *baseline*'s) under callgrind."""
+    import tempfile
+
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="client-cg-") as out:
+        for n in (2000, 12000):
+            path = os.path.join(out, f"{n}.out")
+            command = ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={path}",
+                       sys.executable, __file__, "--calls", gen, str(port), str(inflight), str(n)]
+            if baseline:
+                command += ["--baseline", baseline]
+            subprocess.run(command, check=True, cwd=ROOT)
+            with open(path) as f:
+                totals.append(sum(int(line.split()[1]) for line in f if line.startswith("summary:")))
+    return (totals[1] - totals[0]) / 10000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", choices=["0.11", "0.12", "both"], default="both")
@@ -250,10 +295,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="alternating rounds; the median ratio is printed")
     ap.add_argument("--baseline", metavar="REV",
                     help="also measure cocaine_http at git revision REV, side by side")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count the client's instructions per call instead (slow; see above)")
+    ap.add_argument("--inflight", default="1,256",
+                    help="--callgrind: calls in flight, a comma list (default 1,256)")
     ap.add_argument("--serve", nargs=2, metavar=("KIND", "GEN"), help=argparse.SUPPRESS)
+    ap.add_argument("--calls", nargs=4, metavar=("GEN", "PORT", "INFLIGHT", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(*args.serve))
+        return
+    if args.calls:
+        gen, port, inflight, n = args.calls
+        package = "cocaine_http"
+        if args.baseline:
+            load_baseline(args.baseline)
+            package = "cocaine_http_baseline"
+        asyncio.run(make_calls(gen, int(port), int(inflight), int(n), package))
         return
     server = args.server
     if server is None:
@@ -265,17 +323,28 @@ def main() -> None:
             server = "peer"
     from cocaine_http.protocol import codec
 
-    baseline = load_baseline(args.baseline) if args.baseline else None
+    baseline = load_baseline(args.baseline) if args.baseline and not args.callgrind else None
     gens = ["A", "B"] if args.protocol == "both" else ["A" if args.protocol == "0.11" else "B"]
     print(f"storage server: {server} (separate process); decoder backend: {codec.BACKEND}; "
           f"python {sys.version.split()[0]}" + (f"; baseline: {args.baseline}" if baseline else ""))
-    print(f"{'gen':4} {'in flight':>9} {'client':>12} {'calls/s':>10} {'vs minimal':>10}   client CPU/call")
+    head = f"{'gen':4} {'in flight':>9} {'client':>12}"
+    columns = f"{'calls/s':>10} {'vs minimal':>10}   client CPU/call"
+    if args.callgrind:
+        columns = f"{'instr/call':>11}"
+    print(f"{head} {columns}")
     for gen in gens:
         child = subprocess.Popen([sys.executable, __file__, "--serve", server, gen], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             assert child.stdout is not None
             port = int(child.stdout.readline())
+            if args.callgrind:
+                for inflight in map(int, args.inflight.split(",")):
+                    clients = [("cocaine_http", None)] + [("baseline", args.baseline)] * bool(args.baseline)
+                    for name, rev in clients:
+                        per_call = count_instructions(gen, port, inflight, rev)
+                        print(f"{gen:4} {inflight:>9} {name:>12} {per_call:>11,.0f}", flush=True)
+                continue
             for inflight, *results in asyncio.run(bench(gen, port, args.seconds, args.rounds, baseline)):
                 for name, rate, ratio, cpu in results:
                     print(f"{gen:4} {inflight:>9.0f} {name:>12} {rate:>10,.0f} {ratio:>9.2f}x"

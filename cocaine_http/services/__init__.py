@@ -29,9 +29,10 @@ from ..protocol.methods import MalformedReplyError, MethodNotFound, Resolved, Re
 from ..protocol.states import Backoff, ServiceState
 from .base import BaseService, Stream
 from .client import Client
+from .handler import CocaineLogHandler
 from .helpers import App, AppStream, Node, Storage
 from .locator import Locator
-from .logger import CocaineLogHandler, Logger, LogLevel
+from .logger import Logger, LogLevel
 from .service import Service
 from .sync import SyncClient, set_default_loop
 

@@ -37,7 +37,9 @@ from ..protocol.frames import Generation
 from ..protocol.methods import Resolved
 from ..protocol.states import Backoff
 from .base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT
+from .helpers import App, Node, Storage
 from .locator import Locator, default_locators
+from .logger import Logger
 from .service import Definition, Service, service_class
 
 __all__ = ["ENV_LOCATOR", "ENV_PROTOCOL", "Client", "RuntimeDefaults", "runtime_defaults"]
@@ -134,7 +136,8 @@ def _endpoints(value: str | Endpoint | Iterable[Any], generation: Generation) ->
         return list(parse_locators(value, comma_list=True))
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
         return [parse_endpoint(value)]
-    return [parse_endpoint(v, default_port=10053) for v in value]
+    items: Iterable[Any] = value  # host strings, (host, port) pairs
+    return [parse_endpoint(v, default_port=10053) for v in items]
 
 
 class Client:
@@ -170,7 +173,7 @@ class Client:
         self.locator = Locator(endpoints, generation=self.generation, **self._options)
         self.locator.on_disconnected.append(self._locator_lost)
         self._cache: dict[tuple[str, Any], asyncio.Task[Service]] = {}
-        self._loggers: list[Any] = []
+        self._loggers: list[Logger] = []
         self._services: list[Service] = []
         #: Services whose first connect failed, reused by the next call for the same key.
         self._unconnected: dict[tuple[str, Any], Service] = {}
@@ -187,6 +190,11 @@ class Client:
         if self.loop is None or self.loop.is_closed():
             self.loop = loop
         return loop
+
+    def service_options(self) -> dict[str, Any]:
+        """What every service this client makes is given: the locator to resolve
+        through, the timeouts and the backoff (a :class:`Logger` takes them too)."""
+        return {"resolver": self.locator.resolve, **self._options}
 
     def _locator_lost(self, exc: BaseException | None) -> None:
         self._cache.clear()
@@ -222,7 +230,7 @@ class Client:
         svc = self._unconnected.pop(key, None)
         if svc is None:
             cls = service_class(definition)
-            svc = cls(name, generation=self.generation, resolver=self.locator.resolve, **self._options)
+            svc = cls(name, generation=self.generation, **self.service_options())
         try:
             await svc.connect(timeout)
         except BaseException as exc:
@@ -237,33 +245,30 @@ class Client:
         self._services.append(svc)
         return svc
 
-    def logger(self, prefix: str | None = None, **options: Any) -> Any:
+    def logger(self, prefix: str | None = None, **options: Any) -> Logger:
         """A :class:`~cocaine_http.services.Logger` writing as *prefix* (default: the app name).
 
         Connects lazily on the first message; never blocks the caller.
         """
-        from .logger import Logger
-
         lg = Logger(prefix, client=self, **options)
         self._loggers.append(lg)
         return lg
 
-    async def storage(self, *, timeout: float | None = None) -> Any:
-        """Typed wrapper of the ``storage`` service (:class:`~cocaine_http.services.helpers.Storage`)."""
-        from .helpers import Storage
+    async def flush(self, timeout: float | None = 5.0) -> None:
+        """Wait until every logger of this client has written what it queued (each within *timeout*)."""
+        for lg in list(self._loggers):
+            await lg.flush(timeout)
 
+    async def storage(self, *, timeout: float | None = None) -> Storage:
+        """Typed wrapper of the ``storage`` service (:class:`~cocaine_http.services.helpers.Storage`)."""
         return Storage(await self.service("storage", timeout=timeout))
 
-    async def node(self, *, timeout: float | None = None) -> Any:
+    async def node(self, *, timeout: float | None = None) -> Node:
         """Typed wrapper of the ``node`` service (:class:`~cocaine_http.services.helpers.Node`)."""
-        from .helpers import Node
-
         return Node(await self.service("node", timeout=timeout))
 
-    async def app(self, name: str, *, timeout: float | None = None) -> Any:
+    async def app(self, name: str, *, timeout: float | None = None) -> App:
         """Typed wrapper of application *name* (:class:`~cocaine_http.services.helpers.App`)."""
-        from .helpers import App
-
         return App(await self.service(name, timeout=timeout))
 
     async def close(self) -> None:

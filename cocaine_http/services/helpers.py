@@ -191,7 +191,8 @@ class AppStream:
 
     async def __anext__(self) -> bytes:
         stream = await self._reading()
-        return await stream.__anext__()
+        chunk: bytes = await stream.__anext__()  # enqueue's chunks are raw bytes
+        return chunk
 
     async def collect(self) -> list[bytes]:
         """Close (if not yet) and gather every reply chunk."""

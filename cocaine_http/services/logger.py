@@ -1,4 +1,4 @@
-"""``Logger``: the ``logging`` service as a non-blocking logger, and a ``logging.Handler``.
+"""``Logger``: the ``logging`` service as a non-blocking logger.
 
 As the seed says, the logger is a customised service: on connect it asks
 ``verbosity()`` and from then on messages below that level are dropped
@@ -31,12 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import logging
 import sys
-import threading
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TextIO
 
 from ..errors import CocaineError
 from ..protocol.definitions import LOG_LEVELS_A, LOG_LEVELS_B
@@ -44,10 +42,7 @@ from ..protocol.frames import Generation
 from ..protocol.states import ServiceState
 from .service import Service
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["DEFAULT_QUEUE_SIZE", "CocaineLogHandler", "LogLevel", "Logger", "wire_level"]
+__all__ = ["DEFAULT_QUEUE_SIZE", "LogClient", "LogLevel", "Logger", "wire_level"]
 
 #: Messages a logger holds while the service is slow or away.
 DEFAULT_QUEUE_SIZE = 10_000
@@ -124,6 +119,23 @@ def _attr_value(value: Any) -> Any:
     return str(value)
 
 
+class LogClient(Protocol):
+    """What a :class:`Logger` takes from the :class:`~cocaine_http.services.Client` that made it."""
+
+    @property
+    def generation(self) -> Generation: ...
+
+    @property
+    def app_name(self) -> str: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop to send from when a message is logged from a thread without one."""
+
+    def service_options(self) -> Mapping[str, Any]:
+        """The options the client gives every service it makes (resolver, timeouts, backoff)."""
+
+
 class Logger(Service):
     """A ``logging`` service client that logs (see the module docstring).
 
@@ -135,7 +147,7 @@ class Logger(Service):
         self,
         prefix: str | None = None,
         *,
-        client: Client | None = None,
+        client: LogClient | None = None,
         generation: Generation | str | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         stderr: TextIO | None = None,
@@ -143,8 +155,7 @@ class Logger(Service):
     ) -> None:
         if client is not None:
             gen = client.generation
-            options.setdefault("resolver", client.locator.resolve)
-            for key, value in client._options.items():
+            for key, value in client.service_options().items():
                 options.setdefault(key, value)
             app = client.app_name
         else:
@@ -190,7 +201,7 @@ class Logger(Service):
         self._threshold = None
 
     # -- the API -------------------------------------------------------------
-    def emit(self, level: Any, message: str, *args: Any, **attributes: Any) -> None:  # type: ignore[override]
+    def emit(self, level: Any, message: str, *args: Any, **attributes: Any) -> None:
         """Log *message* (``%``-formatted with *args* only if it is sent). Never blocks."""
         lvl = as_level(level)
         th = self._threshold
@@ -233,7 +244,7 @@ class Logger(Service):
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(idle.wait(), timeout)
-        if self._handle is not None:
+        if self.link is not None:
             with contextlib.suppress(CocaineError):
                 await self.drain()
 
@@ -408,45 +419,3 @@ def _format(message: Any, args: tuple[Any, ...]) -> str:
         return text % args
     except (TypeError, ValueError, KeyError) as exc:
         return f"{text!r} % {args!r} (formatting failed: {exc})"
-
-
-class CocaineLogHandler(logging.Handler):
-    """Send stdlib ``logging`` records to the cocaine logging service.
-
-    ``CocaineLogHandler(logger)`` with a :class:`Logger`, or
-    ``CocaineLogHandler(prefix="web")`` to make one on the default
-    :class:`~cocaine_http.services.SyncClient` (a private loop thread
-    outside a worker). The record's level maps as :func:`as_level`; the
-    message is ``self.format(record)``; attributes are ``logger`` (the
-    record's logger name) plus the mapping in ``extra={"cocaine": {...}}``.
-    Records of cocaine_http's own service loggers are skipped (they would
-    feed themselves).
-    """
-
-    def __init__(self, logger: Logger | None = None, *, prefix: str | None = None,
-                 level: int = logging.NOTSET) -> None:
-        super().__init__(level)
-        if logger is None:
-            from .sync import default_client
-
-            logger = default_client().logger(prefix)
-        self.logger = logger
-        self._local = threading.local()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith("cocaine_http.services") or getattr(self._local, "busy", False):
-            return
-        self._local.busy = True
-        try:
-            if not self.logger.enabled_for(record.levelno):
-                return
-            message = self.format(record)
-            attrs: dict[str, Any] = {"logger": record.name}
-            extra = getattr(record, "cocaine", None)
-            if isinstance(extra, dict):
-                attrs.update(extra)
-            self.logger.emit(record.levelno, message, **attrs)
-        except Exception:
-            self.handleError(record)
-        finally:
-            self._local.busy = False

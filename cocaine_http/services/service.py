@@ -96,17 +96,18 @@ class Service(BaseService):
             raise method_not_found(self.name, name, methods)
 
         def caller(*args: Any, timeout: float | None = None, headers: Any = None) -> Any:
-            spec = self._methods.get(name) if self._methods else None  # type: ignore[union-attr]
+            spec = self._methods.get(name) if self._methods else None
             if spec is None:
                 return self.call(name, *args, timeout=timeout, headers=headers)
-            if spec.streaming:
-                return self._open_stream(spec, args, timeout, headers)
-            return self._unary(spec, args, timeout, headers)  # the coroutine itself: no extra frame
+            return self.call_spec(spec, args, timeout=timeout, headers=headers)
 
         caller.__name__ = name
         caller.__qualname__ = f"{type(self).__name__}.{name}"
         if name.isidentifier():
-            self.__dict__[name] = caller  # later lookups skip __getattr__
+            # Later lookups find the caller in the instance dict and skip the failed normal
+            # lookup and __getattr__: bench/client_calls.py --callgrind, B, 1 in flight:
+            # 100.4K -> 90.4K instr/call.
+            self.__dict__[name] = caller
             self._callers.add(name)
         return caller
 

@@ -1,11 +1,12 @@
 """``Stream``: the caller's end of a streaming call (app ``enqueue``, node ``control``).
 
 Split from :mod:`.base` because it is the other side of the same call
-state: :class:`~cocaine_http.services.base.BaseService` owns the connection
-and feeds replies in (``Stream._feed``); a stream owns what one call has
+state: the connection (:class:`~cocaine_http.services.link.Link`) feeds
+replies in (:meth:`Stream.feed`); a stream owns what one call has
 buffered, what it may still send (the method's dispatch graph) and how it is
-abandoned. It reaches back into its service only to write, to pause or
-resume reading when too much is buffered, and to abandon the call.
+abandoned. It uses the link of the connection its call was opened on only
+to write, to pause or resume reading when too much is buffered, and to
+abandon the call.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import CallTimeoutError, ChannelClosedError, DisconnectedError
 from ..protocol.methods import TERMINAL, MethodSpec
-from ..protocol.service import CallState, Reply, ServiceProtocol
+from ..protocol.service import CallState, Reply
 from .deadlines import TIMED_OUT, Deadlines
-
-if TYPE_CHECKING:
-    from .base import BaseService
+from .link import Link
 
 __all__ = ["Stream"]
 
@@ -42,13 +41,15 @@ class Stream:
     it too: (B) an ``error`` ends our side if it is still open.
     """
 
-    def __init__(self, service: BaseService, proto: ServiceProtocol, st: CallState | None, spec: MethodSpec,
-                 timeout: float | None) -> None:
-        self._svc = service
-        self._proto = proto
+    def __init__(self, link: Link, st: CallState | None, spec: MethodSpec, timeout: float | None,
+                 high_water: int) -> None:
+        self._link = link
+        self._proto = link.proto
         self._st = st
         self.method = spec.name
         self.timeout = timeout
+        #: Unread items buffered before the connection stops reading (it reads again at half).
+        self.high_water = high_water
         self._items: deque[Any] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._finished = st is None or spec.upstream is TERMINAL  # reply side ended
@@ -56,7 +57,7 @@ class Stream:
 
     def __repr__(self) -> str:
         sid = self._st.id if self._st else "-"
-        return f"<Stream {self._svc.name}.{self.method} session={sid} buffered={len(self._items)}>"
+        return f"<Stream {self._link.name}.{self.method} session={sid} buffered={len(self._items)}>"
 
     @property
     def session(self) -> int | None:
@@ -67,14 +68,15 @@ class Stream:
         """The reply has ended (normally or with an error) and everything was read."""
         return self._finished and not self._items
 
-    # -- fed by the service --------------------------------------------------
-    def _feed(self, what: Reply, payload: Any) -> None:
+    # -- fed by the connection -----------------------------------------------
+    def feed(self, what: Reply, payload: Any) -> None:
+        """Take one reply message of this call (:meth:`Link.deliver <.link.Link.deliver>` calls it)."""
         if what is Reply.DATA:
             self._items.append(payload)
             if self._st is not None and self._st.recv is TERMINAL:
                 self._finished = True
-            elif len(self._items) >= self._svc.stream_high_water and self._st is not None:
-                self._svc._pause_for(self._st.id)
+            elif len(self._items) >= self.high_water and self._st is not None:
+                self._link.pause_for(self._st.id)
         elif what is Reply.ERROR:
             self._exc = payload
             self._finished = True
@@ -89,14 +91,14 @@ class Stream:
         """Send dispatch message *name* (what the method's dispatch graph allows now)."""
         st = self._st
         if st is None:
-            raise ChannelClosedError(f"{self._svc.name}.{self.method}: the call accepts no messages")
-        if self._proto is not self._svc._proto or self._svc._handle is None:
-            raise DisconnectedError(f"{self._svc.name}.{self.method}: connection lost")
+            raise ChannelClosedError(f"{self._link.name}.{self.method}: the call accepts no messages")
+        link = self._link
+        if link.closed:
+            raise DisconnectedError(f"{link.name}.{self.method}: connection lost")
         data = self._proto.send(st, name, args, headers)
-        self._svc._write(data)
-        handle = self._svc._handle
-        if handle is not None and handle.write_paused:
-            await handle.drain()
+        link.write(data)
+        if not link.closed and link.write_paused:
+            await link.drain()
 
     async def write(self, *args: Any) -> None:
         """``write`` (B: a request body chunk for app ``enqueue``)."""
@@ -119,7 +121,7 @@ class Stream:
 
     def can_send(self, name: str) -> bool:
         return (
-            self._st is not None and self._proto is self._svc._proto and self._proto.can_send(self._st, name)
+            self._st is not None and not self._link.closed and self._proto.can_send(self._st, name)
         )
 
     # -- receiving -----------------------------------------------------------
@@ -147,8 +149,8 @@ class Stream:
         while True:
             if self._items:
                 item = self._items.popleft()
-                if self._st is not None and len(self._items) < self._svc.stream_high_water // 2:
-                    self._svc._resume_for(self._st.id)
+                if self._st is not None and len(self._items) < self.high_water // 2:
+                    self._link.resume_for(self._st.id)
                 return item
             if self._exc is not None:
                 exc, self._exc = self._exc, None
@@ -161,8 +163,8 @@ class Stream:
             w = self._waiter = loop.create_future()
             bucket = None
             if timeout is not None:  # the service's deadline buckets: no timer, no error object per wait
-                deadlines = self._svc._deadlines
-                if deadlines is None or deadlines._loop is not loop:
+                deadlines = self._link.deadlines
+                if deadlines.loop is not loop:
                     deadlines = Deadlines(loop)
                 bucket = deadlines.add(w, timeout)
             try:
@@ -178,7 +180,8 @@ class Stream:
                     bucket.discard(w)
             if got is TIMED_OUT:
                 self._drop()  # the call is over
-                raise CallTimeoutError(f"{self._svc.name}.{self.method}: nothing received within {timeout} s")
+                raise CallTimeoutError(
+                    f"{self._link.name}.{self.method}: nothing received within {timeout} s")
 
     def _drop_if_done(self) -> None:
         st = self._st
@@ -189,9 +192,9 @@ class Stream:
     def _drop(self) -> None:
         st = self._st
         if st is not None and self._proto.calls.get(st.id) is st:
-            self._svc._abandon(self._proto, st)
+            self._link.abandon(st)
         elif st is not None:
-            self._svc._resume_for(st.id)
+            self._link.resume_for(st.id)
 
     async def aclose(self) -> None:
         """Abandon the call if it is not over (see the class docstring)."""

@@ -201,7 +201,8 @@ class SyncStream:
         self._runner.run(self._target.close)
 
     def collect(self) -> list[Any]:
-        return self._runner.run(self._target.collect)
+        items: list[Any] = self._runner.run(self._target.collect)
+        return items
 
     def abandon(self) -> None:
         self._runner.run(self._target.aclose)
@@ -284,11 +285,7 @@ class SyncClient:
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every logger of this client has written what it queued."""
 
-        async def flush_all() -> None:
-            for lg in list(self.client._loggers):
-                await lg.flush(timeout)
-
-        self._runner.run(flush_all, timeout)
+        self._runner.run(lambda: self.client.flush(timeout), timeout)
 
     def close(self) -> None:
         """Flush loggers, close connections, and stop the private loop (if any)."""

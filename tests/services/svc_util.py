@@ -31,9 +31,9 @@ def make_client(cloud: Any, **kw: Any) -> Client:
 def assert_no_leaks(*services: BaseService) -> None:
     """Every call is over: no session state left on any connection."""
     for svc in services:
-        proto = svc._proto
-        assert svc.pending == 0, f"{svc!r} leaked sessions: {proto.calls if proto else None}"
-        assert not svc._paused_by
+        link = svc.link
+        assert svc.pending == 0, f"{svc!r} leaked sessions: {link.proto.calls if link else None}"
+        assert link is None or not link.paused
 
 
 def all_services(client: Client) -> list[BaseService]:

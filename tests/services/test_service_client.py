@@ -137,12 +137,14 @@ def test_connect_falls_through_every_endpoint(gen: str) -> None:
                 cloud.locator.register("storage", cloud.storage, endpoints=[dead_ep, cloud.storage.endpoint])
                 async with make_client(cloud) as client:
                     storage = await client.service("storage")
-                    assert storage._handle.endpoint == cloud.storage.endpoint
+                    link = storage.link
+                    assert link is not None and link.channel.endpoint == cloud.storage.endpoint
             # the locator list is fallen through too
             client = Client([dead_ep, cloud.locator.endpoint], protocol_of(gen), backoff=FAST, timeout=5)
             async with client:
                 assert (await client.resolve("storage")).name == "storage"
-                assert client.locator._handle.endpoint == cloud.locator.endpoint
+                link = client.locator.link
+                assert link is not None and link.channel.endpoint == cloud.locator.endpoint
 
     run(scenario())
 
@@ -308,8 +310,7 @@ def test_deadlines_leave_nothing_behind_and_name_the_call(gen: str) -> None:
                 storage = await client.service("storage")
                 for i in range(200):  # answered calls take their futures out of the buckets
                     await storage.write("c", str(i), b"v")
-                deadlines = storage._deadlines
-                assert sum(len(b) for b in deadlines._buckets.values()) == 0
+                assert storage.link is not None and storage.link.deadlines.waiting == 0
                 svc = await client.service("silent")
                 loop = asyncio.get_running_loop()
                 start = loop.time()
@@ -319,9 +320,10 @@ def test_deadlines_leave_nothing_behind_and_name_the_call(gen: str) -> None:
                 with pytest.raises(CallTimeoutError, match="no reply within 0 s"):
                     await svc.read("c", "k", timeout=0)
                 assert_no_leaks(svc)
-                assert sum(len(b) for b in svc._deadlines._buckets.values()) == 0
+                assert svc.link is not None and svc.link.deadlines.waiting == 0
                 # the buckets' timers fire: nothing is kept
-                await until(lambda: not svc._deadlines._buckets, what="the deadline buckets emptied")
+                link = svc.link
+                await until(lambda: link.deadlines.timers == 0, what="the deadline buckets emptied")
 
     run(scenario())
 
@@ -547,9 +549,9 @@ def test_stream_backpressure_pauses_reading() -> None:
                 await stream.write(b"%d" % i)
             await stream.close()
             # over the mark: the connection stops reading
-            await until(lambda: svc._paused_by, what="reading paused")
+            await until(lambda: svc.link is not None and svc.link.paused, what="reading paused")
             items = await stream.collect()
-            assert len(items) == 11 and not svc._paused_by
+            assert len(items) == 11 and not svc.link.paused
             assert_no_leaks(svc)
 
     run(scenario())
