@@ -344,7 +344,7 @@ class InlineWSGIHandler(_WSGIServing):
             return
         # Often only its end is in the next read: wait on the loop while little
         # is buffered, else serve it as the threaded mode does.
-        if not await request.wait_complete(INLINE_WAIT_LIMIT):
+        if not request.complete and not await request.wait_complete(INLINE_WAIT_LIMIT):
             await self._in_thread(request, response, blob, started)
             return
         prepared = self._prepare(request, response, blob, request.read_buffered)
@@ -352,7 +352,8 @@ class InlineWSGIHandler(_WSGIServing):
             return
         req, environ, ex = prepared
         environ["wsgi.multithread"] = False
-        with contextlib.closing(self._respond(request, req, environ, ex, started)) as respond:
+        respond = self._respond(request, req, environ, ex, started)
+        try:
             for waiter in respond:
                 if type(waiter) is Drain:  # the socket is over its mark: the loop drains it meanwhile
                     try:
@@ -361,6 +362,8 @@ class InlineWSGIHandler(_WSGIServing):
                         with contextlib.suppress(StopIteration):
                             respond.throw(exc)
                         return
+        finally:
+            respond.close()  # cancelled while draining: the app's iterable is closed all the same
 
     async def _in_thread(self, request: Any, response: Any, blob: bytes, started: float) -> None:
         """A body still arriving: serve it from a fallback thread."""
