@@ -25,7 +25,6 @@ Flow control (docs/worker.md, "Flow control"):
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -105,13 +104,9 @@ class Request(ChunkBuffer):
         self.session = session
         #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
         self.headers = headers
-        # ChunkBuffer.__init__, inline: once per session.
-        self._loop = loop
-        self._flow = flow
-        self._chunks = deque()
-        self._buffered = 0
-        self._waiter = None
-        self._discarding = False
+        # Once per session; copying ChunkBuffer.__init__ here bought 0.6% (A) /
+        # 0.7% (B) of bench/worker_floor.py --callgrind at 16 B x 256.
+        super().__init__(loop, flow)
         self._eof = False
         self._exc: BaseException | None = None
 

@@ -225,6 +225,8 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
     token, bad = _TOKEN.match, _BAD_VALUE.search
     for i, pair in enumerate(raw_headers):
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
+        # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
+        # a whole Flask hello request through the inline worker is about 590K)
         if type(pair) is list and len(pair) == 2:
             name, value = pair
             if type(name) is bytes and type(value) is bytes and token(name) and not bad(value):

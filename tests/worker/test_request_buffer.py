@@ -1,9 +1,11 @@
 """A request's chunk buffer and its byte accounting, without a socket.
 
-The hot paths of :class:`~cocaine_http.aio.flow.ChunkBuffer` account bytes
-inline while no mark is near and call :class:`~cocaine_http.aio.flow.InboundFlow`
-only when one may be crossed; :class:`~cocaine_http.aio.streams.Request` sets its
-buffer's fields itself. These tests hold both to the flow control's rules.
+Every chunk a :class:`~cocaine_http.aio.flow.ChunkBuffer` takes in or hands out
+is counted on its :class:`~cocaine_http.aio.flow.InboundFlow`, which pauses and
+resumes reading at the marks; a chunk a handler thread takes
+(:meth:`~cocaine_http.aio.streams.Request.take_from_thread`) is counted when the
+loop runs :meth:`~cocaine_http.aio.streams.Request.consumed`. These tests hold
+:class:`~cocaine_http.aio.streams.Request` to the flow control's rules.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 
 import pytest
 
-from cocaine_http.aio.flow import ChunkBuffer, InboundFlow
+from cocaine_http.aio.flow import InboundFlow
 from cocaine_http.aio.streams import Request
 
 
@@ -20,16 +22,7 @@ def make(flow: InboundFlow | None = None) -> Request:
     return Request("echo", 5, [], flow, asyncio.new_event_loop())
 
 
-def test_a_request_sets_every_field_of_its_buffer() -> None:
-    request = make()
-    try:
-        for name in ChunkBuffer.__slots__:
-            getattr(request, name)  # AttributeError if Request.__init__ missed one
-    finally:
-        request._loop.close()
-
-
-def test_inline_accounting_pauses_and_resumes_at_the_marks() -> None:
+def test_accounting_pauses_and_resumes_at_the_marks() -> None:
     calls: list[str] = []
     flow = InboundFlow(
         lambda: calls.append("pause"), lambda: calls.append("resume"), session_high=100, high=250, low=50
@@ -43,14 +36,14 @@ def test_inline_accounting_pauses_and_resumes_at_the_marks() -> None:
         assert (flow.total, flow.paused, calls) == (120, True, ["pause"])
         b.feed(b"y" * 140)  # total 260 > high, while paused
         assert (flow.total, calls) == (260, ["pause"])
-        assert b._pop() == b"y" * 140  # total 120, but a is still over its mark
+        assert b.read_buffered() == b"y" * 140  # total 120, but a is still over its mark
         assert (flow.total, flow.paused) == (120, True)
         for _ in range(3):
-            a._pop()  # a at 30 <= session_high // 2, total 30 <= low: resume
+            a.read_buffered()  # a at 30 <= session_high // 2, total 30 <= low: resume
         assert (flow.total, flow.paused, calls) == (30, False, ["pause", "resume"])
-        a._pop()
+        a.read_buffered()
         assert (flow.total, a.buffered, b.buffered) == (0, 0, 0)
-        # Under the marks again: the inline path counts, nothing else happens.
+        # Under the marks again: only the total changes.
         a.feed(b"z" * 10)
         a.discard()
         assert (flow.total, flow.paused, calls) == (0, False, ["pause", "resume"])
@@ -69,9 +62,9 @@ def test_the_total_alone_pauses_reading() -> None:
         for request in requests:
             request.feed(b"x" * 40)  # 120 in all, none over its own mark
         assert (flow.total, flow.paused, calls) == (120, True, ["pause"])
-        requests[0]._pop()
+        requests[0].read_buffered()
         assert (flow.total, flow.paused) == (80, True)  # over low still
-        requests[1]._pop()
+        requests[1].read_buffered()
         assert (flow.total, flow.paused, calls) == (40, False, ["pause", "resume"])
     finally:
         for request in requests:
