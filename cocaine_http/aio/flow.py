@@ -117,10 +117,6 @@ class InboundFlow:
         self.pauses = 0  # how often reading was paused (for tests and stats)
         self._over: set[ChunkBuffer] = set()
 
-    # Called for every chunk. Inlining their usual case into ChunkBuffer
-    # (under the marks, only the total changes) bought 1.1% (A) / 1.2% (B) of
-    # bench/worker_floor.py --callgrind at 16 B x 256: too little for two
-    # copies of the rules, so there is one.
     # (A stream is only ever over its mark while reading is paused.)
     def added(self, request: ChunkBuffer, n: int) -> None:
         self.total += n
