@@ -50,7 +50,7 @@ class _Ready:
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # type: ignore[return-value]  # an empty iterator is a generator that is done
+        return iter(())  # type: ignore[return-value]  # await takes any iterator; typeshed asks for a Generator
 
 
 _READY = _Ready()
@@ -226,6 +226,9 @@ class Request(ChunkBuffer):
     async def __anext__(self) -> bytes:
         # The common cases first, without a second coroutine: a chunk is
         # there, or the request has ended (and did not fail before its end).
+        # bench/worker_floor.py --callgrind, 16 B x 256: 91.8K -> 89.8K instr/req
+        # (A), 94.8K -> 92.7K (B). Under the 3% bar alone, kept: with the other
+        # copies undone it keeps this branch within 5% of the echo floor.
         if self._chunks:
             return self._pop()
         if self._eof and self._exc is None:
