@@ -266,9 +266,9 @@ class Response:
         self._closed = False
         self._abandoned = False
         #: What the methods return when there is nothing to wait for. The
-        #: worker passes a future already done, shared by its responses:
-        #: awaiting one costs a third of awaiting ``_READY`` (whose
-        #: ``__await__`` is Python).
+        #: worker passes a future already done, shared by its responses, which
+        #: is cheaper to await than ``_READY`` (whose ``__await__`` is Python):
+        #: bench/worker_floor.py --callgrind, 16 B x 256, 0.7% (A and B).
         self._ready = ready
 
     def __repr__(self) -> str:
