@@ -62,7 +62,10 @@ class BlockingRequest:
         """The next chunk, ``b""`` at the end; blocks the calling thread."""
         self._state.check()
         request = self._request
-        data = request.take_from_thread()  # what is buffered, without a trip through the loop
+        # What is buffered, without a round trip through the loop: callgrind of
+        # the Flask hello on 8 threads (bench/floor_engine.c driving
+        # examples/flask_app), 850.1K -> 704.2K instr/req.
+        data = request.take_from_thread()
         if data is not None:
             if data:
                 try:
