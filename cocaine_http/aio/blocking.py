@@ -14,14 +14,16 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ChannelClosedError, DisconnectedError
 from .flow import Data
-from .streams import Headers, Request, Response, _Drain
+from .streams import Drain, Headers, Request, Response
 from .threads import LoopInbox
 
 __all__ = ["BlockingRequest", "BlockingResponse", "blocking_pair"]
+
+T = TypeVar("T")
 
 
 class BlockingRequest:
@@ -60,26 +62,18 @@ class BlockingRequest:
         """The next chunk, ``b""`` at the end; blocks the calling thread."""
         self._state.check()
         request = self._request
-        # Fast path, without a round trip through the loop: only this thread
-        # consumes the deque (popleft is atomic against the loop's append);
-        # the byte accounting is posted to the loop, which owns it. The end
-        # flag is read first: once it is set, every chunk is already queued.
-        ended = request._eof and request._exc is None
-        if request._chunks:
-            try:
-                data = request._chunks.popleft()
-            except IndexError:
-                pass
-            else:
+        # What is buffered, without a round trip through the loop:
+        # bench/wsgi_callgrind.py --threads 8, 850.1K -> 704.2K instr/req.
+        data = request.take_from_thread()
+        if data is not None:
+            if data:
                 try:
-                    self._inbox.post(request._consumed, len(data))
+                    self._inbox.post(request.consumed, len(data))
                 except RuntimeError:  # the loop is closed: the worker is gone
                     raise DisconnectedError("the worker's event loop has stopped") from None
-                return data
-        elif ended:
-            return b""
+            return data
         try:
-            future = asyncio.run_coroutine_threadsafe(self._request.read(), self._loop)
+            future = asyncio.run_coroutine_threadsafe(request.read(), self._loop)
         except RuntimeError:  # the loop is closed: the worker is gone
             raise DisconnectedError("the worker's event loop has stopped") from None
         return self._state.wait(future, timeout)
@@ -112,7 +106,7 @@ class _ThreadState:
         if self.aborted is not None:
             raise self.aborted
 
-    def wait(self, future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+    def wait(self, future: concurrent.futures.Future[T], timeout: float | None) -> T:
         """The result of a call run on the loop; an abort turns into its exception."""
         self.waiting.add(future)
         try:
@@ -238,7 +232,7 @@ class BlockingResponse:
         except BaseException as exc:
             self._release(n, exc)
             return
-        if isinstance(waiter, _Drain):
+        if isinstance(waiter, Drain):
             task = self._loop.create_task(self._release_after(waiter, n))
             task.add_done_callback(_silence)
         else:

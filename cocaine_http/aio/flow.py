@@ -53,32 +53,16 @@ class ChunkBuffer:
         self._chunks.append(data)
         n = len(data)
         self._buffered += n
-        flow = self._flow
-        if flow is not None:
-            # InboundFlow.added, with its usual case inline (once per chunk):
-            # under both marks there is nothing to pause.
-            if self._buffered > flow.session_high or flow.total + n > flow.high:
-                flow.added(self, n)
-            else:
-                flow.total += n
-        waiter = self._waiter  # _wake, inline: once per chunk
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-            return True
-        return False
+        if self._flow is not None:
+            self._flow.added(self, n)
+        return self._wake()
 
     def _pop(self) -> bytes:
         data = self._chunks.popleft()
         n = len(data)
         self._buffered -= n
-        flow = self._flow
-        if flow is not None:
-            # InboundFlow.removed, with its usual case inline: while reading
-            # is not paused no stream is over its mark, nothing is to resume.
-            if flow.paused:
-                flow.removed(self, n)
-            else:
-                flow.total -= n
+        if self._flow is not None:
+            self._flow.removed(self, n)
         return data
 
     def _drop(self) -> None:
@@ -133,7 +117,6 @@ class InboundFlow:
         self.pauses = 0  # how often reading was paused (for tests and stats)
         self._over: set[ChunkBuffer] = set()
 
-    # ChunkBuffer inlines the usual case of both methods: keep them in step.
     # (A stream is only ever over its mark while reading is paused.)
     def added(self, request: ChunkBuffer, n: int) -> None:
         self.total += n

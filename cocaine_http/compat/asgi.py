@@ -157,11 +157,12 @@ class _Exchange:
         request = self.request
         if request.buffered or request.at_eof:
             try:
-                return await request.read()
+                data: bytes = await request.read()
             except CocaineError:
                 self.disconnect()
                 return None
-        reader = asyncio.ensure_future(request.read())
+            return data
+        reader: asyncio.Future[bytes] = asyncio.ensure_future(request.read())
         waiter = asyncio.ensure_future(self._disconnect.wait())
         try:
             await asyncio.wait((reader, waiter), return_when=asyncio.FIRST_COMPLETED)
@@ -247,7 +248,7 @@ class ASGIHandler:
         lifespan: Lifespan | None = None,
         app_name: str = "",
     ) -> None:
-        self.app: ASGIApp = guarantee_single_callable(app)
+        self.app: ASGIApp = guarantee_single_callable(app)  # type: ignore[no-untyped-call]  # asgiref's is unannotated
         self.generation = Generation.parse(generation)
         self.cookie_warning = SetCookieWarning(self.generation, app_name, log)
         self.websocket = WebSocketRefusal(app_name, log)
@@ -327,7 +328,7 @@ class ASGIHandler:
             log.info("%s: %s; the session had already ended", req.request_line, what, exc_info=exc)
             return
         if _too_large(ex.request):
-            log.warning("%s: %s", req.request_line, ex.request.failure)  # type: ignore[attr-defined]
+            log.warning("%s: %s", req.request_line, ex.request.failure)
         elif ex.disconnected and exc is None:
             # told http.disconnect (terminate, or the runtime failed the session) and gave up
             log.info("%s: %s after http.disconnect", req.request_line, what)
@@ -359,7 +360,7 @@ class ASGIHandler:
 
 def _too_large(request: Any) -> bool:
     """Whether *request* failed because its frame was over max_frame_size (Sessions._oversize)."""
-    return type(getattr(request, "_exc", None)) is RequestTooLargeError
+    return type(getattr(request, "failure", None)) is RequestTooLargeError
 
 
 class Lifespan:
@@ -375,7 +376,7 @@ class Lifespan:
     def __init__(self, app: Any, mode: str = "auto", *, startup_timeout: float | None = None) -> None:
         if mode not in LIFESPAN_MODES:
             raise ValueError(f"lifespan mode must be one of {LIFESPAN_MODES}, got {mode!r}")
-        self.app: ASGIApp = guarantee_single_callable(app)
+        self.app: ASGIApp = guarantee_single_callable(app)  # type: ignore[no-untyped-call]  # asgiref's is unannotated
         self.mode = mode
         self.startup_timeout = startup_timeout
         self.state: dict[str, Any] = {}

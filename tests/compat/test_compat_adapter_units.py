@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from cocaine_http.aio.streams import Drain, Request
 from cocaine_http.compat.asgi import ASGIHandler, Lifespan, build_scope
 from cocaine_http.compat.common import ProxyTrust, client_addr, host_and_port, lowered, url_scheme
-from cocaine_http.compat.wsgi import WSGIHandler, WSGIInput, build_environ
-from cocaine_http.errors import StartupError
+from cocaine_http.compat.wsgi import InlineWSGIHandler, WSGIHandler, WSGIInput, build_environ
+from cocaine_http.errors import DisconnectedError, ErrorCode, StartupError
 from cocaine_http.http.envelope import decode_response, encode_request, parse_request
 from cocaine_http.protocol.frames import Generation
 
@@ -438,3 +440,51 @@ def test_nothing_is_written_once_the_session_is_gone() -> None:
 
     WSGIHandler(app)(FakeBlockingRequest(encode_request("GET", "/", [])), response)
     assert response.writes == [] and response.error_args is None
+
+
+# -- InlineWSGIHandler: a drain that fails ends the response as a failed write would -------------
+
+
+class _LostChannel:
+    """A channel whose connection went away while the socket was over its mark."""
+
+    async def drain(self) -> None:
+        raise DisconnectedError("channel closed while waiting to write")
+
+
+class DrainingResponse(FakeResponse):
+    """Every write finds the socket over its mark."""
+
+    def write(self, data: bytes) -> Any:  # type: ignore[override]
+        super().write(data)
+        return Drain(_LostChannel())  # type: ignore[arg-type]
+
+
+def test_inline_mode_fails_the_response_when_its_drain_fails() -> None:
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"one"
+            yield b"two"
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [])
+        return Body()
+
+    async def main() -> DrainingResponse:
+        request = Request("http", 7, [], None, asyncio.get_running_loop())
+        request.feed(encode_request("GET", "/", []))
+        request.feed_eof()
+        response = DrainingResponse()
+        await InlineWSGIHandler(app)(request, response)
+        return response
+
+    response = asyncio.run(main())
+    assert response.writes[1:] == [b"one"]  # the head, the first chunk; then the drain failed
+    assert response.error_args is not None
+    assert response.error_args[0] == ErrorCode.UNCAUGHT_EXCEPTION
+    assert closed == [True]

@@ -1,0 +1,117 @@
+"""The PEP 3333 environ of one request, and its ``wsgi.errors`` stream (no IO).
+
+Shared by both modes of :mod:`.wsgi`; headers map as gunicorn maps them
+(underscored names dropped, repeats joined), the client's address and scheme
+come from the proxy's forwarding headers (:func:`.common.forwarded`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .. import __version__
+from ..http.envelope import HttpRequest
+from .common import forwarded, host_and_port, lowered
+
+__all__ = ["ErrorStream", "build_environ"]
+
+log = logging.getLogger("cocaine_http.wsgi")
+
+_SERVER_SOFTWARE = f"cocaine-http/{__version__}"
+
+
+class ErrorStream:
+    """``wsgi.errors``: text lines to the ``cocaine_http.wsgi`` logger."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            if line:
+                self._log.error("%s", line)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._log.error("%s", self._pending)
+            self._pending = ""
+
+
+def _latin1(text: str) -> str:
+    """A native string in PEP 3333's sense: UTF-8 bytes shown as latin-1."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def build_environ(
+    req: HttpRequest,
+    wsgi_input: Any,
+    *,
+    root_path: str = "",
+    errors: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The PEP 3333 environ for one request (no IO; *wsgi_input* is given)."""
+    script_name = _latin1(root_path.rstrip("/"))
+    path_info = unquote_to_bytes(req.path).decode("latin-1")
+    if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
+        path_info = path_info[len(script_name) :]
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": req.method,
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info,
+        "QUERY_STRING": req.query.decode("latin-1"),
+        "SERVER_PROTOCOL": f"HTTP/{req.version}",
+        "SERVER_SOFTWARE": _SERVER_SOFTWARE,
+        "RAW_URI": req.uri.decode("latin-1"),
+        "wsgi.version": (1, 0),
+        "wsgi.input": wsgi_input,
+        "wsgi.errors": errors if errors is not None else ErrorStream(log),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+    joined: dict[str, list[bytes]] = {}
+    for name, value in req.headers:
+        key = name.decode("latin-1").upper()
+        if "_" in key:
+            # gunicorn's default: X_Forwarded and X-Forwarded would both map to
+            # HTTP_X_FORWARDED; drop the ambiguous spelling rather than let it spoof.
+            continue
+        joined.setdefault(key.replace("-", "_"), []).append(value)
+    for key, values in joined.items():
+        sep = b"; " if key == "COOKIE" else b","
+        text = (values[0] if len(values) == 1 else sep.join(values)).decode("latin-1")
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            environ[key] = text
+        else:
+            environ["HTTP_" + key] = text
+    if "CONTENT_LENGTH" not in environ and req.body:
+        # Proxies buffer the body; without a length (a chunked client request)
+        # say how much arrived, for frameworks that ignore wsgi.input_terminated.
+        environ["CONTENT_LENGTH"] = str(len(req.body))
+    headers = lowered(req.headers)
+    remote, scheme = forwarded(headers)
+    environ["wsgi.url_scheme"] = scheme
+    host, port = host_and_port(headers, scheme)
+    environ["SERVER_NAME"] = host
+    environ["SERVER_PORT"] = str(port)
+    if remote is not None:
+        environ["REMOTE_ADDR"] = remote
+        environ["REMOTE_PORT"] = "0"
+    if extra:
+        environ.update(extra)
+    return environ
