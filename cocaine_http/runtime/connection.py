@@ -1,7 +1,7 @@
 """One accepted worker connection, as the engine's IO: handshake, control frames, routing.
 
 This module exists to keep the socket-facing glue in one place: a
-:class:`WorkerConnection` owns the :class:`~cocaine_http.aio.channel.Channel`
+:class:`WorkerConnection` owns the :class:`~cocaine_http.aio.frame_transport.FrameTransport`
 and the sans-IO :class:`~.side.RuntimeSide` of one connection, binds the
 handshake's uuid to the :class:`~.slave.Slave` the engine expects (an
 unknown uuid drops the connection, §2.4.2), answers heartbeats, handles the
@@ -16,8 +16,8 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
-from ..aio.channel import Channel
 from ..aio.flow import InboundFlow
+from ..aio.frame_transport import FrameTransport
 from ..protocol.frames import Frame, Generation
 from ..protocol.worker import Choke, Chunk, Error, Heartbeat, Ignored, Terminate
 from .side import Handshake, LateFrame, RuntimeSide
@@ -38,10 +38,11 @@ class WorkerConnection:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.channel = Channel(engine.generation, write_high_water=engine.write_high_water)
+        self.channel = FrameTransport(
+            engine.generation, self.on_frame, write_high_water=engine.write_high_water
+        )
         self.side = RuntimeSide(engine.generation, engine.headers)
         self.slave: Slave | None = None
-        self.channel.on_frame = self.on_frame
         self.channel.on_close = self.on_close
 
     @classmethod

@@ -2,7 +2,7 @@
 
 One :class:`ServiceServer` listens for one :class:`Service` (locator,
 logging, storage, node, each app). Every accepted connection gets its own
-:class:`~cocaine_http.aio.channel.Channel` (frame decoding) and a
+:class:`~cocaine_http.aio.frame_transport.FrameTransport` (frame decoding) and a
 :class:`_Connection` that dispatches method calls by index, many per
 connection, each in its own task.
 
@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..aio.channel import Channel
+from ..aio.frame_transport import FrameTransport
 from ..errors import DecodeError, DisconnectedError, FrameFormatError
 from ..protocol.catalog import MessageEncoder
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
@@ -255,11 +255,11 @@ class Call:
 class _Connection:
     """The per-connection dispatcher."""
 
-    def __init__(self, server: ServiceServer, channel: Channel) -> None:
+    def __init__(self, server: ServiceServer) -> None:
         self.server = server
         self.service = server.service
         self.generation = server.generation
-        self.channel = channel
+        self.channel = FrameTransport(server.generation, self.on_frame, max_frame_size=server.max_frame_size)
         self.encoder = MessageEncoder(self.generation)
         self.rx_headers = HeaderTable()
         self.max_channel = 0
@@ -270,8 +270,7 @@ class _Connection:
 
     # -- lifecycle ------------------------------------------------------------
     def on_connect(self) -> None:
-        transport = self.channel._transport
-        self.peer = transport.get_extra_info("peername") if transport is not None else None
+        self.peer = self.channel.peername
         self.server.connections.add(self)
         self.service.connections += 1
 
@@ -485,10 +484,9 @@ class ServiceServer:
         self.port = 0
 
     def _factory(self) -> asyncio.BaseProtocol:
-        channel = Channel(self.generation, max_frame_size=self.max_frame_size)
-        conn = _Connection(self, channel)
+        conn = _Connection(self)
+        channel = conn.channel
         channel.on_connect = conn.on_connect
-        channel.on_frame = conn.on_frame
         channel.on_close = conn.on_close
         channel.on_protocol_error = lambda exc: _log_decode(self.service.name, conn, exc)
         return channel.make_protocol()

@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..aio.channel import Channel
 from ..aio.flow import InboundFlow
+from ..aio.frame_transport import FrameTransport
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error
 from .invocation import Invocation
@@ -51,7 +51,7 @@ class Slave:
         self.uuid = uuid
         self.state = SlaveState.SPAWNED
         self.process: asyncio.subprocess.Process | None = None
-        self.channel: Channel | None = None
+        self.channel: FrameTransport | None = None
         self.side: RuntimeSide | None = None
         self.flow: InboundFlow | None = None
         self.sessions: dict[int, Invocation] = {}

@@ -1,7 +1,8 @@
 """``BaseService``: one connection to one service, kept alive across failures.
 
-The seed's ``BaseService`` holds ``_handle``, a :class:`~cocaine_http.aio.channel.Channel`,
-and drives the ``closed → connecting → connected``/``error`` machine of
+The seed's ``BaseService`` holds ``_handle``, its connection (here a
+:class:`~cocaine_http.aio.frame_transport.FrameTransport`), and drives
+the ``closed → connecting → connected``/``error`` machine of
 :mod:`cocaine_http.protocol.states`; what the bytes mean is decided by
 :class:`~cocaine_http.protocol.service.ServiceProtocol` (sans IO). This
 module only moves bytes and wakes awaiting tasks:
@@ -35,7 +36,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from ..aio.channel import Channel
+from ..aio.frame_transport import FrameTransport
 from ..errors import (
     CallTimeoutError,
     CocaineError,
@@ -125,7 +126,7 @@ class BaseService:
         self.resolved: Resolved | None = None
         self.fsm = ServiceStateMachine()
         #: The seed's ``_handle``: the current connection, or ``None``.
-        self._handle: Channel | None = None
+        self._handle: FrameTransport | None = None
         self._proto: ServiceProtocol | None = None
         self._methods = methods
         self._resolver = resolver
@@ -320,8 +321,7 @@ class BaseService:
         errors: list[str] = []
         last_errno: int | None = None
         for ep in self.endpoints:
-            ch = Channel(self.generation, max_frame_size=self.max_frame_size)
-            ch.on_frame = self._on_frame
+            ch = FrameTransport(self.generation, self._on_frame, max_frame_size=self.max_frame_size)
             try:
                 await asyncio.wait_for(ch.connect(ep), self.connect_timeout)
             except ConnectError as exc:
@@ -354,7 +354,7 @@ class BaseService:
             f"{self.name}: cannot connect to any endpoint: " + ", ".join(errors), errno=last_errno
         )
 
-    def _on_close(self, ch: Channel, exc: BaseException | None) -> None:
+    def _on_close(self, ch: FrameTransport, exc: BaseException | None) -> None:
         if ch is not self._handle:
             return
         self._handle = None
@@ -446,7 +446,7 @@ class BaseService:
         assert self._io_loop is not None
         self._io_loop.call_soon(self._flush, handle)
 
-    def _flush(self, handle: Channel) -> None:
+    def _flush(self, handle: FrameTransport) -> None:
         buf = self._wbuf
         self._wbuf = None
         if buf and handle is self._handle and not handle.closed:
