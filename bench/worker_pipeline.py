@@ -129,7 +129,7 @@ async def run_pipeline(
     channel.on_read_end = sessions.on_read_end
     transport = CountingTransport()
     channel.make_protocol().connection_made(transport)
-    feed = channel._data_received
+    feed = channel.reader()  # what each read of the socket goes to
     reads = requests(generation, count, size)
     if batch > 1:
         reads = [b"".join(reads[i : i + batch]) for i in range(0, count, batch)]
