@@ -37,7 +37,6 @@ import asyncio
 import errno as errno_mod
 import logging
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -178,10 +177,7 @@ class Transport:
 
     def _attached(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        loop = asyncio.get_running_loop()
-        # asyncio's own loops tell time with time.monotonic(): call it directly
-        # (loop.time() is a Python method, and this runs once per read).
-        self._clock = time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
+        self._clock = asyncio.get_running_loop().time
         if self.endpoint is None:  # accepted by a server: name the peer in logs
             peer = transport.get_extra_info("peername")
             self.endpoint = (

@@ -242,12 +242,7 @@ class NativeDecoder:
             # feed's fast path and _refill's checks, without feed, _iter_records
             # and _refill calls in between.
             if data:
-                # _adopt, inline
-                buf = self._buf
-                if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
-                    self._spare = buf
-                self._base += self._end
-                self._buf, self._start, self._end = data, 0, len(data)
+                self._adopt(data)
                 self._decode()
                 if not self._complete:
                     return self._drain()
