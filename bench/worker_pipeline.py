@@ -5,7 +5,8 @@
 the loop, the system calls and the engine are in every number and the
 machine's noise is in every ratio. This benchmark isolates what the
 framework itself does per request: it wires the worker's real parts
-(:class:`~cocaine_http.aio.channel.Channel`, :class:`~cocaine_http.protocol.worker.WorkerProtocol`,
+(:class:`~cocaine_http.aio.worker_transport.WorkerTransport`,
+:class:`~cocaine_http.protocol.worker.WorkerProtocol`,
 :class:`~cocaine_http.aio.sessions.Sessions`, the outbox and the flow control)
 to a transport that only counts what it is given, and feeds each request
 (invoke, one chunk, choke/close) to the protocol's ``data_received``, from
@@ -39,10 +40,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(SELF)))
 
 import msgpack  # noqa: E402
 
-from cocaine_http.aio.channel import Channel  # noqa: E402
 from cocaine_http.aio.flow import InboundFlow, Outbox  # noqa: E402
 from cocaine_http.aio.sessions import Sessions  # noqa: E402
 from cocaine_http.aio.threads import HandlerThreads  # noqa: E402
+from cocaine_http.aio.worker_transport import WorkerTransport  # noqa: E402
 from cocaine_http.protocol.worker import WorkerProtocol  # noqa: E402
 
 
@@ -111,7 +112,7 @@ async def run_pipeline(
     *batch* requests arrive in each read (as with many sessions in flight)."""
     loop = asyncio.get_running_loop()
     protocol = WorkerProtocol(generation, "bench")
-    channel = Channel(generation, worker=protocol, backend=backend)
+    channel = WorkerTransport(generation, protocol, backend=backend)
     outbox = Outbox(channel, loop)
     flow = InboundFlow(channel.pause_reading, lambda: None, session_high=1 << 20, high=1 << 22, low=1 << 20)
     sessions = Sessions(
@@ -129,7 +130,7 @@ async def run_pipeline(
     channel.on_read_end = sessions.on_read_end
     transport = CountingTransport()
     channel.make_protocol().connection_made(transport)
-    feed = channel._data_received
+    feed = channel.reader()  # what each read of the socket goes to
     reads = requests(generation, count, size)
     if batch > 1:
         reads = [b"".join(reads[i : i + batch]) for i in range(0, count, batch)]

@@ -8,12 +8,15 @@ Everything here runs on an event loop; the sans-IO core it drives lives in
     Request, Response            an invocation's streams, for ``async def`` handlers
     BlockingRequest, BlockingResponse   the same, for handlers run in threads
 
-Inside: :mod:`.channel` (the transport), :mod:`.worker` (lifecycle),
-:mod:`.connection` (the connected worker), :mod:`.sessions` (invocations
-to handlers), :mod:`.streams` (request and response), :mod:`.blocking`
-(their twins for handler threads), :mod:`.flow` (flow control and the
-outbox), :mod:`.threads` (handler threads), :mod:`.eager` (handler start),
-:mod:`.events`, :mod:`.reads` (the loop's read buffer).
+Inside: :mod:`.transport` (a connection's socket and writing), its roles
+:mod:`.worker_transport` (the worker's), :mod:`.frame_transport` (service
+clients' and the local runtime's) and :mod:`.channel` (the seed's
+callbacks), :mod:`.worker` (lifecycle), :mod:`.connection` (the connected
+worker), :mod:`.sessions` (invocations to handlers), :mod:`.streams` (request and
+response), :mod:`.blocking` (their twins for handler threads), :mod:`.flow`
+(flow control and the outbox), :mod:`.threads` (handler threads),
+:mod:`.eager` (handler start), :mod:`.events`, :mod:`.reads` (the loop's
+read buffer).
 """
 
 from __future__ import annotations

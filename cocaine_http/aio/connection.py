@@ -28,10 +28,10 @@ from collections.abc import Callable
 
 from ..config import WorkerConfig
 from ..protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
-from .channel import Channel
 from .flow import InboundFlow, Outbox
 from .sessions import Handler, Sessions
 from .threads import HandlerThreads
+from .worker_transport import WorkerTransport
 
 __all__ = ["RuntimeConnection"]
 
@@ -78,13 +78,12 @@ class RuntimeConnection:
         self._stopped = False  # the timer is off for good (stop_timer)
         self._last_resume = 0.0
         self.threads = HandlerThreads(max(cfg.threads, 1))  # 0: inline WSGI, def handlers get one
-        # The worker's transport, and what it delivers to: the only lines that
-        # know how a Channel serves the worker role. (The outbox and the flow
-        # need the channel, and the channel delivers to the sessions, which
-        # need both: the channel is made first and told its sink last.)
-        channel = self.channel = Channel(
+        # The worker's transport, and what it delivers to. (The outbox and the
+        # flow need the transport, and the transport delivers to the sessions,
+        # which need both: it is made first and told its sink last.)
+        channel = self.channel = WorkerTransport(
             cfg.generation,
-            worker=self.protocol,
+            self.protocol,
             max_frame_size=cfg.max_frame_size,
             write_high_water=cfg.write_high_water,
         )

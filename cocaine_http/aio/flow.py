@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .channel import Channel
+    from .worker_transport import WorkerTransport
 
 __all__ = ["ChunkBuffer", "Data", "InboundFlow", "Outbox"]
 
@@ -151,7 +151,12 @@ class Outbox:
     __slots__ = ("_loop", "_parts", "_scheduled", "_size", "channel", "direct", "limit")
 
     def __init__(
-        self, channel: Channel, loop: asyncio.AbstractEventLoop, *, limit: int = 65536, direct: int = 16384
+        self,
+        channel: WorkerTransport,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        limit: int = 65536,
+        direct: int = 16384,
     ) -> None:
         self.channel = channel
         self._loop = loop

@@ -10,7 +10,7 @@ one per loop is enough: a read fills it, the protocol's ``buffer_updated``
 takes the bytes out (copying a few kilobytes is cheaper than those calls)
 before the loop does anything else, and a loop belongs to one thread.
 
-Readers: :class:`~cocaine_http.aio.channel.Channel` and the local runtime's HTTP front.
+Readers: every :class:`~cocaine_http.aio.transport.Transport` and the local runtime's HTTP front.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from .flow import ChunkBuffer, Data, InboundFlow, Outbox
 
 if TYPE_CHECKING:
     from ..protocol.worker import WorkerProtocol
-    from .channel import Channel
+    from .transport import Transport
 
 __all__ = ["Drain", "Request", "Response"]
 
@@ -67,7 +67,7 @@ class Drain:
 
     __slots__ = ("_channel",)
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Transport) -> None:
         self._channel = channel
 
     def __await__(self) -> Generator[Any, None, None]:

@@ -230,28 +230,6 @@ class NativeDecoder:
 
     def records(self, data: bytes | bytearray | memoryview) -> Iterator[Record]:
         """``feed(data)``, then the frames as records: one call per read (see :class:`~.codec.Decoder`)."""
-        if (
-            type(data) is bytes
-            and self._start == self._end
-            and not self._pieces
-            and self._error is None
-            and self._latent is None
-            and not length_hint(self._it)
-        ):
-            # The usual read: every frame before it was complete and returned.
-            # feed's fast path and _refill's checks, without feed, _iter_records
-            # and _refill calls in between.
-            if data:
-                # _adopt, inline
-                buf = self._buf
-                if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
-                    self._spare = buf
-                self._base += self._end
-                self._buf, self._start, self._end = data, 0, len(data)
-                self._decode()
-                if not self._complete:
-                    return self._drain()
-            return self._it
         self.feed(data)
         return self._iter_records()
 

@@ -142,10 +142,7 @@ class MessageEncoder:
         # (a bool for the per-session encoders: before Python 3.12 reading
         # ``Generation.A`` costs an enum metaclass __getattr__ call)
         self._gen_a = self.generation is Generation.A
-        if self.generation is Generation.A:
-            self._error_id = A.ERROR
-        else:
-            self._error_id = B_STREAM.ERROR
+        self._error_id = int(A.ERROR) if self.generation is Generation.A else int(B_STREAM.ERROR)
 
     # -- generic -------------------------------------------------------------
     def frame(

@@ -346,6 +346,7 @@ def parse_resolve(generation: Generation, value: Any, name: str) -> Resolved:
         endpoints_raw, version, table = value
         if type(version) is not int or version < 0:
             raise ValueError(f"version {version!r:.20} is not a non-negative integer")
+        endpoints: tuple[tuple[str, int], ...]
         if generation is Generation.A:
             endpoints = (_endpoint(endpoints_raw, "endpoint"),)
             build_methods_a(table)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -152,7 +152,7 @@ class ServiceProtocol:
         self._rx_headers = HeaderTable() if generation is Generation.B else None
         self._is_a = generation is Generation.A
         # one packer per connection (the dialect of wire.packb): reused, never shared across threads
-        self._pack = msgpack.Packer(**PACKER_OPTIONS).pack
+        self._pack: Callable[[Any], bytes] = msgpack.Packer(**PACKER_OPTIONS).pack
 
     def __repr__(self) -> str:
         return (
@@ -305,7 +305,7 @@ class ServiceProtocol:
                     if not values:  # the common case: one value message
                         st.values = None
                         return st, _R_VALUE, payload
-                    values.append(payload)  # type: ignore[union-attr]
+                    values.append(payload)
                     return st, _R_VALUE, self._collected(st)
                 if st.values is None:
                     st.values = [payload]

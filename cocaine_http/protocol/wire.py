@@ -40,7 +40,8 @@ def packb(obj: Any) -> bytes:
 
     An object msgpack cannot represent raises :class:`TypeError`.
     """
-    return msgpack.packb(obj, use_bin_type=False)
+    data: bytes = msgpack.packb(obj, use_bin_type=False)  # (msgpack's stubs say Any)
+    return data
 
 
 def unpackb(data: bytes | bytearray | memoryview, *, pairs: bool = False) -> Any:

@@ -1,7 +1,7 @@
 """The engine's IO: the app socket, and each worker connection's handshake, control frames, routing.
 
 This module exists to keep the socket-facing glue in one place: a
-:class:`WorkerConnection` owns the :class:`~cocaine_http.aio.channel.Channel`
+:class:`WorkerConnection` owns the :class:`~cocaine_http.aio.frame_transport.FrameTransport`
 and the sans-IO :class:`~.side.RuntimeSide` of one connection, binds the
 handshake's uuid to the :class:`~.slave.Slave` the engine expects (an
 unknown uuid drops the connection, §2.4.2), answers heartbeats, handles the
@@ -21,8 +21,8 @@ import os
 import signal
 from collections.abc import Callable
 
-from ..aio.channel import Channel
 from ..aio.flow import InboundFlow
+from ..aio.frame_transport import FrameTransport
 from ..protocol.frames import Frame, Generation
 from ..protocol.worker import Choke, Chunk, Error, Event, Heartbeat, Ignored, Terminate
 from .side import Handshake, HeaderFlavour, LateFrame, RuntimeSide
@@ -49,12 +49,11 @@ class WorkerConnection:
     ) -> None:
         self.supervisor = supervisor
         generation = supervisor.generation
-        self.channel = Channel(generation, write_high_water=write_high_water)
+        self.channel = FrameTransport(generation, self.on_frame, write_high_water=write_high_water)
         self.side = RuntimeSide(generation, headers)
         #: Reply bytes buffered per session before the worker is paused (x4: all sessions).
         self.reply_high_water = reply_high_water
         self.slave: Slave | None = None
-        self.channel.on_frame = self.on_frame
         self.channel.on_close = self.on_close
 
     def protocol(self) -> asyncio.BaseProtocol:

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..aio.channel import Channel
 from ..aio.flow import ChunkBuffer, InboundFlow
+from ..aio.frame_transport import FrameTransport
 from ..errors import CallTimeoutError, ChannelClosedError, CocaineError
 from ..protocol.frames import Generation
 from .side import RuntimeSide
@@ -52,7 +52,7 @@ class Assignee(Protocol):
     on, the flow control of the reply, and how to end the session."""
 
     @property
-    def channel(self) -> Channel | None: ...
+    def channel(self) -> FrameTransport | None: ...
 
     @property
     def side(self) -> RuntimeSide | None: ...

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ..aio.channel import Channel
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from .converters import ArgError, integer, raw, text, text_list, value
 from .service import Drop, Fault, Method, Reply, Service
@@ -59,13 +58,10 @@ class ServiceServer:
         self.port = 0
 
     def _factory(self) -> asyncio.BaseProtocol:
-        channel = Channel(self.generation, max_frame_size=self.max_frame_size)
-        conn = ServiceConnection(self.service, channel, self.connections, self.send_headers)
-        channel.on_connect = conn.on_connect
-        channel.on_frame = conn.on_frame
-        channel.on_close = conn.on_close
-        channel.on_protocol_error = conn.log_decode_error
-        return channel.make_protocol()
+        conn = ServiceConnection(
+            self.service, self.connections, self.send_headers, max_frame_size=self.max_frame_size
+        )
+        return conn.channel.make_protocol()
 
     async def start(self, port: int = 0) -> int:
         """Bind *port* (0 = ephemeral) and start serving; returns the bound port."""

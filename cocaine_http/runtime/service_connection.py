@@ -1,7 +1,7 @@
 """One caller's connection to a hosted service: method calls dispatched by index, and their answers.
 
 Every connection a :class:`~.server.ServiceServer` accepts gets its own
-:class:`~cocaine_http.aio.channel.Channel` (frame decoding) and a
+:class:`~cocaine_http.aio.frame_transport.FrameTransport` (frame decoding) and a
 :class:`ServiceConnection` that dispatches method calls by index, many per
 connection, each in its own task (a :class:`Call`).
 
@@ -41,9 +41,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..aio.channel import Channel
+from ..aio.frame_transport import FrameTransport
 from ..errors import DecodeError, DisconnectedError, DispatchCode, ErrorCategory, ErrorCodeA, FrameFormatError
 from ..protocol.catalog import MessageEncoder
+from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.definitions import STREAMING
 from ..protocol.frames import Frame, Generation
 from ..protocol.headers import HeaderTable, tracing_headers
@@ -134,12 +135,20 @@ class ServiceConnection:
     """
 
     def __init__(
-        self, service: Service, channel: Channel, registry: set[ServiceConnection], send_headers: bool = False
+        self,
+        service: Service,
+        registry: set[ServiceConnection],
+        send_headers: bool = False,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
         self.registry = registry
         self.service = service
         self.generation = service.generation
-        self.channel = channel
+        self.channel = FrameTransport(self.generation, self.on_frame, max_frame_size=max_frame_size)
+        self.channel.on_connect = self.on_connect
+        self.channel.on_close = self.on_close
+        self.channel.on_protocol_error = self.log_decode_error
         self.encoder = MessageEncoder(self.generation)
         self.rx_headers = HeaderTable()
         self.max_channel = 0

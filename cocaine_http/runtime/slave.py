@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..aio.channel import Channel
 from ..aio.flow import InboundFlow
+from ..aio.frame_transport import FrameTransport
 from ..errors import CocaineError
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error
@@ -62,7 +62,7 @@ class Slave:
         self._slot_freed = slot_freed
         self.state = SlaveState.SPAWNED
         self.process: asyncio.subprocess.Process | None = None
-        self.channel: Channel | None = None
+        self.channel: FrameTransport | None = None
         self.side: RuntimeSide | None = None
         self.flow: InboundFlow | None = None
         self.sessions: dict[int, Invocation] = {}

@@ -28,7 +28,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ..aio.channel import Channel
+from ..aio.frame_transport import FrameTransport
 from ..errors import (
     CallTimeoutError,
     ConnectError,
@@ -147,7 +147,7 @@ class ServiceConnection:
         return self.link.pending if self.link is not None else 0
 
     @property
-    def _handle(self) -> Channel | None:
+    def _handle(self) -> FrameTransport | None:
         """The seed's name for the current connection's channel (``None`` when not connected)."""
         return self.link.channel if self.link is not None else None
 
@@ -299,10 +299,9 @@ class ServiceConnection:
     def _build_methods(self, resolved: Resolved) -> dict[str, MethodSpec]:
         return resolved.methods(self.generation)
 
-    def _new_channel(self) -> Channel:
+    def _new_channel(self) -> FrameTransport:
         """The transport of one connection attempt; its frames come to :meth:`_on_frame`."""
-        channel = Channel(self.generation, max_frame_size=self.max_frame_size)
-        channel.on_frame = self._on_frame
+        channel = FrameTransport(self.generation, self._on_frame, max_frame_size=self.max_frame_size)
         return channel
 
     async def _open_channel(self) -> None:
@@ -341,7 +340,7 @@ class ServiceConnection:
             f"{self.name}: cannot connect to any endpoint: " + ", ".join(errors), errno=last_errno
         )
 
-    def _on_close(self, ch: Channel, exc: BaseException | None) -> None:
+    def _on_close(self, ch: FrameTransport, exc: BaseException | None) -> None:
         link = self.link
         if link is None or ch is not link.channel:
             return

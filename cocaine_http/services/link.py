@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from ..aio.channel import Channel
+from ..aio.frame_transport import FrameTransport
 from ..errors import CocaineError, DisconnectedError, RemoteProtocolError
 from ..protocol.endpoints import format_endpoint
 from ..protocol.frames import Frame
@@ -50,7 +50,7 @@ class Link:
     ``deadlines`` are the service's (one set of timer buckets per loop).
     """
 
-    def __init__(self, name: str, channel: Channel, proto: ServiceProtocol,
+    def __init__(self, name: str, channel: FrameTransport, proto: ServiceProtocol,
                  loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> None:
         self.name = name
         self.channel = channel

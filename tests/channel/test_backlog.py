@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from cocaine_http import Channel
-from cocaine_http.aio.channel import _HOLD_LIMIT as HOLD_LIMIT
+from cocaine_http.aio.transport import _HOLD_LIMIT as HOLD_LIMIT
 from cocaine_http.errors import DisconnectedError
 from cocaine_http.protocol.catalog import MessageEncoder
 from cocaine_http.protocol.frames import Generation

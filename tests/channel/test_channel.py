@@ -278,52 +278,6 @@ def test_a_failing_callback_is_logged_and_the_connection_survives(caplog: pytest
     assert "callback failed on message type 4 of session 1" in caplog.text
 
 
-def test_a_failing_sink_is_logged_and_the_worker_connection_lives(caplog: pytest.LogCaptureFixture) -> None:
-    """The worker's path (protocol + sink): a sink method that raises costs its
-    own frame only; the frames after it in the same read still arrive."""
-    enc = MessageEncoder(Generation.A)
-
-    async def peer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.write(enc.invoke(1, "echo") + enc.chunk(1, b"boom") + enc.chunk(1, b"fine") + enc.choke(1))
-        await w.drain()
-        await r.read()
-        w.close()
-
-    class Sink:
-        def __init__(self) -> None:
-            self.got: list[Any] = []
-            self.done = asyncio.Event()
-
-        def on_invoke(self, session: int, event: str, headers: list) -> None:
-            self.got.append(("invoke", session, event))
-
-        def on_chunk(self, session: int, data: bytes, headers: list | None) -> None:
-            if data == b"boom":
-                raise RuntimeError("bug in a sink")
-            self.got.append(("chunk", session, data))
-
-        def on_choke(self, session: int) -> None:
-            self.got.append(("choke", session))
-            self.done.set()
-
-        def on_event(self, event: Any) -> None:
-            self.got.append(("event", event))
-
-    async def main() -> list[Any]:
-        server, path = await unix_peer(peer)
-        ch = Channel(Generation.A, worker=WorkerProtocol(Generation.A, "u"))
-        sink = ch.sink = Sink()
-        await ch.connect(path)
-        await sink.done.wait()
-        assert ch.connected
-        ch.close()
-        server.close()
-        return sink.got
-
-    assert run(main()) == [("invoke", 1, "echo"), ("chunk", 1, b"fine"), ("choke", 1)]
-    assert "callback failed on message type 4 of session 1" in caplog.text
-
-
 def test_service_error_keeps_an_explicit_none_category() -> None:
     from cocaine_http.errors import ErrorCategory, ServiceError
 
@@ -360,54 +314,6 @@ def test_relative_unix_endpoint_and_bad_endpoint() -> None:
         await server.wait_closed()  # the peer has seen the channel close and closed its side
 
     run(main())
-
-
-def test_read_end_follows_every_frame_of_a_read_even_when_one_closes_it() -> None:
-    """``on_read_end`` runs once per read, after its last frame, with ``dispatching`` set
-    throughout; a read whose tail is garbage still ends with it (after the close)."""
-    enc = MessageEncoder(Generation.A)
-    first = enc.frame_header(1, 1) + b"a" + enc.frame_header(1, 1) + b"b" + enc.choke(1)
-    second = enc.frame_header(2, 1) + b"c" + b"\xc1"  # a good frame, then a reserved byte
-    go_on = asyncio.Event()
-
-    async def peer(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        w.write(first)
-        await w.drain()
-        await go_on.wait()
-        w.write(second)
-        await w.drain()
-        await r.read()
-        w.close()
-
-    async def main() -> list[tuple[Any, ...]]:
-        server, path = await unix_peer(peer)
-        ch = Channel(Generation.A)
-        rec = Recorder(ch)
-        seen: list[tuple[Any, ...]] = []
-        ch.on_chunk = lambda s, data: seen.append(("chunk", data, ch.dispatching))
-        ch.on_choke = lambda s: seen.append(("choke", ch.dispatching))
-
-        def read_end() -> None:
-            seen.append(("read end", ch.dispatching, ch.closed))
-            go_on.set()
-
-        ch.on_read_end = read_end
-        await ch.connect(path)
-        await rec.closed.wait()
-        await asyncio.sleep(0)
-        server.close()
-        assert not ch.dispatching
-        return seen
-
-    seen = run(main())
-    assert seen == [
-        ("chunk", b"a", True),
-        ("chunk", b"b", True),
-        ("choke", True),
-        ("read end", True, False),
-        ("chunk", b"c", True),
-        ("read end", True, True),
-    ]
 
 
 def test_channels_on_one_loop_share_a_read_buffer_but_never_each_others_bytes() -> None:

@@ -12,16 +12,26 @@ import os
 import tempfile
 from typing import Any
 
-from cocaine_http import Channel
 from cocaine_http.aio.flow import Outbox
+from cocaine_http.aio.worker_transport import WorkerTransport
 from cocaine_http.protocol.frames import Generation
+from cocaine_http.protocol.worker import WorkerProtocol
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 10))
 
 
-async def connected() -> tuple[Channel, list[bytes], asyncio.Future[bytes], asyncio.AbstractServer]:
+class _Quiet:
+    """A sink for a peer that sends nothing."""
+
+    def on_invoke(self, *_args: Any) -> None: ...
+    def on_chunk(self, *_args: Any) -> None: ...
+    def on_choke(self, *_args: Any) -> None: ...
+    def on_event(self, *_args: Any) -> None: ...
+
+
+async def connected() -> tuple[WorkerTransport, list[bytes], asyncio.Future[bytes], asyncio.AbstractServer]:
     """A channel to a peer that collects everything until the channel closes."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[bytes] = loop.create_future()
@@ -32,7 +42,7 @@ async def connected() -> tuple[Channel, list[bytes], asyncio.Future[bytes], asyn
 
     path = os.path.join(tempfile.mkdtemp(prefix="obx"), "rt.sock")
     server = await asyncio.start_unix_server(peer, path)
-    channel = Channel(Generation.A)
+    channel = WorkerTransport(Generation.A, WorkerProtocol(Generation.A, "u"), _Quiet())
     await channel.connect(path)
     sends: list[bytes] = []
     send = channel.send
@@ -45,7 +55,9 @@ async def connected() -> tuple[Channel, list[bytes], asyncio.Future[bytes], asyn
     return channel, sends, received, server
 
 
-async def close(channel: Channel, received: asyncio.Future[bytes], server: asyncio.AbstractServer) -> bytes:
+async def close(
+    channel: WorkerTransport, received: asyncio.Future[bytes], server: asyncio.AbstractServer
+) -> bytes:
     """Close the channel; everything the peer received."""
     channel.close()
     try:
