@@ -62,6 +62,7 @@ from .codes import (
     LocatorCode,
     NodeCode,
     OverseerCode,
+    ProtocolCode,
     SlaveCode,
 )
 
@@ -99,6 +100,7 @@ __all__ = [
     "MethodNotFoundError",
     "NodeCode",
     "OverseerCode",
+    "ProtocolCode",
     "ProtocolError",
     "RemoteProtocolError",
     "RequestIdleError",

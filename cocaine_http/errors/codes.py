@@ -30,6 +30,7 @@ __all__ = [
     "LocatorCode",
     "NodeCode",
     "OverseerCode",
+    "ProtocolCode",
     "SlaveCode",
 ]
 
@@ -150,6 +151,12 @@ class LocatorCode(enum.IntEnum):
     """Codes of the locator category, :attr:`ErrorCategory.LOCATOR` (A: a bare int)."""
 
     SERVICE_NOT_AVAILABLE = 1
+
+
+class ProtocolCode(enum.IntEnum):
+    """Codes of the B rpc protocol category, :attr:`ErrorCategory.PROTOCOL` (PROTOCOL.md §3.8)."""
+
+    CLOSED_UPSTREAM = 1  #: the other side closed its half; what a client sends when it gives up on a call
 
 
 class OverseerCode(enum.IntEnum):

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import (
     ErrorCategory,
+    LocatorCode,
     MethodNotFoundError,
     RemoteProtocolError,
     ServiceError,
@@ -370,7 +371,10 @@ def resolve_error(exc: ServiceError, name: str) -> ServiceError:
     A: code 1 (invocation error: "service X is not available"); B: category
     0x0A code 1. Other errors stay :class:`ServiceError`. Matches codes, never text.
     """
-    not_found = exc.code == 1 and exc.category in (None, ErrorCategory.LOCATOR)
+    not_found = int(exc.code) == LocatorCode.SERVICE_NOT_AVAILABLE and exc.category in (
+        None,
+        ErrorCategory.LOCATOR,
+    )
     cls = ServiceNotFoundError if not_found else ServiceError
     return cls(exc.message, code=exc.code, category=exc.category, service=name, method="resolve")
 

@@ -39,6 +39,7 @@ from ..errors import (
     ChannelClosedError,
     ErrorCategory,
     LocalProtocolError,
+    ProtocolCode,
     RemoteProtocolError,
     ServiceError,
     UnexpectedMessageError,
@@ -243,7 +244,8 @@ class ServiceProtocol:
             if t is None:
                 t = st.send.by_name.get("error")
             if t is not None:
-                args: list[Any] = [] if t.kind is Kind.END else [[ErrorCategory.PROTOCOL.value, 1], reason]
+                gave_up = [ErrorCategory.PROTOCOL.value, ProtocolCode.CLOSED_UPSTREAM.value]
+                args: list[Any] = [] if t.kind is Kind.END else [gave_up, reason]
                 out = self._encode(st.id, t.type_id, args, None, self.service)
             st.send = TERMINAL
         st.delivered = True

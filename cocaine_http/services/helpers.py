@@ -17,10 +17,11 @@ They hide what differs between the generations and nothing else:
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ChannelClosedError, ServiceError, StorageError, StorageNotFoundError
+from ..errors import ChannelClosedError, ErrorCategory, ServiceError, StorageError, StorageNotFoundError
 from ..protocol.frames import Generation
 from ..protocol.wire import as_text, packb, unpackb
 from .base import Stream
@@ -67,8 +68,8 @@ class _Wrapper:
 
 #: B categories a missing key's ENOENT comes in: system, generic, and "unknown" for 0.12.3's
 #: unregistered categories (PROTOCOL.md §3.8).
-_ENOENT_CATEGORIES = frozenset({0x01, 0x0C, 0xFF})
-_ENOENT = 2
+_ENOENT_CATEGORIES = frozenset({ErrorCategory.SYSTEM, ErrorCategory.GENERIC, ErrorCategory.UNKNOWN})
+_ENOENT = errno.ENOENT
 
 
 def _storage_error(exc: ServiceError) -> ServiceError:
