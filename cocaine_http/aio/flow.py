@@ -65,7 +65,7 @@ class ChunkBuffer:
             self._flow.removed(self, n)
         return data
 
-    def _drop(self) -> None:
+    def discard(self) -> None:
         """The reader is gone: release every buffered byte, and take nothing more."""
         self._discarding = True
         if self._chunks:

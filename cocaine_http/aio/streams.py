@@ -137,9 +137,8 @@ class Request(ChunkBuffer):
             self._exc = exc
         return self._wake()
 
-    def discard(self) -> None:
-        """The handler is done: drop what it did not read, and anything still coming."""
-        self._drop()
+    # discard() (ChunkBuffer's): the handler is done; what it did not read,
+    # and anything still coming, is dropped.
 
     # -- a reader on another thread (BlockingRequest), without a trip through the loop --
     def take_from_thread(self) -> bytes | None:
@@ -259,7 +258,7 @@ class Response:
     :class:`~cocaine_http.errors.DisconnectedError` without a connection.
     """
 
-    __slots__ = ("_abandoned", "_channel", "_closed", "_outbox", "_protocol", "_ready", "session")
+    __slots__ = ("_abandoned", "_channel", "_outbox", "_protocol", "_ready", "closed", "session")
 
     def __init__(
         self, session: int, protocol: WorkerProtocol, outbox: Outbox, ready: Awaitable[None] = _READY
@@ -268,7 +267,9 @@ class Response:
         self._protocol = protocol
         self._outbox = outbox
         self._channel = outbox.channel
-        self._closed = False
+        #: True once nothing more may be sent (set here only; a plain
+        #: attribute, read once per session by the worker's sessions).
+        self.closed = False
         self._abandoned = False
         #: What the methods return when there is nothing to wait for. The
         #: worker passes a future already done, shared by its responses, which
@@ -277,17 +278,13 @@ class Response:
         self._ready = ready
 
     def __repr__(self) -> str:
-        state = "abandoned" if self._abandoned else "closed" if self._closed else "open"
+        state = "abandoned" if self._abandoned else "closed" if self.closed else "open"
         return f"<Response session={self.session} {state}>"
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def write(self, data: Data | str) -> Awaitable[None]:
         if self._abandoned:
             return self._ready
-        if self._closed:
+        if self.closed:
             raise ChannelClosedError(f"session {self.session}: write after the response ended")
         if isinstance(data, str):
             data = data.encode()
@@ -304,9 +301,9 @@ class Response:
         return self._ready
 
     def close(self) -> Awaitable[None]:
-        if self._closed:
+        if self.closed:
             return self._ready
-        self._closed = True
+        self.closed = True
         # _send_final, copied (as _wake is in Request.feed_eof): once per session,
         # together 1.2% (A) / 1.1% (B) of bench/worker_floor.py --callgrind at
         # 16 B x 256. Under the 3% bar alone; kept because the copies undone in
@@ -320,9 +317,9 @@ class Response:
         return self._ready
 
     def error(self, code: int | tuple[int, int], message: str) -> Awaitable[None]:
-        if self._closed:
+        if self.closed:
             return self._ready
-        self._closed = True
+        self.closed = True
         self._send_final(lambda s: self._protocol.send_error(s, code, message))
         return self._ready
 
@@ -338,9 +335,9 @@ class Response:
     def mark_closed(self) -> None:
         """Nothing more can be sent on this session (its connection is gone, or
         the worker already answered it with an error): later writes raise."""
-        self._closed = True
+        self.closed = True
 
     def abandon(self) -> None:
         """The runtime failed the session (B): send nothing more on it, drop writes."""
         self._abandoned = True
-        self._closed = True
+        self.closed = True

@@ -243,7 +243,7 @@ class Invocation(ChunkBuffer):
 
     def discard(self) -> None:
         """Drop what is buffered and whatever the worker still sends (the caller is gone)."""
-        self._drop()
+        super().discard()
         self._wake()
 
     # -- reply side ----------------------------------------------------------------
