@@ -27,7 +27,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DecodeError
 from ..protocol.catalog import B_STREAM, A
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.events import Error, Event, Headers, Heartbeat, Ignored, SessionSink, Terminate
@@ -117,18 +116,7 @@ class Channel(Transport):
     def _read_as_worker(self, data: bytes) -> None:
         worker = self.worker
         assert worker is not None  # reader() picks this role only with a worker
-        try:
-            now = self._clock()  # once per read, not per frame
-            read, sink = worker.read_record, self._seed_sink
-            for record in self._decoder.records(data):
-                try:
-                    read(record, now, sink)
-                except Exception:
-                    self._callback_failed(record[1], record[0])
-                if self.closed:
-                    break
-        except DecodeError as exc:
-            self._decode_failed(exc)
+        self._deliver_records(data, worker, self._seed_sink)
 
     def _reader_as_client(self, chunk: int, choke: int, error: int) -> Callable[[bytes], None]:
         """The client role's reader, for the generation's message ids."""
@@ -148,15 +136,6 @@ class Channel(Transport):
                 log.warning("dropped message of unknown type %d on session %d", f.type, f.session)
 
         def read(data: bytes) -> None:
-            try:
-                for frame in self._decoder.frames(data):
-                    try:
-                        tell(frame)
-                    except Exception:
-                        self._callback_failed(frame.type, frame.session)
-                    if self.closed:
-                        return
-            except DecodeError as exc:
-                self._decode_failed(exc)
+            self._deliver_frames(data, tell)
 
         return read

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DecodeError
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.frames import Frame, Generation
 from .transport import DEFAULT_WRITE_HIGH_WATER, Transport
@@ -44,14 +43,4 @@ class FrameTransport(Transport):
 
     def deliver(self, data: bytes) -> None:
         """Hand every frame in one read's *data* to ``on_frame``."""
-        try:
-            on_frame = self.on_frame
-            for frame in self._decoder.frames(data):
-                try:
-                    on_frame(frame)
-                except Exception:
-                    self._callback_failed(frame.type, frame.session)
-                if self.closed:
-                    return
-        except DecodeError as exc:
-            self._decode_failed(exc)
+        self._deliver_frames(data, self.on_frame)

@@ -38,13 +38,17 @@ import errno as errno_mod
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectError, DecodeError, DisconnectedError
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, new_decoder
 from ..protocol.endpoints import Endpoint, parse_endpoint
-from ..protocol.frames import Generation
+from ..protocol.frames import Frame, Generation
 from .reads import read_buffer
+
+if TYPE_CHECKING:
+    from ..protocol.events import SessionSink
+    from ..protocol.worker import WorkerProtocol
 
 __all__ = ["DEFAULT_WRITE_HIGH_WATER", "Transport"]
 
@@ -315,6 +319,36 @@ class Transport:
     def resume_reading(self) -> None:
         if self._transport is not None and not self.closed:
             self._transport.resume_reading()
+
+    # -- delivering one read: each role's reader is one of these ----------------
+    def _deliver_frames(self, data: bytes, tell: Callable[[Frame], Any]) -> None:
+        """Each complete frame of one read's *data* to *tell*, in order."""
+        try:
+            for frame in self._decoder.frames(data):
+                try:
+                    tell(frame)
+                except Exception:
+                    self._callback_failed(frame.type, frame.session)
+                if self.closed:
+                    return
+        except DecodeError as exc:
+            self._decode_failed(exc)
+
+    def _deliver_records(self, data: bytes, protocol: WorkerProtocol, sink: SessionSink) -> None:
+        """The worker's end: each frame of *data* as a record (a plain tuple, no
+        :class:`Frame`) to the worker protocol, which tells *sink* what it means."""
+        try:
+            now = self._clock()  # once per read, not per frame
+            read = protocol.read_record
+            for record in self._decoder.records(data):
+                try:
+                    read(record, now, sink)
+                except Exception:
+                    self._callback_failed(record[1], record[0])
+                if self.closed:
+                    return
+        except DecodeError as exc:
+            self._decode_failed(exc)
 
     def _decode_failed(self, exc: DecodeError) -> None:
         """Undecodable input: the stream cannot be resynchronised, so the connection ends."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DecodeError
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.events import SessionSink
 from ..protocol.frames import Generation
@@ -89,17 +88,7 @@ class WorkerTransport(Transport):
         """Tell the sink every frame in one read's *data*, then run the read-end hook."""
         self.dispatching = True
         try:
-            now = self._clock()  # once per read, not per frame
-            read, sink = self.protocol.read_record, self.sink
-            for record in self._decoder.records(data):
-                try:
-                    read(record, now, sink)
-                except Exception:
-                    self._callback_failed(record[1], record[0])
-                if self.closed:
-                    break
-        except DecodeError as exc:
-            self._decode_failed(exc)
+            self._deliver_records(data, self.protocol, self.sink)
         finally:
             try:
                 self.on_read_end()

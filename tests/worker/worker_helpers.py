@@ -9,6 +9,8 @@ import sys
 from collections.abc import Awaitable
 from typing import Any
 
+from helpers.waiting import until as until  # the worker tests import it from here
+
 from cocaine_http.runtime import Engine
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,13 +61,3 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
-
-
-async def until(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll *condition* (a callable) until it is true; fail after *timeout* seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.01)
