@@ -375,24 +375,11 @@ def test_the_state_follows_the_lifecycle_and_a_held_session_keeps_it_draining(
 
         w.on_startup.append(startup)
         w.on("hold", hold)
+        assert w.state is WorkerState.NEW and not w.terminating
 
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
-            uuid = str(uuid_mod.uuid4())
-            slave = engine.expect(uuid)
-            worker = Worker(
-                [],
-                app="echo",
-                endpoint=engine.endpoint,
-                uuid=uuid,
-                protocol=1 if gen == "B" else 0,
-                handle_signals=False,
-                grace_period=5.0,
-            )
-            setup(worker)
-            assert worker.state is WorkerState.NEW and not worker.terminating
-            task = asyncio.ensure_future(worker.serve())
-            await slave.wait_active(5)
+            worker, _, task = await serve_in_process(engine, gen, setup, grace_period=5.0)
             assert worker.state is WorkerState.RUNNING and not worker.terminating
             inv = await engine.open("hold")
             await asyncio.wait_for(entered.wait(), 5)
