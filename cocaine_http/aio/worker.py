@@ -371,6 +371,12 @@ class Worker:
         ignore_term = replied and signal.SIGTERM in self._signals
         if ignore_term:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            # A SIGTERM that came just before the block may be caught but not
+            # yet run by Python: signal.signal() runs it first, and once the
+            # handler has become SIG_DFL, CPython reports it as "ignored due to
+            # race condition" (a traceback on stderr). Setting SIG_IGN while
+            # asyncio's handler is still in place lets it run as usual first.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             for sig in self._signals:
                 with contextlib.suppress(RuntimeError, ValueError):
