@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Instructions per request of the Flask hello through the worker's WSGI handler, under callgrind.
+"""Instructions per request of the Flask (WSGI) or FastAPI (ASGI) hello through the worker, under callgrind.
 
 ``bench/http_apps.py`` measures CPU time, which a shared machine makes noisy
 by a few percent; this counts instructions, which it does not. The C fake
 engine of ``bench/worker_floor.py`` (``bench/floor_engine.c``) drives
-``examples/flask_app`` with W sessions in flight; it sends a fixed payload,
-not an HTTP envelope, so the worker started here reads every invocation as
+``examples/flask_app`` (``--app fastapi``: ``examples/fastapi_app``) with W
+sessions in flight; it sends a fixed payload, not an HTTP envelope, so the
+worker started here reads every invocation as
 ``GET /``. Runs of 500 and 2 500 requests, the difference over the extra
 2 000 (start-up and exit cancel out).
 
     python bench/wsgi_callgrind.py                 # --threads 0 (inline) and 8 threads
     python bench/wsgi_callgrind.py --threads 8
+    python bench/wsgi_callgrind.py --app fastapi    # the ASGI path (threads do not apply)
 
 Needs valgrind and a C compiler.
 """
@@ -32,23 +34,29 @@ from worker_floor import build_engine  # noqa: E402
 #: The worker: cocaine-http's CLI, with every request envelope read as ``GET /``.
 WORKER = """
 import sys
-from cocaine_http.compat import wsgi
+from cocaine_http.compat import asgi, wsgi
 from cocaine_http.http.envelope import encode_request, parse_request
 blob = encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b"")
-wsgi.parse_request = lambda _blob, drop_cookies=True: parse_request(blob, drop_cookies=drop_cookies)
+wsgi.parse_request = asgi.parse_request = lambda _blob, drop_cookies=True: parse_request(
+    blob, drop_cookies=drop_cookies
+)
 from cocaine_http.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def count(engine: str, threads: int, width: int) -> float:
+APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
+
+
+def count(engine: str, threads: int, width: int, app: str = "flask") -> float:
     totals = []
     with tempfile.TemporaryDirectory(prefix="wsgi-cg-") as out:
         for n in (500, 2500):
             path = os.path.join(out, f"{n}.out")
             valgrind = ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={path}"]
-            worker = [sys.executable, "-c", WORKER, "examples.flask_app.app:app", "--app-dir", ROOT]
-            worker += ["--log-level", "warning", "--threads", str(threads)]
+            worker = [sys.executable, "-c", WORKER, APPS[app], "--app-dir", ROOT, "--log-level", "warning"]
+            if app == "flask":
+                worker += ["--threads", str(threads)]
             # The engine's echo check fails (the reply is an HTTP response): not a failure here.
             subprocess.run(
                 [engine, "--proto", "1", "-n", str(n), "-s", "16", "-w", str(width), "--warmup", "0",
@@ -64,10 +72,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, action="append", help="worker --threads (default 0 and 8)")
     parser.add_argument("-w", type=int, default=64, help="sessions in flight (default 64)")
+    parser.add_argument("--app", choices=sorted(APPS), default="flask", help="the hello app (default flask)")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = ROOT
     with tempfile.TemporaryDirectory(prefix="wsgi-cg-") as tmp:
         engine = build_engine(tmp)
+        if args.app == "fastapi":
+            ir = count(engine, 0, args.w, "fastapi")
+            print(f"fastapi hello, B, W {args.w}: {ir:.0f} instr/req", flush=True)
+            return
         for threads in args.threads or [0, 8]:
             ir = count(engine, threads, args.w)
             print(f"flask hello, B, W {args.w}, --threads {threads}: {ir:.0f} instr/req", flush=True)
