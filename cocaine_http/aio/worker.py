@@ -316,9 +316,13 @@ class Worker:
             return EXIT_LOST
         self._connection = connection
         connection.start()
+        stopping = self.state is WorkerState.DRAINING  # stop() or a signal during the connect
         self._state = WorkerState.RUNNING
         log.debug("connected to %s as %s (protocol %d)", cfg.endpoint, cfg.uuid, cfg.protocol)
         self.events.emit("connect")
+        if stopping:
+            log.info("stopping as asked while connecting")
+            self._begin_shutdown(connection)
         return None
 
     async def _teardown(self) -> None:
@@ -403,7 +407,7 @@ class Worker:
             self._state = WorkerState.DRAINING
             self._reply = (code, reason)
             self.events.emit("terminate", code, reason)
-            return  # _startup sees the state and ends without connecting
+            return  # _startup sees it: ends before connecting, or replies once connected
         connection = self._connection
         if self._state is not WorkerState.RUNNING or connection is None:
             return
