@@ -5,8 +5,9 @@ with the pure twin); Python turns each reported frame into a record, a plain
 tuple (:data:`~.frames.Record`), which ``records()`` hands out as it is and
 the other ways of reading wrap in a :class:`~.frames.Frame`. Args and
 headers are decoded from the byte slices C reports with ``msgpack.unpackb``,
-except in the common case where args is exactly one raw (every chunk and
-invoke): then the payload is copied out of the buffer once and never decoded.
+except in the two common cases: args is exactly one raw (every chunk and
+invoke), whose payload is copied out of the buffer once and never decoded,
+or empty (every choke and heartbeat), which needs no decoding either.
 
 C is asked for up to :data:`_BATCH` frames per call and its reports are read
 as one flat list of integers; frames decoded ahead wait in a queue, and an
@@ -332,11 +333,16 @@ class NativeDecoder:
                 if self._gen_a and 0 not in p_offs:  # a batch of chunks: the hot loop
                     ready = [(e1, e0, [cut[off : off + size]], None) for e0, e1, off, size in columns]
                 elif self._gen_a:
+                    # one raw (a chunk, an invoke), nothing (a choke), or decoded, as in the few path
                     ready = [
                         (
                             e1,
                             e0,
-                            [cut[off : off + size]] if off else self._unpack_field(buf, at + _ARGS_OFF),
+                            [cut[off : off + size]]
+                            if off
+                            else []
+                            if not fields[at + _NARGS]
+                            else self._unpack_field(buf, at + _ARGS_OFF),
                             None,
                         )
                         for at, (e0, e1, off, size) in zip(range(0, stop, _FIELDS), columns)  # noqa: B905
@@ -346,7 +352,11 @@ class NativeDecoder:
                         (
                             e0,
                             e1,
-                            [cut[off : off + size]] if off else self._unpack_field(buf, at + _ARGS_OFF),
+                            [cut[off : off + size]]
+                            if off
+                            else []
+                            if not fields[at + _NARGS]
+                            else self._unpack_field(buf, at + _ARGS_OFF),
                             self._unpack_field(buf, at + _HEADERS_OFF)
                             if fields[at + _FLAGS] & _HAS_HEADERS
                             else None,

@@ -156,6 +156,12 @@ def streams(generation: str) -> st.SearchStrategy[bytes]:
     return st.lists(frames(generation), min_size=1, max_size=6).map(b"".join)
 
 
+def long_streams(generation: str) -> st.SearchStrategy[bytes]:
+    """More frames than the C decoder reads one by one in a batch (its ``_FEW``):
+    the records come out through its column path."""
+    return st.lists(frames(generation), min_size=9, max_size=40).map(b"".join)
+
+
 SPECIAL_BYTES = [
     0x00,
     0x7F,
@@ -252,6 +258,14 @@ def test_parity_on_generated_streams(
 @given(data=st.data(), generation=GEN, limit=LIMITS, cuts=CUTS)
 def test_parity_on_mutated_streams(data: st.DataObject, generation: str, limit: int, cuts: list[int]) -> None:
     stream = data.draw(streams(generation))
+    check(data.draw(mutated(stream)), generation, limit, cuts)
+
+
+@FUZZ
+@given(data=st.data(), generation=GEN, limit=LIMITS, cuts=CUTS)
+def test_parity_on_long_streams(data: st.DataObject, generation: str, limit: int, cuts: list[int]) -> None:
+    stream = data.draw(long_streams(generation))
+    check(stream, generation, limit, cuts)
     check(data.draw(mutated(stream)), generation, limit, cuts)
 
 
