@@ -226,8 +226,18 @@ def measure_http(port_pid: tuple[int, int], args: argparse.Namespace) -> Figure:
 # -- cocaine-http, as from a proxy ------------------------------------------------------------
 
 
-def worker_command(app: str, options: list[str]) -> list[str]:
-    return [f"{BIN}/cocaine-http", app, "--app-dir", ROOT, "--log-level", "warning", *options]
+def workers(name: str, app: str, minimal: bool) -> list[tuple[str, list[str]]]:
+    """The cocaine-side targets of app *name*: (label, the worker's command without the runtime's flags)."""
+    cocaine = [f"{BIN}/cocaine-http", app, "--app-dir", ROOT, "--log-level", "warning"]
+    if name == "flask":
+        found = [("cocaine-http --threads 0", [*cocaine, "--threads", "0"])]
+        found.append(("cocaine-http (8 threads)", cocaine))
+    else:
+        found = [("cocaine-http", cocaine)]
+    if minimal:  # the floor of the cocaine side: bench/minimal_http.py
+        kind = "wsgi" if name == "flask" else "asgi"
+        found.append((f"minimal {kind} worker", [sys.executable, f"{ROOT}/bench/minimal_http.py", kind, app]))
+    return found
 
 
 async def python_driver_round(engine: Engine, seconds: float, window: int) -> Figure:
@@ -258,12 +268,12 @@ async def python_driver_round(engine: Engine, seconds: float, window: int) -> Fi
 
 
 @contextlib.asynccontextmanager
-async def python_engine(app: str, options: list[str], args: argparse.Namespace) -> AsyncIterator[Engine]:
+async def python_engine(command: list[str], args: argparse.Namespace) -> AsyncIterator[Engine]:
     """One worker behind the in-process Engine, warmed up."""
     with tempfile.TemporaryDirectory() as tmp:
         async with Engine(
             "bench",
-            ["taskset", "-c", str(args.cpu), *worker_command(app, options)],
+            ["taskset", "-c", str(args.cpu), *command],
             generation=Generation.parse(args.generation),
             runtime_dir=tmp,
             cwd=ROOT,
@@ -276,7 +286,7 @@ async def python_engine(app: str, options: list[str], args: argparse.Namespace) 
             yield engine
 
 
-def node_round(app: str, options: list[str], args: argparse.Namespace) -> Figure:
+def node_round(command: list[str], args: argparse.Namespace) -> Figure:
     """One run of the node fake engine (it starts and stops its own worker)."""
     n = max(2000, int(args.duration * args.node_rate))  # it runs a count, not a duration
     cmd = [
@@ -284,7 +294,7 @@ def node_round(app: str, options: list[str], args: argparse.Namespace) -> Figure
         "-w", str(args.connections), "-n", str(n), "--warmup", str(n // 10),
         "--worker-cpu", str(args.cpu), "--json",
         "--proto", "1" if Generation.parse(args.generation) is Generation.B else "0",
-        "--", *worker_command(app, options),
+        "--", *command,
     ]  # fmt: skip
     if args.driver_cpu is not None:
         cmd = ["taskset", "-c", str(args.driver_cpu), *cmd]
@@ -337,6 +347,7 @@ def main() -> None:
         "--node-rate", type=float, default=2000.0, help="node engine: requests per --duration second"
     )
     p.add_argument("--skip-http", action="store_true", help="only the cocaine-http workers")
+    p.add_argument("--minimal", action="store_true", help="also bench/minimal_http.py's workers (the floor)")
     args = p.parse_args()
     allowed = sorted(os.sched_getaffinity(0))
     args.cpu = args.cpu if args.cpu is not None else allowed[-1]
@@ -356,12 +367,6 @@ def main() -> None:
             asyncio.run(run_app(name, args))
 
 
-VARIANTS = {
-    "flask": [("cocaine-http --threads 0", ["--threads", "0"]), ("cocaine-http (8 threads)", [])],
-    "fastapi": [("cocaine-http", [])],
-}
-
-
 async def run_app(name: str, args: argparse.Namespace) -> None:
     """Every target of one app, kept running; the rounds interleave them, so load
     from elsewhere on the machine hits every target alike."""
@@ -374,15 +379,15 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
                 server = stack.enter_context(http_server(kind, app, args.cpu))
                 await asyncio.to_thread(measure_http, server, args)  # warm-up
                 measures[kind] = functools.partial(asyncio.to_thread, measure_http, server, args)
-        for label, options in VARIANTS[name]:
+        for label, command in workers(name, app, args.minimal):
             if args.driver in ("python", "both"):
-                engine = await stack.enter_async_context(python_engine(app, options, args))
+                engine = await stack.enter_async_context(python_engine(command, args))
                 measures[f"{label} [python driver]"] = functools.partial(
                     python_driver_round, engine, args.duration, args.connections
                 )
             if args.driver in ("node", "both"):
                 measures[f"{label} [node driver]"] = functools.partial(
-                    asyncio.to_thread, node_round, app, options, args
+                    asyncio.to_thread, node_round, command, args
                 )
         figures: dict[str, list[Figure]] = {target: [] for target in measures}
         for _ in range(args.rounds):
@@ -393,7 +398,7 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
         if app_name != name or base not in results:
             continue
         for label, fig in results.items():
-            if label.startswith("cocaine-http"):
+            if label.startswith(("cocaine-http", "minimal")):
                 ratio = fig.per_core / results[base].per_core
                 verdict = "met" if ratio >= goal else "NOT met"
                 print(f"{name:8s} {label} / {base}: {ratio:.2f}x per core (target {goal}x: {verdict})")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -34,3 +36,27 @@ def test_decoder_bench_times_records() -> None:
     assert "msgpack only" in out, out
     if "native" in codec.available_backends():
         assert "native rec" in out, out
+
+
+@pytest.mark.parametrize(("kind", "app"), [("wsgi", "flask_app"), ("asgi", "fastapi_app")])
+def test_minimal_http_workers_answer_the_hello(kind: str, app: str, tmp_path: Any) -> None:
+    """bench/http_apps.py --minimal measures these: they must answer as cocaine-http does."""
+    from cocaine_http.http.envelope import decode_response, encode_request
+    from cocaine_http.protocol.frames import Generation
+    from cocaine_http.runtime import Engine
+
+    root = os.path.dirname(BENCH)
+    command = [sys.executable, os.path.join(BENCH, "minimal_http.py"), kind, f"examples.{app}.app:app"]
+
+    async def body() -> None:
+        for gen in (Generation.A, Generation.B):
+            options: dict[str, Any] = {"runtime_dir": str(tmp_path), "cwd": root, "env": {"PYTHONPATH": root}}
+            async with Engine("bench", command, generation=gen, **options) as engine:
+                await engine.start(1, timeout=60)
+                blob = encode_request("GET", "/", [("Host", "127.0.0.1")], b"", generation=gen)
+                replies = await asyncio.gather(*(engine.invoke("http", [blob], timeout=30) for _ in range(8)))
+                for reply in replies:
+                    status, _, text = decode_response(reply.chunks, gen)
+                    assert (status, text) == (200, b"Hello, world!\n"), (reply.chunks, reply.error)
+
+    asyncio.run(body())
