@@ -57,9 +57,10 @@ from .common import (
     SetCookieWarning,
     WebSocketRefusal,
     access_line,
+    first_value,
     forwarded,
-    host_and_port,
     lowered,
+    server_address,
 )
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
@@ -89,7 +90,7 @@ def build_scope(
         raw_path = root.encode("utf-8") + raw_path
     headers = lowered(req.headers)
     client, scheme = forwarded(headers)
-    has_host = any(k == b"host" for k, _ in headers)
+    host = first_value(headers, b"host")
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI_VERSION,
@@ -102,7 +103,7 @@ def build_scope(
         "root_path": root,
         "headers": headers,
         "client": (client, 0) if client is not None else None,
-        "server": host_and_port(headers, scheme) if has_host else None,
+        "server": server_address(host, scheme) if host is not None else None,
     }
     if state is not None:
         scope["state"] = state.copy()
@@ -115,12 +116,13 @@ class _Exchange:
     __slots__ = (
         "_body_left",
         "_body_ok",
-        "_disconnect",
+        "_gone",
         "_head",
         "_method",
         "_request_done",
         "bytes_sent",
         "complete",
+        "disconnected",
         "encoder",
         "pairs",
         "request",
@@ -136,7 +138,10 @@ class _Exchange:
         self._method = req.method
         self._body_left: bytes | None = req.body
         self._request_done = False
-        self._disconnect = asyncio.Event()
+        #: Set once the request is over for the app (``http.disconnect``).
+        self.disconnected = False
+        #: Made only when something waits for that: most apps never do.
+        self._gone: asyncio.Event | None = None
         self._head: bytes | None = None
         self.pairs: list[list[bytes]] | None = None
         self._body_ok = True
@@ -146,11 +151,15 @@ class _Exchange:
         self.bytes_sent = 0
 
     def disconnect(self) -> None:
-        self._disconnect.set()
+        self.disconnected = True
+        if self._gone is not None:
+            self._gone.set()
 
-    @property
-    def disconnected(self) -> bool:
-        return self._disconnect.is_set()
+    async def _wait_disconnect(self) -> None:
+        if not self.disconnected:
+            if self._gone is None:
+                self._gone = asyncio.Event()
+            await self._gone.wait()
 
     async def _read(self) -> bytes | None:
         """The next chunk, ``b""`` at the end, ``None`` on disconnect."""
@@ -163,7 +172,7 @@ class _Exchange:
                 return None
             return data
         reader: asyncio.Future[bytes] = asyncio.ensure_future(request.read())
-        waiter = asyncio.ensure_future(self._disconnect.wait())
+        waiter = asyncio.ensure_future(self._wait_disconnect())
         try:
             await asyncio.wait((reader, waiter), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -177,7 +186,7 @@ class _Exchange:
         return reader.result()
 
     async def receive(self) -> Message:
-        if not self._request_done and not self._disconnect.is_set():
+        if not self._request_done and not self.disconnected:
             if self._body_left is not None:
                 # the envelope's body; an empty one does not mean the request ended
                 data: bytes | None = self._body_left
@@ -190,7 +199,7 @@ class _Exchange:
                 if not more:
                     self._request_done = True
                 return {"type": "http.request", "body": data, "more_body": more}
-        await self._disconnect.wait()
+        await self._wait_disconnect()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -200,7 +209,8 @@ class _Exchange:
                 raise RuntimeError("http.response.start sent twice")
             status = message.get("status")
             code, pairs = self.encoder.head_pairs(status, message.get("headers") or ())
-            self.status = parse_status_line(status)
+            # head_pairs has parsed the status: only A's fallback sends another code
+            self.status = parse_status_line(status) if self.encoder.a_status_fallback else code
             self.pairs = pairs
             self._head = packb([code, pairs])
             self._body_ok = body_allowed(self._method, self.status)
@@ -270,7 +280,7 @@ class ASGIHandler:
             ex.disconnect()
 
     async def __call__(self, request: Any, response: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log else 0.0
         try:
             blob = await request.read()
         except CocaineError as exc:
