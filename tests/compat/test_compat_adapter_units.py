@@ -12,7 +12,14 @@ import pytest
 
 from cocaine_http.aio.streams import Drain, Request
 from cocaine_http.compat.asgi import ASGIHandler, Lifespan, build_scope
-from cocaine_http.compat.common import ProxyTrust, client_addr, host_and_port, lowered, url_scheme
+from cocaine_http.compat.common import (
+    ProxyTrust,
+    client_addr,
+    forwarded,
+    host_and_port,
+    lowered,
+    url_scheme,
+)
 from cocaine_http.compat.wsgi import InlineWSGIHandler, WSGIHandler, WSGIInput, build_environ
 from cocaine_http.errors import DisconnectedError, ErrorCode, StartupError
 from cocaine_http.http.envelope import decode_response, encode_request, parse_request
@@ -139,10 +146,29 @@ def test_scope_root_path_like_uvicorn() -> None:
         ("[::1]:9", "http", ("[::1]", 9)),
         ("[::1]", "https", ("[::1]", 443)),
         ("h:notaport", "http", ("h:notaport", 80)),
+        ("h", "https", ("h", 443)),
+        (" h:81 ", "http", ("h", 81)),
+        ("  ", "https", ("localhost", 443)),
+        ("[::1", "http", ("[::1", 80)),
+        ("[nocolon]", "http", ("[nocolon]", 80)),
     ],
 )
 def test_host_and_port(host: str, scheme: str, expected: tuple[str, int]) -> None:
     assert host_and_port(lowered([(b"Host", host.encode())]), scheme) == expected
+
+
+def test_host_is_the_first_host_header() -> None:
+    assert host_and_port([(b"x-real-ip", b"1.2.3.4")], "https") == ("localhost", 443)
+    assert host_and_port([(b"host", b"a:1"), (b"host", b"b:2")]) == ("a", 1)
+    scope = build_scope(
+        parse_request(encode_request("GET", "/", [("User-Agent", "u"), ("HOST", "a:1"), ("Host", "b:2")]))
+    )
+    assert scope["server"] == ("a", 1)
+    # a Host header, even a blank one, gives a server; none gives None (as uvicorn's scope)
+    assert build_scope(parse_request(encode_request("GET", "/", [("Host", "")])))["server"] == (
+        "localhost",
+        80,
+    )
 
 
 def test_client_and_scheme() -> None:
@@ -177,6 +203,10 @@ def test_client_and_scheme() -> None:
     )
     assert url_scheme(lowered([(b"X-Forwarded-Proto", b"https")]), local) == "http"
     assert url_scheme(lowered([(b"X-Forwarded-Proto", b"https")]), ProxyTrust("*")) == "https"
+    # nothing forwarded: no client, plain http, whoever is trusted
+    for trust in (local, ProxyTrust("*"), ProxyTrust("")):
+        assert forwarded(lowered([(b"Host", b"h"), (b"Accept", b"*/*")]), trust) == (None, "http")
+        assert forwarded([(b"x-real-ip", b""), (b"x-forwarded-for", b" , ")], trust) == (None, "http")
 
 
 def test_proxy_trust_spec(monkeypatch: pytest.MonkeyPatch) -> None:
