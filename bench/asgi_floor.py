@@ -162,7 +162,7 @@ def count(mode: str, n: int, lib: str, keep: str | None) -> float:
         subprocess.run(
             ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
              sys.executable, __file__, "--inner", mode, "-n", str(n), "--lib", lib],
-            check=True, env={**os.environ, "PYTHONPATH": ROOT},
+            check=True, env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"},  # runs repeat exactly
         )  # fmt: skip
         with open(out) as f:
             total = sum(int(line.split()[1]) for line in f if line.startswith("totals:"))
