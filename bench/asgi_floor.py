@@ -22,6 +22,7 @@ minus ``handler`` is the worker's (sessions, task, frames, socket).
     python bench/asgi_floor.py               # both, n = 2000 after 300 warm-up requests
     python bench/asgi_floor.py --mode handler -n 5000
     python bench/asgi_floor.py --keep /tmp/cg   # keep callgrind.out.<mode> for callgrind_annotate
+    python bench/asgi_floor.py --mode handler --access-log   # with the access line (to a NullHandler)
 
 Needs valgrind (with its headers) and a C compiler.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import logging
 import os
 import shutil
 import subprocess
@@ -109,7 +111,7 @@ class _Response:
         return self
 
 
-async def _measure(mode: str, n: int, lib: str | None) -> int:
+async def _measure(mode: str, n: int, lib: str | None, access: bool = False) -> int:
     from cocaine_http.compat.asgi import ASGIHandler, Lifespan, build_scope
     from cocaine_http.http.envelope import encode_request, parse_request
     from examples.fastapi_app.app import app
@@ -117,7 +119,12 @@ async def _measure(mode: str, n: int, lib: str | None) -> int:
     blob = encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b"")
     lifespan = Lifespan(app, "auto")
     await lifespan.startup()
-    handler = ASGIHandler(app, lifespan=lifespan)
+    handler = ASGIHandler(app, lifespan=lifespan, access_log=access)
+    if access:  # made and handed to logging, which drops it
+        logger = logging.getLogger("cocaine_http.access")
+        logger.setLevel(logging.INFO)
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
     scope = build_scope(parse_request(blob), state=lifespan.state)
     scope["extensions"] = {"cocaine": {"event": "http", "session": 1, "headers": []}}
     sent: list[Any] = []
@@ -154,14 +161,15 @@ async def _measure(mode: str, n: int, lib: str | None) -> int:
     return n
 
 
-def count(mode: str, n: int, lib: str, keep: str | None) -> float:
+def count(mode: str, n: int, lib: str, keep: str | None, access: bool = False) -> float:
     with tempfile.TemporaryDirectory(prefix="asgi-floor-") as tmp:
         if keep:
             os.makedirs(keep, exist_ok=True)
         out = os.path.join(keep or tmp, f"callgrind.out.{mode}")
         subprocess.run(
             ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-             sys.executable, __file__, "--inner", mode, "-n", str(n), "--lib", lib],
+             sys.executable, __file__, "--inner", mode, "-n", str(n), "--lib", lib,
+             *(["--access-log"] if access else [])],
             check=True, env={**os.environ, "PYTHONPATH": ROOT, "PYTHONHASHSEED": "0"},  # runs repeat exactly
         )  # fmt: skip
         with open(out) as f:
@@ -174,18 +182,19 @@ def main() -> None:
     parser.add_argument("--mode", choices=("app", "handler"), action="append", help="default: both")
     parser.add_argument("-n", type=int, default=2000, help="measured requests (default 2000)")
     parser.add_argument("--keep", metavar="DIR", help="keep the callgrind output files in DIR")
+    parser.add_argument("--access-log", action="store_true", help="handler: with the access log on")
     parser.add_argument("--inner", choices=("app", "handler"), help=argparse.SUPPRESS)
     parser.add_argument("--lib", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         sys.path.insert(0, ROOT)
-        asyncio.run(_measure(args.inner, args.n, args.lib))
+        asyncio.run(_measure(args.inner, args.n, args.lib, args.access_log))
         return
     with tempfile.TemporaryDirectory(prefix="asgi-floor-") as tmp:
         lib = build_toggle(tmp)
         results = {}
         for mode in args.mode or ["app", "handler"]:
-            results[mode] = count(mode, args.n, lib, args.keep)
+            results[mode] = count(mode, args.n, lib, args.keep, args.access_log)
             print(f"fastapi hello, {mode}: {results[mode]:.0f} instr/req", flush=True)
         if len(results) == 2:
             print(f"adapter (handler - app): {results['handler'] - results['app']:.0f} instr/req")
