@@ -33,6 +33,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -116,10 +117,10 @@ class _Exchange:
     __slots__ = (
         "_body_left",
         "_body_ok",
-        "_gone",
         "_head",
         "_method",
         "_request_done",
+        "_waiters",
         "bytes_sent",
         "complete",
         "disconnected",
@@ -140,8 +141,8 @@ class _Exchange:
         self._request_done = False
         #: Set once the request is over for the app (``http.disconnect``).
         self.disconnected = False
-        #: Made only when something waits for that: most apps never do.
-        self._gone: asyncio.Event | None = None
+        #: One future per receive() waiting (_wait), resolved by disconnect().
+        self._waiters: list[asyncio.Future[None]] = []
         self._head: bytes | None = None
         self.pairs: list[list[bytes]] | None = None
         self._body_ok = True
@@ -152,14 +153,19 @@ class _Exchange:
 
     def disconnect(self) -> None:
         self.disconnected = True
-        if self._gone is not None:
-            self._gone.set()
+        for waiter in self._waiters:
+            _resolve(waiter)
 
-    async def _wait_disconnect(self) -> None:
-        if not self.disconnected:
-            if self._gone is None:
-                self._gone = asyncio.Event()
-            await self._gone.wait()
+    async def _wait(self, reader: asyncio.Future[Any] | None = None) -> None:
+        """Until disconnect(), or until *reader* is done."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if reader is not None:
+            reader.add_done_callback(partial(_resolve, waiter))
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
 
     async def _read(self) -> bytes | None:
         """The next chunk, ``b""`` at the end, ``None`` on disconnect."""
@@ -172,11 +178,7 @@ class _Exchange:
                 return None
             return data
         reader: asyncio.Future[bytes] = asyncio.ensure_future(request.read())
-        waiter = asyncio.ensure_future(self._wait_disconnect())
-        try:
-            await asyncio.wait((reader, waiter), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
+        await self._wait(reader)
         if not reader.done():
             reader.cancel()
             return None
@@ -199,7 +201,8 @@ class _Exchange:
                 if not more:
                     self._request_done = True
                 return {"type": "http.request", "body": data, "more_body": more}
-        await self._wait_disconnect()
+        if not self.disconnected:
+            await self._wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -366,6 +369,11 @@ class ASGIHandler:
             response.close()
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
+
+
+def _resolve(future: asyncio.Future[Any], *_: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _too_large(request: Any) -> bool:

@@ -398,6 +398,67 @@ def test_asgi_receive_after_response_is_disconnect() -> None:
     ]
 
 
+def _streamed_exchange(step: Any) -> tuple[list[Any], FakeAsyncResponse]:
+    """An app that reads three messages from a real worker Request (the envelope, then two
+    that must wait), *step* acting on the request or handler while the app waits for each."""
+    messages: list[Any] = []
+    response = FakeAsyncResponse()
+
+    async def main() -> None:
+        request = Request("http", 3, [], None, asyncio.get_running_loop())
+        request.feed(encode_request("POST", "/", [], b"a"))
+        waiting = asyncio.Event()
+
+        async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+            messages.append(await receive())
+            for _ in range(2):
+                waiting.set()  # the app runs on into receive() and waits there before main resumes
+                messages.append(await receive())
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"done"})
+
+        handler = ASGIHandler(app)
+        task = asyncio.create_task(handler(request, response))
+        for i in range(2):
+            await waiting.wait()
+            waiting.clear()
+            step(i, request, handler)
+        await task
+
+    asyncio.run(main())
+    return messages, response
+
+
+def test_asgi_receive_waits_for_the_next_chunk_and_the_end() -> None:
+    def step(i: int, request: Request, handler: ASGIHandler) -> None:
+        request.feed(b"b") if i == 0 else request.feed_eof()
+
+    messages, response = _streamed_exchange(step)
+    assert messages == [
+        {"type": "http.request", "body": b"a", "more_body": True},
+        {"type": "http.request", "body": b"b", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ]
+    assert decode_response(response.writes, Generation.B) == (200, [], b"done")
+
+
+def test_asgi_receive_waiting_for_a_chunk_gets_http_disconnect() -> None:
+    # the worker terminates (shutting_down), or the runtime fails the session, while the app waits
+    def terminate(i: int, request: Request, handler: ASGIHandler) -> None:
+        request.feed(b"b") if i == 0 else handler.shutting_down()
+
+    def fail(i: int, request: Request, handler: ASGIHandler) -> None:
+        request.feed(b"b") if i == 0 else request.feed_error(DisconnectedError("the client went away"))
+
+    for step in (terminate, fail):
+        messages, response = _streamed_exchange(step)
+        assert messages[1:] == [
+            {"type": "http.request", "body": b"b", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        assert decode_response(response.writes, Generation.B) == (200, [], b"done")
+
+
 def test_asgi_bad_message_type_gets_500() -> None:
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         await send({"type": "http.response.trailers"})
