@@ -34,14 +34,3 @@ def test_decoder_bench_times_records() -> None:
     assert "msgpack only" in out, out
     if "native" in codec.available_backends():
         assert "native rec" in out, out
-
-
-@pytest.mark.parametrize("mode", ["app", "handler"])
-def test_asgi_floor_loop_answers_every_request(mode: str) -> None:
-    # the measured loop alone, without valgrind: the script checks that every request was answered
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "asgi_floor.py"), "--inner", mode, "-n", "20"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.path.dirname(BENCH)},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "Hello, world!" in proc.stderr, proc.stderr
