@@ -184,7 +184,9 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
         return None, "http"  # nothing forwarded: no trust to look up (what any trust would answer)
     if peer is not None and ":" in peer:
         peer = _strip_port(peer)
-    if peer not in (trust or _default_trust()):
+    if trust is None:
+        trust = _default_trust()
+    if peer not in trust:
         return peer, "http"
     scheme = "http"
     if proto is not None:
@@ -192,7 +194,7 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
         if first in (b"http", b"https"):
             scheme = first.decode()
     if chain:
-        return (trust or _default_trust()).client(chain), scheme
+        return trust.client(chain), scheme
     return peer, scheme
 
 
