@@ -33,6 +33,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -57,9 +58,10 @@ from .common import (
     SetCookieWarning,
     WebSocketRefusal,
     access_line,
+    first_value,
     forwarded,
-    host_and_port,
     lowered,
+    server_address,
 )
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
@@ -89,7 +91,7 @@ def build_scope(
         raw_path = root.encode("utf-8") + raw_path
     headers = lowered(req.headers)
     client, scheme = forwarded(headers)
-    has_host = any(k == b"host" for k, _ in headers)
+    host = first_value(headers, b"host")
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI_VERSION,
@@ -102,7 +104,7 @@ def build_scope(
         "root_path": root,
         "headers": headers,
         "client": (client, 0) if client is not None else None,
-        "server": host_and_port(headers, scheme) if has_host else None,
+        "server": server_address(host, scheme) if host is not None else None,
     }
     if state is not None:
         scope["state"] = state.copy()
@@ -115,12 +117,13 @@ class _Exchange:
     __slots__ = (
         "_body_left",
         "_body_ok",
-        "_disconnect",
         "_head",
         "_method",
         "_request_done",
+        "_waiters",
         "bytes_sent",
         "complete",
+        "disconnected",
         "encoder",
         "pairs",
         "request",
@@ -136,7 +139,10 @@ class _Exchange:
         self._method = req.method
         self._body_left: bytes | None = req.body
         self._request_done = False
-        self._disconnect = asyncio.Event()
+        #: Set once the request is over for the app (``http.disconnect``).
+        self.disconnected = False
+        #: One future per receive() waiting (_wait), resolved by disconnect().
+        self._waiters: list[asyncio.Future[None]] = []
         self._head: bytes | None = None
         self.pairs: list[list[bytes]] | None = None
         self._body_ok = True
@@ -146,11 +152,20 @@ class _Exchange:
         self.bytes_sent = 0
 
     def disconnect(self) -> None:
-        self._disconnect.set()
+        self.disconnected = True
+        for waiter in self._waiters:
+            _resolve(waiter)
 
-    @property
-    def disconnected(self) -> bool:
-        return self._disconnect.is_set()
+    async def _wait(self, reader: asyncio.Future[Any] | None = None) -> None:
+        """Until disconnect(), or until *reader* is done."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if reader is not None:
+            reader.add_done_callback(partial(_resolve, waiter))
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
 
     async def _read(self) -> bytes | None:
         """The next chunk, ``b""`` at the end, ``None`` on disconnect."""
@@ -163,11 +178,7 @@ class _Exchange:
                 return None
             return data
         reader: asyncio.Future[bytes] = asyncio.ensure_future(request.read())
-        waiter = asyncio.ensure_future(self._disconnect.wait())
-        try:
-            await asyncio.wait((reader, waiter), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
+        await self._wait(reader)
         if not reader.done():
             reader.cancel()
             return None
@@ -177,7 +188,7 @@ class _Exchange:
         return reader.result()
 
     async def receive(self) -> Message:
-        if not self._request_done and not self._disconnect.is_set():
+        if not self._request_done and not self.disconnected:
             if self._body_left is not None:
                 # the envelope's body; an empty one does not mean the request ended
                 data: bytes | None = self._body_left
@@ -190,7 +201,8 @@ class _Exchange:
                 if not more:
                     self._request_done = True
                 return {"type": "http.request", "body": data, "more_body": more}
-        await self._disconnect.wait()
+        if not self.disconnected:
+            await self._wait()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -200,7 +212,8 @@ class _Exchange:
                 raise RuntimeError("http.response.start sent twice")
             status = message.get("status")
             code, pairs = self.encoder.head_pairs(status, message.get("headers") or ())
-            self.status = parse_status_line(status)
+            # head_pairs has parsed the status: only A's fallback sends another code
+            self.status = parse_status_line(status) if self.encoder.a_status_fallback else code
             self.pairs = pairs
             self._head = packb([code, pairs])
             self._body_ok = body_allowed(self._method, self.status)
@@ -270,7 +283,7 @@ class ASGIHandler:
             ex.disconnect()
 
     async def __call__(self, request: Any, response: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log else 0.0
         try:
             blob = await request.read()
         except CocaineError as exc:
@@ -356,6 +369,11 @@ class ASGIHandler:
             response.close()
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
+
+
+def _resolve(future: asyncio.Future[Any], *_: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _too_large(request: Any) -> bool:

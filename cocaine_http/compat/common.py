@@ -40,9 +40,11 @@ __all__ = [
     "WebSocketRefusal",
     "access_line",
     "client_addr",
+    "first_value",
     "forwarded",
     "host_and_port",
     "lowered",
+    "server_address",
     "set_forwarded_allow_ips",
     "url_scheme",
 ]
@@ -62,8 +64,12 @@ def lowered(headers: Headers) -> list[tuple[bytes, bytes]]:
     return [(k.lower(), v) for k, v in headers]
 
 
-def _values(headers: Headers, name: bytes) -> list[bytes]:
-    return [v for k, v in headers if k == name]
+def first_value(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of header *name* (lowercase), or ``None``."""
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
 
 
 def _strip_port(value: str) -> str:
@@ -174,9 +180,13 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
             chain += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
         elif name == b"x-forwarded-proto" and proto is None:
             proto = value
+    if peer is None and proto is None and not chain:
+        return None, "http"  # nothing forwarded: no trust to look up (what any trust would answer)
     if peer is not None and ":" in peer:
         peer = _strip_port(peer)
-    if peer not in (trust or _default_trust()):
+    if trust is None:
+        trust = _default_trust()
+    if peer not in trust:
         return peer, "http"
     scheme = "http"
     if proto is not None:
@@ -184,7 +194,7 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
         if first in (b"http", b"https"):
             scheme = first.decode()
     if chain:
-        return (trust or _default_trust()).client(chain), scheme
+        return trust.client(chain), scheme
     return peer, scheme
 
 
@@ -194,11 +204,17 @@ def url_scheme(headers: Headers, trust: ProxyTrust | None = None) -> str:
 
 def host_and_port(headers: Headers, scheme: str = "http") -> tuple[str, int]:
     """``(name, port)`` from ``Host``; ``("localhost", default)`` without one."""
+    return server_address(first_value(headers, b"host"), scheme)
+
+
+def server_address(value: bytes | None, scheme: str = "http") -> tuple[str, int]:
+    """``(name, port)`` from a ``Host`` value; ``("localhost", default)`` for none or a blank one."""
     default = _DEFAULT_PORTS.get(scheme, 80)
-    values = _values(headers, b"host")
-    if not values or not values[0].strip():
+    if value is None or not (value := value.strip()):
         return "localhost", default
-    host = values[0].strip().decode("latin-1")
+    host = value.decode("latin-1")
+    if ":" not in host:
+        return host, default  # the usual case: a name without a port
     if host.startswith("["):
         end = host.find("]")
         if end > 0:
@@ -254,7 +270,10 @@ class SetCookieWarning:
     def check(self, pairs: Sequence[Sequence[bytes]] | None, req: HttpRequest) -> None:
         if not self.active or not pairs or len(pairs) < 2:
             return
-        n = sum(1 for name, _ in pairs if len(name) == 10 and name.lower() == b"set-cookie")
+        n = 0
+        for name, _ in pairs:
+            if len(name) == 10 and name.lower() == b"set-cookie":
+                n += 1
         if n < 2:
             return
         route = req.path.decode("latin-1")

@@ -36,6 +36,18 @@ def test_default_format_is_gunicorns() -> None:
     assert DEFAULT_FORMAT == '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
+def test_request_time_within_and_across_seconds() -> None:
+    # %(t)s is kept for the second it was made for: same second, same text; the next one differs
+    start = time.mktime((2026, 12, 7, 1, 2, 3, 0, 0, -1))
+    fmt = AccessFormat("%(t)s")
+    stamp = time.strftime("%z", time.localtime(start))
+    first = fmt.line(record(start=start + 0.1))
+    assert first == f"[07/Dec/2026:01:02:03 {stamp}]"
+    assert fmt.line(record(start=start + 0.9)) == first
+    assert fmt.line(record(start=start + 1.0)) == f"[07/Dec/2026:01:02:04 {stamp}]"
+    assert fmt.line(record(start=start - 3600)) == f"[07/Dec/2026:00:02:03 {stamp}]"
+
+
 def test_every_atom() -> None:
     os.environ["CH_ACCESS_TEST"] = "e1"
     fmt = (

@@ -12,7 +12,14 @@ import pytest
 
 from cocaine_http.aio.streams import Drain, Request
 from cocaine_http.compat.asgi import ASGIHandler, Lifespan, build_scope
-from cocaine_http.compat.common import ProxyTrust, client_addr, host_and_port, lowered, url_scheme
+from cocaine_http.compat.common import (
+    ProxyTrust,
+    client_addr,
+    forwarded,
+    host_and_port,
+    lowered,
+    url_scheme,
+)
 from cocaine_http.compat.wsgi import InlineWSGIHandler, WSGIHandler, WSGIInput, build_environ
 from cocaine_http.errors import DisconnectedError, ErrorCode, StartupError
 from cocaine_http.http.envelope import decode_response, encode_request, parse_request
@@ -139,10 +146,29 @@ def test_scope_root_path_like_uvicorn() -> None:
         ("[::1]:9", "http", ("[::1]", 9)),
         ("[::1]", "https", ("[::1]", 443)),
         ("h:notaport", "http", ("h:notaport", 80)),
+        ("h", "https", ("h", 443)),
+        (" h:81 ", "http", ("h", 81)),
+        ("  ", "https", ("localhost", 443)),
+        ("[::1", "http", ("[::1", 80)),
+        ("[nocolon]", "http", ("[nocolon]", 80)),
     ],
 )
 def test_host_and_port(host: str, scheme: str, expected: tuple[str, int]) -> None:
     assert host_and_port(lowered([(b"Host", host.encode())]), scheme) == expected
+
+
+def test_host_is_the_first_host_header() -> None:
+    assert host_and_port([(b"x-real-ip", b"1.2.3.4")], "https") == ("localhost", 443)
+    assert host_and_port([(b"host", b"a:1"), (b"host", b"b:2")]) == ("a", 1)
+    scope = build_scope(
+        parse_request(encode_request("GET", "/", [("User-Agent", "u"), ("HOST", "a:1"), ("Host", "b:2")]))
+    )
+    assert scope["server"] == ("a", 1)
+    # a Host header, even a blank one, gives a server; none gives None (as uvicorn's scope)
+    assert build_scope(parse_request(encode_request("GET", "/", [("Host", "")])))["server"] == (
+        "localhost",
+        80,
+    )
 
 
 def test_client_and_scheme() -> None:
@@ -177,6 +203,10 @@ def test_client_and_scheme() -> None:
     )
     assert url_scheme(lowered([(b"X-Forwarded-Proto", b"https")]), local) == "http"
     assert url_scheme(lowered([(b"X-Forwarded-Proto", b"https")]), ProxyTrust("*")) == "https"
+    # nothing forwarded: no client, plain http, whoever is trusted
+    for trust in (local, ProxyTrust("*"), ProxyTrust("")):
+        assert forwarded(lowered([(b"Host", b"h"), (b"Accept", b"*/*")]), trust) == (None, "http")
+        assert forwarded([(b"x-real-ip", b""), (b"x-forwarded-for", b" , ")], trust) == (None, "http")
 
 
 def test_proxy_trust_spec(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -366,6 +396,67 @@ def test_asgi_receive_after_response_is_disconnect() -> None:
         {"type": "http.request", "body": b"first", "more_body": True},
         {"type": "http.disconnect"},
     ]
+
+
+def _streamed_exchange(step: Any) -> tuple[list[Any], FakeAsyncResponse]:
+    """An app that reads three messages from a real worker Request (the envelope, then two
+    that must wait), *step* acting on the request or handler while the app waits for each."""
+    messages: list[Any] = []
+    response = FakeAsyncResponse()
+
+    async def main() -> None:
+        request = Request("http", 3, [], None, asyncio.get_running_loop())
+        request.feed(encode_request("POST", "/", [], b"a"))
+        waiting = asyncio.Event()
+
+        async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+            messages.append(await receive())
+            for _ in range(2):
+                waiting.set()  # the app runs on into receive() and waits there before main resumes
+                messages.append(await receive())
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"done"})
+
+        handler = ASGIHandler(app)
+        task = asyncio.create_task(handler(request, response))
+        for i in range(2):
+            await waiting.wait()
+            waiting.clear()
+            step(i, request, handler)
+        await task
+
+    asyncio.run(main())
+    return messages, response
+
+
+def test_asgi_receive_waits_for_the_next_chunk_and_the_end() -> None:
+    def step(i: int, request: Request, handler: ASGIHandler) -> None:
+        request.feed(b"b") if i == 0 else request.feed_eof()
+
+    messages, response = _streamed_exchange(step)
+    assert messages == [
+        {"type": "http.request", "body": b"a", "more_body": True},
+        {"type": "http.request", "body": b"b", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ]
+    assert decode_response(response.writes, Generation.B) == (200, [], b"done")
+
+
+def test_asgi_receive_waiting_for_a_chunk_gets_http_disconnect() -> None:
+    # the worker terminates (shutting_down), or the runtime fails the session, while the app waits
+    def terminate(i: int, request: Request, handler: ASGIHandler) -> None:
+        request.feed(b"b") if i == 0 else handler.shutting_down()
+
+    def fail(i: int, request: Request, handler: ASGIHandler) -> None:
+        request.feed(b"b") if i == 0 else request.feed_error(DisconnectedError("the client went away"))
+
+    for step in (terminate, fail):
+        messages, response = _streamed_exchange(step)
+        assert messages[1:] == [
+            {"type": "http.request", "body": b"b", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        assert decode_response(response.writes, Generation.B) == (200, [], b"done")
 
 
 def test_asgi_bad_message_type_gets_500() -> None:
