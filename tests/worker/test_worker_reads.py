@@ -102,6 +102,7 @@ def test_a_handler_starts_with_its_whole_read_delivered_in_a_real_task(gen: str,
     run(one_read_session(gen, runtime_dir, echo, [b"abcd"]))
     assert seen["buffered"] == 4
     assert isinstance(seen["task"], asyncio.Task)
+    assert seen["task"].get_name() == "echo"  # a handler's task is named after its event
 
 
 def test_a_whole_request_is_answered_within_the_read_that_brought_it(gen: str, runtime_dir: str) -> None:
