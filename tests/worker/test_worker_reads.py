@@ -47,8 +47,9 @@ async def raw_peer(gen: str, runtime_dir: str, handler: Any) -> AsyncIterator[Ra
     connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     path = os.path.join(runtime_dir, "app.sock")
     server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
-    worker = Worker([], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0,
-                    handle_signals=False)
+    worker = Worker(
+        [], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0, handle_signals=False
+    )
     worker.on("echo", handler)
     serving = asyncio.ensure_future(worker.serve())
     try:
