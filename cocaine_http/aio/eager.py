@@ -66,26 +66,28 @@ class TaskStarter:
         )
         self._claim = self._call_soon
 
-    def start(self, coro: Coroutine[Any, Any, Any]) -> tuple[asyncio.Future[Any], bool]:
-        """A task for *coro*, and whether its first step has run already."""
+    def start(
+        self, coro: Coroutine[Any, Any, Any], name: str | None = None
+    ) -> tuple[asyncio.Future[Any], bool]:
+        """A task for *coro* (named *name*), and whether its first step has run already."""
         loop = self._loop
         plain = self._stock and loop.get_task_factory() is None
         if not plain or _current_tasks.get(loop) is not None:
             if loop.get_task_factory() is not None:
-                return loop.create_task(coro), False
+                return loop.create_task(coro, name=name), False
             if _EAGER:
                 # eager_start is 3.12+; mypy checks against the oldest Python we support
-                return asyncio.Task(coro, loop=loop, eager_start=True), True  # type: ignore[call-arg, unused-ignore]
+                return asyncio.Task(coro, loop=loop, name=name, eager_start=True), True  # type: ignore[call-arg, unused-ignore]
             # On a loop that is not asyncio's own, or inside a task (which
             # stays the current one: asyncio would refuse to enter another),
             # the new task takes its first step queued, as usual.
-            return _Task(coro, loop=loop), False
+            return _Task(coro, loop=loop, name=name), False
         self._callback = None  # (left over if a constructor failed after handing its step over)
         # Shadowed on the instance for one constructor call (the module docstring);
         # the stand-in takes any callback, hence not call_soon's generic signature.
         loop.call_soon = self._claim  # type: ignore[method-assign, assignment]
         try:
-            task = _Task(coro, loop=loop)
+            task = _Task(coro, loop=loop, name=name)
         finally:
             del loop.call_soon
         callback = self._callback
@@ -116,11 +118,11 @@ class TaskStarter:
 
 
 def start_task(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str | None = None
 ) -> tuple[asyncio.Future[Any], bool]:
-    """A task for *coro* on *loop*, and whether its first step has run already.
+    """A task for *coro* on *loop* (named *name*), and whether its first step has run already.
 
     A loop with its own task factory gets what the factory makes, queued.
     (:class:`TaskStarter` does the same with less work per task.)
     """
-    return TaskStarter(loop).start(coro)
+    return TaskStarter(loop).start(coro, name)

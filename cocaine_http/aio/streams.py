@@ -104,7 +104,9 @@ class Request(ChunkBuffer):
         self.session = session
         #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
         self.headers = headers
-        super().__init__(loop, flow)
+        # The base named, not super(): no super object to build per request.
+        # bench/worker_pipeline.py --callgrind, A, 64 per read: 0.8K instr/req.
+        ChunkBuffer.__init__(self, loop, flow)
         self._eof = False
         self._exc: BaseException | None = None
 

@@ -100,6 +100,9 @@ _B_HEARTBEAT, _B_TERMINATE = int(B_CONTROL.HEARTBEAT), int(B_CONTROL.TERMINATE)
 _B_INVOKE, _B_WRITE, _B_CLOSE = int(B_STREAM.INVOKE), int(B_STREAM.WRITE), int(B_STREAM.CLOSE)
 #: idle_sessions sweeps this many times per request_idle_timeout.
 _SWEEPS = 4
+#: Event names kept decoded (an app has a few): a bound, so a runtime that
+#: sends ever new names cannot grow the table without end.
+_EVENT_NAMES = 256
 
 
 class _Collector:
@@ -150,6 +153,8 @@ class WorkerProtocol:
         self.active = False
         self.terminating = False
         self.rx_headers = HeaderTable()
+        #: Each invoke names its event as raw bytes: decoded once per name, not per invoke.
+        self._event_names: dict[bytes | str, str] = {}
         self._max_channel = B_CONTROL_CHANNEL  # B: the handshake opened channel 1
         self._next_heartbeat = 0.0
         self._last_seen = 0.0
@@ -348,7 +353,13 @@ class WorkerProtocol:
         else:
             state = self.sessions[s] = SessionState(self.generation, s)
             state.seen = self._epoch
-            sink.on_invoke(s, as_text(args[0]), headers)
+            raw = args[0]
+            name = self._event_names.get(raw)
+            if name is None:
+                name = as_text(raw)
+                if len(self._event_names) < _EVENT_NAMES:
+                    self._event_names[raw] = name
+            sink.on_invoke(s, name, headers)
 
     def _touch(self, s: int) -> None:
         state = self.sessions.get(s)
@@ -422,4 +433,3 @@ class WorkerProtocol:
     def _forget_if_done(self, state: SessionState) -> None:
         if state.finished:
             self.sessions.pop(state.session, None)
-

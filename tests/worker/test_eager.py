@@ -57,6 +57,21 @@ def test_the_first_step_runs_before_start_task_returns_with_the_task_current() -
     run(body())
 
 
+def test_the_task_gets_the_name_it_is_given() -> None:
+    async def handler() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_name()
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        task, started = await from_callback(lambda: start_task(loop, handler(), "echo"))
+        assert started is True and task.done()
+        assert await task == "echo" and task.get_name() == "echo"
+
+    run(body())
+
+
 def test_a_coroutine_that_does_not_wait_is_finished_in_the_callers_turn() -> None:
     steps: list[str] = []
 

@@ -47,8 +47,9 @@ async def raw_peer(gen: str, runtime_dir: str, handler: Any) -> AsyncIterator[Ra
     connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     path = os.path.join(runtime_dir, "app.sock")
     server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
-    worker = Worker([], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0,
-                    handle_signals=False)
+    worker = Worker(
+        [], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0, handle_signals=False
+    )
     worker.on("echo", handler)
     serving = asyncio.ensure_future(worker.serve())
     try:
@@ -102,6 +103,7 @@ def test_a_handler_starts_with_its_whole_read_delivered_in_a_real_task(gen: str,
     run(one_read_session(gen, runtime_dir, echo, [b"abcd"]))
     assert seen["buffered"] == 4
     assert isinstance(seen["task"], asyncio.Task)
+    assert seen["task"].get_name() == "echo"  # a handler's task is named after its event
 
 
 def test_a_whole_request_is_answered_within_the_read_that_brought_it(gen: str, runtime_dir: str) -> None:
