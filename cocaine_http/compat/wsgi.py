@@ -110,8 +110,8 @@ class _Exchange:
         elif self.head is not None:
             raise AssertionError("start_response called a second time without exc_info")
         # Checked now, so the app sees the error while it can still react (PEP 3333).
-        code, pairs = self.encoder.head_pairs(status, headers)
         self.status = parse_status_line(status)
+        code, pairs = self.encoder.head_pairs(self.status, headers)
         self.code = code
         self.pairs = pairs
         self.head = packb([code, pairs])
@@ -198,13 +198,10 @@ class _WSGIServing:
         if self.websocket.refuse(req):
             self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
             return None
-        wsgi_input = WSGIInput(req.body, pull)
-        extra = {
-            "cocaine.event": request.event,
-            "cocaine.session": request.session,
-            "cocaine.headers": request.headers,
-        }
-        environ = build_environ(req, wsgi_input, root_path=self.root_path, errors=self._errors, extra=extra)
+        environ = build_environ(req, WSGIInput(req.body, pull), root_path=self.root_path, errors=self._errors)
+        environ["cocaine.event"] = request.event
+        environ["cocaine.session"] = request.session
+        environ["cocaine.headers"] = request.headers
         return req, environ, _Exchange(response, self.encoder, req.method)
 
     def _respond(

@@ -99,6 +99,9 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _BAD_RESPONSE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: The field RFC 9110 §5.3 names as the one that cannot be combined into one line.
 _SET_COOKIE = b"set-cookie"
+#: How many header names a :class:`ResponseEncoder` remembers as checked (an
+#: app that echoes its clients' names cannot grow the table past it).
+_KNOWN_NAMES_LIMIT = 256
 _VERSION = re.compile(r"^(?:HTTP/)?(\d)(?:\.(\d))?$", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
 _METHODS = {
@@ -169,8 +172,23 @@ def _as_bytes(value: Any, what: str) -> bytes:
     raise EnvelopeError(f"{what} must be a string, got {type(value).__name__}")
 
 
+#: Request header names already found to be tokens: a set lookup instead of
+#: a regex match per header. Bounded, as the names come from clients.
+_REQUEST_NAMES: set[bytes] = set()
+_REQUEST_NAMES_LIMIT = 1024
+
+
+def _new_name(name: bytes) -> bool:
+    """Whether a header name not seen before is a token (then it is remembered)."""
+    if not _TOKEN.match(name):
+        return False
+    if len(_REQUEST_NAMES) < _REQUEST_NAMES_LIMIT:
+        _REQUEST_NAMES.add(name)
+    return True
+
+
 def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
-    if uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://":
+    if uri[:1] != b"/" and (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
         rest = uri.split(b"://", 1)[1]
         slash = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
         uri = rest[slash:] if slash >= 0 else b"/"
@@ -222,14 +240,19 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}"
         )
     headers: list[tuple[bytes, bytes]] = []
-    token, bad = _TOKEN.match, _BAD_VALUE.search
+    known, bad = _REQUEST_NAMES, _BAD_VALUE.search
     for i, pair in enumerate(raw_headers):
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
         # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
         # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 590K)
         if type(pair) is list and len(pair) == 2:
             name, value = pair
-            if type(name) is bytes and type(value) is bytes and token(name) and not bad(value):
+            if (
+                type(name) is bytes
+                and type(value) is bytes
+                and (name in known or _new_name(name))
+                and not bad(value)
+            ):
                 headers.append((name, value))
                 continue
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -265,8 +288,19 @@ def encode_request(
 # -- response ------------------------------------------------------------------
 
 
+#: Status lines already validated -> their code: an app says "200 OK" on
+#: nearly every response, and the regexes cost more than the rest of the head.
+#: Bounded, as an app may build its reason phrases from anything.
+_STATUS_CODES: dict[str, int] = {}
+_STATUS_CODES_LIMIT = 512
+
+
 def parse_status_line(status: Any) -> int:
     """``"200 OK"`` (WSGI) or ``200`` (ASGI) -> ``200``; raises :class:`ResponseHeadError`."""
+    if type(status) is str:
+        known = _STATUS_CODES.get(status)
+        if known is not None:
+            return known
     if isinstance(status, int) and not isinstance(status, bool):
         code = status
     elif isinstance(status, str):
@@ -282,6 +316,8 @@ def parse_status_line(status: Any) -> int:
         )
     if not 100 <= code <= 599:
         raise ResponseHeadError(f"status code {code} out of range 100-599")
+    if type(status) is str and len(_STATUS_CODES) < _STATUS_CODES_LIMIT:
+        _STATUS_CODES[status] = code
     return code
 
 
@@ -309,7 +345,7 @@ class ResponseEncoder:
     frames: the worker's response wraps them in chunk frames.
     """
 
-    __slots__ = ("a_status_fallback", "drop_content_length", "generation", "max_head_size")
+    __slots__ = ("_names", "a_status_fallback", "drop_content_length", "generation", "max_head_size")
 
     def __init__(
         self,
@@ -325,6 +361,8 @@ class ResponseEncoder:
         if drop_content_length is None:
             drop_content_length = self.generation is Generation.A
         self.drop_content_length = drop_content_length
+        #: Header names of the app's heads, checked once: name -> (bytes, lowercased, dropped).
+        self._names: dict[str, tuple[bytes, bytes, bool]] = {}
 
     def head_pairs(self, status: Any, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
         """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent.
@@ -347,23 +385,28 @@ class ResponseEncoder:
             ) from None
         join = self.generation is Generation.B
         seen: dict[bytes, list[bytes]] = {}
+        names = self._names
         for item in items:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
-            name = _header_bytes(item[0], "header name")
-            value = _header_bytes(item[1], "header value")
-            if not _TOKEN.match(name):
-                raise ResponseHeadError(f"invalid header name {name[:64]!r} (not an RFC 9110 token)")
-            if _BAD_RESPONSE_VALUE.search(value):
-                raise ResponseHeadError(
-                    f"header {name.decode('latin-1')} has a control character (CR, LF, NUL ...) in its value"
-                )
-            value = value.strip(b" \t")
+            raw_name, raw_value = item
+            known = names.get(raw_name) if type(raw_name) is str else None
+            value_ok = type(raw_value) is str and raw_value.isascii() and raw_value.isprintable()
+            if known is not None and value_ok:
+                # A name checked before and a printable ASCII value (no control
+                # character, no tab): what frameworks send, without the regexes.
+                name, lname, drop = known
+                value = raw_value.encode("ascii").strip(b" ")
+            else:
+                name, value = self._checked(raw_name, raw_value)
+                lname = name.lower()
+                drop = lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length")
+                if type(raw_name) is str and len(names) < _KNOWN_NAMES_LIMIT:
+                    names[raw_name] = (name, lname, drop)
             size += len(name) + len(value) + 4
             if size > self.max_head_size:
                 raise ResponseHeadError(f"response head exceeds {self.max_head_size} bytes")
-            lname = name.lower()
-            if lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length"):
+            if drop:
                 continue
             if join and lname != _SET_COOKIE:
                 first = seen.get(lname)
@@ -380,6 +423,20 @@ class ResponseEncoder:
             out.append([_ORIGINAL_STATUS_HEADER, str(code).encode()])
             code = 307 if code == 308 else code // 100 * 100
         return code, out
+
+    @staticmethod
+    def _checked(raw_name: Any, raw_value: Any) -> tuple[bytes, bytes]:
+        """One header as bytes, checked (a token name, no control character
+        but HTAB in the value) and its value stripped of spaces and tabs."""
+        name = _header_bytes(raw_name, "header name")
+        value = _header_bytes(raw_value, "header value")
+        if not _TOKEN.match(name):
+            raise ResponseHeadError(f"invalid header name {name[:64]!r} (not an RFC 9110 token)")
+        if _BAD_RESPONSE_VALUE.search(value):
+            raise ResponseHeadError(
+                f"header {name.decode('latin-1')} has a control character (CR, LF, NUL ...) in its value"
+            )
+        return name, value.strip(b" \t")
 
     def head(self, status: Any, headers: Iterable[Any]) -> bytes:
         """Payload of the first chunk: ``msgpack([code, [[name, value], ...]])``."""
