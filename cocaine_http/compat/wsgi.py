@@ -289,7 +289,7 @@ class WSGIHandler(_WSGIServing):
     """
 
     def __call__(self, request: Any, response: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log else 0.0  # for the access line only
         try:
             blob = request.read()
         except CocaineError as exc:
@@ -333,7 +333,7 @@ class InlineWSGIHandler(_WSGIServing):
         self._fallback: HandlerThreads | None = None
 
     async def __call__(self, request: Any, response: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log else 0.0  # for the access line only
         try:
             blob = await request.read()
         except CocaineError as exc:

@@ -94,6 +94,7 @@ _PROTO_VERSION_HEADER = b"x-cocaine-http-proto-version"
 _ORIGINAL_STATUS_HEADER = b"X-Cocaine-Original-Status"
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_URI = re.compile(rb"[\x00\r\n ]")
 #: What a response header value may not hold: every control character but
 #: HTAB (RFC 9110 §5.5; gunicorn and h11 refuse the same set).
 _BAD_RESPONSE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -221,8 +222,8 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
         if not _TOKEN.match(method_b):
             raise EnvelopeError(f"invalid HTTP method {method_b[:32]!r}")
         method = method_b.decode("latin-1")
-    uri = _as_bytes(raw_uri, "uri")
-    if _BAD_VALUE.search(uri) or b" " in uri:
+    uri = raw_uri if type(raw_uri) is bytes else _as_bytes(raw_uri, "uri")
+    if _BAD_URI.search(uri):
         raise EnvelopeError(f"invalid request URI {uri[:64]!r}")
     version = _VERSIONS.get(raw_version) if type(raw_version) is bytes else None
     if version is None:
@@ -265,7 +266,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             raise EnvelopeError(f"header {name.decode('latin-1')} has a control character in its value")
         headers.append((name, value))
 
-    body = b"" if raw_body is None else _as_bytes(raw_body, "body")
+    body = raw_body if type(raw_body) is bytes else b"" if raw_body is None else _as_bytes(raw_body, "body")
     dropped = drop_cookie_pairs(headers) if drop_cookies else 0
     path, query = _split_uri(uri) if uri else (b"/", b"")
     return HttpRequest(method, uri or b"/", version, headers, body, dropped, path, query)
