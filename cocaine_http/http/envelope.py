@@ -245,7 +245,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
     for i, pair in enumerate(raw_headers):
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
         # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
-        # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 590K)
+        # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 545K)
         if type(pair) is list and len(pair) == 2:
             name, value = pair
             if (
