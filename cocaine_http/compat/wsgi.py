@@ -110,8 +110,9 @@ class _Exchange:
         elif self.head is not None:
             raise AssertionError("start_response called a second time without exc_info")
         # Checked now, so the app sees the error while it can still react (PEP 3333).
-        self.status = parse_status_line(status)
-        code, pairs = self.encoder.head_pairs(self.status, headers)
+        app_code = parse_status_line(status)
+        code, pairs = self.encoder.head_pairs(app_code, headers)
+        self.status = app_code
         self.code = code
         self.pairs = pairs
         self.head = packb([code, pairs])
