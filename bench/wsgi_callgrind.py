@@ -13,6 +13,14 @@ worker started here reads every invocation as
     python bench/wsgi_callgrind.py                 # --threads 0 (inline) and 8 threads
     python bench/wsgi_callgrind.py --threads 8
     python bench/wsgi_callgrind.py --app fastapi    # the ASGI path (threads do not apply)
+    python bench/wsgi_callgrind.py --floor          # the Flask app alone, no server: the floor
+
+``--floor`` counts what no server can avoid: the app called in-process with
+a prebuilt environ (a copy of the one the worker builds for that request)
+and a trivial ``start_response``, its body iterated and closed. The
+framework's share of a request through the worker is then (through the
+worker) - (app alone) - (the worker's echo path, ``bench/worker_floor.py
+--callgrind``).
 
 Needs valgrind and a C compiler.
 """
@@ -45,6 +53,25 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+#: The app alone: N requests with a prebuilt environ, no worker, no loop.
+FLOOR = """
+import sys
+from examples.flask_app.app import app
+from cocaine_http.compat.wsgi_environ import build_environ
+from cocaine_http.http.envelope import encode_request, parse_request
+req = parse_request(encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b""))
+base = build_environ(req, None)
+def start_response(status, headers, exc_info=None):
+    return None
+for _ in range(int(sys.argv[1])):
+    environ = dict(base)
+    result = app(environ, start_response)
+    for _chunk in result:
+        pass
+    result.close()
+"""
+
+
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
 
 
@@ -68,13 +95,33 @@ def count(engine: str, threads: int, width: int, app: str = "flask") -> float:
     return (totals[1] - totals[0]) / 2000
 
 
+def count_floor(n_small: int = 500, n_large: int = 2500) -> float:
+    """Instructions per request of the Flask hello app alone (see ``--floor``)."""
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="wsgi-cg-") as out:
+        for n in (n_small, n_large):
+            path = os.path.join(out, f"{n}.out")
+            subprocess.run(
+                ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={path}",
+                 sys.executable, "-c", FLOOR, str(n)],
+                check=True, cwd=ROOT, timeout=3600,
+            )  # fmt: skip
+            with open(path) as f:
+                totals.append(sum(int(line.split()[1]) for line in f if line.startswith("summary:")))
+    return (totals[1] - totals[0]) / (n_large - n_small)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, action="append", help="worker --threads (default 0 and 8)")
     parser.add_argument("-w", type=int, default=64, help="sessions in flight (default 64)")
     parser.add_argument("--app", choices=sorted(APPS), default="flask", help="the hello app (default flask)")
+    parser.add_argument("--floor", action="store_true", help="the Flask app alone (no worker): the floor")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = ROOT
+    if args.floor:
+        print(f"flask hello, app alone: {count_floor():.0f} instr/req", flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="wsgi-cg-") as tmp:
         engine = build_engine(tmp)
         if args.app == "fastapi":

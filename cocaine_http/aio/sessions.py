@@ -26,7 +26,6 @@ of the read's answers.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import inspect
 import logging
@@ -190,11 +189,11 @@ class Sessions:
             session.abort_threads = abort
             session.task = loop.create_future()
 
-            def notify(f: concurrent.futures.Future[Any], session: _Session = session) -> None:
+            def notify(result: Any, exc: BaseException | None, session: _Session = session) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
-                    inbox.post(self._sync_done, session, f)
+                    inbox.post(self._sync_done, session, result, exc)
 
-            self._threads.submit(handler, breq, bresp).add_done_callback(notify)
+            self._threads.call(notify, handler, breq, bresp)
 
     def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
         session = self._sessions.get(s)
@@ -291,10 +290,8 @@ class Sessions:
         finally:
             self._done(session)
 
-    def _sync_done(self, session: _Session, future: concurrent.futures.Future[Any]) -> None:
-        exc = future.exception()
-        if exc is None and inspect.isawaitable(future.result()):
-            result = future.result()
+    def _sync_done(self, session: _Session, result: Any, exc: BaseException | None) -> None:
+        if exc is None and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
             exc = TypeError(

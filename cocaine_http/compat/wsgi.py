@@ -110,8 +110,9 @@ class _Exchange:
         elif self.head is not None:
             raise AssertionError("start_response called a second time without exc_info")
         # Checked now, so the app sees the error while it can still react (PEP 3333).
-        code, pairs = self.encoder.head_pairs(status, headers)
-        self.status = parse_status_line(status)
+        app_code = parse_status_line(status)
+        code, pairs = self.encoder.head_pairs(app_code, headers)
+        self.status = app_code
         self.code = code
         self.pairs = pairs
         self.head = packb([code, pairs])
@@ -198,13 +199,10 @@ class _WSGIServing:
         if self.websocket.refuse(req):
             self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
             return None
-        wsgi_input = WSGIInput(req.body, pull)
-        extra = {
-            "cocaine.event": request.event,
-            "cocaine.session": request.session,
-            "cocaine.headers": request.headers,
-        }
-        environ = build_environ(req, wsgi_input, root_path=self.root_path, errors=self._errors, extra=extra)
+        environ = build_environ(req, WSGIInput(req.body, pull), root_path=self.root_path, errors=self._errors)
+        environ["cocaine.event"] = request.event
+        environ["cocaine.session"] = request.session
+        environ["cocaine.headers"] = request.headers
         return req, environ, _Exchange(response, self.encoder, req.method)
 
     def _respond(
@@ -292,7 +290,7 @@ class WSGIHandler(_WSGIServing):
     """
 
     def __call__(self, request: Any, response: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log else 0.0  # for the access line only
         try:
             blob = request.read()
         except CocaineError as exc:
@@ -336,7 +334,7 @@ class InlineWSGIHandler(_WSGIServing):
         self._fallback: HandlerThreads | None = None
 
     async def __call__(self, request: Any, response: Any) -> None:
-        started = time.perf_counter()
+        started = time.perf_counter() if self.access_log else 0.0  # for the access line only
         try:
             blob = await request.read()
         except CocaineError as exc:

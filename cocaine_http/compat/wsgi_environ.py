@@ -55,6 +55,29 @@ def _latin1(text: str) -> str:
     return text.encode("utf-8").decode("latin-1")
 
 
+#: Request header names -> their environ key (``""``: dropped), learned as
+#: they come: one lookup instead of decode, upper, replace and a prefix per
+#: header. Bounded, as the names come from clients.
+_ENVIRON_KEYS: dict[bytes, str] = {}
+_ENVIRON_KEYS_LIMIT = 1024
+
+
+def _environ_key(name: bytes) -> str:
+    """The environ key of header *name*: ``HTTP_`` + its name in upper case with
+    ``_`` for ``-``, ``CONTENT_TYPE``/``CONTENT_LENGTH`` bare, ``""`` for a
+    name with an underscore."""
+    key = name.decode("latin-1").upper()
+    if "_" in key:
+        key = ""
+    else:
+        key = key.replace("-", "_")
+        if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+            key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) < _ENVIRON_KEYS_LIMIT:
+        _ENVIRON_KEYS[name] = key
+    return key
+
+
 def build_environ(
     req: HttpRequest,
     wsgi_input: Any,
@@ -64,7 +87,7 @@ def build_environ(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The PEP 3333 environ for one request (no IO; *wsgi_input* is given)."""
-    script_name = _latin1(root_path.rstrip("/"))
+    script_name = _latin1(root_path.rstrip("/")) if root_path else ""
     path_info = unquote_to_bytes(req.path).decode("latin-1")
     if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
         path_info = path_info[len(script_name) :]
@@ -84,21 +107,21 @@ def build_environ(
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,
     }
-    joined: dict[str, list[bytes]] = {}
+    keys = _ENVIRON_KEYS
     for name, value in req.headers:
-        key = name.decode("latin-1").upper()
-        if "_" in key:
+        key = keys.get(name)
+        if key is None:
+            key = _environ_key(name)
+        if not key:
             # gunicorn's default: X_Forwarded and X-Forwarded would both map to
             # HTTP_X_FORWARDED; drop the ambiguous spelling rather than let it spoof.
             continue
-        joined.setdefault(key.replace("-", "_"), []).append(value)
-    for key, values in joined.items():
-        sep = b"; " if key == "COOKIE" else b","
-        text = (values[0] if len(values) == 1 else sep.join(values)).decode("latin-1")
-        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+        text = value.decode("latin-1")
+        prior = environ.get(key)
+        if prior is None:
             environ[key] = text
-        else:
-            environ["HTTP_" + key] = text
+        else:  # a repeated header: joined, as gunicorn joins it
+            environ[key] = prior + ("; " if key == "HTTP_COOKIE" else ",") + text
     if "CONTENT_LENGTH" not in environ and req.body:
         # Proxies buffer the body; without a length (a chunked client request)
         # say how much arrived, for frameworks that ignore wsgi.input_terminated.

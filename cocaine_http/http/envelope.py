@@ -44,6 +44,7 @@ from ..protocol.catalog import raw_header
 from ..protocol.frames import Generation
 from ..protocol.wire import packb, unpackb
 from .cookie_pairs import drop_cookie_pairs
+from .reply import PROTO_VERSION_HEADER, decode_head, decode_response
 
 __all__ = [
     "DEFAULT_MAX_HEAD_SIZE",
@@ -90,15 +91,18 @@ PY2_HTTPLIB_CODES = frozenset(
     [100, 101, 200, 201, 202, 203, 204, 205, 206, *range(300, 308), *range(400, 418), *range(500, 506)]
 )
 
-_PROTO_VERSION_HEADER = b"x-cocaine-http-proto-version"
 _ORIGINAL_STATUS_HEADER = b"X-Cocaine-Original-Status"
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_BAD_URI = re.compile(rb"[\x00\r\n ]")
 #: What a response header value may not hold: every control character but
 #: HTAB (RFC 9110 §5.5; gunicorn and h11 refuse the same set).
 _BAD_RESPONSE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: The field RFC 9110 §5.3 names as the one that cannot be combined into one line.
 _SET_COOKIE = b"set-cookie"
+#: How many header names a :class:`ResponseEncoder` remembers as checked (an
+#: app that echoes its clients' names cannot grow the table past it).
+_KNOWN_NAMES_LIMIT = 256
 _VERSION = re.compile(r"^(?:HTTP/)?(\d)(?:\.(\d))?$", re.IGNORECASE)
 _STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
 _METHODS = {
@@ -169,8 +173,23 @@ def _as_bytes(value: Any, what: str) -> bytes:
     raise EnvelopeError(f"{what} must be a string, got {type(value).__name__}")
 
 
+#: Request header names already found to be tokens: a set lookup instead of
+#: a regex match per header. Bounded, as the names come from clients.
+_REQUEST_NAMES: set[bytes] = set()
+_REQUEST_NAMES_LIMIT = 1024
+
+
+def _new_name(name: bytes) -> bool:
+    """Whether a header name not seen before is a token (then it is remembered)."""
+    if not _TOKEN.match(name):
+        return False
+    if len(_REQUEST_NAMES) < _REQUEST_NAMES_LIMIT:
+        _REQUEST_NAMES.add(name)
+    return True
+
+
 def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
-    if uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://":
+    if uri[:1] != b"/" and (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
         rest = uri.split(b"://", 1)[1]
         slash = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
         uri = rest[slash:] if slash >= 0 else b"/"
@@ -203,8 +222,8 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
         if not _TOKEN.match(method_b):
             raise EnvelopeError(f"invalid HTTP method {method_b[:32]!r}")
         method = method_b.decode("latin-1")
-    uri = _as_bytes(raw_uri, "uri")
-    if _BAD_VALUE.search(uri) or b" " in uri:
+    uri = raw_uri if type(raw_uri) is bytes else _as_bytes(raw_uri, "uri")
+    if _BAD_URI.search(uri):
         raise EnvelopeError(f"invalid request URI {uri[:64]!r}")
     version = _VERSIONS.get(raw_version) if type(raw_version) is bytes else None
     if version is None:
@@ -222,14 +241,19 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}"
         )
     headers: list[tuple[bytes, bytes]] = []
-    token, bad = _TOKEN.match, _BAD_VALUE.search
+    known, bad = _REQUEST_NAMES, _BAD_VALUE.search
     for i, pair in enumerate(raw_headers):
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
         # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
-        # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 590K)
+        # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 545K)
         if type(pair) is list and len(pair) == 2:
             name, value = pair
-            if type(name) is bytes and type(value) is bytes and token(name) and not bad(value):
+            if (
+                type(name) is bytes
+                and type(value) is bytes
+                and (name in known or _new_name(name))
+                and not bad(value)
+            ):
                 headers.append((name, value))
                 continue
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -242,7 +266,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             raise EnvelopeError(f"header {name.decode('latin-1')} has a control character in its value")
         headers.append((name, value))
 
-    body = b"" if raw_body is None else _as_bytes(raw_body, "body")
+    body = raw_body if type(raw_body) is bytes else b"" if raw_body is None else _as_bytes(raw_body, "body")
     dropped = drop_cookie_pairs(headers) if drop_cookies else 0
     path, query = _split_uri(uri) if uri else (b"/", b"")
     return HttpRequest(method, uri or b"/", version, headers, body, dropped, path, query)
@@ -265,8 +289,19 @@ def encode_request(
 # -- response ------------------------------------------------------------------
 
 
+#: Status lines already validated -> their code: an app says "200 OK" on
+#: nearly every response, and the regexes cost more than the rest of the head.
+#: Bounded, as an app may build its reason phrases from anything.
+_STATUS_CODES: dict[str, int] = {}
+_STATUS_CODES_LIMIT = 512
+
+
 def parse_status_line(status: Any) -> int:
     """``"200 OK"`` (WSGI) or ``200`` (ASGI) -> ``200``; raises :class:`ResponseHeadError`."""
+    if type(status) is str:
+        known = _STATUS_CODES.get(status)
+        if known is not None:
+            return known
     if isinstance(status, int) and not isinstance(status, bool):
         code = status
     elif isinstance(status, str):
@@ -282,6 +317,8 @@ def parse_status_line(status: Any) -> int:
         )
     if not 100 <= code <= 599:
         raise ResponseHeadError(f"status code {code} out of range 100-599")
+    if type(status) is str and len(_STATUS_CODES) < _STATUS_CODES_LIMIT:
+        _STATUS_CODES[status] = code
     return code
 
 
@@ -309,7 +346,7 @@ class ResponseEncoder:
     frames: the worker's response wraps them in chunk frames.
     """
 
-    __slots__ = ("a_status_fallback", "drop_content_length", "generation", "max_head_size")
+    __slots__ = ("_names", "a_status_fallback", "drop_content_length", "generation", "max_head_size")
 
     def __init__(
         self,
@@ -325,6 +362,8 @@ class ResponseEncoder:
         if drop_content_length is None:
             drop_content_length = self.generation is Generation.A
         self.drop_content_length = drop_content_length
+        #: Header names of the app's heads, checked once: name -> (bytes, lowercased, dropped).
+        self._names: dict[str, tuple[bytes, bytes, bool]] = {}
 
     def head_pairs(self, status: Any, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
         """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent.
@@ -347,23 +386,28 @@ class ResponseEncoder:
             ) from None
         join = self.generation is Generation.B
         seen: dict[bytes, list[bytes]] = {}
+        names = self._names
         for item in items:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
-            name = _header_bytes(item[0], "header name")
-            value = _header_bytes(item[1], "header value")
-            if not _TOKEN.match(name):
-                raise ResponseHeadError(f"invalid header name {name[:64]!r} (not an RFC 9110 token)")
-            if _BAD_RESPONSE_VALUE.search(value):
-                raise ResponseHeadError(
-                    f"header {name.decode('latin-1')} has a control character (CR, LF, NUL ...) in its value"
-                )
-            value = value.strip(b" \t")
+            raw_name, raw_value = item
+            known = names.get(raw_name) if type(raw_name) is str else None
+            value_ok = type(raw_value) is str and raw_value.isascii() and raw_value.isprintable()
+            if known is not None and value_ok:
+                # A name checked before and a printable ASCII value (no control
+                # character, no tab): what frameworks send, without the regexes.
+                name, lname, drop = known
+                value = raw_value.encode("ascii").strip(b" ")
+            else:
+                name, value = self._checked(raw_name, raw_value)
+                lname = name.lower()
+                drop = lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length")
+                if type(raw_name) is str and len(names) < _KNOWN_NAMES_LIMIT:
+                    names[raw_name] = (name, lname, drop)
             size += len(name) + len(value) + 4
             if size > self.max_head_size:
                 raise ResponseHeadError(f"response head exceeds {self.max_head_size} bytes")
-            lname = name.lower()
-            if lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length"):
+            if drop:
                 continue
             if join and lname != _SET_COOKIE:
                 first = seen.get(lname)
@@ -380,6 +424,20 @@ class ResponseEncoder:
             out.append([_ORIGINAL_STATUS_HEADER, str(code).encode()])
             code = 307 if code == 308 else code // 100 * 100
         return code, out
+
+    @staticmethod
+    def _checked(raw_name: Any, raw_value: Any) -> tuple[bytes, bytes]:
+        """One header as bytes, checked (a token name, no control character
+        but HTAB in the value) and its value stripped of spaces and tabs."""
+        name = _header_bytes(raw_name, "header name")
+        value = _header_bytes(raw_value, "header value")
+        if not _TOKEN.match(name):
+            raise ResponseHeadError(f"invalid header name {name[:64]!r} (not an RFC 9110 token)")
+        if _BAD_RESPONSE_VALUE.search(value):
+            raise ResponseHeadError(
+                f"header {name.decode('latin-1')} has a control character (CR, LF, NUL ...) in its value"
+            )
+        return name, value.strip(b" \t")
 
     def head(self, status: Any, headers: Iterable[Any]) -> bytes:
         """Payload of the first chunk: ``msgpack([code, [[name, value], ...]])``."""
@@ -400,7 +458,7 @@ class ResponseEncoder:
         if self.generation is not Generation.B:
             return None
         for name, value in head_headers:
-            if name.lower() == _PROTO_VERSION_HEADER and value.strip() == b"1.1":
+            if name.lower() == PROTO_VERSION_HEADER and value.strip() == b"1.1":
                 return b""
         return None
 
@@ -411,59 +469,3 @@ class ResponseEncoder:
         if not self.drop_content_length:
             headers.append((b"Content-Length", str(len(body)).encode()))
         return self.head(status, headers), self.body(body)
-
-
-def decode_head(payload: Any) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """The first reply chunk, ``msgpack([code, [[name, value], ...]])``, as a proxy reads it.
-
-    Raises ``ValueError`` for anything a proxy could not turn into a status
-    line and headers.
-    """
-    if not isinstance(payload, bytes):
-        raise ValueError("head chunk is not bytes")
-    head = unpackb(payload)
-    if (
-        not isinstance(head, list)
-        or len(head) != 2
-        or type(head[0]) is not int
-        or not isinstance(head[1], list)
-    ):
-        raise ValueError(f"first chunk is not [code, headers]: {head!r:.80}")
-    code = head[0]
-    if not 100 <= code <= 599:
-        raise ValueError(f"status {code} out of range")
-    pairs = []
-    for pair in head[1]:
-        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, bytes) for x in pair):
-            raise ValueError(f"header {pair!r:.80} is not [name, value]")
-        pairs.append((pair[0], pair[1]))
-    return code, pairs
-
-
-def decode_response(
-    chunks: Sequence[bytes], generation: Generation | str
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """The proxy's side: ``(status, headers, body)`` from the chunk payloads of a session.
-
-    Used by tests, the benchmark and the dev runtime; raises ``ValueError``
-    on a reply a proxy could not read.
-    """
-    gen = Generation.parse(generation)
-    if not chunks:
-        raise ValueError("no head: the session ended without a chunk")
-    status, headers = decode_head(chunks[0])
-    lingering = any(k.lower() == _PROTO_VERSION_HEADER and v.strip() == b"1.1" for k, v in headers)
-    parts: list[bytes] = []
-    for chunk in chunks[1:]:
-        if gen is Generation.B and not chunk and lingering:
-            break  # lingering shutdown: an empty write ends the body
-        if gen is Generation.A:
-            part = unpackb(chunk)
-            if not isinstance(part, bytes):
-                raise ValueError(f"A body chunk is not a msgpack raw: {part!r:.80}")
-            parts.append(part)
-        else:
-            if not chunk:
-                raise ValueError("empty body write in B (breaks the 0.12 proxy's chunked stream)")
-            parts.append(chunk)
-    return status, headers, b"".join(parts)

@@ -60,6 +60,16 @@ def test_every_atom() -> None:
     assert AccessFormat("%(u)s %(h)s").line(record(client=None, headers=[])) == "- -"
 
 
+def test_stamps_follow_the_second_and_header_atoms_ignore_case() -> None:
+    fmt = AccessFormat("%(t)s %({User-AGENT}i)s %({x}o)s")
+    start = record().start
+    first = fmt.line(record(start=start + 0.25, response_headers=[(b"X", b"o")]))
+    assert first == fmt.line(record(start=start + 0.75, response_headers=[(b"x", b"o")]))
+    later = fmt.line(record(start=start + 61, response_headers=[(b"X", b"o")]))
+    assert first.startswith("[07/Dec/2026:01:02:03 ") and later.startswith("[07/Dec/2026:01:03:04 ")
+    assert first.endswith("] ua/3 o") and later.endswith("] ua/3 o")
+
+
 def test_bad_format_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="access-log-format"):
         AccessFormat("%(h)d")

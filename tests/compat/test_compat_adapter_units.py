@@ -121,6 +121,8 @@ def test_environ_headers() -> None:
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("h.example", "80")
     assert "REMOTE_ADDR" not in env
     assert env["wsgi.url_scheme"] == "http"
+    again = build_environ(req(b"/", [("x-a", "3"), ("X_UNDER", "no"), ("COOKIE", "c=3")]), None)
+    assert (again["HTTP_X_A"], again["HTTP_COOKIE"], "HTTP_X_UNDER" in again) == ("3", "c=3", False)
     bare = build_environ(req(b"/"), None)
     assert (bare["SERVER_NAME"], bare["SERVER_PORT"]) == ("localhost", "80")
     assert "CONTENT_LENGTH" not in bare

@@ -355,3 +355,28 @@ def test_body_allowed() -> None:
     assert not body_allowed("GET", 204)
     assert not body_allowed("GET", 304)
     assert not body_allowed("GET", 101)
+
+
+def test_remembered_names_and_status_lines_are_still_checked() -> None:
+    # The encoder remembers the header names it found valid, the module the
+    # status lines and request header names: a later bad value still fails.
+    enc = ResponseEncoder(Generation.B)
+    for _ in range(2):
+        assert enc.head_pairs("200 OK", [("X-Ok", "\t v \t"), ("X-Two", " 1")]) == (
+            200,
+            [[b"X-Ok", b"v"], [b"X-Two", b"1"]],
+        )
+    for bad in ("a\rb", "a\x7fb", "a\x00", 1, "\u20ac"):
+        with pytest.raises(ResponseHeadError):
+            enc.head_pairs("200 OK", [("X-Ok", bad)])
+    assert enc.head_pairs(200, [("X-Ok", "caf\xe9")])[1] == [[b"X-Ok", b"caf\xe9"]]  # latin-1, not ASCII
+    for _ in range(2):
+        assert parse_status_line("201 Created") == 201
+        with pytest.raises(ResponseHeadError):
+            parse_status_line("200 a\r\nb")
+    assert parse_request(encode_request("GET", "/", [("X-Name", "ok")])).headers == [(b"X-Name", b"ok")]
+    with pytest.raises(EnvelopeError):
+        parse_request(encode_request("GET", "/", [("X-Name", "a\rb")]))
+    for _ in range(2):
+        with pytest.raises(EnvelopeError):
+            parse_request(encode_request("GET", "/", [("X Name", "ok")]))

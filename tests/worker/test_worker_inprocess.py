@@ -461,6 +461,29 @@ def test_handler_threads_are_bounded_daemons() -> None:
     pool.shutdown()
 
 
+def test_handler_threads_call_tells_the_end_on_the_thread() -> None:
+    pool = HandlerThreads(2)
+    told: list[tuple[object, object, str]] = []
+    done = threading.Event()
+
+    def tell(result: object, exc: BaseException | None) -> None:
+        told.append((result, exc, threading.current_thread().name))
+        if len(told) == 2:
+            done.set()
+
+    def fail() -> None:
+        raise ValueError("no")
+
+    pool.call(tell, lambda a, b: a + b, 1, 2)
+    pool.call(tell, fail)
+    assert done.wait(5)
+    ends = sorted(told, key=lambda t: t[1] is not None)
+    assert ends[0][:2] == (3, None)
+    assert ends[1][0] is None and isinstance(ends[1][1], ValueError)
+    assert all(name.startswith("cocaine-handler") for _, _, name in told)
+    pool.shutdown()
+
+
 def test_a_plain_def_handler_returning_a_coroutine_is_an_error(gen: str, runtime_dir: str) -> None:
     async def later() -> None:
         return None
