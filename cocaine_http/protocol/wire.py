@@ -35,6 +35,16 @@ def reject_ext(code: int, data: bytes) -> NoReturn:
     raise ValueError(f"msgpack ext type {code} is not allowed on the cocaine wire")
 
 
+#: unpackb's options, made once (the HTTP envelope of every request is read with them).
+_UNPACK: dict[str, Any] = {
+    "raw": True,
+    "strict_map_key": False,
+    "ext_hook": reject_ext,
+    "max_map_len": MAX_MAP_LEN,
+}
+_UNPACK_PAIRS: dict[str, Any] = {**_UNPACK, "object_pairs_hook": list}
+
+
 def packb(obj: Any) -> bytes:
     """Encode *obj* the way the runtime does (old-spec raw, no ext).
 
@@ -53,15 +63,7 @@ def unpackb(data: bytes | bytearray | memoryview, *, pairs: bool = False) -> Any
     ``locator.reports``). Raises ``ValueError``/``TypeError`` (incl. msgpack's
     subclasses) on malformed input; callers translate at their seam.
     """
-    kwargs: dict[str, Any] = {
-        "raw": True,
-        "strict_map_key": False,
-        "ext_hook": reject_ext,
-        "max_map_len": MAX_MAP_LEN,
-    }
-    if pairs:
-        kwargs["object_pairs_hook"] = list
-    return msgpack.unpackb(data, **kwargs)
+    return msgpack.unpackb(data, **(_UNPACK_PAIRS if pairs else _UNPACK))
 
 
 def as_text(value: Any, what: str = "value") -> str:
