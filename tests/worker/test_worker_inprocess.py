@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid as uuid_mod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from worker_helpers import make_engine, run, until
+from worker_helpers import expected_worker, make_engine, run, until
 
 from cocaine_http.aio.events import EventEmitter
 from cocaine_http.aio.threads import HandlerThreads
@@ -28,17 +27,7 @@ MiB = 1024 * KiB
 async def serve_in_process(
     engine: Engine, gen: str, setup: Callable[[Worker], Any], **options: Any
 ) -> tuple[Worker, Slave, asyncio.Task[int]]:
-    uuid = str(uuid_mod.uuid4())
-    slave = engine.expect(uuid)
-    worker = Worker(
-        [],
-        app="echo",
-        endpoint=engine.endpoint,
-        uuid=uuid,
-        protocol=1 if gen == "B" else 0,
-        handle_signals=False,
-        **options,
-    )
+    worker, slave = expected_worker(engine, gen, app="echo", **options)
     setup(worker)
     task = asyncio.ensure_future(worker.serve())
     await slave.wait_active(5)
@@ -87,11 +76,8 @@ def test_startup_hooks_complete_before_the_handshake_and_events_fire(gen: str, r
                 w.events.on("connect", lambda: seen.append("connect"))
                 w.events.on("terminate", lambda code, reason: seen.append(("terminate", code, reason)))
 
-            uuid = str(uuid_mod.uuid4())
-            slave_box.append(engine.expect(uuid))
-            worker = Worker(
-                [], endpoint=engine.endpoint, uuid=uuid, protocol=1 if gen == "B" else 0, handle_signals=False
-            )
+            worker, slave = expected_worker(engine, gen)
+            slave_box.append(slave)
             setup(worker)
             task = asyncio.ensure_future(worker.serve())
             await slave_box[0].wait_active(5)
@@ -110,11 +96,7 @@ def test_startup_hooks_complete_before_the_handshake_and_events_fire(gen: str, r
 def test_a_failing_startup_hook_ends_the_worker_without_connecting(gen: str, runtime_dir: str) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
-            uuid = str(uuid_mod.uuid4())
-            slave = engine.expect(uuid)
-            worker = Worker(
-                [], endpoint=engine.endpoint, uuid=uuid, protocol=1 if gen == "B" else 0, handle_signals=False
-            )
+            worker, slave = expected_worker(engine, gen)
 
             async def broken() -> None:
                 raise RuntimeError("database unreachable")

@@ -9,11 +9,10 @@ the code and reason it was stopped with, and exit 0.
 from __future__ import annotations
 
 import asyncio
-import uuid as uuid_mod
 
-from worker_helpers import make_engine, run
+from worker_helpers import expected_worker, make_engine, run
 
-from cocaine_http.aio.worker import Worker, WorkerState
+from cocaine_http.aio.worker import WorkerState
 
 
 def test_a_stop_during_the_connect_ends_the_worker_once_connected(gen: str, runtime_dir: str) -> None:
@@ -21,11 +20,7 @@ def test_a_stop_during_the_connect_ends_the_worker_once_connected(gen: str, runt
 
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
-            uuid = str(uuid_mod.uuid4())
-            slave = engine.expect(uuid)
-            worker = Worker(
-                [], endpoint=engine.endpoint, uuid=uuid, protocol=1 if gen == "B" else 0, handle_signals=False
-            )
+            worker, slave = expected_worker(engine, gen)
             loop = asyncio.get_running_loop()
 
             async def last_hook() -> None:

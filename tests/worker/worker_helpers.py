@@ -6,12 +6,14 @@ import asyncio
 import glob
 import os
 import sys
+import uuid as uuid_mod
 from collections.abc import Awaitable
 from typing import Any
 
 from helpers.waiting import until as until  # the worker tests import it from here
 
-from cocaine_http.runtime import Engine
+from cocaine_http.aio.worker import Worker
+from cocaine_http.runtime import Engine, Slave
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(TESTS_DIR, "helpers", "workers", "echo_worker.py")
@@ -61,3 +63,15 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
+
+
+def expected_worker(engine: Engine, gen: str, **options: Any) -> tuple[Worker, Slave]:
+    """A :class:`Worker` of this test's process for *engine*, not served yet,
+    and the slave *engine* expects it as (signals left to the test runner)."""
+    uuid = str(uuid_mod.uuid4())
+    slave = engine.expect(uuid)
+    protocol = 1 if gen == "B" else 0
+    worker = Worker(
+        [], endpoint=engine.endpoint, uuid=uuid, protocol=protocol, handle_signals=False, **options
+    )
+    return worker, slave
