@@ -125,6 +125,8 @@ async def asgi_answer(app: Any, blob: bytes) -> tuple[int, list[list[bytes]], by
 
 
 def main() -> None:
+    from worker_echo import minimal_connect  # this script's folder is on sys.path
+
     from cocaine_http.config import split_args
 
     kind, spec = sys.argv[1], sys.argv[2]
@@ -142,18 +144,11 @@ def main() -> None:
         return pack([4, s, [head]]) + pack([4, s, [pack(body)]]) + pack([6, s, []])
 
     async def serve() -> None:
-        reader, writer = await asyncio.open_unix_connection(endpoint)
-        writer.write(pack([1, 0, [uuid]] if b else [0, 0, [uuid]]) + pack([1, 0, []]))
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(5)
-                writer.write(pack([1, 0, []]))
+        reader, writer, beating = await minimal_connect(endpoint, uuid, b)
 
         async def run_asgi(s: int, blob: bytes) -> None:
             writer.write(reply(s, *await asgi_answer(app, blob)))
 
-        beating = asyncio.ensure_future(beat())
         tasks: set[asyncio.Task[None]] = set()
         unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
         bodies: dict[int, list[bytes]] = {}

@@ -60,6 +60,27 @@ def framework_worker(sync: bool) -> None:
     worker.run()
 
 
+async def minimal_connect(
+    endpoint: str, uuid: str, b: bool
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Task[None]]:
+    """How a bare worker starts (this one and bench/minimal_http.py's): connect,
+    handshake and a first heartbeat, then a heartbeat every 5 s (the task)."""
+    import msgpack
+
+    def pack(obj: object) -> bytes:
+        return msgpack.packb(obj, use_bin_type=False)
+
+    reader, writer = await asyncio.open_unix_connection(endpoint)
+    writer.write(pack([1, 0, [uuid]] if b else [0, 0, [uuid]]) + pack([1, 0, []]))
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(5)
+            writer.write(pack([1, 0, []]))
+
+    return reader, writer, asyncio.ensure_future(beat())
+
+
 def minimal_worker() -> None:
     """The least a correct worker does: handshake, heartbeats, echo chunk by chunk, terminate."""
     import msgpack
@@ -74,15 +95,7 @@ def minimal_worker() -> None:
         return msgpack.packb(obj, use_bin_type=False)
 
     async def main() -> None:
-        reader, writer = await asyncio.open_unix_connection(endpoint)
-        writer.write(pack([1, 0, [uuid]] if b else [0, 0, [uuid]]) + pack([1, 0, []]))
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(5)
-                writer.write(pack([1, 0, []]))
-
-        beating = asyncio.ensure_future(beat())
+        reader, writer, beating = await minimal_connect(endpoint, uuid, b)
         unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
         open_sessions: set[int] = set()
         while data := await reader.read(262144):
