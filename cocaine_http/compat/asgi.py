@@ -210,10 +210,10 @@ class _Exchange:
         if kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
-            status = message.get("status")
-            code, pairs = self.encoder.head_pairs(status, message.get("headers") or ())
-            # head_pairs has parsed the status: only A's fallback sends another code
-            self.status = parse_status_line(status) if self.encoder.a_status_fallback else code
+            # Parsed once: the app's code (A's status fallback may send another).
+            app_code = parse_status_line(message.get("status"))
+            code, pairs = self.encoder.head_pairs(app_code, message.get("headers") or ())
+            self.status = app_code
             self.pairs = pairs
             self._head = packb([code, pairs])
             self._body_ok = body_allowed(self._method, self.status)
