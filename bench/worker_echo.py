@@ -7,6 +7,8 @@ flight, against
 
 (a) a worker built on :class:`cocaine_http.aio.worker.Worker` (``async def`` echo handler), and
 (b) a minimal worker written here with asyncio streams and msgpack, no framework,
+(``--kinds shaped``: that worker plus only what the handler's API needs, see
+:func:`shaped_worker`; ``bench/worker_floor.py`` reports it beside the others)
 
 and prints requests/s, p50/p99 latency per case and the ratio a/b. The
 engine is the same Python code for both, so its cost is in both numbers:
@@ -135,6 +137,166 @@ def minimal_worker() -> None:
     asyncio.run(main())
 
 
+def shaped_worker() -> None:
+    """The bare worker plus only what the echo handler's API needs: the floor of
+    any framework that keeps that API (issue #15).
+
+    Each session gets what ``framework``'s handler is given and nothing more:
+    a request that is an async iterator over its chunks, a response whose
+    ``write`` and ``close`` append a frame to the read's answer and return a
+    done future, and its own task, started as the framework starts its tasks
+    (:class:`~cocaine_http.aio.eager.TaskStarter`: the first step runs in the
+    read's turn). The same ``async for chunk in request: await
+    response.write(chunk)`` handler runs in it. There is nothing else: no
+    frame checks, no session states, no flow control, no timeouts, no error
+    replies. What ``framework`` costs beyond this is the price of those; what
+    this costs beyond ``minimal`` is the price of the API itself.
+    """
+    from collections import deque
+
+    import msgpack
+
+    from cocaine_http.aio.eager import TaskStarter
+    from cocaine_http.config import split_args
+
+    flags, _ = split_args(sys.argv[1:])
+    b = flags.get("protocol") == "1"
+    endpoint, uuid = flags["endpoint"], flags["uuid"]
+    pack = msgpack.Packer(use_bin_type=False).pack
+    chunk_type, choke_type = (0, 2) if b else (4, 6)
+
+    async def echo(request: Any, response: Any) -> None:
+        async for chunk in request:
+            await response.write(chunk)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        ready.set_result(None)
+        out: list[bytes] = []
+        finished = loop.create_future()
+        tasks = TaskStarter(loop)
+        sessions: dict[int, Request] = {}
+        starting: list[tuple[int, Request]] = []
+
+        class Request:
+            __slots__ = ("chunks", "eof", "waiter")
+
+            def __init__(self) -> None:
+                self.chunks: deque[bytes] = deque()
+                self.eof = False
+                self.waiter: asyncio.Future[None] | None = None
+
+            def wake(self) -> None:
+                if self.waiter is not None and not self.waiter.done():
+                    self.waiter.set_result(None)
+                    loop.call_soon(flush)  # its writes, after its step
+
+            def __aiter__(self) -> Request:
+                return self
+
+            async def __anext__(self) -> bytes:
+                while not self.chunks:
+                    if self.eof:
+                        raise StopAsyncIteration
+                    self.waiter = loop.create_future()
+                    await self.waiter
+                return self.chunks.popleft()
+
+        class Response:
+            __slots__ = ("s",)
+
+            def __init__(self, s: int) -> None:
+                self.s = s
+
+            def write(self, data: bytes) -> asyncio.Future[None]:
+                out.append(pack([self.s, chunk_type, [data]] if b else [chunk_type, self.s, [data]]))
+                return ready
+
+            def close(self) -> asyncio.Future[None]:
+                out.append(pack([self.s, choke_type, []] if b else [choke_type, self.s, []]))
+                return ready
+
+        async def run(s: int, request: Request) -> None:
+            response = Response(s)
+            try:
+                await echo(request, response)
+            finally:
+                response.close()
+                del sessions[s]
+
+        def flush() -> None:
+            if out:
+                transport.write(b"".join(out))
+                out.clear()
+
+        def on_message(msg: list[Any]) -> None:
+            if b:
+                s, t, args = msg
+                if s == 1:
+                    if t == 1:  # terminate
+                        transport.write(pack([1, 1, args]))
+                        finished.set_result(None)
+                    return
+                request = sessions.get(s)
+                if request is None:  # invoke
+                    request = sessions[s] = Request()
+                    starting.append((s, request))
+                elif t == 0:
+                    request.chunks.append(args[0])
+                    request.wake()
+                else:
+                    request.eof = True
+                    request.wake()
+            else:
+                t, s, args = msg
+                if t == 3:
+                    request = sessions[s] = Request()
+                    starting.append((s, request))
+                elif t == 4:
+                    request = sessions[s]
+                    request.chunks.append(args[0])
+                    request.wake()
+                elif t == 6:
+                    request = sessions[s]
+                    request.eof = True
+                    request.wake()
+                elif t == 2:
+                    transport.write(pack([2, 0, args]))
+                    finished.set_result(None)
+
+        unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+        buffer = memoryview(bytearray(262144))
+
+        class Reader(asyncio.BufferedProtocol):
+            def get_buffer(self, sizehint: int) -> memoryview:
+                return buffer
+
+            def buffer_updated(self, nbytes: int) -> None:
+                unpacker.feed(buffer[:nbytes])
+                for msg in unpacker:
+                    on_message(msg)
+                if starting:
+                    for s, request in starting:
+                        tasks.start(run(s, request), "echo")
+                    starting.clear()
+                flush()
+
+        reader, writer, beating = await minimal_connect(endpoint, uuid, b)
+        # The handshake went out on the stream; the sessions come in on this protocol.
+        transport = writer.transport
+        protocol = Reader()
+        transport.set_protocol(protocol)
+        early = bytes(reader._buffer)  # what the stream read before the switch
+        if early:
+            buffer[: len(early)] = early
+            protocol.buffer_updated(len(early))
+        await finished
+        beating.cancel()
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------
@@ -244,6 +406,8 @@ def main() -> None:
         del sys.argv[i : i + 2]
         if kind == "minimal":
             minimal_worker()
+        elif kind == "shaped":
+            shaped_worker()
         else:
             framework_worker(sync=kind == "framework-sync")
         return

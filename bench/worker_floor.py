@@ -11,6 +11,10 @@ another, and runs the echo cases against
 (a) ``framework``: cocaine_http's Worker, ``async def`` echo handler
     (``async for chunk in request: await response.write(chunk)``), and
 (b) ``minimal``: the bare asyncio + msgpack worker of ``worker_echo.py``,
+(c) ``shaped`` (with ``--kinds``): that bare worker plus only what the
+    handler's API needs (a task per session, the request as an async
+    iterator, a response whose writes return a done future): the floor of
+    any framework with that API,
 
 in rounds, each case against each worker in turn (order flipped every round).
 It prints the medians over the rounds of req/s, p50/p99 latency, worker CPU
@@ -114,7 +118,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100000, help="measured requests per run (default 100000)")
     parser.add_argument("--protocol", choices=["0", "1", "both"], default="both", help="0 = A, 1 = B, both")
     parser.add_argument("--cases", default="16x1,4096x1,16x256,4096x256", help="SIZExW,...")
-    parser.add_argument("--kinds", default="framework,minimal", help="workers (default framework,minimal)")
+    parser.add_argument(
+        "--kinds", default="framework,minimal", help="framework, minimal, shaped (default framework,minimal)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the table shows medians (default 3)")
     parser.add_argument("--verify", action="store_true", help="byte-compare every echoed payload")
     parser.add_argument("--cpus", default="0,1", help="ENGINE_CPU,WORKER_CPU (default 0,1; -1 = no pinning)")
@@ -143,8 +149,11 @@ def main() -> None:
                     ir = {kind: count_instructions(engine, kind, protocol, size, width) for kind in kinds}
                     wire = "A" if protocol == 0 else "B"
                     line = "   ".join(f"{kind} {count:.0f}" for kind, count in ir.items())
-                    both = "framework" in ir and "minimal" in ir
-                    ratio = f"   x{ir['framework'] / ir['minimal']:.2f}" if both else ""
+                    ratio = "".join(
+                        f"   {a}/{b} x{ir[a] / ir[b]:.2f}"
+                        for a, b in (("framework", "minimal"), ("framework", "shaped"), ("shaped", "minimal"))
+                        if a in ir and b in ir
+                    )
                     head = f"{wire} size {size:>5} W {width:>3}"
                     print(f"{head}: instructions/request {line}{ratio}", flush=True)
         return
@@ -180,15 +189,17 @@ def main() -> None:
                     f" {med(key, 'p50us'):>8.1f} {med(key, 'p99us'):>8.1f} {med(key, 'worker_cpu_us'):>17.2f}"
                     f" {med(key, 'engine_cpu_us'):>17.2f}"
                 )
-    if "framework" in kinds and "minimal" in kinds:
-        print("framework/minimal: req/s (median of the ratios round by round, range), worker CPU per request")
+    for top, base in (("framework", "minimal"), ("framework", "shaped"), ("shaped", "minimal")):
+        if top not in kinds or base not in kinds:
+            continue
+        print(f"{top}/{base}: req/s (median of the ratios round by round, range), worker CPU per request")
         for protocol in protocols:
             for size, width in cases:
-                f = runs[(protocol, size, width, "framework")]
-                m = runs[(protocol, size, width, "minimal")]
+                f = runs[(protocol, size, width, top)]
+                m = runs[(protocol, size, width, base)]
                 ratios = sorted(a["rps"] / b["rps"] for a, b in zip(f, m, strict=True))
-                cpu = med((protocol, size, width, "framework"), "worker_cpu_us") / max(
-                    med((protocol, size, width, "minimal"), "worker_cpu_us"), 1e-9
+                cpu = med((protocol, size, width, top), "worker_cpu_us") / max(
+                    med((protocol, size, width, base), "worker_cpu_us"), 1e-9
                 )
                 wire = "A" if protocol == 0 else "B"
                 print(

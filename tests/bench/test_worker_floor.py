@@ -1,5 +1,6 @@
 """The C benchmark engine of bench/worker_floor.py: it builds, speaks both wires and
-checks every echoed byte (--verify), against the framework's worker and the bare one."""
+checks every echoed byte (--verify), against the framework's worker, the bare one and the
+bare one with the handler API on top (shaped)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize("protocol", [0, 1])
-@pytest.mark.parametrize("kind", ["framework", "minimal"])
+@pytest.mark.parametrize("kind", ["framework", "shaped", "minimal"])
 def test_verified_echo(engine: str, kind: str, protocol: int) -> None:
     # 300 B: a raw16 payload whose bytes take every value; 8 sessions in flight
     res = worker_floor.run_case(
