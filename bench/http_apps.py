@@ -30,6 +30,11 @@ Usage::
     python bench/http_apps.py [--duration 5] [--connections 64] [--rounds 3]
                               [--only flask|fastapi] [--driver python|node|both]
                               [--node-engine /tmp/bench-engine/fake-engine.js]
+                              [--minimal] [--floor]
+
+``--minimal`` adds the bare workers of ``bench/minimal_http.py``, ``--floor``
+the app alone with no server (``bench/app_alone.py``): its line against
+granian is the most any server could reach on this machine.
 
 Targets (docs/http.md): per core, cocaine-http serves the Flask hello at
 least 1.5x granian's WSGI and the FastAPI hello at least 1.5x granian's ASGI.
@@ -286,6 +291,17 @@ async def python_engine(command: list[str], args: argparse.Namespace) -> AsyncIt
             yield engine
 
 
+def app_alone_round(name: str, args: argparse.Namespace) -> Figure:
+    """The app with no server (bench/app_alone.py), on the servers' CPU: the floor under them all."""
+    interface = "wsgi" if name == "flask" else "asgi"
+    script = os.path.join(ROOT, "bench", "app_alone.py")
+    cmd = ["taskset", "-c", str(args.cpu), sys.executable, script, interface, APPS[name]]
+    cmd += ["--seconds", str(args.duration)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return Figure(result["n"] / args.duration, result["cpu_us"])
+
+
 def node_round(command: list[str], args: argparse.Namespace) -> Figure:
     """One run of the node fake engine (it starts and stops its own worker)."""
     n = max(2000, int(args.duration * args.node_rate))  # it runs a count, not a duration
@@ -348,6 +364,9 @@ def main() -> None:
     )
     p.add_argument("--skip-http", action="store_true", help="only the cocaine-http workers")
     p.add_argument("--minimal", action="store_true", help="also bench/minimal_http.py's workers (the floor)")
+    p.add_argument(
+        "--floor", action="store_true", help="also the app alone, no server (bench/app_alone.py): the ceiling"
+    )
     args = p.parse_args()
     allowed = sorted(os.sched_getaffinity(0))
     args.cpu = args.cpu if args.cpu is not None else allowed[-1]
@@ -389,6 +408,9 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
                 measures[f"{label} [node driver]"] = functools.partial(
                     asyncio.to_thread, node_round, command, args
                 )
+        if args.floor:
+            alone = functools.partial(asyncio.to_thread, app_alone_round, name, args)
+            measures["app alone (no server)"] = alone
         figures: dict[str, list[Figure]] = {target: [] for target in measures}
         for _ in range(args.rounds):
             for target, measure in measures.items():
@@ -398,7 +420,7 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
         if app_name != name or base not in results:
             continue
         for label, fig in results.items():
-            if label.startswith(("cocaine-http", "minimal")):
+            if label.startswith(("cocaine-http", "minimal", "app alone")):
                 ratio = fig.per_core / results[base].per_core
                 verdict = "met" if ratio >= goal else "NOT met"
                 print(f"{name:8s} {label} / {base}: {ratio:.2f}x per core (target {goal}x: {verdict})")

@@ -60,3 +60,14 @@ def test_minimal_http_workers_answer_the_hello(kind: str, app: str, tmp_path: An
                     assert (status, text) == (200, b"Hello, world!\n"), (reply.chunks, reply.error)
 
     asyncio.run(body())
+
+
+@pytest.mark.parametrize(("kind", "app"), [("wsgi", "flask_app"), ("asgi", "fastapi_app")])
+def test_app_alone_times_the_hello(kind: str, app: str) -> None:
+    """bench/http_apps.py --floor runs this: it checks the app's first answer itself
+    (200, the hello body) and exits non-zero otherwise, then reports CPU per request."""
+    import json
+
+    out = run(os.path.join(BENCH, "app_alone.py"), kind, f"examples.{app}.app:app", "--seconds", "0.2")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["n"] >= 200 and result["cpu_us"] > 0, result
