@@ -52,7 +52,6 @@ from ..http.envelope import (
     parse_status_line,
 )
 from ..protocol.frames import Generation
-from ..protocol.wire import packb
 from .common import (
     TOO_LARGE,
     SetCookieWarning,
@@ -212,11 +211,9 @@ class _Exchange:
                 raise RuntimeError("http.response.start sent twice")
             # Parsed once: the app's code (A's status fallback may send another).
             app_code = parse_status_line(message.get("status"))
-            code, pairs = self.encoder.head_pairs(app_code, message.get("headers") or ())
+            self.pairs, self._head = self.encoder.encode_head(app_code, message.get("headers") or ())
             self.status = app_code
-            self.pairs = pairs
-            self._head = packb([code, pairs])
-            self._body_ok = body_allowed(self._method, self.status)
+            self._body_ok = body_allowed(self._method, app_code)
             self.started = True
         elif kind == "http.response.body":
             if not self.started:

@@ -54,7 +54,6 @@ from ..http.envelope import (
     parse_status_line,
 )
 from ..protocol.frames import Generation
-from ..protocol.wire import packb
 from .common import TOO_LARGE, SetCookieWarning, WebSocketRefusal, access_line
 from .wsgi_environ import ErrorStream, build_environ
 from .wsgi_input import WSGIInput
@@ -73,7 +72,6 @@ class _Exchange:
     __slots__ = (
         "body_ok",
         "bytes_sent",
-        "code",
         "encoder",
         "head",
         "head_sent",
@@ -88,7 +86,6 @@ class _Exchange:
         self.encoder = encoder
         self.method = method
         self.status: int | None = None
-        self.code = 0  # the code actually sent (A may map it)
         self.head: bytes | None = None
         self.pairs: list[list[bytes]] | None = None
         self.head_sent = False
@@ -111,12 +108,9 @@ class _Exchange:
             raise AssertionError("start_response called a second time without exc_info")
         # Checked now, so the app sees the error while it can still react (PEP 3333).
         app_code = parse_status_line(status)
-        code, pairs = self.encoder.head_pairs(app_code, headers)
+        self.pairs, self.head = self.encoder.encode_head(app_code, headers)
         self.status = app_code
-        self.code = code
-        self.pairs = pairs
-        self.head = packb([code, pairs])
-        self.body_ok = body_allowed(self.method, self.status)
+        self.body_ok = body_allowed(self.method, app_code)
         return self.write
 
     def send_head(self) -> None:
