@@ -215,8 +215,11 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             "HTTP request chunk must be [method, uri, version, headers, body], "
             f"got {type(obj).__name__}{f' of {len(obj)}' if isinstance(obj, (list, tuple)) else ''}"
         )
-    raw_method, raw_uri, raw_version, raw_headers = obj[:4]
-    raw_body = obj[4] if len(obj) == 5 else b""
+    if len(obj) == 5:
+        raw_method, raw_uri, raw_version, raw_headers, raw_body = obj
+    else:
+        raw_method, raw_uri, raw_version, raw_headers = obj
+        raw_body = b""
 
     method = _METHODS.get(raw_method) if type(raw_method) is bytes else None
     if method is None:
@@ -244,7 +247,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
         )
     headers: list[tuple[bytes, bytes]] = []
     known, bad = _REQUEST_NAMES, _BAD_VALUE.search
-    for i, pair in enumerate(raw_headers):
+    for pair in raw_headers:
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
         # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
         # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 545K)
@@ -258,6 +261,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             ):
                 headers.append((name, value))
                 continue
+        i = len(headers)  # every pair before this one is in headers
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise EnvelopeError(f"header {i} must be a [name, value] pair, got {pair!r:.64}")
         name = _as_bytes(pair[0], f"header {i} name")
