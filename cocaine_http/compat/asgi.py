@@ -60,7 +60,7 @@ from .common import (
     first_value,
     forwarded,
     lowered,
-    server_address,
+    server_name,
 )
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
@@ -103,7 +103,7 @@ def build_scope(
         "root_path": root,
         "headers": headers,
         "client": (client, 0) if client is not None else None,
-        "server": server_address(host, scheme) if host is not None else None,
+        "server": server_name(host.decode("latin-1"), scheme) if host is not None else None,
     }
     if state is not None:
         scope["state"] = state.copy()

@@ -183,6 +183,8 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
             chain = text if chain is None else chain + "," + text
         elif name == b"x-forwarded-proto" and proto is None:
             proto = value.decode("latin-1")
+    if peer is None and proto is None and chain is None:
+        return None, "http"  # nothing forwarded (as forwarded_values answers, without the call)
     return forwarded_values(peer, chain, proto, trust)
 
 
