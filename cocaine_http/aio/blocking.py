@@ -94,13 +94,18 @@ class BlockingRequest:
 
 
 class _ThreadState:
-    """What a thread-side stream pair shares with the loop: the abort flag and waiters."""
+    """What a thread-side stream pair shares with the loop: the abort flag and waiters.
+
+    The base of :class:`BlockingResponse`: a pair's response is its state, one
+    object fewer per request (with the abort a bound method, not a closure).
+    """
 
     __slots__ = ("aborted", "waiting")
 
     def __init__(self) -> None:
         self.aborted: BaseException | None = None
-        self.waiting: set[concurrent.futures.Future[Any]] = set()
+        #: Made by the first wait (most requests never wait on the loop).
+        self.waiting: set[concurrent.futures.Future[Any]] | None = None
 
     def check(self) -> None:
         if self.aborted is not None:
@@ -108,6 +113,8 @@ class _ThreadState:
 
     def wait(self, future: concurrent.futures.Future[T], timeout: float | None) -> T:
         """The result of a call run on the loop; an abort turns into its exception."""
+        if self.waiting is None:
+            self.waiting = set()
         self.waiting.add(future)
         try:
             return future.result(timeout)
@@ -120,11 +127,11 @@ class _ThreadState:
     def abort(self, exc: BaseException) -> None:
         """Called on the loop when the session is aborted: wake and fail blocked calls."""
         self.aborted = exc
-        for future in list(self.waiting):
+        for future in list(self.waiting or ()):
             future.cancel()
 
 
-class BlockingResponse:
+class BlockingResponse(_ThreadState):
     """:class:`Response` for a handler running in a worker thread.
 
     ``write`` queues the frame for the loop and returns; it blocks while more
@@ -134,19 +141,18 @@ class BlockingResponse:
     (connection gone, write after the end) is raised by the next call.
     """
 
-    __slots__ = ("_cond", "_failed", "_inbox", "_inflight", "_lock", "_loop", "_response", "_state", "budget")
+    __slots__ = ("_cond", "_failed", "_inbox", "_inflight", "_lock", "_loop", "_response", "budget")
 
     def __init__(
         self,
         response: Response,
         loop: asyncio.AbstractEventLoop,
-        state: _ThreadState,
         budget: int = 256 * 1024,
         inbox: LoopInbox | None = None,
     ) -> None:
+        super().__init__()
         self._response = response
         self._loop = loop
-        self._state = state
         self._inbox = inbox if inbox is not None else LoopInbox(loop)
         self.budget = budget
         # A plain lock; the condition on it only once a writer must wait (most
@@ -172,19 +178,29 @@ class BlockingResponse:
     def write(self, data: Data | str) -> None:
         if isinstance(data, str):
             data = data.encode()
-        n = len(data)
+        self._send((data,), len(data))
+
+    def write_chunks(self, *chunks: Data) -> None:
+        """``write`` of each chunk, handed to the loop at once: one wait for the
+        budget, one call on the loop (a WSGI head and its first body chunk)."""
+        n = 0
+        for chunk in chunks:
+            n += len(chunk)
+        self._send(chunks, n)
+
+    def _send(self, chunks: tuple[Data, ...], n: int) -> None:
         with self._lock:
             while (
                 self._inflight > 0
                 and self._inflight + n > self.budget
                 and self._failed is None
-                and self._state.aborted is None
+                and self.aborted is None
             ):
                 self._condition().wait(0.5)
             self._raise_if_failed()
             self._inflight += n
         try:
-            self._inbox.post(self._write_on_loop, data, n)
+            self._inbox.post(self._write_on_loop, chunks, n)
         except RuntimeError:  # the loop is closed: the worker is gone
             raise DisconnectedError("the worker's event loop has stopped") from None
 
@@ -197,7 +213,7 @@ class BlockingResponse:
     def flush(self, timeout: float | None = None) -> None:
         """Block until every queued write has been handed to the socket and drained."""
         with self._lock:
-            while self._inflight > 0 and self._failed is None and self._state.aborted is None:
+            while self._inflight > 0 and self._failed is None and self.aborted is None:
                 self._condition().wait(timeout if timeout is not None else 0.5)
                 if timeout is not None:
                     break
@@ -213,7 +229,7 @@ class BlockingResponse:
     def _raise_if_failed(self) -> None:
         if self._failed is not None:
             raise self._failed
-        self._state.check()
+        self.check()
 
     def _call(self, fn: Callable[[], Any]) -> None:
         self._raise_if_failed()
@@ -235,11 +251,13 @@ class BlockingResponse:
             self._inbox.post(run)
         except RuntimeError:
             raise DisconnectedError("the worker's event loop has stopped") from None
-        self._state.wait(future, None)
+        self.wait(future, None)
 
-    def _write_on_loop(self, data: Data, n: int) -> None:
+    def _write_on_loop(self, chunks: tuple[Data, ...], n: int) -> None:
+        waiter: Awaitable[None] | None = None
         try:
-            waiter = self._response.write(data)
+            for data in chunks:
+                waiter = self._response.write(data)
         except BaseException as exc:
             self._release(n, exc)
             return
@@ -265,7 +283,10 @@ class BlockingResponse:
             if self._cond is not None:
                 self._cond.notify_all()
 
-    def _wake_all(self) -> None:
+    def abort(self, exc: BaseException) -> None:
+        """Called on the loop when the session is aborted: wake and fail blocked calls
+        of both ends (a writer waiting for the budget too)."""
+        super().abort(exc)
         with self._lock:
             if self._cond is not None:
                 self._cond.notify_all()
@@ -287,14 +308,9 @@ def blocking_pair(
     """Thread-side twins of *request*/*response*, and the loop-side ``abort(exc)``
     that fails their blocked and future calls with *exc*. Their calls to the
     loop go through *inbox* (the worker shares one among its sessions)."""
-    state = _ThreadState()
     if inbox is None:
         inbox = LoopInbox(loop)
-    blocking_request = BlockingRequest(request, loop, state, inbox)
-    blocking_response = BlockingResponse(response, loop, state, budget, inbox)
-
-    def abort(exc: BaseException) -> None:
-        state.abort(exc)
-        blocking_response._wake_all()
-
-    return blocking_request, blocking_response, abort
+    blocking_response = BlockingResponse(response, loop, budget, inbox)
+    # The response is the pair's state: its abort fails the calls of both ends.
+    blocking_request = BlockingRequest(request, loop, blocking_response, inbox)
+    return blocking_request, blocking_response, blocking_response.abort

@@ -52,7 +52,6 @@ from ..http.envelope import (
     parse_status_line,
 )
 from ..protocol.frames import Generation
-from ..protocol.wire import packb
 from .common import (
     TOO_LARGE,
     SetCookieWarning,
@@ -61,7 +60,7 @@ from .common import (
     first_value,
     forwarded,
     lowered,
-    server_address,
+    server_name,
 )
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
@@ -104,7 +103,7 @@ def build_scope(
         "root_path": root,
         "headers": headers,
         "client": (client, 0) if client is not None else None,
-        "server": server_address(host, scheme) if host is not None else None,
+        "server": server_name(host.decode("latin-1"), scheme) if host is not None else None,
     }
     if state is not None:
         scope["state"] = state.copy()
@@ -212,11 +211,9 @@ class _Exchange:
                 raise RuntimeError("http.response.start sent twice")
             # Parsed once: the app's code (A's status fallback may send another).
             app_code = parse_status_line(message.get("status"))
-            code, pairs = self.encoder.head_pairs(app_code, message.get("headers") or ())
+            self.pairs, self._head = self.encoder.encode_head(app_code, message.get("headers") or ())
             self.status = app_code
-            self.pairs = pairs
-            self._head = packb([code, pairs])
-            self._body_ok = body_allowed(self._method, self.status)
+            self._body_ok = body_allowed(self._method, app_code)
             self.started = True
         elif kind == "http.response.body":
             if not self.started:

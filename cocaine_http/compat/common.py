@@ -42,9 +42,11 @@ __all__ = [
     "client_addr",
     "first_value",
     "forwarded",
+    "forwarded_values",
     "host_and_port",
     "lowered",
     "server_address",
+    "server_name",
     "set_forwarded_allow_ips",
     "url_scheme",
 ]
@@ -168,8 +170,8 @@ def _default_trust() -> ProxyTrust:
 def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | None, str]:
     """``(client address or None, scheme)`` of a request, trusting *trust*'s peers."""
     peer: str | None = None
-    proto: bytes | None = None
-    chain: list[str] = []
+    proto: str | None = None
+    chain: str | None = None
     for name, value in headers:
         if name[:1] != b"x":  # none of the three: the usual case
             continue
@@ -177,9 +179,27 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
             if peer is None:
                 peer = value.strip().decode("latin-1") or None
         elif name == b"x-forwarded-for":
-            chain += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+            text = value.decode("latin-1")
+            chain = text if chain is None else chain + "," + text
         elif name == b"x-forwarded-proto" and proto is None:
-            proto = value
+            proto = value.decode("latin-1")
+    if peer is None and proto is None and chain is None:
+        return None, "http"  # nothing forwarded (as forwarded_values answers, without the call)
+    return forwarded_values(peer, chain, proto, trust)
+
+
+#: What ``bytes.strip()`` strips; ``str.strip()`` would strip more (\x1c-\x1f, \x85, \xa0).
+_WS = " \t\n\r\x0b\x0c"
+
+
+def forwarded_values(
+    real_ip: str | None, forwarded_for: str | None, proto: str | None, trust: ProxyTrust | None = None
+) -> tuple[str | None, str]:
+    """:func:`forwarded` from the headers' values, decoded as latin-1: the
+    (one) ``X-Real-IP``, every ``X-Forwarded-For`` joined with ``,`` and
+    ``X-Forwarded-Proto`` (its first value, or every one joined with ``,``)."""
+    peer = (real_ip.strip(_WS) or None) if real_ip is not None else None
+    chain = [p.strip() for p in forwarded_for.split(",") if p.strip()] if forwarded_for else []
     if peer is None and proto is None and not chain:
         return None, "http"  # nothing forwarded: no trust to look up (what any trust would answer)
     if peer is not None and ":" in peer:
@@ -190,9 +210,9 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
         return peer, "http"
     scheme = "http"
     if proto is not None:
-        first = proto.split(b",")[0].strip().lower()
-        if first in (b"http", b"https"):
-            scheme = first.decode()
+        first = proto.split(",")[0].strip(_WS).lower()
+        if first == "http" or first == "https":
+            scheme = first
     if chain:
         return trust.client(chain), scheme
     return peer, scheme
@@ -209,10 +229,14 @@ def host_and_port(headers: Headers, scheme: str = "http") -> tuple[str, int]:
 
 def server_address(value: bytes | None, scheme: str = "http") -> tuple[str, int]:
     """``(name, port)`` from a ``Host`` value; ``("localhost", default)`` for none or a blank one."""
+    return server_name(value.decode("latin-1") if value is not None else None, scheme)
+
+
+def server_name(value: str | None, scheme: str = "http") -> tuple[str, int]:
+    """:func:`server_address` of a ``Host`` value decoded as latin-1."""
     default = _DEFAULT_PORTS.get(scheme, 80)
-    if value is None or not (value := value.strip()):
+    if value is None or not (host := value.strip(_WS)):
         return "localhost", default
-    host = value.decode("latin-1")
     if ":" not in host:
         return host, default  # the usual case: a name without a port
     if host.startswith("["):

@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes
 
 from .. import __version__
 from ..http.envelope import HttpRequest
-from .common import forwarded, host_and_port, lowered
+from .common import forwarded, forwarded_values, host_and_port, lowered, server_name
 
 __all__ = ["ErrorStream", "build_environ"]
 
@@ -108,6 +108,7 @@ def build_environ(
         "wsgi.input_terminated": True,
     }
     keys = _ENVIRON_KEYS
+    repeated = False
     for name, value in req.headers:
         key = keys.get(name)
         if key is None:
@@ -122,14 +123,22 @@ def build_environ(
             environ[key] = text
         else:  # a repeated header: joined, as gunicorn joins it
             environ[key] = prior + ("; " if key == "HTTP_COOKIE" else ",") + text
+            repeated = True
     if "CONTENT_LENGTH" not in environ and req.body:
         # Proxies buffer the body; without a length (a chunked client request)
         # say how much arrived, for frameworks that ignore wsgi.input_terminated.
         environ["CONTENT_LENGTH"] = str(len(req.body))
-    headers = lowered(req.headers)
-    remote, scheme = forwarded(headers)
+    if repeated:  # X-Real-IP's and Host's first values are not in the environ
+        headers = lowered(req.headers)
+        remote, scheme = forwarded(headers)
+        host, port = host_and_port(headers, scheme)
+    else:  # the values, read from the environ rather than by more passes over the headers
+        get = environ.get
+        remote, scheme = forwarded_values(
+            get("HTTP_X_REAL_IP"), get("HTTP_X_FORWARDED_FOR"), get("HTTP_X_FORWARDED_PROTO")
+        )
+        host, port = server_name(get("HTTP_HOST"), scheme)
     environ["wsgi.url_scheme"] = scheme
-    host, port = host_and_port(headers, scheme)
     environ["SERVER_NAME"] = host
     environ["SERVER_PORT"] = str(port)
     if remote is not None:

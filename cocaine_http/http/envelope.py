@@ -27,7 +27,7 @@ A/B difference, §3.9):
   proxy's chunked stream. :meth:`ResponseEncoder.lingering_end` is the one
   deliberate empty write, allowed only with that header.
 
-Everything is encoded with :func:`cocaine_http.protocol.wire.packb`
+Everything is encoded with :mod:`cocaine_http.protocol.wire`'s options
 (old-spec raw only). Nothing here does IO: the WSGI and ASGI adapters hand
 the payloads to the worker's response object.
 """
@@ -35,14 +35,16 @@ the payloads to the worker's response object.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgpack
 
 from ..errors import ErrorCode, FrameFormatError, LocalProtocolError
 from ..protocol.catalog import raw_header
 from ..protocol.frames import Generation
-from ..protocol.wire import packb, unpackb
+from ..protocol.wire import PACKER_OPTIONS, packb, unpackb
 from .cookie_pairs import drop_cookie_pairs
 from .reply import PROTO_VERSION_HEADER, decode_head, decode_response
 
@@ -213,8 +215,11 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             "HTTP request chunk must be [method, uri, version, headers, body], "
             f"got {type(obj).__name__}{f' of {len(obj)}' if isinstance(obj, (list, tuple)) else ''}"
         )
-    raw_method, raw_uri, raw_version, raw_headers = obj[:4]
-    raw_body = obj[4] if len(obj) == 5 else b""
+    if len(obj) == 5:
+        raw_method, raw_uri, raw_version, raw_headers, raw_body = obj
+    else:
+        raw_method, raw_uri, raw_version, raw_headers = obj
+        raw_body = b""
 
     method = _METHODS.get(raw_method) if type(raw_method) is bytes else None
     if method is None:
@@ -242,7 +247,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
         )
     headers: list[tuple[bytes, bytes]] = []
     known, bad = _REQUEST_NAMES, _BAD_VALUE.search
-    for i, pair in enumerate(raw_headers):
+    for pair in raw_headers:
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
         # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
         # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 545K)
@@ -256,6 +261,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             ):
                 headers.append((name, value))
                 continue
+        i = len(headers)  # every pair before this one is in headers
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise EnvelopeError(f"header {i} must be a [name, value] pair, got {pair!r:.64}")
         name = _as_bytes(pair[0], f"header {i} name")
@@ -288,6 +294,12 @@ def encode_request(
 
 # -- response ------------------------------------------------------------------
 
+
+#: Heads packed by one packer, not one made per call (msgpack.packb makes one:
+#: 3.3K of its 8.4K instructions for a two-header head). Safe from several
+#: threads: its pack() runs in C without letting go of the GIL, and a head
+#: holds only lists, ints and bytes, so no Python code runs inside it.
+_pack: Callable[[Any], bytes] = msgpack.Packer(**PACKER_OPTIONS).pack
 
 #: Status lines already validated -> their code: an app says "200 OK" on
 #: nearly every response, and the regexes cost more than the rest of the head.
@@ -362,8 +374,9 @@ class ResponseEncoder:
         if drop_content_length is None:
             drop_content_length = self.generation is Generation.A
         self.drop_content_length = drop_content_length
-        #: Header names of the app's heads, checked once: name -> (bytes, lowercased, dropped).
-        self._names: dict[str, tuple[bytes, bytes, bool]] = {}
+        #: Header names of the app's heads (str from WSGI, bytes from ASGI), checked
+        #: once: name -> (bytes, lowercased, dropped).
+        self._names: dict[str | bytes, tuple[bytes, bytes, bool]] = {}
 
     def head_pairs(self, status: Any, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
         """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent.
@@ -375,7 +388,11 @@ class ResponseEncoder:
         ``Set-Cookie`` are joined with ``", "`` at the first one's place: the
         0.12 Tornado proxy keeps only the last of repeated pairs (§3.9).
         """
-        code = parse_status_line(status)
+        return self.code_pairs(parse_status_line(status), headers)
+
+    def code_pairs(self, code: int, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
+        """:meth:`head_pairs` for a *code* that :func:`parse_status_line` returned
+        (the adapters parse the app's status first, to keep it for the access log)."""
         out: list[list[bytes]] = []
         size = 0
         try:
@@ -391,18 +408,22 @@ class ResponseEncoder:
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
             raw_name, raw_value = item
-            known = names.get(raw_name) if type(raw_name) is str else None
-            value_ok = type(raw_value) is str and raw_value.isascii() and raw_value.isprintable()
-            if known is not None and value_ok:
+            kind, value_kind = type(raw_name), type(raw_value)
+            known = names.get(raw_name) if kind is str or kind is bytes else None
+            if known is not None and value_kind is str and raw_value.isascii() and raw_value.isprintable():
                 # A name checked before and a printable ASCII value (no control
-                # character, no tab): what frameworks send, without the regexes.
+                # character, no tab): what WSGI apps send, without the regexes.
                 name, lname, drop = known
                 value = raw_value.encode("ascii").strip(b" ")
+            elif known is not None and value_kind is bytes and not _BAD_RESPONSE_VALUE.search(raw_value):
+                # What ASGI apps send: the name checked before, the value's check as in _checked.
+                name, lname, drop = known
+                value = raw_value.strip(b" \t")
             else:
                 name, value = self._checked(raw_name, raw_value)
                 lname = name.lower()
                 drop = lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length")
-                if type(raw_name) is str and len(names) < _KNOWN_NAMES_LIMIT:
+                if (kind is str or kind is bytes) and len(names) < _KNOWN_NAMES_LIMIT:
                     names[raw_name] = (name, lname, drop)
             size += len(name) + len(value) + 4
             if size > self.max_head_size:
@@ -442,7 +463,14 @@ class ResponseEncoder:
     def head(self, status: Any, headers: Iterable[Any]) -> bytes:
         """Payload of the first chunk: ``msgpack([code, [[name, value], ...]])``."""
         code, pairs = self.head_pairs(status, headers)
-        return packb([code, pairs])
+        return _pack([code, pairs])
+
+    def encode_head(self, code: int, headers: Iterable[Any]) -> tuple[list[list[bytes]], bytes]:
+        """The pairs sent and the head's payload, for a *code* that
+        :func:`parse_status_line` returned (the adapters parse the app's status
+        first: it is what their access line shows, A may send another)."""
+        sent, pairs = self.code_pairs(code, headers)
+        return pairs, _pack([sent, pairs])
 
     def body(self, data: bytes | bytearray | memoryview) -> bytes | None:
         """Payload of one body chunk; ``None`` for empty data (never sent)."""
