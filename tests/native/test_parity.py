@@ -269,6 +269,21 @@ def test_parity_on_long_streams(data: st.DataObject, generation: str, limit: int
     check(data.draw(mutated(stream)), generation, limit, cuts)
 
 
+#: More frames than the C decoder asks C for in one call (512): a read this
+#: long is decoded in several batches, and an error behind full batches waits
+#: until they are returned.
+PAST_ONE_BATCH = 1300
+
+
+@FUZZ
+@given(data=st.data(), generation=GEN, limit=LIMITS, cuts=CUTS)
+def test_parity_past_one_batch(data: st.DataObject, generation: str, limit: int, cuts: list[int]) -> None:
+    some = data.draw(st.lists(frames(generation), min_size=1, max_size=5))
+    stream = b"".join(some * (PAST_ONE_BATCH // len(some) + 1))
+    check(stream, generation, limit, cuts)
+    check(stream + data.draw(mutated(b"".join(some))), generation, limit, cuts)
+
+
 @FUZZ
 @given(data=st.binary(max_size=200), generation=GEN, limit=LIMITS, cuts=CUTS)
 def test_parity_on_random_bytes(data: bytes, generation: str, limit: int, cuts: list[int]) -> None:
