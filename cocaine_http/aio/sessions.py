@@ -99,17 +99,22 @@ _CODES_B = _Codes(
 )
 
 
-class _Session:
-    __slots__ = ("abort_threads", "aborted", "handler", "request", "response", "task")
+class _Session(Request):
+    """A session as the worker keeps it: its request (what the handler is
+    given as ``request``), with the session's response, handler and task
+    beside the chunks, one object per session rather than a request and a
+    record pointing at it. Made only by :meth:`Sessions.on_invoke`, which
+    sets the fields below (no ``__init__`` of its own: a frame less per session).
+    """
 
-    def __init__(self, handler: Handler, request: Request, response: Response) -> None:
-        self.handler = handler
-        self.request = request
-        self.response = response
-        #: The handler's task (async), or a future set when its thread is done (sync).
-        self.task: asyncio.Future[Any] | None = None
-        self.abort_threads: Callable[[BaseException], None] | None = None
-        self.aborted = False
+    __slots__ = ("abort_threads", "aborted", "handler", "response", "task")
+
+    handler: Handler
+    response: Response
+    #: The handler's task (async), or a future set when its thread is done (sync).
+    task: asyncio.Future[Any] | None
+    abort_threads: Callable[[BaseException], None] | None
+    aborted: bool
 
 
 class Sessions:
@@ -175,16 +180,18 @@ class Sessions:
             return
         handler, is_async = entry
         loop = self._loop
-        request = Request(event, s, headers, self._flow, loop)
-        response = Response(s, self._protocol, self._outbox, self._ready)
-        session = self._sessions[s] = _Session(handler, request, response)
+        session = self._sessions[s] = _Session(event, s, headers, self._flow, loop)
+        session.handler = handler
+        response = session.response = Response(s, self._protocol, self._outbox, self._ready)
+        session.task = session.abort_threads = None
+        session.aborted = False
         if is_async:
             # Started once the whole read is delivered (see on_read_end).
             self._starting.append(session)
         else:
             inbox = self._inbox
             breq, bresp, abort = blocking_pair(
-                request, response, loop, budget=self.sync_write_budget, inbox=inbox
+                session, response, loop, budget=self.sync_write_budget, inbox=inbox
             )
             session.abort_threads = abort
             session.task = loop.create_future()
@@ -197,12 +204,12 @@ class Sessions:
 
     def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.request.feed(data):
+        if session is not None and session.feed(data):
             self._woken = True
 
     def on_choke(self, s: int) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.request.feed_eof():
+        if session is not None and session.feed_eof():
             self._woken = True
 
     def on_event(self, event: Event) -> None:
@@ -237,7 +244,7 @@ class Sessions:
                     # Named after its event: Task-<n> would be formatted per task
                     # on 3.11 (eagerly, 1.4K instructions per request).
                     coro = self._run_async(session)
-                    session.task, started = self._tasks.start(coro, session.request.event)
+                    session.task, started = self._tasks.start(coro, session.event)
                     queued = queued or not started
         self._outbox.flush()
         if queued or self._woken:
@@ -252,7 +259,7 @@ class Sessions:
         if session is None:
             return
         exc = ServiceError(event.message, code=event.code, category=event.category)
-        session.request.feed_error(exc)
+        session.feed_error(exc)
         if self._gen_b:
             # B: the runtime failed the channel (client error or request timeout).
             # Sending on it now could be a revoked channel to the runtime, which
@@ -275,13 +282,13 @@ class Sessions:
             log.warning("%s; no handler is reading it", message)
             self._send_error(s, self._codes.too_large, message)
             return
-        log.warning("%s (event %r); the session fails", message, session.request.event)
-        session.request.feed_error(RequestTooLargeError(message))
+        log.warning("%s (event %r); the session fails", message, session.event)
+        session.feed_error(RequestTooLargeError(message))
 
     # -- a handler's end -------------------------------------------------------
     async def _run_async(self, session: _Session) -> None:
         try:
-            await session.handler(session.request, session.response)
+            await session.handler(session, session.response)
         except asyncio.CancelledError:
             if not session.aborted:
                 raise
@@ -295,38 +302,38 @@ class Sessions:
             if inspect.iscoroutine(result):
                 result.close()
             exc = TypeError(
-                f"handler of {session.request.event!r} returned an awaitable: declare it with async def"
+                f"handler of {session.event!r} returned an awaitable: declare it with async def"
             )
         if exc is not None:
             if isinstance(exc, Exception):
                 self._handler_failed(session, exc)
             else:
-                log.error("handler of session %d raised %r", session.request.session, exc)
+                log.error("handler of session %d raised %r", session.session, exc)
         done = session.task
         if done is not None and not done.done():
             done.set_result(None)
         self._done(session)
 
     def _handler_failed(self, session: _Session, exc: BaseException) -> None:
-        s = session.request.session
+        s = session.session
         if session.aborted or self._outbox.channel.closed:
             log.debug("aborted handler of session %d ended with %r", s, exc)
             return
-        if exc is session.request.failure and type(exc) is RequestTooLargeError:
+        if exc is session.failure and type(exc) is RequestTooLargeError:
             # An oversize request frame (_oversize), re-raised by a read.
             _reply_error(session.response, self._codes.too_large, exc.message)
             return
-        if exc is session.request.failure:
+        if exc is session.failure:
             # The runtime's own error on this session, re-raised by a read: not a bug here.
             log.info("session %d failed on the runtime side: %s", s, exc)
             if not session.response.closed:
                 session.response.close()
             return
-        log.error("handler of event %r (session %d) failed", session.request.event, s, exc_info=exc)
+        log.error("handler of event %r (session %d) failed", session.event, s, exc_info=exc)
         _reply_error(session.response, self._codes.uncaught, str(exc) or type(exc).__name__)
 
     def _done(self, session: _Session) -> None:
-        s = session.request.session
+        s = session.session
         if self._sessions.get(s) is session:
             del self._sessions[s]
         response = session.response
@@ -338,7 +345,7 @@ class Sessions:
             self._outbox.flush()
             if self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
-        session.request.discard()  # after the answer is out: off the request's critical path
+        session.discard()  # after the answer is out: off the request's critical path
 
     # -- answers to invokes that will not run ----------------------------------
     def _send_error(self, s: int, code: Code, message: str) -> None:
@@ -389,7 +396,7 @@ class Sessions:
             self._protocol.forget(s)
             log.info("session %d: %s; forgotten", s, message)
             return
-        log.warning("session %d (event %r): %s; failed", s, session.request.event, message)
+        log.warning("session %d (event %r): %s; failed", s, session.event, message)
         self._fail(session, RequestIdleError(message), self._codes.idle, message)
         if not self._sessions and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
@@ -398,7 +405,7 @@ class Sessions:
         """End *session* now: its reader gets *exc*, the runtime an error reply
         (while the connection lasts), its task is cancelled or its thread told to stop."""
         session.aborted = True
-        session.request.feed_error(exc)
+        session.feed_error(exc)
         if self._outbox.channel.closed:
             session.response.mark_closed()
         else:
