@@ -3,10 +3,10 @@
 :class:`WorkerProtocol` turns decoded frames into events and events we want
 to send into bytes, keeping the per-session tables of :mod:`.session` and
 the heartbeat/disown deadlines. Inbound, :meth:`~WorkerProtocol.receive`
-returns each frame's event (h11's style); :attr:`~WorkerProtocol.read_record`
-tells a :class:`SessionSink` instead, calling a method per invoke, chunk and
-choke with plain values: the worker's per-request path builds no event
-object for them. Time comes in as numbers (``now``), bytes go
+returns each frame's event (h11's style); :attr:`~WorkerProtocol.read_records`
+tells a :class:`SessionSink` instead, a whole read's records in one call,
+calling a method per invoke, chunk and choke with plain values: the
+worker's per-request path builds no event object for them. Time comes in as numbers (``now``), bytes go
 out as return values; the asyncio :class:`~cocaine_http.aio.worker.Worker`
 owns the socket, the clock and the handlers.
 
