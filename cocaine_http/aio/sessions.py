@@ -107,14 +107,16 @@ class _Session(Request):
     sets the fields below (no ``__init__`` of its own: a frame less per session).
     """
 
-    __slots__ = ("abort_threads", "aborted", "handler", "response", "task")
+    # Private names: the handler is given this object as its request, and
+    # sees no more of it than of a Request.
+    __slots__ = ("_abort_threads", "_aborted", "_handler", "_response", "_task")
 
-    handler: Handler
-    response: Response
+    _handler: Handler
+    _response: Response
     #: The handler's task (async), or a future set when its thread is done (sync).
-    task: asyncio.Future[Any] | None
-    abort_threads: Callable[[BaseException], None] | None
-    aborted: bool
+    _task: asyncio.Future[Any] | None
+    _abort_threads: Callable[[BaseException], None] | None
+    _aborted: bool
 
 
 class Sessions:
@@ -181,10 +183,10 @@ class Sessions:
         handler, is_async = entry
         loop = self._loop
         session = self._sessions[s] = _Session(event, s, headers, self._flow, loop)
-        session.handler = handler
-        response = session.response = Response(s, self._protocol, self._outbox, self._ready)
-        session.task = session.abort_threads = None
-        session.aborted = False
+        session._handler = handler
+        response = session._response = Response(s, self._protocol, self._outbox, self._ready)
+        session._task = session._abort_threads = None
+        session._aborted = False
         if is_async:
             # Started once the whole read is delivered (see on_read_end).
             self._starting.append(session)
@@ -193,8 +195,8 @@ class Sessions:
             breq, bresp, abort = blocking_pair(
                 session, response, loop, budget=self.sync_write_budget, inbox=inbox
             )
-            session.abort_threads = abort
-            session.task = loop.create_future()
+            session._abort_threads = abort
+            session._task = loop.create_future()
 
             def notify(result: Any, exc: BaseException | None, session: _Session = session) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
@@ -238,13 +240,13 @@ class Sessions:
         if starting:
             self._starting = []
             for session in starting:
-                if session.aborted:  # the connection failed during this read
+                if session._aborted:  # the connection failed during this read
                     self._done(session)
                 else:
                     # Named after its event: Task-<n> would be formatted per task
                     # on 3.11 (eagerly, 1.4K instructions per request).
                     coro = self._run_async(session)
-                    session.task, started = self._tasks.start(coro, session.event)
+                    session._task, started = self._tasks.start(coro, session.event)
                     queued = queued or not started
         self._outbox.flush()
         if queued or self._woken:
@@ -264,7 +266,7 @@ class Sessions:
             # B: the runtime failed the channel (client error or request timeout).
             # Sending on it now could be a revoked channel to the runtime, which
             # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
-            session.response.abandon()
+            session._response.abandon()
             self._protocol.forget(event.session)
 
     def _oversize(self, event: Oversize) -> None:
@@ -288,9 +290,9 @@ class Sessions:
     # -- a handler's end -------------------------------------------------------
     async def _run_async(self, session: _Session) -> None:
         try:
-            await session.handler(session, session.response)
+            await session._handler(session, session._response)
         except asyncio.CancelledError:
-            if not session.aborted:
+            if not session._aborted:
                 raise
         except Exception as exc:
             self._handler_failed(session, exc)
@@ -309,34 +311,34 @@ class Sessions:
                 self._handler_failed(session, exc)
             else:
                 log.error("handler of session %d raised %r", session.session, exc)
-        done = session.task
+        done = session._task
         if done is not None and not done.done():
             done.set_result(None)
         self._done(session)
 
     def _handler_failed(self, session: _Session, exc: BaseException) -> None:
         s = session.session
-        if session.aborted or self._outbox.channel.closed:
+        if session._aborted or self._outbox.channel.closed:
             log.debug("aborted handler of session %d ended with %r", s, exc)
             return
         if exc is session.failure and type(exc) is RequestTooLargeError:
             # An oversize request frame (_oversize), re-raised by a read.
-            _reply_error(session.response, self._codes.too_large, exc.message)
+            _reply_error(session._response, self._codes.too_large, exc.message)
             return
         if exc is session.failure:
             # The runtime's own error on this session, re-raised by a read: not a bug here.
             log.info("session %d failed on the runtime side: %s", s, exc)
-            if not session.response.closed:
-                session.response.close()
+            if not session._response.closed:
+                session._response.close()
             return
         log.error("handler of event %r (session %d) failed", session.event, s, exc_info=exc)
-        _reply_error(session.response, self._codes.uncaught, str(exc) or type(exc).__name__)
+        _reply_error(session._response, self._codes.uncaught, str(exc) or type(exc).__name__)
 
     def _done(self, session: _Session) -> None:
         s = session.session
         if self._sessions.get(s) is session:
             del self._sessions[s]
-        response = session.response
+        response = session._response
         if not response.closed:
             response.close()  # which does not raise once the session or the connection ended
         if not self._sessions:
@@ -380,7 +382,7 @@ class Sessions:
     def abort(self, reason: str) -> None:
         """End every session now (see :meth:`_fail`): the worker is leaving."""
         for session in list(self._sessions.values()):
-            if not session.aborted:
+            if not session._aborted:
                 exc = ChannelClosedError(f"session aborted: {reason}")
                 self._fail(session, exc, self._codes.aborted, reason)
 
@@ -404,20 +406,20 @@ class Sessions:
     def _fail(self, session: _Session, exc: CocaineError, code: Code, message: str) -> None:
         """End *session* now: its reader gets *exc*, the runtime an error reply
         (while the connection lasts), its task is cancelled or its thread told to stop."""
-        session.aborted = True
+        session._aborted = True
         session.feed_error(exc)
         if self._outbox.channel.closed:
-            session.response.mark_closed()
+            session._response.mark_closed()
         else:
-            _reply_error(session.response, code, message)
-        if session.abort_threads is not None:
-            session.abort_threads(exc)
-        elif session.task is not None:
-            session.task.cancel()
+            _reply_error(session._response, code, message)
+        if session._abort_threads is not None:
+            session._abort_threads(exc)
+        elif session._task is not None:
+            session._task.cancel()
 
     async def settle(self, timeout: float) -> None:
         """Wait up to *timeout* for the handlers still running to return."""
-        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
+        tasks = [s._task for s in self._sessions.values() if s._task is not None and not s._task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
