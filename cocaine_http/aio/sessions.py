@@ -303,9 +303,7 @@ class Sessions:
         if exc is None and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
-            exc = TypeError(
-                f"handler of {session.event!r} returned an awaitable: declare it with async def"
-            )
+            exc = TypeError(f"handler of {session.event!r} returned an awaitable: declare it with async def")
         if exc is not None:
             if isinstance(exc, Exception):
                 self._handler_failed(session, exc)
