@@ -6,9 +6,10 @@ the heartbeat/disown deadlines. Inbound, :meth:`~WorkerProtocol.receive`
 returns each frame's event (h11's style); :attr:`~WorkerProtocol.read_records`
 tells a :class:`SessionSink` instead, a whole read's records in one call,
 calling a method per invoke, chunk and choke with plain values: the
-worker's per-request path builds no event object for them. Time comes in as numbers (``now``), bytes go
-out as return values; the asyncio :class:`~cocaine_http.aio.worker.Worker`
-owns the socket, the clock and the handlers.
+worker's per-request path builds no event object for them. Time comes in
+as numbers (``now``), bytes go out as return values; the asyncio
+:class:`~cocaine_http.aio.worker.Worker` owns the socket, the clock and the
+handlers.
 
 Lifecycle (PROTOCOL.md §2.4, §3.4)::
 
