@@ -55,7 +55,8 @@ class ChunkBuffer:
         self._buffered += n
         if self._flow is not None:
             self._flow.added(self, n)
-        return self._wake()
+        # Usually nobody waits yet (the chunk came with its invoke): no call then.
+        return self._waiter is not None and self._wake()
 
     def _pop(self) -> bytes:
         data = self._chunks.popleft()

@@ -99,17 +99,24 @@ _CODES_B = _Codes(
 )
 
 
-class _Session:
-    __slots__ = ("abort_threads", "aborted", "handler", "request", "response", "task")
+class _Session(Request):
+    """A session as the worker keeps it: its request (what the handler is
+    given as ``request``), with the session's response, handler and task
+    beside the chunks, one object per session rather than a request and a
+    record pointing at it. Made only by :meth:`Sessions.on_invoke`, which
+    sets the fields below (no ``__init__`` of its own: a frame less per session).
+    """
 
-    def __init__(self, handler: Handler, request: Request, response: Response) -> None:
-        self.handler = handler
-        self.request = request
-        self.response = response
-        #: The handler's task (async), or a future set when its thread is done (sync).
-        self.task: asyncio.Future[Any] | None = None
-        self.abort_threads: Callable[[BaseException], None] | None = None
-        self.aborted = False
+    # Private names: the handler is given this object as its request, and
+    # sees no more of it than of a Request.
+    __slots__ = ("_abort_threads", "_aborted", "_handler", "_response", "_task")
+
+    _handler: Handler
+    _response: Response
+    #: The handler's task (async), or a future set when its thread is done (sync).
+    _task: asyncio.Future[Any] | None
+    _abort_threads: Callable[[BaseException], None] | None
+    _aborted: bool
 
 
 class Sessions:
@@ -175,19 +182,21 @@ class Sessions:
             return
         handler, is_async = entry
         loop = self._loop
-        request = Request(event, s, headers, self._flow, loop)
-        response = Response(s, self._protocol, self._outbox, self._ready)
-        session = self._sessions[s] = _Session(handler, request, response)
+        session = self._sessions[s] = _Session(event, s, headers, self._flow, loop)
+        session._handler = handler
+        response = session._response = Response(s, self._protocol, self._outbox, self._ready)
+        session._task = session._abort_threads = None
+        session._aborted = False
         if is_async:
             # Started once the whole read is delivered (see on_read_end).
             self._starting.append(session)
         else:
             inbox = self._inbox
             breq, bresp, abort = blocking_pair(
-                request, response, loop, budget=self.sync_write_budget, inbox=inbox
+                session, response, loop, budget=self.sync_write_budget, inbox=inbox
             )
-            session.abort_threads = abort
-            session.task = loop.create_future()
+            session._abort_threads = abort
+            session._task = loop.create_future()
 
             def notify(result: Any, exc: BaseException | None, session: _Session = session) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
@@ -197,12 +206,12 @@ class Sessions:
 
     def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.request.feed(data):
+        if session is not None and session.feed(data):
             self._woken = True
 
     def on_choke(self, s: int) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.request.feed_eof():
+        if session is not None and session.feed_eof():
             self._woken = True
 
     def on_event(self, event: Event) -> None:
@@ -231,13 +240,13 @@ class Sessions:
         if starting:
             self._starting = []
             for session in starting:
-                if session.aborted:  # the connection failed during this read
+                if session._aborted:  # the connection failed during this read
                     self._done(session)
                 else:
                     # Named after its event: Task-<n> would be formatted per task
                     # on 3.11 (eagerly, 1.4K instructions per request).
                     coro = self._run_async(session)
-                    session.task, started = self._tasks.start(coro, session.request.event)
+                    session._task, started = self._tasks.start(coro, session.event)
                     queued = queued or not started
         self._outbox.flush()
         if queued or self._woken:
@@ -252,12 +261,12 @@ class Sessions:
         if session is None:
             return
         exc = ServiceError(event.message, code=event.code, category=event.category)
-        session.request.feed_error(exc)
+        session.feed_error(exc)
         if self._gen_b:
             # B: the runtime failed the channel (client error or request timeout).
             # Sending on it now could be a revoked channel to the runtime, which
             # drops the whole connection (PROTOCOL.md §3.2.1): send nothing more.
-            session.response.abandon()
+            session._response.abandon()
             self._protocol.forget(event.session)
 
     def _oversize(self, event: Oversize) -> None:
@@ -275,15 +284,15 @@ class Sessions:
             log.warning("%s; no handler is reading it", message)
             self._send_error(s, self._codes.too_large, message)
             return
-        log.warning("%s (event %r); the session fails", message, session.request.event)
-        session.request.feed_error(RequestTooLargeError(message))
+        log.warning("%s (event %r); the session fails", message, session.event)
+        session.feed_error(RequestTooLargeError(message))
 
     # -- a handler's end -------------------------------------------------------
     async def _run_async(self, session: _Session) -> None:
         try:
-            await session.handler(session.request, session.response)
+            await session._handler(session, session._response)
         except asyncio.CancelledError:
-            if not session.aborted:
+            if not session._aborted:
                 raise
         except Exception as exc:
             self._handler_failed(session, exc)
@@ -294,42 +303,40 @@ class Sessions:
         if exc is None and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
-            exc = TypeError(
-                f"handler of {session.request.event!r} returned an awaitable: declare it with async def"
-            )
+            exc = TypeError(f"handler of {session.event!r} returned an awaitable: declare it with async def")
         if exc is not None:
             if isinstance(exc, Exception):
                 self._handler_failed(session, exc)
             else:
-                log.error("handler of session %d raised %r", session.request.session, exc)
-        done = session.task
+                log.error("handler of session %d raised %r", session.session, exc)
+        done = session._task
         if done is not None and not done.done():
             done.set_result(None)
         self._done(session)
 
     def _handler_failed(self, session: _Session, exc: BaseException) -> None:
-        s = session.request.session
-        if session.aborted or self._outbox.channel.closed:
+        s = session.session
+        if session._aborted or self._outbox.channel.closed:
             log.debug("aborted handler of session %d ended with %r", s, exc)
             return
-        if exc is session.request.failure and type(exc) is RequestTooLargeError:
+        if exc is session.failure and type(exc) is RequestTooLargeError:
             # An oversize request frame (_oversize), re-raised by a read.
-            _reply_error(session.response, self._codes.too_large, exc.message)
+            _reply_error(session._response, self._codes.too_large, exc.message)
             return
-        if exc is session.request.failure:
+        if exc is session.failure:
             # The runtime's own error on this session, re-raised by a read: not a bug here.
             log.info("session %d failed on the runtime side: %s", s, exc)
-            if not session.response.closed:
-                session.response.close()
+            if not session._response.closed:
+                session._response.close()
             return
-        log.error("handler of event %r (session %d) failed", session.request.event, s, exc_info=exc)
-        _reply_error(session.response, self._codes.uncaught, str(exc) or type(exc).__name__)
+        log.error("handler of event %r (session %d) failed", session.event, s, exc_info=exc)
+        _reply_error(session._response, self._codes.uncaught, str(exc) or type(exc).__name__)
 
     def _done(self, session: _Session) -> None:
-        s = session.request.session
+        s = session.session
         if self._sessions.get(s) is session:
             del self._sessions[s]
-        response = session.response
+        response = session._response
         if not response.closed:
             response.close()  # which does not raise once the session or the connection ended
         if not self._sessions:
@@ -338,7 +345,7 @@ class Sessions:
             self._outbox.flush()
             if self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
-        session.request.discard()  # after the answer is out: off the request's critical path
+        session.discard()  # after the answer is out: off the request's critical path
 
     # -- answers to invokes that will not run ----------------------------------
     def _send_error(self, s: int, code: Code, message: str) -> None:
@@ -373,7 +380,7 @@ class Sessions:
     def abort(self, reason: str) -> None:
         """End every session now (see :meth:`_fail`): the worker is leaving."""
         for session in list(self._sessions.values()):
-            if not session.aborted:
+            if not session._aborted:
                 exc = ChannelClosedError(f"session aborted: {reason}")
                 self._fail(session, exc, self._codes.aborted, reason)
 
@@ -389,7 +396,7 @@ class Sessions:
             self._protocol.forget(s)
             log.info("session %d: %s; forgotten", s, message)
             return
-        log.warning("session %d (event %r): %s; failed", s, session.request.event, message)
+        log.warning("session %d (event %r): %s; failed", s, session.event, message)
         self._fail(session, RequestIdleError(message), self._codes.idle, message)
         if not self._sessions and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
@@ -397,20 +404,20 @@ class Sessions:
     def _fail(self, session: _Session, exc: CocaineError, code: Code, message: str) -> None:
         """End *session* now: its reader gets *exc*, the runtime an error reply
         (while the connection lasts), its task is cancelled or its thread told to stop."""
-        session.aborted = True
-        session.request.feed_error(exc)
+        session._aborted = True
+        session.feed_error(exc)
         if self._outbox.channel.closed:
-            session.response.mark_closed()
+            session._response.mark_closed()
         else:
-            _reply_error(session.response, code, message)
-        if session.abort_threads is not None:
-            session.abort_threads(exc)
-        elif session.task is not None:
-            session.task.cancel()
+            _reply_error(session._response, code, message)
+        if session._abort_threads is not None:
+            session._abort_threads(exc)
+        elif session._task is not None:
+            session._task.cancel()
 
     async def settle(self, timeout: float) -> None:
         """Wait up to *timeout* for the handlers still running to return."""
-        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
+        tasks = [s._task for s in self._sessions.values() if s._task is not None and not s._task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 

@@ -127,12 +127,7 @@ class Request(ChunkBuffer):
 
     def feed_eof(self) -> bool:
         self._eof = True
-        # _wake, copied: see close() for the figure.
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-            return True
-        return False
+        return self._waiter is not None and self._wake()
 
     def feed_error(self, exc: BaseException) -> bool:
         if self._exc is None and not self._eof:
@@ -306,7 +301,7 @@ class Response:
         if self.closed:
             return self._ready
         self.closed = True
-        # _send_final, copied (as _wake is in Request.feed_eof): once per session,
+        # _send_final, copied: once per session,
         # together 1.2% (A) / 1.1% (B) of bench/worker_floor.py --callgrind at
         # 16 B x 256. Under the 3% bar alone; kept because the copies undone in
         # flow.py and Request.__init__ already cost 1.7% and the budget is 5%.

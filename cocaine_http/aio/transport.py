@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConnectError, DecodeError, DisconnectedError
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE, new_decoder
 from ..protocol.endpoints import Endpoint, parse_endpoint
-from ..protocol.frames import Frame, Generation
+from ..protocol.frames import Frame, Generation, Record
 from .reads import read_buffer
 
 if TYPE_CHECKING:
@@ -335,20 +335,17 @@ class Transport:
             self._decode_failed(exc)
 
     def _deliver_records(self, data: bytes, protocol: WorkerProtocol, sink: SessionSink) -> None:
-        """The worker's end: each frame of *data* as a record (a plain tuple, no
-        :class:`Frame`) to the worker protocol, which tells *sink* what it means."""
+        """The worker's end: the frames of *data* as records (plain tuples, no
+        :class:`Frame`) to the worker protocol, in one call per read, which
+        tells *sink* what each means (and this transport, a record that failed)."""
         try:
-            now = self._clock()  # once per read, not per frame
-            read = protocol.read_record
-            for record in self._decoder.records(data):
-                try:
-                    read(record, now, sink)
-                except Exception:
-                    self._callback_failed(record[1], record[0])
-                if self.closed:
-                    return
+            protocol.read_records(self._decoder.records(data), self._clock(), sink, self)
         except DecodeError as exc:
             self._decode_failed(exc)
+
+    def record_failed(self, record: Record) -> None:
+        """A record whose reading raised (:class:`~cocaine_http.protocol.events.RecordReader`)."""
+        self._callback_failed(record[1], record[0])
 
     def _decode_failed(self, exc: DecodeError) -> None:
         """Undecodable input: the stream cannot be resynchronised, so the connection ends."""

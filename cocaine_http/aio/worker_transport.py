@@ -3,8 +3,8 @@
 This is the per-request path of a worker, so it is one loop with nothing in
 between: every frame of a read comes out of the decoder as a record (a plain
 tuple, not a :class:`~cocaine_http.protocol.frames.Frame`), goes to
-:attr:`WorkerProtocol.read_record <cocaine_http.protocol.worker.WorkerProtocol.read_record>`
-with the read's time, and the protocol calls the
+:attr:`WorkerProtocol.read_records <cocaine_http.protocol.worker.WorkerProtocol.read_records>`
+in one call with the read's time, and the protocol calls the
 :class:`~cocaine_http.protocol.events.SessionSink` (the worker's sessions)
 with plain values. Once every frame of a read has been delivered, the
 read-end hook runs: a writer that holds back what it sends while

@@ -5,7 +5,8 @@ worker (:class:`~.worker.WorkerProtocol`) and the local runtime
 (:mod:`cocaine_http.runtime.side`). This module holds what they share: the
 event types, :func:`stream_event` (a chunk, error or choke applied to the
 session table of :mod:`.session`), and :class:`SessionSink`, the object the
-worker's reader tells each frame to instead of returning an event.
+worker's reader tells each frame to instead of returning an event (and
+:class:`RecordReader`, whose read it is).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import FrameFormatError, RemoteProtocolError, UnexpectedMessageError
+from .frames import Record
 from .session import Msg, SessionState
 from .wire import as_text
 
@@ -27,6 +29,7 @@ __all__ = [
     "Ignored",
     "Invoke",
     "Oversize",
+    "RecordReader",
     "SessionSink",
     "StreamEvent",
     "Terminate",
@@ -102,7 +105,7 @@ StreamEvent = Chunk | Choke | Error | Ignored
 _CHUNK, _CHOKE = Msg.CHUNK, Msg.CHOKE
 
 class SessionSink(Protocol):
-    """What :attr:`~.worker.WorkerProtocol.read_record` tells as it reads.
+    """What :attr:`~.worker.WorkerProtocol.read_records` tells as it reads.
 
     The three messages every session carries get a method each, called
     with plain values; every other event (an error from the runtime, a
@@ -118,6 +121,17 @@ class SessionSink(Protocol):
     def on_choke(self, session: int) -> None: ...
 
     def on_event(self, event: Event) -> None: ...
+
+
+class RecordReader(Protocol):
+    """Who a read's records come from (the worker's transport), as
+    :meth:`~.worker.WorkerProtocol.read_records` sees it: the read stops once
+    it is ``closed``; a record whose reading raised is handed to
+    :meth:`record_failed` from inside the ``except`` (log it, or re-raise)."""
+
+    closed: bool
+
+    def record_failed(self, record: Record) -> None: ...
 
 
 def tell(sink: SessionSink, event: Event) -> None:

@@ -3,12 +3,13 @@
 :class:`WorkerProtocol` turns decoded frames into events and events we want
 to send into bytes, keeping the per-session tables of :mod:`.session` and
 the heartbeat/disown deadlines. Inbound, :meth:`~WorkerProtocol.receive`
-returns each frame's event (h11's style); :attr:`~WorkerProtocol.read_record`
-tells a :class:`SessionSink` instead, calling a method per invoke, chunk and
-choke with plain values: the worker's per-request path builds no event
-object for them. Time comes in as numbers (``now``), bytes go
-out as return values; the asyncio :class:`~cocaine_http.aio.worker.Worker`
-owns the socket, the clock and the handlers.
+returns each frame's event (h11's style); :attr:`~WorkerProtocol.read_records`
+tells a :class:`SessionSink` instead, a whole read's records in one call,
+calling a method per invoke, chunk and choke with plain values: the
+worker's per-request path builds no event object for them. Time comes in
+as numbers (``now``), bytes go out as return values; the asyncio
+:class:`~cocaine_http.aio.worker.Worker` owns the socket, the clock and the
+handlers.
 
 Lifecycle (PROTOCOL.md §2.4, §3.4)::
 
@@ -31,7 +32,7 @@ such messages with a warning too (§2.4.4).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import FrameFormatError, UnexpectedMessageError, UnknownMessageError
@@ -49,6 +50,7 @@ from .events import (
     Ignored,
     Invoke,
     Oversize,
+    RecordReader,
     SessionSink,
     Terminate,
     error_event,
@@ -126,6 +128,18 @@ class _Collector:
         self.event = event
 
 
+class _Raise:
+    """The reader of :meth:`WorkerProtocol.read_record`: a record that failed raises."""
+
+    closed = False
+
+    def record_failed(self, record: Record) -> None:
+        raise  # the exception being handled (called from its except)
+
+
+_RAISE = _Raise()
+
+
 class WorkerProtocol:
     """State of one worker's connection to its runtime."""
 
@@ -159,12 +173,15 @@ class WorkerProtocol:
         self._next_heartbeat = 0.0
         self._last_seen = 0.0
         self._armed = False  # disown timer armed once the runtime answered a heartbeat
-        #: ``read_record(record, now, sink)``: apply one record (a decoder's
-        #: ``records()``) and tell *sink* what it means. The worker's own path:
+        #: ``read_records(records, now, sink, owner)``: apply every record of
+        #: one read (a decoder's ``records()``) and tell *sink* what each
+        #: means. The worker's own path: one call per read, not per frame, and
         #: the session messages go to the sink's methods without an event
         #: object in between (:meth:`receive` is this with a sink that keeps
-        #: the event). Bound to the generation's reader once, here.
-        self.read_record: Callable[[Record, float, SessionSink], None] = (
+        #: the event). *owner* (:class:`~.events.RecordReader`) stops the read
+        #: and is told a record that raised. Bound to the generation's reader
+        #: once, here.
+        self.read_records: Callable[[Iterable[Record], float, SessionSink, RecordReader], None] = (
             self._read_a if self.generation is Generation.A else self._read_b
         )
 
@@ -241,33 +258,47 @@ class WorkerProtocol:
         assert event is not None, "every record is told as exactly one event"
         return event
 
-    def _read_a(self, f: Record, now: float, sink: SessionSink) -> None:
-        self._last_seen = now
-        s, t, args, _ = f
-        # The hot paths, inline: a chunk on an open session, then the end of
-        # one. The table keeps an open half open on a chunk and closes it on a
-        # choke (both generations); anything else goes through the table.
-        # bench/worker_floor.py --callgrind, A, W256 16B: 89.4K instr/req with
-        # these two blocks; 100.2K through stream_event, 93.9K through one
-        # table-driven method shared with _read_b (no event object either).
-        # (bench/worker_pipeline.py --callgrind, 64 per read: 83.6K; 94.4K; 88.2K.)
-        if t == _A_CHUNK:
-            state = self.sessions.get(s)
-            if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
-                state.seen = self._epoch
-                sink.on_chunk(s, args[0], None)
+    def read_record(self, record: Record, now: float, sink: SessionSink) -> None:
+        """:attr:`read_records` for one record, whose errors are raised."""
+        self.read_records((record,), now, sink, _RAISE)
+
+    def _read_a(self, records: Iterable[Record], now: float, sink: SessionSink, owner: RecordReader) -> None:
+        sessions = self.sessions
+        for record in records:
+            self._last_seen = now
+            try:
+                s, t, args, _ = record
+                # The hot paths, inline: a chunk on an open session, then the
+                # end of one. The table keeps an open half open on a chunk and
+                # closes it on a choke (both generations); anything else goes
+                # through the table (_other_a). bench/worker_floor.py
+                # --callgrind, A, W256 16B: 89.4K instr/req with these two
+                # branches; 100.2K through stream_event, 93.9K through one
+                # table-driven method shared with _read_b (no event object either).
+                if (
+                    t == _A_CHUNK
+                    and (state := sessions.get(s)) is not None
+                    and state.recv_half is _OPEN
+                    and len(args) == 1
+                    and type(args[0]) is bytes
+                ):
+                    state.seen = self._epoch
+                    sink.on_chunk(s, args[0], None)
+                elif t == _A_CHOKE and (state := sessions.get(s)) is not None and state.recv_half is _OPEN:
+                    state.recv_half = _CLOSED
+                    if state.send_half is _CLOSED:
+                        del sessions[s]
+                    sink.on_choke(s)
+                elif t == _A_INVOKE:
+                    self._invoke(s, args, [], sink)
+                else:
+                    self._other_a(s, t, args, sink)
+            except Exception:
+                owner.record_failed(record)
+            if owner.closed:
                 return
-        elif t == _A_CHOKE:
-            state = self.sessions.get(s)
-            if state is not None and state.recv_half is _OPEN:
-                state.recv_half = _CLOSED
-                if state.send_half is _CLOSED:
-                    del self.sessions[s]
-                sink.on_choke(s)
-                return
-        elif t == _A_INVOKE:
-            self._invoke(s, args, [], sink)
-            return
+
+    def _other_a(self, s: int, t: int, args: list[Any], sink: SessionSink) -> None:
         msg = _A_STREAM.get(t)  # chunk, choke, error
         if msg is not None:
             self._touch(s)
@@ -284,16 +315,54 @@ class WorkerProtocol:
         else:
             sink.on_event(Ignored(s, UnknownMessageError(f"unknown message type {t} on session {s}")))
 
-    def _read_b(self, f: Record, now: float, sink: SessionSink) -> None:
-        self._last_seen = now
-        ch, t, args, entries = f
-        if entries is None:  # most frames carry no headers
-            headers: Headers = []
-        else:
+    def _read_b(self, records: Iterable[Record], now: float, sink: SessionSink, owner: RecordReader) -> None:
+        sessions = self.sessions
+        for record in records:
+            self._last_seen = now
             try:
-                headers = self.rx_headers.decode(entries)
-            except FrameFormatError:
-                headers = []  # headers are informational; a bad one must not end the session
+                ch, t, args, entries = record
+                if entries is None:  # most frames carry no headers
+                    headers: Headers = []
+                else:
+                    try:
+                        headers = self.rx_headers.decode(entries)
+                    except FrameFormatError:
+                        headers = []  # informational; a bad one must not end the session
+                # The hot paths, inline, as in _read_a. bench/worker_floor.py
+                # --callgrind, B, W256 16B: 92.4K instr/req with these two
+                # branches; 103.6K through stream_event, 97.2K through one
+                # table-driven method.
+                if ch <= self._max_channel and ch != B_CONTROL_CHANNEL:
+                    if (
+                        t == _B_WRITE
+                        and (state := sessions.get(ch)) is not None
+                        and state.recv_half is _OPEN
+                        and len(args) == 1
+                        and type(args[0]) is bytes
+                    ):
+                        state.seen = self._epoch
+                        sink.on_chunk(ch, args[0], headers)
+                    elif (
+                        t == _B_CLOSE and (state := sessions.get(ch)) is not None and state.recv_half is _OPEN
+                    ):
+                        state.recv_half = _CLOSED
+                        if state.send_half is _CLOSED:
+                            del sessions[ch]
+                        sink.on_choke(ch)
+                    else:
+                        self._stream_b(ch, t, args, headers, sink)
+                elif t == _B_INVOKE and ch > self._max_channel:
+                    self._max_channel = ch
+                    self._invoke(ch, args, headers, sink)
+                else:
+                    self._control_b(ch, t, args, sink)
+            except Exception:
+                owner.record_failed(record)
+            if owner.closed:
+                return
+
+    def _control_b(self, ch: int, t: int, args: list[Any], sink: SessionSink) -> None:
+        """A message on the control channel, or one that opens a channel but is no invoke."""
         if ch == B_CONTROL_CHANNEL:
             if t == _B_HEARTBEAT:
                 self._armed = True
@@ -302,32 +371,11 @@ class WorkerProtocol:
                 sink.on_event(self._terminate(args))
             else:
                 sink.on_event(Ignored(ch, UnknownMessageError(f"unknown control message type {t}")))
-            return
-        if ch > self._max_channel:
+        else:
             self._max_channel = ch
-            if t != _B_INVOKE:
-                opened = UnknownMessageError(f"channel {ch} opened with type {t}, not invoke")
-                sink.on_event(Ignored(ch, opened))
-            else:
-                self._invoke(ch, args, headers, sink)
-            return
-        # The hot paths, inline, as in _read_a. bench/worker_floor.py
-        # --callgrind, B, W256 16B: 92.4K instr/req with these two blocks;
-        # 103.6K through stream_event, 97.2K through one table-driven method.
-        if t == _B_WRITE:
-            state = self.sessions.get(ch)
-            if state is not None and state.recv_half is _OPEN and len(args) == 1 and type(args[0]) is bytes:
-                state.seen = self._epoch
-                sink.on_chunk(ch, args[0], headers)
-                return
-        elif t == _B_CLOSE:
-            state = self.sessions.get(ch)
-            if state is not None and state.recv_half is _OPEN:
-                state.recv_half = _CLOSED
-                if state.send_half is _CLOSED:
-                    del self.sessions[ch]
-                sink.on_choke(ch)
-                return
+            sink.on_event(Ignored(ch, UnknownMessageError(f"channel {ch} opened with type {t}, not invoke")))
+
+    def _stream_b(self, ch: int, t: int, args: list[Any], headers: Headers, sink: SessionSink) -> None:
         msg = _B_STREAM.get(t)
         if t == OVERSIZE:
             self._touch(ch)

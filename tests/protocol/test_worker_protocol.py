@@ -220,6 +220,59 @@ def test_read_record_tells_a_sink_with_plain_values_b() -> None:
     assert w2.receive(Frame(2, 2, [], None), 1.0) == Choke(2)
 
 
+class FailingSink(RecordingSink):
+    """Raises on the chunk of session 6 (a sink's bug), after writing it down."""
+
+    def on_chunk(self, session: int, data: bytes, headers: list | None) -> None:
+        super().on_chunk(session, data, headers)
+        if session == 6:
+            raise RuntimeError("sink bug")
+
+
+class Reader:
+    """A RecordReader that closes once it has been told *close_after* records failed."""
+
+    def __init__(self, close_after: int) -> None:
+        self.closed = False
+        self.failed: list[tuple] = []
+        self.close_after = close_after
+
+    def record_failed(self, record: tuple) -> None:
+        self.failed.append(record)
+        if len(self.failed) >= self.close_after:
+            self.closed = True
+
+
+@pytest.mark.parametrize("generation", [Generation.A, Generation.B])
+def test_read_records_reads_a_whole_read_past_a_failed_record_and_stops_once_closed(
+    generation: Generation,
+) -> None:
+    w = WorkerProtocol(generation, "u")
+    w.start(0)
+    a = generation is Generation.A
+    chunk, choke = (4, 6) if a else (0, 2)
+
+    def rec(s: int, t: int, args: list) -> tuple:
+        return (s, t, args, None)
+
+    records = [rec(5, 3 if a else 0, [b"echo"]), rec(6, 3 if a else 0, [b"echo"])]
+    records += [rec(6, chunk, [b"bad"]), rec(5, chunk, [b"ok"]), rec(5, choke, [])]
+    sink, reader = FailingSink(), Reader(close_after=2)
+    w.read_records(iter(records), 1.0, sink, reader)
+    # The failure is told to the reader, and the read goes on to the end.
+    assert reader.failed == [records[2]] and not reader.closed
+    assert [c[:2] for c in sink.calls[2:]] == [("chunk", 6), ("chunk", 5), ("choke", 5)]
+    # A reader that closes stops the read right after the record that closed it.
+    sink.calls.clear()
+    more = [rec(6, chunk, [b"again"]), rec(6, choke, [])]
+    w.read_records(iter(more), 2.0, sink, reader)
+    assert reader.closed and reader.failed[1] == more[0]
+    assert sink.calls == [("chunk", 6, b"again", None if a else [])]
+    # read_record (one record) raises what the sink raised.
+    with pytest.raises(RuntimeError, match="sink bug"):
+        w.read_record(rec(6, chunk, [b"raised"]), 3.0, sink)
+
+
 def test_idle_sessions_are_counted_in_sweeps_without_a_clock() -> None:
     """request_idle_timeout 4 s: a sweep every 1 s; a session is idle after
     between 4 and 5 s in which nothing moved in either direction."""
