@@ -50,14 +50,12 @@ ERRORS: dict[int, type[DecodeError]] = {
     lib.CF_E_DEPTH: FrameTooDeepError,
 }
 
-#: Frames per C call. A read of 64 requests (192 frames) then comes out as
-#: one batch, its list's own iterator, not through the generator that joins
-#: batches (a resume per frame): bench/worker_pipeline.py --callgrind
-#: --batch 64, A: 77.5K -> 76.5K instr/request (1.3%: a constant, not a
-#: trade). Larger batches cost more than they save: at 1024,
-#: a read of 256 requests builds 768 records before any is used, and the
-#: collector walks them (10.4K -> 11.8K).
-_BATCH = 512
+#: Frames per C call. Measured, not tuned by guess: bench/worker_floor.py
+#: --callgrind, A 16 B x 256 (the real socket), 128: 78.1K instr/request,
+#: 256: 78.3K, 512: 79.1K (the batch's records are all built before the
+#: first is used, and the collector walks them); in process, 64 requests
+#: per read (bench/worker_pipeline.py --batch 64), 256 and 512 save 1.4 %.
+_BATCH = 128
 #: Called once per read: a global is found faster than an attribute of cffi's ``lib``.
 _next_many = lib.cf_next_many
 _FEW = 8  # up to this many frames per call, records are read field by field

@@ -269,7 +269,7 @@ def test_parity_on_long_streams(data: st.DataObject, generation: str, limit: int
     check(data.draw(mutated(stream)), generation, limit, cuts)
 
 
-#: More frames than the C decoder asks C for in one call (512): a read this
+#: More frames than the C decoder asks C for in one call (128): a read this
 #: long is decoded in several batches, and an error behind full batches waits
 #: until they are returned.
 PAST_ONE_BATCH = 1300
