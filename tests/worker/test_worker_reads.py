@@ -1,4 +1,5 @@
-"""When handlers start: after the whole read that brought their invoke, as real tasks.
+"""When handlers start: at their request's end, or after the whole read that brought
+their invoke, as real tasks.
 
 A raw UNIX socket plays the runtime so that an invoke, its chunks and its end
 arrive in one write; the Worker runs in the test's loop so the handler's view
@@ -114,6 +115,35 @@ def test_a_whole_request_is_answered_within_the_read_that_brought_it(gen: str, r
     in_flight = run(one_read_session(gen, runtime_dir, echo, [b"ab", b"cd"]))
     # the read that carried the session left nothing in flight: the handler ran to its end in it
     assert in_flight and in_flight[-1] == 0 and max(in_flight) == 0
+
+
+def test_a_handler_starts_at_its_requests_end_before_the_rest_of_the_read(
+    gen: str, runtime_dir: str
+) -> None:
+    """Two whole sessions in one write: the first handler runs (and answers) before
+    the second invoke is read, so the read's sessions are not all alive at once."""
+    alive_at_start: list[tuple[int, int]] = []
+
+    async def echo(request: Any, response: Any) -> None:
+        alive_at_start.append((request.session, peer.worker.active_sessions))
+        async for chunk in request:
+            await response.write(chunk)
+
+    async def body() -> None:
+        nonlocal peer
+        async with raw_peer(gen, runtime_dir, echo) as peer:
+            enc, s = peer.enc, session_of(gen)
+            one = enc.invoke(s, "echo") + enc.chunk(s, b"ab") + enc.choke(s)
+            two = enc.invoke(s + 2, "echo") + enc.chunk(s + 2, b"cd") + enc.choke(s + 2)
+            peer.writer.write(one + two)
+            reply = enc.chunk(s, b"ab") + enc.choke(s) + enc.chunk(s + 2, b"cd") + enc.choke(s + 2)
+            assert await asyncio.wait_for(peer.reader.readexactly(len(reply)), 5) == reply
+            peer.writer.write(enc.terminate(1, "done"))
+            assert await asyncio.wait_for(peer.serving, 5) == 0
+
+    peer: Any = None
+    run(body())
+    assert alive_at_start == [(session_of(gen), 1), (session_of(gen) + 2, 1)]
 
 
 def test_a_handler_that_waits_still_runs_to_the_end(gen: str, runtime_dir: str) -> None:
