@@ -15,12 +15,14 @@ the most any server could reach against granian on the same machine.
   and a ``send`` that keeps nothing.
 
 It checks the first answer (status 200, ``Hello, world!``), then runs for
-``--seconds`` and prints one JSON line: ``{"n": ..., "cpu_us": ...}``.
-``bench/http_apps.py --floor`` runs it on the servers' CPU, between their
-rounds.
+``--seconds`` (or exactly ``--requests N``) and prints one JSON line:
+``{"n": ..., "cpu_us": ...}``. ``bench/http_apps.py --floor`` runs it on the
+servers' CPU, between their rounds; ``bench/wsgi_callgrind.py --floor`` runs
+it under callgrind with ``--requests``.
 
     python bench/app_alone.py wsgi examples.flask_app.app:app --seconds 3
     python bench/app_alone.py asgi examples.fastapi_app.app:app
+    python bench/app_alone.py wsgi examples.flask_app.app:app --requests 2500
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,11 +48,22 @@ EXPECTED = b"Hello, world!\n"
 BATCH = 200  # requests between two looks at the clock
 
 
+def batches(seconds: float, requests: int | None) -> Iterator[int]:
+    """How many requests to run before the next look at the clock: *requests* in
+    all when given, else batches of :data:`BATCH` for *seconds*."""
+    if requests is not None:
+        yield from [BATCH] * (requests // BATCH) + ([requests % BATCH] if requests % BATCH else [])
+        return
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        yield BATCH
+
+
 def request() -> Any:
     return parse_request(encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b""))
 
 
-def run_wsgi(app: Any, seconds: float) -> tuple[int, float]:
+def run_wsgi(app: Any, seconds: float, requests: int | None = None) -> tuple[int, float]:
     base = build_environ(request(), None)
     answer: list[str] = []
 
@@ -68,19 +82,18 @@ def run_wsgi(app: Any, seconds: float) -> tuple[int, float]:
 
     n = 0
     cpu0 = time.process_time()
-    stop = time.perf_counter() + seconds
-    while time.perf_counter() < stop:
-        for _ in range(BATCH):
+    for size in batches(seconds, requests):
+        for _ in range(size):
             result = app(dict(base), keep_nothing)
             for _chunk in result:
                 pass
             if hasattr(result, "close"):
                 result.close()
-        n += BATCH
+        n += size
     return n, time.process_time() - cpu0
 
 
-async def run_asgi(app: Any, seconds: float) -> tuple[int, float]:
+async def run_asgi(app: Any, seconds: float, requests: int | None = None) -> tuple[int, float]:
     req = request()
     base = build_scope(req, root_path="", state=None)
     request_message = {"type": "http.request", "body": b"", "more_body": False}
@@ -101,11 +114,10 @@ async def run_asgi(app: Any, seconds: float) -> tuple[int, float]:
 
     n = 0
     cpu0 = time.process_time()
-    stop = time.perf_counter() + seconds
-    while time.perf_counter() < stop:
-        for _ in range(BATCH):
+    for size in batches(seconds, requests):
+        for _ in range(size):
             await app(dict(base), receive, keep_nothing)
-        n += BATCH
+        n += size
     return n, time.process_time() - cpu0
 
 
@@ -114,12 +126,13 @@ def main() -> None:
     parser.add_argument("interface", choices=("wsgi", "asgi"))
     parser.add_argument("app", help="module:attribute, as cocaine-http takes it")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to run (default 3)")
+    parser.add_argument("--requests", type=int, default=None, help="run exactly this many instead")
     args = parser.parse_args()
     app = import_app(args.app)
     if args.interface == "wsgi":
-        n, cpu = run_wsgi(app, args.seconds)
+        n, cpu = run_wsgi(app, args.seconds, args.requests)
     else:
-        n, cpu = asyncio.run(run_asgi(app, args.seconds))
+        n, cpu = asyncio.run(run_asgi(app, args.seconds, args.requests))
     print(json.dumps({"n": n, "cpu_us": cpu / n * 1e6}))
 
 

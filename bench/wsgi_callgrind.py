@@ -17,7 +17,8 @@ worker started here reads every invocation as
 
 ``--floor`` counts what no server can avoid: the app called in-process with
 a prebuilt environ (a copy of the one the worker builds for that request)
-and a trivial ``start_response``, its body iterated and closed. The
+and a trivial ``start_response``, its body iterated and closed
+(``bench/app_alone.py --requests N``). The
 framework's share of a request through the worker is then (through the
 worker) - (app alone) - (the worker's echo path, ``bench/worker_floor.py
 --callgrind``).
@@ -53,25 +54,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-#: The app alone: N requests with a prebuilt environ, no worker, no loop.
-FLOOR = """
-import sys
-from examples.flask_app.app import app
-from cocaine_http.compat.wsgi_environ import build_environ
-from cocaine_http.http.envelope import encode_request, parse_request
-req = parse_request(encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b""))
-base = build_environ(req, None)
-def start_response(status, headers, exc_info=None):
-    return None
-for _ in range(int(sys.argv[1])):
-    environ = dict(base)
-    result = app(environ, start_response)
-    for _chunk in result:
-        pass
-    result.close()
-"""
-
-
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
 
 
@@ -102,9 +84,9 @@ def count_floor(n_small: int = 500, n_large: int = 2500) -> float:
         for n in (n_small, n_large):
             path = os.path.join(out, f"{n}.out")
             subprocess.run(
-                ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={path}",
-                 sys.executable, "-c", FLOOR, str(n)],
-                check=True, cwd=ROOT, timeout=3600,
+                ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={path}", sys.executable,
+                 os.path.join(HERE, "app_alone.py"), "wsgi", APPS["flask"], "--requests", str(n)],
+                check=True, cwd=ROOT, timeout=3600, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             with open(path) as f:
                 totals.append(sum(int(line.split()[1]) for line in f if line.startswith("summary:")))
