@@ -443,10 +443,5 @@ class Sessions:
 def _reply_error(response: Response, code: Code, message: str) -> None:
     """Answer with an error, unless the response is closed, or the session or the connection ended."""
     if not response.closed:
-        _quietly(lambda: response.error(code, message))
-
-
-def _quietly(fn: Callable[[], Any]) -> None:
-    """Call *fn*, ignoring that the session or the connection has already ended."""
-    with contextlib.suppress(DisconnectedError, ChannelClosedError):
-        fn()
+        with contextlib.suppress(DisconnectedError, ChannelClosedError):
+            response.error(code, message)

@@ -84,7 +84,6 @@ def build_environ(
     *,
     root_path: str = "",
     errors: Any = None,
-    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The PEP 3333 environ for one request (no IO; *wsgi_input* is given)."""
     script_name = _latin1(root_path.rstrip("/")) if root_path else ""
@@ -144,6 +143,4 @@ def build_environ(
     if remote is not None:
         environ["REMOTE_ADDR"] = remote
         environ["REMOTE_PORT"] = "0"
-    if extra:
-        environ.update(extra)
     return environ
