@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from worker_helpers import expected_worker, make_engine, run
+from worker_helpers import finish, make_engine, run, serve_in_process
 
 from cocaine_http.aio.worker import Worker
 from cocaine_http.errors import ChannelClosedError
@@ -17,13 +17,9 @@ from cocaine_http.errors import ChannelClosedError
 def serve(gen: str, runtime_dir: str, setup: Any, scenario: Any) -> None:
     async def body() -> None:
         async with make_engine(gen, runtime_dir) as engine:
-            worker, slave = expected_worker(engine, gen, app="echo")
-            setup(worker)
-            task = asyncio.ensure_future(worker.serve())
-            await slave.wait_active(5)
+            _, slave, task = await serve_in_process(engine, gen, setup)
             await scenario(engine)
-            await engine.terminate(slave)
-            assert await asyncio.wait_for(task, 5) == 0
+            assert await finish(engine, slave, task) == 0
 
     run(body())
 

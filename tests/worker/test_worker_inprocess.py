@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from worker_helpers import expected_worker, make_engine, run, until
+from worker_helpers import expected_worker, finish, make_engine, run, serve_in_process, until
 
 from cocaine_http.aio.events import EventEmitter
 from cocaine_http.aio.threads import HandlerThreads
@@ -22,21 +22,6 @@ from cocaine_http.runtime import Engine, Slave
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-async def serve_in_process(
-    engine: Engine, gen: str, setup: Callable[[Worker], Any], **options: Any
-) -> tuple[Worker, Slave, asyncio.Task[int]]:
-    worker, slave = expected_worker(engine, gen, app="echo", **options)
-    setup(worker)
-    task = asyncio.ensure_future(worker.serve())
-    await slave.wait_active(5)
-    return worker, slave, task
-
-
-async def finish(engine: Engine, slave: Slave, task: asyncio.Task[int]) -> int:
-    await engine.terminate(slave)
-    return await asyncio.wait_for(task, 5)
 
 
 def inproc(

@@ -7,7 +7,7 @@ import glob
 import os
 import sys
 import uuid as uuid_mod
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from helpers.waiting import until as until  # the worker tests import it from here
@@ -75,3 +75,21 @@ def expected_worker(engine: Engine, gen: str, **options: Any) -> tuple[Worker, S
         [], endpoint=engine.endpoint, uuid=uuid, protocol=protocol, handle_signals=False, **options
     )
     return worker, slave
+
+
+async def serve_in_process(
+    engine: Engine, gen: str, setup: Callable[[Worker], Any], **options: Any
+) -> tuple[Worker, Slave, asyncio.Task[int]]:
+    """An "echo" :func:`expected_worker`, given its handlers by *setup*, served in
+    this loop until the engine has seen it active."""
+    worker, slave = expected_worker(engine, gen, app="echo", **options)
+    setup(worker)
+    task = asyncio.ensure_future(worker.serve())
+    await slave.wait_active(5)
+    return worker, slave, task
+
+
+async def finish(engine: Engine, slave: Slave, task: asyncio.Task[int]) -> int:
+    """Terminate a worker of :func:`serve_in_process`; its exit code."""
+    await engine.terminate(slave)
+    return await asyncio.wait_for(task, 5)
