@@ -41,7 +41,7 @@ log = logging.getLogger("cocaine_http.worker")
 class RuntimeConnection:
     """One connected worker's link to the runtime (see the module docstring).
 
-    *find_handler* maps an event name to ``(handler, is_async)``;
+    *find_handler* maps an event name to ``(handler, how_it_runs(handler))``;
     *on_terminate* is called with the runtime's terminate (not after our
     reply), *on_disown* when the runtime stopped answering heartbeats,
     *on_lost* when the connection closed, whoever closed it.
@@ -52,7 +52,7 @@ class RuntimeConnection:
         config: WorkerConfig,
         loop: asyncio.AbstractEventLoop,
         *,
-        find_handler: Callable[[str], tuple[Handler, bool] | None],
+        find_handler: Callable[[str], tuple[Handler, int] | None],
         on_terminate: Callable[[RuntimeConnection, Terminate], None],
         on_disown: Callable[[RuntimeConnection], None],
         on_lost: Callable[[RuntimeConnection, BaseException | None], None],
@@ -115,7 +115,7 @@ class RuntimeConnection:
         cls,
         config: WorkerConfig,
         *,
-        find_handler: Callable[[str], tuple[Handler, bool] | None],
+        find_handler: Callable[[str], tuple[Handler, int] | None],
         on_terminate: Callable[[RuntimeConnection, Terminate], None],
         on_disown: Callable[[RuntimeConnection], None],
         on_lost: Callable[[RuntimeConnection, BaseException | None], None],

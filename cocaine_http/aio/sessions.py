@@ -25,7 +25,13 @@ A 77.9K -> 75.3K instr/request, B 81.2K -> 78.3K (the collector walked the
 read's live sessions); 4 KiB and W = 1 alike.
 Its task starts eagerly (:mod:`.eager`), so a handler that
 does not wait is answered in that same loop turn, in one write with the rest
-of the read's answers.
+of the read's answers. A handler that says it needs no task
+(``needs_task = False``: the inline WSGI handler, whose app is synchronous
+code) takes that first step with no task at all
+(:func:`~.eager.start_taskless`), and gets one only if it waits:
+bench/http_apps.py's in-process twin, Flask ``--threads 0``, 69.3-70.7 ->
+66.6-67.9 us/request; bench/wsgi_callgrind.py --threads 0, 498.2K -> 488.5K
+instructions.
 """
 
 from __future__ import annotations
@@ -56,16 +62,35 @@ from ..errors import (
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, Oversize, WorkerProtocol, tell
 from .blocking import blocking_pair
-from .eager import TaskStarter
+from .eager import TASKLESS, TaskStarter, start_taskless
 from .flow import InboundFlow, Outbox
 from .streams import Request, Response
 from .threads import HandlerThreads, LoopInbox
 
-__all__ = ["Handler", "Sessions"]
+__all__ = ["FIRST_STEP", "IN_TASK", "IN_THREAD", "Handler", "Sessions", "how_it_runs"]
 
 log = logging.getLogger("cocaine_http.worker")
 
 Handler = Callable[[Any, Any], Any]
+
+#: How a handler runs: the second item of what *find_handler* returns (:func:`how_it_runs`).
+#: A plain ``def``: in the handler thread pool, with blocking streams.
+IN_THREAD = 0
+#: An ``async def``: as a task of its own, started eagerly (:class:`~.eager.TaskStarter`).
+IN_TASK = 1
+#: An ``async def`` that needs no task (``needs_task = False``): its first step
+#: runs without one, and a task carries it on if it waits (:func:`~.eager.start_taskless`).
+FIRST_STEP = 2
+
+
+def how_it_runs(handler: Handler) -> int:
+    """:data:`IN_THREAD`, :data:`IN_TASK` or :data:`FIRST_STEP`, for *handler*."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
+    if not (inspect.iscoroutinefunction(handler) or (call is not None and inspect.iscoroutinefunction(call))):
+        return IN_THREAD
+    if TASKLESS and getattr(handler, "needs_task", True) is False:
+        return FIRST_STEP
+    return IN_TASK
 
 Code = int | tuple[int, int]
 
@@ -114,7 +139,7 @@ class _Session(Request):
 
     # Private names: the handler is given this object as its request, and
     # sees no more of it than of a Request.
-    __slots__ = ("_abort_threads", "_aborted", "_handler", "_response", "_task")
+    __slots__ = ("_abort_threads", "_aborted", "_handler", "_response", "_task", "_taskless")
 
     _handler: Handler
     _response: Response
@@ -122,12 +147,14 @@ class _Session(Request):
     _task: asyncio.Future[Any] | None
     _abort_threads: Callable[[BaseException], None] | None
     _aborted: bool
+    #: Its handler runs as FIRST_STEP (a task only if it waits).
+    _taskless: bool
 
 
 class Sessions:
     """The sessions of one runtime connection (see the module docstring).
 
-    *find_handler* maps an event name to ``(handler, is_async)`` or ``None``;
+    *find_handler* maps an event name to ``(handler, how_it_runs(handler))`` or ``None``;
     *control* receives every event that is not about a session (heartbeat,
     terminate, a dropped message).
     """
@@ -140,7 +167,7 @@ class Sessions:
         flow: InboundFlow,
         threads: HandlerThreads,
         *,
-        find_handler: Callable[[str], tuple[Handler, bool] | None],
+        find_handler: Callable[[str], tuple[Handler, int] | None],
         control: Callable[[Event], Any],
         max_sessions: int,
         sync_write_budget: int,
@@ -186,14 +213,15 @@ class Sessions:
         if entry is None:
             self._no_handler(s, event)
             return
-        handler, is_async = entry
+        handler, runs = entry
         loop = self._loop
         session = self._sessions[s] = _Session(event, s, headers, self._flow, loop)
         session._handler = handler
         response = session._response = Response(s, self._protocol, self._outbox, self._ready)
         session._task = session._abort_threads = None
         session._aborted = False
-        if is_async:
+        if runs != IN_THREAD:
+            session._taskless = runs == FIRST_STEP
             # Started at its request's end, or once the whole read is delivered (on_read_end).
             self._starting[s] = session
         else:
@@ -268,6 +296,11 @@ class Sessions:
         # Named after its event: Task-<n> would be formatted per task
         # on 3.11 (eagerly, 1.4K instructions per request).
         coro = self._run_async(session)
+        if session._taskless:
+            task = session._task = start_taskless(self._loop, coro, session.event)
+            if task is not None and session._aborted:  # by its own first step (the worker stopping)
+                task.cancel()
+            return
         session._task, started = self._tasks.start(coro, session.event)
         if not started:
             self._queued = True

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 import logging
 import signal
 import threading
@@ -55,7 +54,7 @@ from ..errors import ConnectError, StartupError
 from ..protocol.worker import Terminate
 from .connection import RuntimeConnection
 from .events import EventEmitter
-from .sessions import Handler
+from .sessions import Handler, how_it_runs
 
 __all__ = [
     "EXIT_CONFIG",
@@ -106,13 +105,6 @@ def _share_loop(
         sync.set_default_loop(None)
 
 
-def _is_async(handler: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
 class WorkerState(enum.IntEnum):
     """Where a :class:`Worker` is in its life, in order (each state follows the one above)."""
 
@@ -160,8 +152,8 @@ class Worker:
         self.on_startup: list[Hook] = []
         #: Async callables run after the terminate drain (or on any other exit), before the reply.
         self.on_shutdown: list[Hook] = []
-        self._handlers: dict[str, tuple[Handler, bool]] = {}
-        self._default: tuple[Handler, bool] | None = None
+        self._handlers: dict[str, tuple[Handler, int]] = {}
+        self._default: tuple[Handler, int] | None = None
         self._state = WorkerState.NEW
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of serve()
         self._done: asyncio.Future[int] | None = None  # serve()'s exit code
@@ -194,7 +186,7 @@ class Worker:
             return decorator
         if not callable(handler):
             raise TypeError(f"handler for {event!r} is not callable")
-        self._handlers[event] = (handler, _is_async(handler))
+        self._handlers[event] = (handler, how_it_runs(handler))
         return handler
 
     def on_default(self, handler: Handler | None = None) -> Any:
@@ -206,7 +198,7 @@ class Worker:
                 return fn
 
             return decorator
-        self._default = (handler, _is_async(handler))
+        self._default = (handler, how_it_runs(handler))
         return handler
 
     @property
@@ -349,7 +341,7 @@ class Worker:
         if self._done is not None and not self._done.done():
             self._done.set_result(code)
 
-    def _find_handler(self, event: str) -> tuple[Handler, bool] | None:
+    def _find_handler(self, event: str) -> tuple[Handler, int] | None:
         return self._handlers.get(event) or self._default
 
     # -- signals ---------------------------------------------------------------

@@ -352,6 +352,10 @@ class InlineWSGIHandler(_WSGIServing):
     its body as it arrives and the worker's flow control holds as there.
     """
 
+    #: The app is synchronous code with no use for a current task: the worker
+    #: runs this handler's first step without one (see aio.sessions).
+    needs_task = False
+
     def __init__(self, app: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._fallback: HandlerThreads | None = None

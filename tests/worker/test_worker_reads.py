@@ -42,15 +42,17 @@ class RawPeer:
 
 
 @contextlib.asynccontextmanager
-async def raw_peer(gen: str, runtime_dir: str, handler: Any) -> AsyncIterator[RawPeer]:
-    """Serve *handler* as "echo" in this loop, against a raw socket playing the runtime."""
+async def raw_peer(gen: str, runtime_dir: str, handler: Any, **options: Any) -> AsyncIterator[RawPeer]:
+    """Serve *handler* as "echo" in this loop, against a raw socket playing the runtime
+    (*options*: the Worker's settings)."""
     enc = MessageEncoder(Generation.parse(gen))
     connected: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     path = os.path.join(runtime_dir, "app.sock")
     server = await asyncio.start_unix_server(lambda r, w: connected.put_nowait((r, w)), path)
     worker = Worker(
-        [], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0, handle_signals=False
-    )
+        [], app="echo", endpoint=path, uuid=UUID, protocol=1 if gen == "B" else 0, handle_signals=False,
+        **options,
+    )  # fmt: skip
     worker.on("echo", handler)
     serving = asyncio.ensure_future(worker.serve())
     try:
