@@ -34,8 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-import types
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 __all__ = ["TASKLESS", "TaskStarter", "start_task", "start_taskless"]
@@ -154,20 +153,34 @@ def start_taskless(
     return loop.create_task(_carry_on(coro, waiting), name=name, context=context)  # type: ignore[call-arg, unused-ignore]
 
 
-@types.coroutine
-def _carry_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
-    """The rest of *coro*, which waits on *waiting* (what its first step yielded),
-    as the body of a task: the task waits on it, then resumes *coro*."""
-    while True:
-        try:
-            yield waiting
-        except GeneratorExit:  # the task was dropped unfinished
-            coro.close()
-            raise
-        except BaseException as exc:  # a cancel while it waited: the coroutine's to handle
+async def _carry_on(coro: Coroutine[Any, Any, Any], waiting: Any) -> Any:
+    """The rest of *coro*, which waits on *waiting* (what its first step
+    yielded), as the body of a task: the task waits on it, then resumes *coro*."""
+    return await _Resumed(coro, waiting)
+
+
+class _Resumed:
+    """A coroutine suspended on *waiting*, as an awaitable (a task takes only
+    coroutines from 3.12 on, so :func:`_carry_on` wraps this one)."""
+
+    __slots__ = ("_coro", "_waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self._coro = coro
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, waiting = self._coro, self._waiting
+        while True:
             try:
-                waiting = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            return (yield from coro)  # a coroutine, delegated to as await would
+                yield waiting
+            except GeneratorExit:  # the task was dropped unfinished
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancel while it waited: the coroutine's to handle
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                return (yield from coro.__await__())  # where it waited, as await would
