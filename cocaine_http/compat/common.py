@@ -232,6 +232,11 @@ def server_address(value: bytes | None, scheme: str = "http") -> tuple[str, int]
     return server_name(value.decode("latin-1") if value is not None else None, scheme)
 
 
+def _is_port(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``"²"`` (latin-1 ``\\xb2``), which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def server_name(value: str | None, scheme: str = "http") -> tuple[str, int]:
     """:func:`server_address` of a ``Host`` value decoded as latin-1."""
     default = _DEFAULT_PORTS.get(scheme, 80)
@@ -244,10 +249,10 @@ def server_name(value: str | None, scheme: str = "http") -> tuple[str, int]:
         if end > 0:
             name, rest = host[: end + 1], host[end + 1 :]
             port = rest[1:] if rest.startswith(":") else ""
-            return name, int(port) if port.isdigit() else default
+            return name, int(port) if _is_port(port) else default
         return host, default
     name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and ":" not in name:
+    if sep and _is_port(port) and ":" not in name:
         return name, int(port)
     return host, default
 

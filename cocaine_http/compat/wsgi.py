@@ -167,7 +167,7 @@ class _WSGIServing:
 
     :class:`WSGIHandler` (a thread per request) and :class:`InlineWSGIHandler`
     (the loop's thread) differ only in how they get the request and how they
-    wait while the socket drains; :meth:`_respond` is the one serve loop.
+    wait while the socket drains; :meth:`_serve` is the one serve loop.
     """
 
     def __init__(
@@ -202,47 +202,51 @@ class _WSGIServing:
         if type(exc) is RequestTooLargeError:
             self._answer(response, self.encoder, 413, TOO_LARGE)
 
-    def _prepare(
+    def _serve(
         self,
         request: Any,
         response: Any,
         blob: bytes,
         pull: Callable[[], bytes] | None,
+        started: float,
         exchange: type[_Exchange] = _Exchange,
-    ) -> tuple[HttpRequest, dict[str, Any], _Exchange] | None:
-        """The request, its environ and its exchange; ``None`` once a bad envelope got its 400."""
-        try:
-            req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
-        except EnvelopeError as exc:
-            log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
-            self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
-            return None
-        if self.websocket.refuse(req):
-            self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
-            return None
-        environ = build_environ(req, WSGIInput(req.body, pull), root_path=self.root_path, errors=self._errors)
-        environ["cocaine.event"] = request.event
-        environ["cocaine.session"] = request.session
-        environ["cocaine.headers"] = request.headers
-        return req, environ, exchange(response, self.encoder, req.method)
-
-    def _respond(
-        self, request: Any, req: HttpRequest, environ: dict[str, Any], ex: _Exchange, started: float
+        multithread: bool = True,
     ) -> Generator[Awaitable[None] | None, None, None]:
-        """Run the app and send its response, yielding what each body write returned.
+        """Serve the request whose envelope is *blob*: its environ, the app, the
+        response, yielding what each body write returned (a bad envelope gets
+        its 400, a WebSocket handshake its refusal, and nothing is yielded).
 
         The threaded mode's writes block, so it ignores what they return; the
         inline mode awaits a :class:`~cocaine_http.aio.streams.Drain` and
         throws what that raises back in here, as if the write had raised.
         """
+        try:
+            req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
+        except EnvelopeError as exc:
+            log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
+            self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
+            return
+        environ = build_environ(
+            req,
+            WSGIInput(req.body, pull),
+            root_path=self.root_path,
+            errors=self._errors,
+            multithread=multithread,
+        )
+        # Only a request with an Upgrade header (one pass over the headers fewer for the rest).
+        if "HTTP_UPGRADE" in environ and self.websocket.refuse(req):
+            self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
+            return
+        environ["cocaine.event"] = request.event
+        environ["cocaine.session"] = request.session
+        environ["cocaine.headers"] = request.headers
+        ex = exchange(response, self.encoder, req.method)
         result: Any = None
         try:
             result = self.app(environ, ex.start_response)
             for data in result:
                 yield ex.write(data)
-            if ex.head is None:
-                raise AssertionError("the app returned before calling start_response")
-            ex.send_head()
+            ex.send_head()  # raises if the app never called start_response
             self.cookie_warning.check(ex.pairs, req)
         except Exception as exc:
             self._failed(request, req, ex, exc)
@@ -253,10 +257,8 @@ class _WSGIServing:
         """Serve one request whose envelope is *blob* with blocking streams, on this (pool) thread."""
         # The worker's blocking response; any other (a test's) gets the plain writes.
         exchange = _ThreadExchange if type(response) is BlockingResponse else _Exchange
-        prepared = self._prepare(request, response, blob, request.read, exchange)
-        if prepared is not None:
-            for _ in self._respond(request, *prepared, started):
-                pass
+        for _ in self._serve(request, response, blob, request.read, started, exchange):
+            pass
 
     def _failed(self, request: Any, req: HttpRequest, ex: _Exchange, exc: Exception) -> None:
         # Decided by the session, not by the exception's type: an app may well
@@ -372,12 +374,7 @@ class InlineWSGIHandler(_WSGIServing):
         if not request.complete and not await request.wait_complete(INLINE_WAIT_LIMIT):
             await self._in_thread(request, response, blob, started)
             return
-        prepared = self._prepare(request, response, blob, request.read_buffered)
-        if prepared is None:
-            return
-        req, environ, ex = prepared
-        environ["wsgi.multithread"] = False
-        respond = self._respond(request, req, environ, ex, started)
+        respond = self._serve(request, response, blob, request.read_buffered, started, multithread=False)
         try:
             for waiter in respond:
                 if type(waiter) is Drain:  # the socket is over its mark: the loop drains it meanwhile

@@ -84,6 +84,7 @@ def build_environ(
     *,
     root_path: str = "",
     errors: Any = None,
+    multithread: bool = True,
 ) -> dict[str, Any]:
     """The PEP 3333 environ for one request (no IO; *wsgi_input* is given)."""
     script_name = _latin1(root_path.rstrip("/")) if root_path else ""
@@ -101,7 +102,7 @@ def build_environ(
         "wsgi.version": (1, 0),
         "wsgi.input": wsgi_input,
         "wsgi.errors": errors if errors is not None else ErrorStream(log),
-        "wsgi.multithread": True,
+        "wsgi.multithread": multithread,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.input_terminated": True,

@@ -28,6 +28,8 @@ CASES = [
     [(b"X-Forwarded-For", b" , "), (b"Host", b"a"), (b"Host", b"b:1")],
     [(b"X-Forwarded-Proto", b"https")],
     [(b"X_Real_IP", b"127.0.0.1"), (b"X-Forwarded-Proto", b"https")],
+    [(b"Host", b"h:\xb2")],  # "²".isdigit() is True, int("²") raises
+    [(b"Host", b"[::1]:\xb2")],
 ]
 
 
@@ -42,3 +44,11 @@ def test_environ_answers_what_the_headers_say(headers: list[tuple[bytes, bytes]]
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (host, str(port))
     assert environ.get("REMOTE_ADDR") == remote
     assert environ.get("REMOTE_PORT") == (None if remote is None else "0")
+
+
+def test_a_port_of_non_ascii_digits_is_no_port() -> None:
+    """A Host whose "port" is a latin-1 superscript digit is a name with the
+    scheme's default port, not a ValueError out of the adapter."""
+    req = parse_request(encode_request("GET", "/", [(b"Host", b"h:\xb2")]))
+    environ = build_environ(req, None)
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("h:\xb2", "80")
