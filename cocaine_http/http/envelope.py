@@ -95,8 +95,10 @@ PY2_HTTPLIB_CODES = frozenset(
 
 _ORIGINAL_STATUS_HEADER = b"X-Cocaine-Original-Status"
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+#: CR, LF or NUL. The request path tests for them with ``13 in value or 10 in
+#: value or 0 in value`` instead (memchr): about 700 instructions whatever the
+#: length, where the regex costs 800 plus 55 a byte (callgrind).
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
-_BAD_URI = re.compile(rb"[\x00\r\n ]")
 #: What a response header value may not hold: every control character but
 #: HTAB (RFC 9110 §5.5; gunicorn and h11 refuse the same set).
 _BAD_RESPONSE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -191,6 +193,9 @@ def _new_name(name: bytes) -> bool:
 
 
 def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
+    """``(path, query)`` of a non-empty URI."""
+    if uri[0] == 47 and 63 not in uri and 35 not in uri:
+        return uri, b""  # "/" first, no "?" nor "#" (ints: memchr): the usual case
     if uri[:1] != b"/" and (uri[:7].lower() == b"http://" or uri[:8].lower() == b"https://"):
         rest = uri.split(b"://", 1)[1]
         slash = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
@@ -228,7 +233,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             raise EnvelopeError(f"invalid HTTP method {method_b[:32]!r}")
         method = method_b.decode("latin-1")
     uri = raw_uri if type(raw_uri) is bytes else _as_bytes(raw_uri, "uri")
-    if _BAD_URI.search(uri):
+    if 32 in uri or 13 in uri or 10 in uri or 0 in uri:  # space, CR, LF, NUL (see _BAD_VALUE)
         raise EnvelopeError(f"invalid request URI {uri[:64]!r}")
     version = _VERSIONS.get(raw_version) if type(raw_version) is bytes else None
     if version is None:
@@ -246,7 +251,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}"
         )
     headers: list[tuple[bytes, bytes]] = []
-    known, bad = _REQUEST_NAMES, _BAD_VALUE.search
+    known = _REQUEST_NAMES
     for pair in raw_headers:
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
         # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
@@ -257,7 +262,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
                 type(name) is bytes
                 and type(value) is bytes
                 and (name in known or _new_name(name))
-                and not bad(value)
+                and not (13 in value or 10 in value or 0 in value)
             ):
                 headers.append((name, value))
                 continue
