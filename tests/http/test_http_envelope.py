@@ -310,6 +310,31 @@ def test_b_joins_repeated_fields_but_set_cookie() -> None:
     assert [k for k, _ in pairs] == [k.encode() for k, _ in headers]
 
 
+def test_remembered_pairs_give_the_same_head() -> None:
+    # An encoder remembers the (name, value) tuples it checked: the same head
+    # again, a B join of remembered pairs, and past the table's limit (it
+    # forgets them all and starts again), every head is what the checks give.
+    headers = [(b"Vary", b"Accept "), (b"vary", b"\tCookie"), (b"Connection", b"close"), ("X-S", "s")]
+    expected = [[b"Vary", b"Accept, Cookie"], [b"X-S", b"s"]]
+    enc = ResponseEncoder(Generation.B)
+    for _ in range(3):
+        assert enc.head_pairs(200, headers) == (200, expected)
+    assert enc.head_pairs(200, [[b"Vary", b"x"], (b"X-L", [1])][:1]) == (200, [[b"Vary", b"x"]])
+    with pytest.raises(ResponseHeadError):
+        enc.head_pairs(200, [(b"X-L", [1])])  # a tuple that cannot be a key
+    for i in range(3000):
+        length = str(i % 1500).encode()
+        assert enc.head_pairs(200, [(b"Content-Length", length), *headers])[1] == [
+            [b"Content-Length", length],
+            *expected,
+        ]
+    assert ResponseEncoder(Generation.A).head_pairs(200, [(b"Content-Length", b"1"), *headers])[1] == [
+        [b"Vary", b"Accept"],
+        [b"vary", b"Cookie"],
+        [b"X-S", b"s"],
+    ]
+
+
 def test_a_status_fallback_for_codes_python2_httplib_lacks() -> None:
     enc = ResponseEncoder(Generation.A)
     assert enc.head_pairs(429, []) == (400, [[b"X-Cocaine-Original-Status", b"429"]])
