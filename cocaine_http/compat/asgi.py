@@ -82,8 +82,8 @@ def build_scope(
 ) -> dict[str, Any]:
     """The ``http`` scope of one request (ASGI HTTP spec 2.3)."""
     root = root_path.rstrip("/")
-    path = unquote_to_bytes(req.path).decode("utf-8", "replace")
     raw_path = req.path
+    path = (unquote_to_bytes(raw_path) if 37 in raw_path else raw_path).decode("utf-8", "replace")  # 37: "%"
     if root and not (path == root or path.startswith(root + "/")):
         # uvicorn's reading of root_path: ``path`` is the full path, root included
         path = root + path
