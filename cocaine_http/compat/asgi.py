@@ -223,7 +223,7 @@ class _Exchange:
             if self.response.closed:
                 return  # the session is gone (as uvicorn: sends after a disconnect are dropped)
             body = message.get("body", b"")
-            more = bool(message.get("more_body", False))
+            more = message.get("more_body", False)
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise TypeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
             if self._head is not None:
