@@ -329,7 +329,9 @@ def test_remembered_pairs_give_the_same_head() -> None:
             [b"Content-Length", length],
             *expected,
         ]
-    for _ in range(2):
+    for _ in range(3):
+        late = [(b"X-Late", b"\tl\t"), ("X-S", "s ")]
+        assert enc.head_pairs(200, late)[1] == [[b"X-Late", b"l"], [b"X-S", b"s"]]
         assert enc.head_pairs(200, [("X-Long", " v" * 600)])[1] == [[b"X-Long", b"v" + b" v" * 599]]
         with pytest.raises(ResponseHeadError):
             enc.head_pairs(200, [(b"Vary", b"a\rb")])
