@@ -322,7 +322,8 @@ class ASGIHandler:
             else:
                 self.cookie_warning.check(ex.pairs, req)
         finally:
-            ex.disconnect()
+            if not ex.disconnected:  # (a complete response did it)
+                ex.disconnect()
             self._live.discard(ex)
             if self.access_log:
                 took = time.perf_counter() - started
