@@ -108,8 +108,9 @@ def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
         slash = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=-1)
         uri = rest[slash:] if slash >= 0 else b"/"
     path, _, query = uri.partition(b"?")
-    path, _, _ = path.partition(b"#")
-    if not path.startswith(b"/"):
+    if 35 in path:
+        path = path.partition(b"#")[0]
+    if not path or path[0] != 47:
         path = b"/" + path
     return path, query
 
