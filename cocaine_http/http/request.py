@@ -162,8 +162,8 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
     known = _REQUEST_NAMES
     for pair in raw_headers:
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
-        # (callgrind, parse_request of a 10-header envelope: 138.2K -> 100.7K instr;
-        # bench/wsgi_callgrind.py --threads 0: a whole Flask hello request is about 545K)
+        # (callgrind, parse_request of a browser's 10-header envelope: 73.7K instr with
+        # a regex per value, 54.5K with the memchr tests; 138.2K before the fast path)
         if type(pair) is list and len(pair) == 2:
             name, value = pair
             if (
