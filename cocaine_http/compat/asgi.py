@@ -82,8 +82,8 @@ def build_scope(
 ) -> dict[str, Any]:
     """The ``http`` scope of one request (ASGI HTTP spec 2.3)."""
     root = root_path.rstrip("/")
-    path = unquote_to_bytes(req.path).decode("utf-8", "replace")
     raw_path = req.path
+    path = (unquote_to_bytes(raw_path) if 37 in raw_path else raw_path).decode("utf-8", "replace")  # 37: "%"
     if root and not (path == root or path.startswith(root + "/")):
         # uvicorn's reading of root_path: ``path`` is the full path, root included
         path = root + path
@@ -223,7 +223,7 @@ class _Exchange:
             if self.response.closed:
                 return  # the session is gone (as uvicorn: sends after a disconnect are dropped)
             body = message.get("body", b"")
-            more = bool(message.get("more_body", False))
+            more = message.get("more_body", False)
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise TypeError(f"http.response.body 'body' must be bytes, got {type(body).__name__}")
             if self._head is not None:
@@ -322,7 +322,8 @@ class ASGIHandler:
             else:
                 self.cookie_warning.check(ex.pairs, req)
         finally:
-            ex.disconnect()
+            if not ex.disconnected:  # (a complete response did it)
+                ex.disconnect()
             self._live.discard(ex)
             if self.access_log:
                 took = time.perf_counter() - started

@@ -310,6 +310,38 @@ def test_b_joins_repeated_fields_but_set_cookie() -> None:
     assert [k for k, _ in pairs] == [k.encode() for k, _ in headers]
 
 
+def test_remembered_pairs_give_the_same_head() -> None:
+    # An encoder remembers the (name, value) tuples it checked (a bounded
+    # number, of bounded length): the same head again, a B join of remembered
+    # pairs, past the table's limit and with values too long to remember,
+    # every head is what the checks give, and a bad pair is still refused.
+    headers = [(b"Vary", b"Accept "), (b"vary", b"\tCookie"), (b"Connection", b"close"), ("X-S", "s")]
+    expected = [[b"Vary", b"Accept, Cookie"], [b"X-S", b"s"]]
+    enc = ResponseEncoder(Generation.B)
+    for _ in range(3):
+        assert enc.head_pairs(200, headers) == (200, expected)
+    assert enc.head_pairs(200, [[b"Vary", b"x"]]) == (200, [[b"Vary", b"x"]])
+    with pytest.raises(ResponseHeadError):
+        enc.head_pairs(200, [(b"X-L", [1])])  # a tuple that cannot be a key
+    for i in range(1500):
+        length = str(i % 1000).encode()
+        assert enc.head_pairs(200, [(b"Content-Length", length), *headers])[1] == [
+            [b"Content-Length", length],
+            *expected,
+        ]
+    for _ in range(3):
+        late = [(b"X-Late", b"\tl\t"), ("X-S", "s ")]
+        assert enc.head_pairs(200, late)[1] == [[b"X-Late", b"l"], [b"X-S", b"s"]]
+        assert enc.head_pairs(200, [("X-Long", " v" * 600)])[1] == [[b"X-Long", b"v" + b" v" * 599]]
+        with pytest.raises(ResponseHeadError):
+            enc.head_pairs(200, [(b"Vary", b"a\rb")])
+    assert ResponseEncoder(Generation.A).head_pairs(200, [(b"Content-Length", b"1"), *headers])[1] == [
+        [b"Vary", b"Accept"],
+        [b"vary", b"Cookie"],
+        [b"X-S", b"s"],
+    ]
+
+
 def test_a_status_fallback_for_codes_python2_httplib_lacks() -> None:
     enc = ResponseEncoder(Generation.A)
     assert enc.head_pairs(429, []) == (400, [[b"X-Cocaine-Original-Status", b"429"]])
