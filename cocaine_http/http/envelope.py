@@ -102,12 +102,6 @@ _SET_COOKIE = b"set-cookie"
 #: How many header names a :class:`ResponseEncoder` remembers as checked (an
 #: app that echoes its clients' names cannot grow the table past it).
 _KNOWN_NAMES_LIMIT = 256
-#: How many (name, value) tuples it remembers as checked, how many values per
-#: name (a Content-Length, a request id or a date would fill the table) and
-#: how long a value (what the table holds stays under 1 MiB).
-_KNOWN_PAIRS_LIMIT = 512
-_KNOWN_VALUES_PER_NAME = 16
-_KNOWN_VALUE_SIZE = 512
 #: ``Generation.A`` costs an enum metaclass lookup (~900 instructions on 3.11), a global does not.
 _GEN_A, _GEN_B = Generation.A, Generation.B
 _STATUS_LINE = re.compile(r"^([1-5][0-9][0-9])(?: (.*))?$", re.DOTALL)
@@ -191,14 +185,7 @@ class ResponseEncoder:
     frames: the worker's response wraps them in chunk frames.
     """
 
-    __slots__ = (
-        "_names",
-        "_pairs",
-        "a_status_fallback",
-        "drop_content_length",
-        "generation",
-        "max_head_size",
-    )
+    __slots__ = ("_names", "a_status_fallback", "drop_content_length", "generation", "max_head_size")
 
     def __init__(
         self,
@@ -215,14 +202,8 @@ class ResponseEncoder:
             drop_content_length = self.generation is Generation.A
         self.drop_content_length = drop_content_length
         #: Header names of the app's heads (str from WSGI, bytes from ASGI), checked
-        #: once: name -> [bytes, lowercased, dropped, how many of its pairs are in _pairs].
-        self._names: dict[str | bytes, list[Any]] = {}
-        #: The (name, value) tuples of the app's heads, checked once: one dict lookup
-        #: instead of the checks. Callgrind, code_pairs: the hello heads (2 headers)
-        #: of FastAPI 14.9K -> 8.8K instructions, of Flask 13.4K -> 9.1K; with a
-        #: JSON Content-Type and a Content-Length that changes every time (~1.1K
-        #: more for it: looked up, not found), ASGI 16.4K -> 14.2K, WSGI 15.0K -> 13.6K.
-        self._pairs: dict[tuple[Any, Any], tuple[bytes, bytes, bytes, bool]] = {}
+        #: once: name -> (bytes, lowercased, dropped).
+        self._names: dict[str | bytes, tuple[bytes, bytes, bool]] = {}
 
     def head_pairs(self, status: Any, headers: Iterable[Any]) -> tuple[int, list[list[bytes]]]:
         """Validate and normalise a head; returns ``(code, [[name, value], ...])`` as sent.
@@ -249,50 +230,28 @@ class ResponseEncoder:
             ) from None
         join = self.generation is _GEN_B
         seen: dict[bytes, list[bytes]] = {}
-        names, pairs = self._names, self._pairs
+        names = self._names
         for item in items:
-            try:
-                hit = pairs.get(item) if type(item) is tuple else None
-            except TypeError:  # a tuple holding a list: refused below
-                hit = None
-            if hit is not None:
-                name, value, lname, drop = hit
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
+            raw_name, raw_value = item
+            kind, value_kind = type(raw_name), type(raw_value)
+            known = names.get(raw_name) if kind is str or kind is bytes else None
+            if known is not None and value_kind is str and raw_value.isascii() and raw_value.isprintable():
+                # A name checked before and a printable ASCII value (no control
+                # character, no tab): what WSGI apps send, without the regexes.
+                name, lname, drop = known
+                value = raw_value.encode("ascii").strip(b" ")
+            elif known is not None and value_kind is bytes and not _BAD_RESPONSE_VALUE.search(raw_value):
+                # What ASGI apps send: the name checked before, the value's check as in _checked.
+                name, lname, drop = known
+                value = raw_value.strip(b" \t")
             else:
-                if not isinstance(item, (tuple, list)) or len(item) != 2:
-                    raise ResponseHeadError(f"header {item!r:.64} is not a (name, value) pair")
-                raw_name, raw_value = item
-                kind, value_kind = type(raw_name), type(raw_value)
-                known = names.get(raw_name) if kind is str or kind is bytes else None
-                if (
-                    known is not None
-                    and value_kind is str
-                    and raw_value.isascii()
-                    and raw_value.isprintable()
-                ):
-                    # A name checked before and a printable ASCII value (no control
-                    # character, no tab): what WSGI apps send, without the regexes.
-                    name, lname, drop, _ = known
-                    value = raw_value.encode("ascii").strip(b" ")
-                elif known is not None and value_kind is bytes and not _BAD_RESPONSE_VALUE.search(raw_value):
-                    # What ASGI apps send: the name checked before, the value's check as in _checked.
-                    name, lname, drop, _ = known
-                    value = raw_value.strip(b" \t")
-                else:
-                    name, value = self._checked(raw_name, raw_value)
-                    lname = name.lower()
-                    drop = lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length")
-                    if known is None and (kind is str or kind is bytes) and len(names) < _KNOWN_NAMES_LIMIT:
-                        names[raw_name] = [name, lname, drop, 0]
-                if (
-                    known is not None
-                    and known[3] < _KNOWN_VALUES_PER_NAME
-                    and type(item) is tuple
-                    and value_kind is kind
-                    and len(raw_value) <= _KNOWN_VALUE_SIZE
-                    and len(pairs) < _KNOWN_PAIRS_LIMIT
-                ):
-                    known[3] += 1  # (a name whose values keep changing stops filling the table)
-                    pairs[item] = (name, value, lname, drop)
+                name, value = self._checked(raw_name, raw_value)
+                lname = name.lower()
+                drop = lname in HOP_BY_HOP or (self.drop_content_length and lname == b"content-length")
+                if (kind is str or kind is bytes) and len(names) < _KNOWN_NAMES_LIMIT:
+                    names[raw_name] = (name, lname, drop)
             size += len(name) + len(value) + 4
             if size > self.max_head_size:
                 raise ResponseHeadError(f"response head exceeds {self.max_head_size} bytes")

@@ -310,11 +310,10 @@ def test_b_joins_repeated_fields_but_set_cookie() -> None:
     assert [k for k, _ in pairs] == [k.encode() for k, _ in headers]
 
 
-def test_remembered_pairs_give_the_same_head() -> None:
-    # An encoder remembers the (name, value) tuples it checked (a bounded
-    # number, of bounded length): the same head again, a B join of remembered
-    # pairs, past the table's limit and with values too long to remember,
-    # every head is what the checks give, and a bad pair is still refused.
+def test_repeated_heads_give_the_same_pairs() -> None:
+    # An encoder remembers the header names it checked (a bounded number): the
+    # same head again, a B join, many values of one name, long values: every
+    # head is what the checks give, and a bad pair is still refused.
     headers = [(b"Vary", b"Accept "), (b"vary", b"\tCookie"), (b"Connection", b"close"), ("X-S", "s")]
     expected = [[b"Vary", b"Accept, Cookie"], [b"X-S", b"s"]]
     enc = ResponseEncoder(Generation.B)
