@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from worker_helpers import run
 
+from cocaine_http.aio.sessions import START_BATCH
 from cocaine_http.aio.worker import Worker
 from cocaine_http.protocol.catalog import MessageEncoder
 from cocaine_http.protocol.frames import Generation
@@ -119,33 +120,35 @@ def test_a_whole_request_is_answered_within_the_read_that_brought_it(gen: str, r
     assert in_flight and in_flight[-1] == 0 and max(in_flight) == 0
 
 
-def test_a_handler_starts_at_its_requests_end_before_the_rest_of_the_read(
-    gen: str, runtime_dir: str
-) -> None:
-    """Two whole sessions in one write: the first handler runs (and answers) before
-    the second invoke is read, so the read's sessions are not all alive at once."""
-    alive_at_start: list[tuple[int, int]] = []
+def test_a_reads_whole_requests_start_together_by_batches(gen: str, runtime_dir: str) -> None:
+    """START_BATCH + 2 whole sessions in one write: the first START_BATCH handlers
+    start together once the last of their requests has ended, before the next
+    invoke is read; the two others at the read's end."""
+    alive_at_start: list[int] = []
 
     async def echo(request: Any, response: Any) -> None:
-        alive_at_start.append((request.session, peer.worker.active_sessions))
+        alive_at_start.append(peer.worker.active_sessions)
         async for chunk in request:
             await response.write(chunk)
 
     async def body() -> None:
         nonlocal peer
         async with raw_peer(gen, runtime_dir, echo) as peer:
-            enc, s = peer.enc, session_of(gen)
-            one = enc.invoke(s, "echo") + enc.chunk(s, b"ab") + enc.choke(s)
-            two = enc.invoke(s + 2, "echo") + enc.chunk(s + 2, b"cd") + enc.choke(s + 2)
-            peer.writer.write(one + two)
-            reply = enc.chunk(s, b"ab") + enc.choke(s) + enc.chunk(s + 2, b"cd") + enc.choke(s + 2)
+            enc, first = peer.enc, session_of(gen)
+            sessions = [first + 2 * i for i in range(START_BATCH + 2)]
+            data = [b"%d" % s for s in sessions]
+            peer.writer.write(
+                b"".join(enc.invoke(s, "echo") + enc.chunk(s, d) + enc.choke(s) for s, d in zip(sessions, data))
+            )
+            reply = b"".join(enc.chunk(s, d) + enc.choke(s) for s, d in zip(sessions, data))
             assert await asyncio.wait_for(peer.reader.readexactly(len(reply)), 5) == reply
             peer.writer.write(enc.terminate(1, "done"))
             assert await asyncio.wait_for(peer.serving, 5) == 0
 
     peer: Any = None
     run(body())
-    assert alive_at_start == [(session_of(gen), 1), (session_of(gen) + 2, 1)]
+    # each batch's handlers run one after the other, each session ending with its handler
+    assert alive_at_start == [*range(START_BATCH, 0, -1), 2, 1]
 
 
 def test_a_handler_that_waits_still_runs_to_the_end(gen: str, runtime_dir: str) -> None:
