@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(SELF)))
 import msgpack  # noqa: E402
 
 from cocaine_http.aio.flow import InboundFlow, Outbox  # noqa: E402
-from cocaine_http.aio.sessions import Sessions, how_it_runs  # noqa: E402
+from cocaine_http.aio.handlers import how_it_runs  # noqa: E402
+from cocaine_http.aio.sessions import Sessions  # noqa: E402
 from cocaine_http.aio.threads import HandlerThreads  # noqa: E402
 from cocaine_http.aio.worker_transport import WorkerTransport  # noqa: E402
 from cocaine_http.protocol.worker import WorkerProtocol  # noqa: E402

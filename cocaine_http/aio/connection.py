@@ -29,7 +29,8 @@ from collections.abc import Callable
 from ..config import WorkerConfig
 from ..protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
 from .flow import InboundFlow, Outbox
-from .sessions import Handler, Sessions
+from .handlers import Handler
+from .sessions import Sessions
 from .threads import HandlerThreads
 from .worker_transport import WorkerTransport
 

@@ -69,39 +69,19 @@ from ..errors import (
 from ..protocol.frames import Generation
 from ..protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, Oversize, WorkerProtocol, tell
 from .blocking import blocking_pair
-from .eager import TASKLESS, TaskStarter, start_taskless
+from .eager import TaskStarter, start_taskless
 from .flow import InboundFlow, Outbox
+from .handlers import FIRST_STEP, IN_THREAD, Handler
 from .streams import Request, Response
 from .threads import HandlerThreads, LoopInbox
 
-__all__ = ["FIRST_STEP", "IN_TASK", "IN_THREAD", "Handler", "Sessions", "how_it_runs"]
+__all__ = ["START_BATCH", "Handler", "Sessions"]
 
 log = logging.getLogger("cocaine_http.worker")
-
-Handler = Callable[[Any, Any], Any]
 
 #: How many whole requests of a read wait for their handlers to start together
 #: (the module docstring: "When handlers start").
 START_BATCH = 64
-
-#: How a handler runs: the second item of what *find_handler* returns (:func:`how_it_runs`).
-#: A plain ``def``: in the handler thread pool, with blocking streams.
-IN_THREAD = 0
-#: An ``async def``: as a task of its own, started eagerly (:class:`~.eager.TaskStarter`).
-IN_TASK = 1
-#: An ``async def`` that needs no task (``needs_task = False``): its first step
-#: runs without one, and a task carries it on if it waits (:func:`~.eager.start_taskless`).
-FIRST_STEP = 2
-
-
-def how_it_runs(handler: Handler) -> int:
-    """:data:`IN_THREAD`, :data:`IN_TASK` or :data:`FIRST_STEP`, for *handler*."""
-    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
-    if not (inspect.iscoroutinefunction(handler) or (call is not None and inspect.iscoroutinefunction(call))):
-        return IN_THREAD
-    if TASKLESS and getattr(handler, "needs_task", True) is False:
-        return FIRST_STEP
-    return IN_TASK
 
 Code = int | tuple[int, int]
 

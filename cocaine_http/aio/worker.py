@@ -54,7 +54,7 @@ from ..errors import ConnectError, StartupError
 from ..protocol.worker import Terminate
 from .connection import RuntimeConnection
 from .events import EventEmitter
-from .sessions import Handler, how_it_runs
+from .handlers import Handler, how_it_runs
 
 __all__ = [
     "EXIT_CONFIG",

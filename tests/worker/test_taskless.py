@@ -20,7 +20,7 @@ from test_worker_reads import one_read_session, raw_peer, session_of
 from worker_helpers import run
 
 from cocaine_http.aio.eager import start_taskless
-from cocaine_http.aio.sessions import FIRST_STEP, IN_TASK, IN_THREAD, how_it_runs
+from cocaine_http.aio.handlers import FIRST_STEP, IN_TASK, IN_THREAD, how_it_runs
 from cocaine_http.compat.wsgi import InlineWSGIHandler, WSGIHandler
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 11), reason="create_task(context=) is 3.11+")

@@ -136,11 +136,10 @@ def test_a_reads_whole_requests_start_together_by_batches(gen: str, runtime_dir:
         async with raw_peer(gen, runtime_dir, echo) as peer:
             enc, first = peer.enc, session_of(gen)
             sessions = [first + 2 * i for i in range(START_BATCH + 2)]
-            data = [b"%d" % s for s in sessions]
             peer.writer.write(
-                b"".join(enc.invoke(s, "echo") + enc.chunk(s, d) + enc.choke(s) for s, d in zip(sessions, data))
+                b"".join(enc.invoke(s, "echo") + enc.chunk(s, b"%d" % s) + enc.choke(s) for s in sessions)
             )
-            reply = b"".join(enc.chunk(s, d) + enc.choke(s) for s, d in zip(sessions, data))
+            reply = b"".join(enc.chunk(s, b"%d" % s) + enc.choke(s) for s in sessions)
             assert await asyncio.wait_for(peer.reader.readexactly(len(reply)), 5) == reply
             peer.writer.write(enc.terminate(1, "done"))
             assert await asyncio.wait_for(peer.serving, 5) == 0

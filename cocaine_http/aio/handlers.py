@@ -1,0 +1,43 @@
+"""How a registered handler runs, decided once when it is registered.
+
+``worker.on(event, handler)`` keeps ``(handler, how_it_runs(handler))``; the
+worker's :class:`~cocaine_http.aio.sessions.Sessions` reads the second item for
+every invocation of that event:
+
+* a plain ``def`` handler runs in the handler thread pool, with blocking streams;
+* an ``async def`` handler (or an object with an async ``__call__``) runs as a
+  task of its own, started eagerly (:class:`~.eager.TaskStarter`);
+* an async handler that says it needs no task (``needs_task = False``, as the
+  inline WSGI handler does: the app it runs is synchronous code) takes its
+  first step with no task, and gets one only if it waits
+  (:func:`~.eager.start_taskless`; from Python 3.11, before which it gets a task).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .eager import TASKLESS
+
+__all__ = ["FIRST_STEP", "IN_TASK", "IN_THREAD", "Handler", "how_it_runs"]
+
+Handler = Callable[[Any, Any], Any]
+
+#: A plain ``def``: in the handler thread pool, with blocking streams.
+IN_THREAD = 0
+#: An ``async def``: as a task of its own, started eagerly.
+IN_TASK = 1
+#: An ``async def`` that needs no task: its first step without one.
+FIRST_STEP = 2
+
+
+def how_it_runs(handler: Handler) -> int:
+    """:data:`IN_THREAD`, :data:`IN_TASK` or :data:`FIRST_STEP`, for *handler*."""
+    call = getattr(handler, "__call__", None)  # noqa: B004 - callable objects
+    if not (inspect.iscoroutinefunction(handler) or (call is not None and inspect.iscoroutinefunction(call))):
+        return IN_THREAD
+    if TASKLESS and getattr(handler, "needs_task", True) is False:
+        return FIRST_STEP
+    return IN_TASK
