@@ -203,12 +203,7 @@ class Sessions:
             )
             session._abort_threads = abort
             session._task = loop.create_future()
-
-            def notify(result: Any, exc: BaseException | None, session: _Session = session) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: the worker has left
-                    inbox.post(self._sync_done, session, result, exc)
-
-            self._threads.call(notify, handler, breq, bresp)
+            self._threads.call(inbox, self._sync_done, session, handler, breq, bresp)
 
     def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
         session = self._sessions.get(s)
@@ -316,7 +311,7 @@ class Sessions:
             self._done(session)
 
     def _sync_done(self, session: _Session, result: Any, exc: BaseException | None) -> None:
-        if exc is None and inspect.isawaitable(result):
+        if exc is None and result is not None and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
             exc = TypeError(f"handler of {session.event!r} returned an awaitable: declare it with async def")
