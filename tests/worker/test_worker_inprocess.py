@@ -428,6 +428,18 @@ def test_handler_threads_are_bounded_daemons() -> None:
     pool.shutdown()
 
 
+def test_handler_threads_start_a_thread_for_each_call_no_idle_thread_will_take() -> None:
+    """Calls that must all run at once (each waits for the others) get threads
+    enough, whether idle threads of earlier rounds are there or not."""
+    pool = HandlerThreads(8)
+    for width in (2, 3, 5, 8, 8):
+        barrier = threading.Barrier(width, timeout=5)
+        futures = [pool.submit(barrier.wait) for _ in range(width)]
+        assert sorted(f.result(10) for f in futures) == list(range(width))
+    assert len({t.name for t in threading.enumerate() if t.name.startswith("cocaine-handler")}) <= 8
+    pool.shutdown()
+
+
 def test_handler_threads_call_tells_the_end_on_the_loop() -> None:
     """``call`` runs on a pool thread and posts ``done(token, result, exc)`` to the loop."""
     ran_on: dict[str, str] = {}
