@@ -168,7 +168,7 @@ class HandlerThreads:
                 else:
                     _tell(inbox, done, token, result, None)
             result = None  # nothing of this call stays referenced while the thread waits
-            del item, inbox, done, token, fn, args
+            del item, inbox, done, token, ctx, fn, args
             if len(threads) < self.size:
                 idle.append(None)
 
