@@ -330,7 +330,7 @@ class Sessions:
         # settle() waits for is the same): bench/wsgi_callgrind.py --threads 8,
         # 532.0K -> 525.8K instr/req (means of 3 and 4 runs).
         self._sync_running -= 1
-        if self._sync_running == 0:
+        if self._sync_running == 0 and not self._sync_idle.done():
             self._sync_idle.set_result(None)
         self._done(session)
 
