@@ -102,10 +102,9 @@ class _ThreadState:
 
     __slots__ = ("aborted", "waiting")
 
-    def __init__(self) -> None:
-        self.aborted: BaseException | None = None
-        #: Made by the first wait (most requests never wait on the loop).
-        self.waiting: set[concurrent.futures.Future[Any]] | None = None
+    aborted: BaseException | None
+    #: Made by the first wait (most requests never wait on the loop).
+    waiting: set[concurrent.futures.Future[Any]] | None
 
     def check(self) -> None:
         if self.aborted is not None:
@@ -150,7 +149,8 @@ class BlockingResponse(_ThreadState):
         budget: int = 256 * 1024,
         inbox: LoopInbox | None = None,
     ) -> None:
-        super().__init__()
+        self.aborted = None  # the fields of _ThreadState, set here: a call less per request
+        self.waiting = None
         self._response = response
         self._loop = loop
         self._inbox = inbox if inbox is not None else LoopInbox(loop)
@@ -197,7 +197,8 @@ class BlockingResponse(_ThreadState):
                 and self.aborted is None
             ):
                 self._condition().wait(0.5)
-            self._raise_if_failed()
+            if self._failed is not None or self.aborted is not None:
+                self._raise_if_failed()
             self._inflight += n
         try:
             self._inbox.post(self._write_on_loop, chunks, n)

@@ -82,61 +82,77 @@ class HandlerThreads:
         self.name = name
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._idle = 0
-        self._pending = 0
+        self._lock = threading.Lock()  # taken only to start a thread
+        #: One entry per thread that will wait for work no call has claimed yet.
+        #: A call claims one, or else starts a thread; once the pool is full,
+        #: the queue alone (see :meth:`_put`).
+        self._idle: list[None] = []
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         """Run ``fn(*args)`` on a pool thread; its future says how it ended."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._put(future, fn, args)
+        self._put(None, future, None, fn, args)
         return future
 
     def call(
-        self, done: Callable[[Any, BaseException | None], Any], fn: Callable[..., Any], *args: Any
+        self,
+        inbox: LoopInbox,
+        done: Callable[[Any, Any, BaseException | None], Any],
+        token: Any,
+        fn: Callable[..., Any],
+        *args: Any,
     ) -> None:
-        """Run ``fn(*args)`` on a pool thread, then ``done(result, None)`` or
-        ``done(None, exc)`` on that same thread.
+        """Run ``fn(*args)`` on a pool thread, then ``done(token, result, None)``
+        or ``done(token, None, exc)`` on the loop, posted to *inbox* (not at all
+        once the loop is closed).
 
         :meth:`submit` without its future, for the worker's sessions, which
-        only want to hear the end: a future's making, running and result cost
-        23.7K instructions (it locks a condition of its own for each step).
+        only want to hear the end, on the loop: a future's making, running and
+        result cost 23.7K instructions (it locks a condition of its own for
+        each step); *token* (the session) spares the caller a closure per call.
         """
-        self._put(done, fn, args)
+        self._put(inbox, done, token, fn, args)
 
-    def _put(self, done: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def _put(
+        self, inbox: LoopInbox | None, done: Any, token: Any, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        # No lock and no counts per call: a thread adds its entry to _idle
+        # (list appends and pops are atomic) before it waits again, and a
+        # call takes one, so each call put while the pool can grow has a
+        # thread bound to take it, one already there or one started for it.
         if self._closed:
             raise RuntimeError("the handler pool is shut down")
-        ctx = contextvars.copy_context()
+        item = (inbox, done, token, contextvars.copy_context(), fn, args)
+        if len(self._threads) < self.size:
+            try:
+                self._idle.pop()
+            except IndexError:
+                self._spawn()
+        self._queue.put(item)
+
+    def _spawn(self) -> None:
         with self._lock:
-            self._pending += 1
-            spawn = self._pending > self._idle and len(self._threads) < self.size
-            if spawn:
-                thread = threading.Thread(
-                    target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(thread)
-        self._queue.put((done, ctx, fn, args))
-        if spawn:
-            thread.start()
+            if len(self._threads) >= self.size:
+                return  # started by another caller meanwhile: the queue waits for one of them
+            thread = threading.Thread(target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+        thread.start()
 
     def _run(self) -> None:
         # Signals are the main thread's business (the loop handles SIGTERM/SIGINT).
         if hasattr(signal, "pthread_sigmask"):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        get = self._queue.get
+        idle = self._idle
+        threads = self._threads
         while True:
-            with self._lock:
-                self._idle += 1
-            item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
-                if item is not None:
-                    self._pending -= 1
+            # The first call of a thread is the one that started it: no entry in _idle.
+            item = get()
             if item is None:
                 return
-            done, ctx, fn, args = item
-            if type(done) is concurrent.futures.Future:
+            inbox, done, token, ctx, fn, args = item
+            if inbox is None:  # submit: done is the call's future
                 if done.set_running_or_notify_cancel():
                     try:
                         result = ctx.run(fn, *args)
@@ -148,20 +164,13 @@ class HandlerThreads:
                 try:
                     result = ctx.run(fn, *args)
                 except BaseException as exc:
-                    self._tell(done, None, exc)
+                    _tell(inbox, done, token, None, exc)
                 else:
-                    self._tell(done, result, None)
+                    _tell(inbox, done, token, result, None)
             result = None  # nothing of this call stays referenced while the thread waits
-            del item, done, fn, args
-
-    @staticmethod
-    def _tell(
-        done: Callable[[Any, BaseException | None], Any], result: Any, exc: BaseException | None
-    ) -> None:
-        try:
-            done(result, exc)
-        except Exception:
-            log.exception("the end of a handler thread's call could not be told: %r", done)
+            del item, inbox, done, token, ctx, fn, args
+            if len(threads) < self.size:
+                idle.append(None)
 
     def shutdown(self) -> None:
         """Stop the idle threads; busy ones finish their handler first (never joined)."""
@@ -169,7 +178,12 @@ class HandlerThreads:
         for _ in self._threads:
             self._queue.put(None)
 
-    @property
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._threads) - self._idle
+
+def _tell(
+    inbox: LoopInbox, done: Callable[..., Any], token: Any, result: Any, exc: BaseException | None
+) -> None:
+    """Post the end of a :meth:`HandlerThreads.call` to the loop, unless the loop is closed."""
+    try:
+        inbox.post(done, token, result, exc)
+    except RuntimeError:
+        log.debug("the end of a handler thread's call after the loop closed: %r", done)

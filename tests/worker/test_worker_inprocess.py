@@ -15,7 +15,7 @@ import pytest
 from worker_helpers import expected_worker, finish, make_engine, run, serve_in_process, until
 
 from cocaine_http.aio.events import EventEmitter
-from cocaine_http.aio.threads import HandlerThreads
+from cocaine_http.aio.threads import HandlerThreads, LoopInbox
 from cocaine_http.aio.worker import EXIT_STARTUP, Worker, WorkerState
 from cocaine_http.errors import ChannelClosedError, ServiceError
 from cocaine_http.runtime import Engine, Slave
@@ -428,27 +428,54 @@ def test_handler_threads_are_bounded_daemons() -> None:
     pool.shutdown()
 
 
-def test_handler_threads_call_tells_the_end_on_the_thread() -> None:
-    pool = HandlerThreads(2)
-    told: list[tuple[object, object, str]] = []
-    done = threading.Event()
+def test_handler_threads_start_a_thread_for_each_call_no_idle_thread_will_take() -> None:
+    """Calls that must all run at once (each waits for the others) get threads
+    enough, whether idle threads of earlier rounds are there or not."""
+    pool = HandlerThreads(8)
+    for width in (2, 3, 5, 8, 8):
+        barrier = threading.Barrier(width, timeout=5)
+        futures = [pool.submit(barrier.wait) for _ in range(width)]
+        assert sorted(f.result(10) for f in futures) == list(range(width))
+    assert len({t.name for t in threading.enumerate() if t.name.startswith("cocaine-handler")}) <= 8
+    pool.shutdown()
 
-    def tell(result: object, exc: BaseException | None) -> None:
-        told.append((result, exc, threading.current_thread().name))
-        if len(told) == 2:
-            done.set()
+
+def test_handler_threads_call_tells_the_end_on_the_loop() -> None:
+    """``call`` runs on a pool thread and posts ``done(token, result, exc)`` to the loop."""
+    ran_on: dict[str, str] = {}
+
+    def add(a: int, b: int) -> int:
+        ran_on["one"] = threading.current_thread().name
+        return a + b
 
     def fail() -> None:
+        ran_on["two"] = threading.current_thread().name
         raise ValueError("no")
 
-    pool.call(tell, lambda a, b: a + b, 1, 2)
-    pool.call(tell, fail)
-    assert done.wait(5)
-    ends = sorted(told, key=lambda t: t[1] is not None)
-    assert ends[0][:2] == (3, None)
-    assert ends[1][0] is None and isinstance(ends[1][1], ValueError)
-    assert all(name.startswith("cocaine-handler") for _, _, name in told)
-    pool.shutdown()
+    async def main() -> list[tuple[object, object, object, str]]:
+        loop = asyncio.get_running_loop()
+        pool = HandlerThreads(2)
+        told: list[tuple[object, object, object, str]] = []
+        finished = loop.create_future()
+
+        def tell(token: object, result: object, exc: BaseException | None) -> None:
+            told.append((token, result, exc, threading.current_thread().name))
+            if len(told) == 2:
+                finished.set_result(None)
+
+        inbox = LoopInbox(loop)
+        pool.call(inbox, tell, "one", add, 1, 2)
+        pool.call(inbox, tell, "two", fail)
+        await asyncio.wait_for(finished, 5)
+        pool.shutdown()
+        return told
+
+    told = asyncio.run(main())
+    ends = sorted(told, key=lambda t: t[2] is not None)
+    assert ends[0][:3] == ("one", 3, None)
+    assert ends[1][:2] == ("two", None) and isinstance(ends[1][2], ValueError)
+    assert all(t[3] == threading.main_thread().name for t in told)  # told on the loop's thread
+    assert all(name.startswith("cocaine-handler") for name in ran_on.values()) and len(ran_on) == 2
 
 
 def test_a_plain_def_handler_returning_a_coroutine_is_an_error(gen: str, runtime_dir: str) -> None:
