@@ -36,9 +36,9 @@ of the read's answers. A handler that says it needs no task
 (``needs_task = False``: the inline WSGI handler, whose app is synchronous
 code) takes that first step with no task at all
 (:func:`~.eager.start_taskless`), and gets one only if it waits:
-bench/http_apps.py's in-process twin, Flask ``--threads 0``, 69.3-70.7 ->
-66.6-67.9 us/request; bench/wsgi_callgrind.py --threads 0, 498.2K -> 488.5K
-instructions.
+bench/http_apps.py --only flask --driver node, ``--threads 0``, 68.3-75.0 ->
+66.7-70.0 us CPU/request (three interleaved runs); bench/wsgi_callgrind.py
+--threads 0, 498.2K -> 488.5K instructions.
 """
 
 from __future__ import annotations
