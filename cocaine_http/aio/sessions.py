@@ -47,7 +47,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from ..errors import (
@@ -217,7 +217,7 @@ class Sessions:
         session._aborted = False
         if runs != IN_THREAD:
             session._taskless = runs == FIRST_STEP
-            # Started at its request's end, or once the whole read is delivered (on_read_end).
+            # Started with the read's other whole requests (on_choke), or at the read's end.
             self._starting[s] = session
         else:
             inbox = self._inbox
@@ -272,14 +272,9 @@ class Sessions:
         """
         if self._whole:
             self._start_whole()
-        starting = self._starting
-        if starting:
-            self._starting = {}
-            for session in starting.values():
-                if session._aborted:  # the connection failed during this read
-                    self._done(session)
-                else:
-                    self._start(session)
+        if self._starting:
+            starting, self._starting = self._starting, {}
+            self._start_all(starting.values())
         self._outbox.flush()
         if self._queued or self._woken:
             self._queued = False
@@ -292,8 +287,13 @@ class Sessions:
     def _start_whole(self) -> None:
         """Start the handlers of the whole requests waiting (see the module docstring)."""
         whole, self._whole = self._whole, []
-        for session in whole:
-            if session._aborted:  # failed while it waited (the connection, an idle timeout)
+        self._start_all(whole)
+
+    def _start_all(self, sessions: Iterable[_Session]) -> None:
+        """Start the handlers of *sessions*, in order; end those failed while they
+        waited (the connection during this read, an idle timeout) instead."""
+        for session in sessions:
+            if session._aborted:
                 self._done(session)
             else:
                 self._start(session)
