@@ -8,7 +8,8 @@ the most any server could reach against granian on the same machine.
 
 * ``wsgi``: the app is called with a prebuilt environ (copied per request,
   as apps write into it; the one cocaine-http builds for ``GET /`` with
-  ``Host`` and ``User-Agent``) and a ``start_response`` that keeps nothing;
+  ``Host`` and ``User-Agent``, or ``--headers browser``'s dozen, see
+  ``bench/request_headers.py``) and a ``start_response`` that keeps nothing;
   its body is iterated and closed.
 * ``asgi``: one asyncio task awaits the app with a prebuilt ``http`` scope
   (copied per request), a ``receive`` that returns the empty request body
@@ -44,6 +45,9 @@ from cocaine_http.compat.wsgi_environ import build_environ  # noqa: E402
 from cocaine_http.http.envelope import encode_request, parse_request  # noqa: E402
 from cocaine_http.importer import import_app  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from request_headers import HEADER_SETS  # noqa: E402
+
 EXPECTED = b"Hello, world!\n"
 BATCH = 200  # requests between two looks at the clock
 
@@ -59,12 +63,14 @@ def batches(seconds: float, requests: int | None) -> Iterator[int]:
         yield BATCH
 
 
-def request() -> Any:
-    return parse_request(encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b""))
+def request(headers: str = "hello") -> Any:
+    return parse_request(encode_request("GET", "/", HEADER_SETS[headers], b""))
 
 
-def run_wsgi(app: Any, seconds: float, requests: int | None = None) -> tuple[int, float]:
-    base = build_environ(request(), None)
+def run_wsgi(
+    app: Any, seconds: float, requests: int | None = None, headers: str = "hello"
+) -> tuple[int, float]:
+    base = build_environ(request(headers), None)
     answer: list[str] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -93,8 +99,10 @@ def run_wsgi(app: Any, seconds: float, requests: int | None = None) -> tuple[int
     return n, time.process_time() - cpu0
 
 
-async def run_asgi(app: Any, seconds: float, requests: int | None = None) -> tuple[int, float]:
-    req = request()
+async def run_asgi(
+    app: Any, seconds: float, requests: int | None = None, headers: str = "hello"
+) -> tuple[int, float]:
+    req = request(headers)
     base = build_scope(req, root_path="", state=None)
     request_message = {"type": "http.request", "body": b"", "more_body": False}
     sent: list[dict[str, Any]] = []
@@ -127,12 +135,15 @@ def main() -> None:
     parser.add_argument("app", help="module:attribute, as cocaine-http takes it")
     parser.add_argument("--seconds", type=float, default=3.0, help="how long to run (default 3)")
     parser.add_argument("--requests", type=int, default=None, help="run exactly this many instead")
+    parser.add_argument(
+        "--headers", choices=sorted(HEADER_SETS), default="hello", help="request headers (default hello)"
+    )
     args = parser.parse_args()
     app = import_app(args.app)
     if args.interface == "wsgi":
-        n, cpu = run_wsgi(app, args.seconds, args.requests)
+        n, cpu = run_wsgi(app, args.seconds, args.requests, args.headers)
     else:
-        n, cpu = asyncio.run(run_asgi(app, args.seconds, args.requests))
+        n, cpu = asyncio.run(run_asgi(app, args.seconds, args.requests, args.headers))
     print(json.dumps({"n": n, "cpu_us": cpu / n * 1e6}))
 
 

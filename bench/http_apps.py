@@ -30,7 +30,7 @@ Usage::
     python bench/http_apps.py [--duration 5] [--connections 64] [--rounds 3]
                               [--only flask|fastapi] [--driver python|node|both]
                               [--node-engine /tmp/bench-engine/fake-engine.js]
-                              [--minimal] [--floor]
+                              [--minimal] [--floor] [--headers hello|browser]
 
 ``--minimal`` adds the bare workers of ``bench/minimal_http.py``, ``--floor``
 the app alone with no server (``bench/app_alone.py``): its line against
@@ -66,6 +66,9 @@ sys.path.insert(0, ROOT)
 from cocaine_http.http.envelope import decode_response, encode_request  # noqa: E402
 from cocaine_http.protocol.frames import Generation  # noqa: E402
 from cocaine_http.runtime.engine import Engine  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from request_headers import HEADER_SETS  # noqa: E402
 
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
 EXPECTED = b"Hello, world!\n"
@@ -179,8 +182,12 @@ _WRK_TOTAL = re.compile(r"(\d+) requests in")
 _WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*")
 
 
-def wrk(port: int, seconds: float, connections: int, cpu: int | None) -> tuple[int, float, str]:
+def wrk(
+    port: int, seconds: float, connections: int, cpu: int | None, headers: str = "hello"
+) -> tuple[int, float, str]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"]
+    if headers != "hello":  # wrk's own request is the hello one: Host, and nothing else
+        cmd[1:1] = [arg for name, value in HEADER_SETS[headers] for arg in ("-H", f"{name}: {value}")]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     t0 = time.perf_counter()
@@ -220,7 +227,7 @@ def http_server(kind: str, app: str, cpu: int) -> Iterator[tuple[int, int]]:
 def measure_http(port_pid: tuple[int, int], args: argparse.Namespace) -> Figure:
     port, pid = port_pid
     before = tree_cpu(pid)
-    n, elapsed, out = wrk(port, args.duration, args.connections, args.driver_cpu)
+    n, elapsed, out = wrk(port, args.duration, args.connections, args.driver_cpu, args.headers)
     used = tree_cpu(pid) - before
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad:
@@ -245,9 +252,9 @@ def workers(name: str, app: str, minimal: bool) -> list[tuple[str, list[str]]]:
     return found
 
 
-async def python_driver_round(engine: Engine, seconds: float, window: int) -> Figure:
+async def python_driver_round(engine: Engine, seconds: float, window: int, headers: str = "hello") -> Figure:
     gen = engine.generation
-    blob = encode_request("GET", "/", [("Host", "127.0.0.1"), ("User-Agent", "bench")], b"", generation=gen)
+    blob = encode_request("GET", "/", HEADER_SETS[headers], b"", generation=gen)
     pid = next(iter(engine.slaves.values())).pid
     done = 0
     stop = time.perf_counter() + seconds
@@ -287,7 +294,7 @@ async def python_engine(command: list[str], args: argparse.Namespace) -> AsyncIt
             queue_limit=args.connections * 4,
         ) as engine:
             await engine.start(1, timeout=120)  # a loaded machine imports slowly
-            await python_driver_round(engine, 1.0, args.connections)  # warm-up
+            await python_driver_round(engine, 1.0, args.connections, args.headers)  # warm-up
             yield engine
 
 
@@ -296,7 +303,7 @@ def app_alone_round(name: str, args: argparse.Namespace) -> Figure:
     interface = "wsgi" if name == "flask" else "asgi"
     script = os.path.join(ROOT, "bench", "app_alone.py")
     cmd = ["taskset", "-c", str(args.cpu), sys.executable, script, interface, APPS[name]]
-    cmd += ["--seconds", str(args.duration)]
+    cmd += ["--seconds", str(args.duration), "--headers", args.headers]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return Figure(result["n"] / args.duration, result["cpu_us"])
@@ -362,6 +369,13 @@ def main() -> None:
     p.add_argument(
         "--node-rate", type=float, default=2000.0, help="node engine: requests per --duration second"
     )
+    p.add_argument(
+        "--headers",
+        choices=sorted(HEADER_SETS),
+        default="hello",
+        help="request headers: hello (Host, User-Agent) or browser (a dozen, as behind a proxy; "
+        "the node driver sends its own three, so it is left out)",
+    )
     p.add_argument("--skip-http", action="store_true", help="only the cocaine-http workers")
     p.add_argument("--minimal", action="store_true", help="also bench/minimal_http.py's workers (the floor)")
     p.add_argument(
@@ -402,9 +416,9 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
             if args.driver in ("python", "both"):
                 engine = await stack.enter_async_context(python_engine(command, args))
                 measures[f"{label} [python driver]"] = functools.partial(
-                    python_driver_round, engine, args.duration, args.connections
+                    python_driver_round, engine, args.duration, args.connections, args.headers
                 )
-            if args.driver in ("node", "both"):
+            if args.driver in ("node", "both") and args.headers == "hello":
                 measures[f"{label} [node driver]"] = functools.partial(
                     asyncio.to_thread, node_round, command, args
                 )

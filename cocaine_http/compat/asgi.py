@@ -59,6 +59,7 @@ from .common import (
     access_line,
     first_value,
     forwarded,
+    forwarded_fields,
     lowered,
     server_name,
 )
@@ -88,9 +89,15 @@ def build_scope(
         # uvicorn's reading of root_path: ``path`` is the full path, root included
         path = root + path
         raw_path = root.encode("utf-8") + raw_path
-    headers = lowered(req.headers)
-    client, scheme = forwarded(headers)
-    host = first_value(headers, b"host")
+    fields = req.fields
+    if fields is not None:  # every name single: the lowercase pairs and the lookups, in C
+        headers = list(fields.items())
+        client, scheme = forwarded_fields(fields)
+        host = fields.get(b"host")
+    else:
+        headers = lowered(req.headers)
+        client, scheme = forwarded(headers)
+        host = first_value(headers, b"host")
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": ASGI_VERSION,

@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..accesslog import AccessFormat, AccessRecord
 from ..http.envelope import HttpRequest
@@ -42,6 +42,7 @@ __all__ = [
     "client_addr",
     "first_value",
     "forwarded",
+    "forwarded_fields",
     "forwarded_values",
     "host_and_port",
     "lowered",
@@ -186,6 +187,22 @@ def forwarded(headers: Headers, trust: ProxyTrust | None = None) -> tuple[str | 
     if peer is None and proto is None and chain is None:
         return None, "http"  # nothing forwarded (as forwarded_values answers, without the call)
     return forwarded_values(peer, chain, proto, trust)
+
+
+def forwarded_fields(
+    fields: Mapping[bytes, bytes], trust: ProxyTrust | None = None
+) -> tuple[str | None, str]:
+    """:func:`forwarded` for headers whose names are single (a request's ``fields``)."""
+    get = fields.get
+    peer, chain, proto = get(b"x-real-ip"), get(b"x-forwarded-for"), get(b"x-forwarded-proto")
+    if peer is None and chain is None and proto is None:
+        return None, "http"
+    return forwarded_values(
+        peer.decode("latin-1") if peer is not None else None,
+        chain.decode("latin-1") if chain is not None else None,
+        proto.decode("latin-1") if proto is not None else None,
+        trust,
+    )
 
 
 #: What ``bytes.strip()`` strips; ``str.strip()`` would strip more (\x1c-\x1f, \x85, \xa0).
@@ -349,11 +366,17 @@ class WebSocketRefusal:
 
     def refuse(self, req: HttpRequest) -> bool:
         """Whether *req* asks for a WebSocket upgrade (then it was logged)."""
-        for name, value in req.headers:
-            if len(name) == 7 and name.lower() == b"upgrade" and b"websocket" in value.lower():
-                break
+        fields = req.fields
+        if fields is not None:
+            upgrade = fields.get(b"upgrade")
+            if upgrade is None or b"websocket" not in upgrade.lower():
+                return False
         else:
-            return False
+            for name, value in req.headers:
+                if len(name) == 7 and name.lower() == b"upgrade" and b"websocket" in value.lower():
+                    break
+            else:
+                return False
         level = logging.DEBUG if self._logged else logging.WARNING
         self._logged = True
         self._log.log(

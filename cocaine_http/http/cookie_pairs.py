@@ -14,12 +14,10 @@ from collections.abc import Sequence
 __all__ = ["drop_cookie_pairs"]
 
 
-def _cookie_pairs(headers: Sequence[tuple[bytes, bytes]]) -> set[tuple[bytes, bytes]]:
-    """Every ``(name, value)`` of every Cookie header, raw and unquoted."""
+def _cookie_pairs(cookies: Sequence[bytes]) -> set[tuple[bytes, bytes]]:
+    """Every ``(name, value)`` of the Cookie headers' values *cookies*, raw and unquoted."""
     out: set[tuple[bytes, bytes]] = set()
-    for key, value in headers:
-        if len(key) != 6 or key.lower() != b"cookie":
-            continue
+    for value in cookies:
         for part in value.split(b";"):
             name, sep, val = part.partition(b"=")
             if not sep:
@@ -31,23 +29,30 @@ def _cookie_pairs(headers: Sequence[tuple[bytes, bytes]]) -> set[tuple[bytes, by
     return out
 
 
-def drop_cookie_pairs(headers: list[tuple[bytes, bytes]]) -> int:
+def drop_cookie_pairs(headers: list[tuple[bytes, bytes]], cookies: Sequence[bytes] | None = None) -> int:
     """Remove the Tornado proxy's leading cookie pairs in place; return how many.
 
     The run is dropped only when *every* pair in it equals a cookie of a
     ``Cookie`` header found later in the list, so a request that did not come
-    through that proxy keeps all its headers.
+    through that proxy keeps all its headers. *cookies* are the values of
+    the Cookie headers, when the caller has them at hand.
     """
-    for key, _ in headers:
-        if len(key) == 6 and key.lower() == b"cookie":
-            break
-    else:  # no Cookie header (the lengths first: one lower() per header costs more)
+    if cookies is None:
+        # (the lengths first: one lower() per header costs more)
+        cookies = [value for key, value in headers if len(key) == 6 and key.lower() == b"cookie"]
+    if not cookies or not headers:
         return 0
-    cookies = _cookie_pairs(headers)
-    if not cookies:
+    first = headers[0][0]
+    for value in cookies:
+        if first in value:
+            break
+    else:  # the first header is no cookie's name: no run (the usual request), nothing parsed
+        return 0
+    pairs = _cookie_pairs(cookies)
+    if not pairs:
         return 0
     n = 0
-    while n < len(headers) and headers[n] in cookies and headers[n][0].lower() != b"cookie":
+    while n < len(headers) and headers[n] in pairs and headers[n][0].lower() != b"cookie":
         n += 1
     if n:
         del headers[:n]

@@ -60,6 +60,12 @@ class HttpRequest:
     #: their scheme and authority; an empty URI becomes ``/``).
     path: bytes = field(default=b"/")
     query: bytes = field(default=b"")
+    #: Lowercase name -> value, in the headers' order, when no name repeats
+    #: (``None`` when one does; made by :func:`parse_request` as it reads the
+    #: pairs): the adapters look up Host, Cookie, Upgrade and the forwarding
+    #: headers here instead of a pass over the headers for each, and the
+    #: ASGI scope's headers are its items.
+    fields: dict[bytes, bytes] | None = None
 
     @property
     def request_line(self) -> str:
@@ -84,19 +90,21 @@ def _as_bytes(value: Any, what: str) -> bytes:
     raise EnvelopeError(f"{what} must be a string, got {type(value).__name__}")
 
 
-#: Request header names already found to be tokens: a set lookup instead of
-#: a regex match per header. Bounded, as the names come from clients.
-_REQUEST_NAMES: set[bytes] = set()
+#: Request header names already found to be tokens, each with its lowercase
+#: spelling: a lookup instead of a regex match and a ``lower()`` per header.
+#: Bounded, as the names come from clients.
+_REQUEST_NAMES: dict[bytes, bytes] = {}
 _REQUEST_NAMES_LIMIT = 1024
 
 
-def _new_name(name: bytes) -> bool:
-    """Whether a header name not seen before is a token (then it is remembered)."""
+def _new_name(name: bytes) -> bytes | None:
+    """A header name not seen before in lowercase, if it is a token (then it is remembered)."""
     if not TOKEN.match(name):
-        return False
+        return None
+    lname = name.lower()
     if len(_REQUEST_NAMES) < _REQUEST_NAMES_LIMIT:
-        _REQUEST_NAMES.add(name)
-    return True
+        _REQUEST_NAMES[name] = lname
+    return lname
 
 
 def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
@@ -159,6 +167,7 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             f"headers must be a list of [name, value] pairs, got {type(raw_headers).__name__}"
         )
     headers: list[tuple[bytes, bytes]] = []
+    fields: dict[bytes, bytes] = {}
     known = _REQUEST_NAMES
     for pair in raw_headers:
         # fast path: what every proxy sends, a [raw, raw] pair with a clean name and value
@@ -169,10 +178,11 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
             if (
                 type(name) is bytes
                 and type(value) is bytes
-                and (name in known or _new_name(name))
+                and (lname := known.get(name) or _new_name(name)) is not None
                 and not (13 in value or 10 in value or 0 in value)
             ):
                 headers.append((name, value))
+                fields[lname] = value
                 continue
         i = len(headers)  # every pair before this one is in headers
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -184,11 +194,17 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
         if CR_LF_NUL.search(value):
             raise EnvelopeError(f"header {name.decode('latin-1')} has a control character in its value")
         headers.append((name, value))
-
+        fields[name.lower()] = value
+    dropped = 0
+    if drop_cookies and b"cookie" in fields:
+        # (with no name repeated, the one Cookie value is at hand)
+        dropped = drop_cookie_pairs(headers, (fields[b"cookie"],) if len(fields) == len(headers) else None)
+        if dropped:  # the fields of what is left (a dropped name may be a real header's too)
+            fields = {name.lower(): value for name, value in headers}
     body = raw_body if type(raw_body) is bytes else b"" if raw_body is None else _as_bytes(raw_body, "body")
-    dropped = drop_cookie_pairs(headers) if drop_cookies else 0
     path, query = _split_uri(uri) if uri else (b"/", b"")
-    return HttpRequest(method, uri or b"/", version, headers, body, dropped, path, query)
+    single = fields if len(fields) == len(headers) else None  # a name repeats: its values are in headers
+    return HttpRequest(method, uri or b"/", version, headers, body, dropped, path, query, single)
 
 
 def encode_request(

@@ -90,6 +90,23 @@ EXAMPLE_CASES = {
     "request_headers": Case(
         "GET", "/headers", [("Accept", "text/html"), ("X-Multi", "1"), ("Cookie", "a=b; sid=xyz")]
     ),
+    # A browser's dozen, as bench/http_apps.py --headers browser sends them (run_case adds
+    # X-Real-IP): the names parse_request has seen take its one-call-per-check path.
+    "browser_headers": Case(
+        "GET",
+        "/headers",
+        [
+            ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"),
+            ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            ("Accept-Language", "en-US,en;q=0.5"),
+            ("Accept-Encoding", "gzip, deflate, br"),
+            ("Cookie", "session=4f1c2a9e7b3d; theme=dark"),
+            ("Referer", "https://example.com/"),
+            ("Upgrade-Insecure-Requests", "1"),
+            ("X-Request-Id", "0123456789abcdef"),
+            ("X-Multi", "1"),
+        ],
+    ),
     "repeated_request_headers": Case(
         "GET",
         "/headers",
