@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(SELF)))
 import msgpack  # noqa: E402
 
 from cocaine_http.aio.flow import InboundFlow, Outbox  # noqa: E402
-from cocaine_http.aio.handlers import how_it_runs  # noqa: E402
+from cocaine_http.aio.handlers import registered  # noqa: E402
 from cocaine_http.aio.sessions import Sessions  # noqa: E402
 from cocaine_http.aio.threads import HandlerThreads  # noqa: E402
 from cocaine_http.aio.worker_transport import WorkerTransport  # noqa: E402
@@ -112,7 +112,7 @@ async def run_pipeline(
 
     *batch* requests arrive in each read (as with many sessions in flight)."""
     loop = asyncio.get_running_loop()
-    runs = how_it_runs(echo)  # as Worker.on decides it
+    entry = registered(echo)  # as Worker.on decides it
     protocol = WorkerProtocol(generation, "bench")
     channel = WorkerTransport(generation, protocol, backend=backend)
     outbox = Outbox(channel, loop)
@@ -123,7 +123,7 @@ async def run_pipeline(
         outbox,
         flow,
         HandlerThreads(1),
-        find_handler=lambda event: (echo, runs) if event == "echo" else None,
+        find_handler=lambda event: entry if event == "echo" else None,
         control=lambda event: None,
         max_sessions=1024,
         sync_write_budget=1 << 20,

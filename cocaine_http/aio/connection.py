@@ -29,7 +29,7 @@ from collections.abc import Callable
 from ..config import WorkerConfig
 from ..protocol.worker import Event, Heartbeat, Ignored, Terminate, WorkerProtocol
 from .flow import InboundFlow, Outbox
-from .handlers import Handler
+from .handlers import Registered
 from .sessions import Sessions
 from .threads import HandlerThreads
 from .worker_transport import WorkerTransport
@@ -42,7 +42,8 @@ log = logging.getLogger("cocaine_http.worker")
 class RuntimeConnection:
     """One connected worker's link to the runtime (see the module docstring).
 
-    *find_handler* maps an event name to ``(handler, how_it_runs(handler))``;
+    *find_handler* maps an event name to what the worker registered for it
+    (:func:`~.handlers.registered`);
     *on_terminate* is called with the runtime's terminate (not after our
     reply), *on_disown* when the runtime stopped answering heartbeats,
     *on_lost* when the connection closed, whoever closed it.
@@ -53,7 +54,7 @@ class RuntimeConnection:
         config: WorkerConfig,
         loop: asyncio.AbstractEventLoop,
         *,
-        find_handler: Callable[[str], tuple[Handler, int] | None],
+        find_handler: Callable[[str], Registered | None],
         on_terminate: Callable[[RuntimeConnection, Terminate], None],
         on_disown: Callable[[RuntimeConnection], None],
         on_lost: Callable[[RuntimeConnection, BaseException | None], None],
@@ -116,7 +117,7 @@ class RuntimeConnection:
         cls,
         config: WorkerConfig,
         *,
-        find_handler: Callable[[str], tuple[Handler, int] | None],
+        find_handler: Callable[[str], Registered | None],
         on_terminate: Callable[[RuntimeConnection, Terminate], None],
         on_disown: Callable[[RuntimeConnection], None],
         on_lost: Callable[[RuntimeConnection, BaseException | None], None],

@@ -54,7 +54,7 @@ from ..errors import ConnectError, StartupError
 from ..protocol.worker import Terminate
 from .connection import RuntimeConnection
 from .events import EventEmitter
-from .handlers import Handler, how_it_runs
+from .handlers import Handler, Registered, registered
 
 __all__ = [
     "EXIT_CONFIG",
@@ -152,8 +152,8 @@ class Worker:
         self.on_startup: list[Hook] = []
         #: Async callables run after the terminate drain (or on any other exit), before the reply.
         self.on_shutdown: list[Hook] = []
-        self._handlers: dict[str, tuple[Handler, int]] = {}
-        self._default: tuple[Handler, int] | None = None
+        self._handlers: dict[str, Registered] = {}
+        self._default: Registered | None = None
         self._state = WorkerState.NEW
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of serve()
         self._done: asyncio.Future[int] | None = None  # serve()'s exit code
@@ -186,7 +186,7 @@ class Worker:
             return decorator
         if not callable(handler):
             raise TypeError(f"handler for {event!r} is not callable")
-        self._handlers[event] = (handler, how_it_runs(handler))
+        self._handlers[event] = registered(handler)
         return handler
 
     def on_default(self, handler: Handler | None = None) -> Any:
@@ -198,12 +198,12 @@ class Worker:
                 return fn
 
             return decorator
-        self._default = (handler, how_it_runs(handler))
+        self._default = registered(handler)
         return handler
 
     @property
     def handlers(self) -> dict[str, Handler]:
-        return {name: h for name, (h, _) in self._handlers.items()}
+        return {name: entry[0] for name, entry in self._handlers.items()}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -341,7 +341,7 @@ class Worker:
         if self._done is not None and not self._done.done():
             self._done.set_result(code)
 
-    def _find_handler(self, event: str) -> tuple[Handler, int] | None:
+    def _find_handler(self, event: str) -> Registered | None:
         return self._handlers.get(event) or self._default
 
     # -- signals ---------------------------------------------------------------

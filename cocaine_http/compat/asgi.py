@@ -19,11 +19,8 @@ a return before the response started gets ``500``; after it started, the
 session ends with an error frame; either way the error is logged with the
 request line.
 
-:class:`Lifespan` runs the ``lifespan`` protocol once per worker process:
-startup from ``worker.on_startup`` (before the handshake), shutdown from
-``worker.on_shutdown`` (after the terminate drain). Modes as uvicorn's
-``--lifespan``: ``auto`` tolerates apps that do not speak it, ``on``
-requires it, ``off`` skips it.
+:class:`Lifespan` (:mod:`.lifespan`, re-exported here) runs the
+``lifespan`` protocol once per worker process.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -40,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 from asgiref.compatibility import guarantee_single_callable
 
 from ..accesslog import AccessFormat
-from ..errors import CocaineError, ErrorCode, RequestTooLargeError, StartupError
+from ..errors import CocaineError, ErrorCode, RequestTooLargeError
 from ..http.envelope import (
     DEFAULT_MAX_HEAD_SIZE,
     EnvelopeError,
@@ -63,19 +60,12 @@ from .common import (
     lowered,
     server_name,
 )
+from .lifespan import ASGI_VERSION, ASGIApp, Lifespan, Message
 
 __all__ = ["ASGIHandler", "Lifespan", "build_scope"]
 
 log = logging.getLogger("cocaine_http.asgi")
 access_log = logging.getLogger("cocaine_http.access")
-
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
-]
-
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
-LIFESPAN_MODES = ("auto", "on", "off")
 
 
 def build_scope(
@@ -295,21 +285,43 @@ class ASGIHandler:
             if type(exc) is RequestTooLargeError:
                 self._answer(response, 413, TOO_LARGE)
             return
+        staged = self._request_stage(request, response, blob)
+        if staged is not None:
+            await self._run(*staged, started)
+
+    def prepare_whole(self, request: Any, response: Any) -> Coroutine[Any, Any, None] | None:
+        """The request stage of a request that came whole (aio/handlers.py): its
+        envelope parsed and its scope built now, with the read's others;
+        returns what runs the app."""
+        if not request.buffered:  # its end came first (its failure, say): __call__ answers
+            return None
+        started = time.perf_counter() if self.access_log else 0.0
+        staged = self._request_stage(request, response, request.read_buffered())
+        return self._run(*staged, started) if staged is not None else _answered()
+
+    def _request_stage(
+        self, request: Any, response: Any, blob: bytes
+    ) -> tuple[HttpRequest, dict[str, Any], _Exchange] | None:
+        """The request whose envelope is *blob*, its scope and exchange; ``None``
+        once answered instead (a bad envelope, a WebSocket handshake)."""
         try:
             req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
         except EnvelopeError as exc:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, 400, f"Bad Request: {exc}")
-            return
+            return None
         if self.websocket.refuse(req):
             self._answer(response, self.websocket.status, self.websocket.message)
-            return
+            return None
         state = self.lifespan.state if self.lifespan is not None else None
         scope = build_scope(req, root_path=self.root_path, state=state)
         scope["extensions"] = {
             "cocaine": {"event": request.event, "session": request.session, "headers": request.headers}
         }
-        ex = _Exchange(request, response, req, self.encoder)
+        return req, scope, _Exchange(request, response, req, self.encoder)
+
+    async def _run(self, req: HttpRequest, scope: dict[str, Any], ex: _Exchange, started: float) -> None:
+        """The app on *scope*, through *ex*; its failures answered."""
         self._live.add(ex)
         try:
             await self.app(scope, ex.receive, ex.send)
@@ -376,6 +388,10 @@ class ASGIHandler:
             log.debug("could not answer %d: %s", status, exc)
 
 
+async def _answered() -> None:
+    """What is left of a request its request stage answered (a bad envelope ...)."""
+
+
 def _resolve(future: asyncio.Future[Any], *_: Any) -> None:
     if not future.done():
         future.set_result(None)
@@ -384,106 +400,3 @@ def _resolve(future: asyncio.Future[Any], *_: Any) -> None:
 def _too_large(request: Any) -> bool:
     """Whether *request* failed because its frame was over max_frame_size (Sessions._oversize)."""
     return type(getattr(request, "failure", None)) is RequestTooLargeError
-
-
-class Lifespan:
-    """The ASGI ``lifespan`` protocol for one app in one process.
-
-    ``await startup()`` once before serving (raises
-    :class:`~cocaine_http.errors.StartupError` if the app reports
-    ``lifespan.startup.failed``, or in ``on`` mode if it does not speak the
-    protocol); ``await shutdown()`` once at the end. ``state`` is the
-    lifespan state dict, copied into every request's scope.
-    """
-
-    def __init__(self, app: Any, mode: str = "auto", *, startup_timeout: float | None = None) -> None:
-        if mode not in LIFESPAN_MODES:
-            raise ValueError(f"lifespan mode must be one of {LIFESPAN_MODES}, got {mode!r}")
-        self.app: ASGIApp = guarantee_single_callable(app)  # type: ignore[no-untyped-call]  # asgiref's is unannotated
-        self.mode = mode
-        self.startup_timeout = startup_timeout
-        self.state: dict[str, Any] = {}
-        self.supported = mode != "off"
-        self.started = False
-        self.stopped = False
-        self._task: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[Message] | None = None
-        self._startup_done: asyncio.Event | None = None
-        self._shutdown_done: asyncio.Event | None = None
-        self._failed: str | None = None
-
-    async def startup(self) -> None:
-        if self.mode == "off" or self.started:
-            return
-        self.started = True
-        self._queue = asyncio.Queue()
-        self._startup_done = asyncio.Event()
-        self._shutdown_done = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._main(), name="asgi-lifespan")
-        await self._queue.put({"type": "lifespan.startup"})
-        try:
-            await asyncio.wait_for(self._startup_done.wait(), self.startup_timeout)
-        except asyncio.TimeoutError:
-            raise StartupError(
-                f"ASGI lifespan startup did not complete within {self.startup_timeout} s"
-            ) from None
-        if self._failed is not None:
-            raise StartupError(f"ASGI lifespan startup failed: {self._failed}")
-        if not self.supported and self.mode == "on":
-            raise StartupError("the app does not support the ASGI lifespan protocol (--lifespan on)")
-
-    async def shutdown(self) -> None:
-        if not self.started or self.stopped or not self.supported:
-            return
-        self.stopped = True
-        assert self._queue is not None and self._shutdown_done is not None
-        await self._queue.put({"type": "lifespan.shutdown"})
-        await self._shutdown_done.wait()
-        if self._failed is not None:
-            log.error("ASGI lifespan shutdown failed: %s", self._failed)
-        task = self._task
-        if task is not None and not task.done():
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(task, 1.0)
-
-    async def _main(self) -> None:
-        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
-        try:
-            await self.app(scope, self._receive, self._send)
-        except BaseException as exc:
-            if self._failed is not None:
-                pass  # already reported through lifespan.*.failed
-            elif self.mode == "auto" and not self._startup_done.is_set():  # type: ignore[union-attr]
-                log.info("ASGI 'lifespan' protocol appears unsupported (%s: %s)", type(exc).__name__, exc)
-                self.supported = False
-            else:
-                self._failed = f"{type(exc).__name__}: {exc}"
-                log.error("exception in the ASGI lifespan task", exc_info=exc)
-                if self.mode == "on" and not self._startup_done.is_set():  # type: ignore[union-attr]
-                    self.supported = False
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        finally:
-            assert self._startup_done is not None and self._shutdown_done is not None
-            self._startup_done.set()
-            self._shutdown_done.set()
-
-    async def _receive(self) -> Message:
-        assert self._queue is not None
-        return await self._queue.get()
-
-    async def _send(self, message: Message) -> None:
-        assert self._startup_done is not None and self._shutdown_done is not None
-        kind = message.get("type")
-        if kind == "lifespan.startup.complete":
-            self._startup_done.set()
-        elif kind == "lifespan.startup.failed":
-            self._failed = str(message.get("message", "")) or "(no message)"
-            self._startup_done.set()
-        elif kind == "lifespan.shutdown.complete":
-            self._shutdown_done.set()
-        elif kind == "lifespan.shutdown.failed":
-            self._failed = str(message.get("message", "")) or "(no message)"
-            self._shutdown_done.set()
-        else:
-            raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")

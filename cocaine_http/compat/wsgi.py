@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -220,12 +220,21 @@ class _WSGIServing:
         inline mode awaits a :class:`~cocaine_http.aio.streams.Drain` and
         throws what that raises back in here, as if the write had raised.
         """
+        staged = self._request_stage(request, response, blob, pull, multithread)
+        if staged is not None:
+            yield from self._app_stage(request, response, *staged, started, exchange)
+
+    def _request_stage(
+        self, request: Any, response: Any, blob: bytes, pull: Callable[[], bytes] | None, multithread: bool
+    ) -> tuple[HttpRequest, dict[str, Any]] | None:
+        """The request whose envelope is *blob* and its environ; ``None`` once
+        answered instead (a bad envelope, a WebSocket handshake)."""
         try:
             req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
         except EnvelopeError as exc:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, self.encoder, 400, f"Bad Request: {exc}")
-            return
+            return None
         environ = build_environ(
             req,
             WSGIInput(req.body, pull),
@@ -236,10 +245,22 @@ class _WSGIServing:
         # Only a request with an Upgrade header (one pass over the headers fewer for the rest).
         if "HTTP_UPGRADE" in environ and self.websocket.refuse(req):
             self._answer(response, self.encoder, self.websocket.status, self.websocket.message)
-            return
+            return None
         environ["cocaine.event"] = request.event
         environ["cocaine.session"] = request.session
         environ["cocaine.headers"] = request.headers
+        return req, environ
+
+    def _app_stage(
+        self,
+        request: Any,
+        response: Any,
+        req: HttpRequest,
+        environ: dict[str, Any],
+        started: float,
+        exchange: type[_Exchange] = _Exchange,
+    ) -> Generator[Awaitable[None] | None, None, None]:
+        """The app on *environ*, and its response (see :meth:`_serve`)."""
         ex = exchange(response, self.encoder, req.method)
         result: Any = None
         try:
@@ -374,7 +395,25 @@ class InlineWSGIHandler(_WSGIServing):
         if not request.complete and not await request.wait_complete(INLINE_WAIT_LIMIT):
             await self._in_thread(request, response, blob, started)
             return
-        respond = self._serve(request, response, blob, request.read_buffered, started, multithread=False)
+        staged = self._request_stage(request, response, blob, request.read_buffered, False)
+        if staged is not None:
+            await self._respond(request, response, *staged, started)
+
+    def prepare_whole(self, request: Any, response: Any) -> Coroutine[Any, Any, None] | None:
+        """The request stage of a request that came whole (aio/handlers.py): its
+        envelope parsed and its environ built now, with the read's others;
+        returns what runs the app."""
+        if not request.buffered:  # its end came first (its failure, say): __call__ answers
+            return None
+        started = time.perf_counter() if self.access_log else 0.0
+        staged = self._request_stage(request, response, request.read_buffered(), request.read_buffered, False)
+        return self._respond(request, response, *staged, started) if staged is not None else _answered()
+
+    async def _respond(
+        self, request: Any, response: Any, req: HttpRequest, environ: dict[str, Any], started: float
+    ) -> None:
+        """Run the app on the loop; while the socket drains, wait for it."""
+        respond = self._app_stage(request, response, req, environ, started)
         try:
             for waiter in respond:
                 if type(waiter) is Drain:  # the socket is over its mark: the loop drains it meanwhile
@@ -398,3 +437,7 @@ class InlineWSGIHandler(_WSGIServing):
         except asyncio.CancelledError:  # the session was aborted: fail the thread's next call
             abort(ChannelClosedError("the session was aborted"))
             raise
+
+
+async def _answered() -> None:
+    """What is left of a request its request stage answered (a bad envelope ...)."""

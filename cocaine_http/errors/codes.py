@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import errno
+from typing import NamedTuple
 
 __all__ = [
     "B_APP_STOPPED",
@@ -23,6 +24,9 @@ __all__ = [
     "B_REQUEST_TIMEOUT",
     "B_UNCAUGHT_EXCEPTION",
     "B_UNKNOWN",
+    "WORKER_CODES_A",
+    "WORKER_CODES_B",
+    "Code",
     "DispatchCode",
     "ErrorCategory",
     "ErrorCode",
@@ -32,6 +36,7 @@ __all__ = [
     "OverseerCode",
     "ProtocolCode",
     "SlaveCode",
+    "WorkerCodes",
 ]
 
 
@@ -190,3 +195,41 @@ B_REQUEST_TIMEOUT = (ErrorCategory.NODE.value, NodeCode.TIMEOUT.value)
 B_NOT_FOUND = (ErrorCategory.GENERIC.value, errno.ENOENT)
 #: An error with no registered category (0xFF), e.g. a method the local runtime does not support.
 B_UNKNOWN = (ErrorCategory.UNKNOWN.value, 1)
+
+
+#: A code as it goes on the wire: a bare int (A) or ``(category, code)`` (B).
+Code = int | tuple[int, int]
+
+
+class WorkerCodes(NamedTuple):
+    """The codes the worker answers the runtime with, in one generation's terms."""
+
+    uncaught: Code  # a handler raised
+    aborted: Code  # the worker ended the session (shutdown, disown, connection lost)
+    idle: Code  # the request sent nothing for request_idle_timeout
+    too_large: Code  # a request frame over max_frame_size
+    no_handler: Code
+    busy: Code  # over max_sessions: a code proxies retry
+    stopping: Code  # draining: a code proxies retry
+
+
+# A: the runtime reports a handler's exception as invocation_error, and
+# refuses work with resource_error (PROTOCOL.md §2.7); B: §3.8.
+WORKER_CODES_A = WorkerCodes(
+    uncaught=ErrorCodeA.INVOCATION_ERROR.value,
+    aborted=ErrorCodeA.RESOURCE_ERROR.value,
+    idle=ErrorCodeA.TIMEOUT_ERROR.value,
+    too_large=ErrorCodeA.INVOCATION_ERROR.value,
+    no_handler=ErrorCodeA.NO_HANDLER.value,
+    busy=ErrorCodeA.RESOURCE_ERROR.value,
+    stopping=ErrorCodeA.RESOURCE_ERROR.value,
+)
+WORKER_CODES_B = WorkerCodes(
+    uncaught=B_UNCAUGHT_EXCEPTION,
+    aborted=B_INVOCATION_FAILED,
+    idle=B_REQUEST_IDLE,
+    too_large=B_FRAME_TOO_LARGE,
+    no_handler=B_NO_HANDLER,
+    busy=B_QUEUE_FULL,
+    stopping=B_APP_STOPPED,
+)
