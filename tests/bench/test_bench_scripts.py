@@ -74,3 +74,7 @@ def test_app_alone_times_the_hello(kind: str, app: str) -> None:
     # bench/wsgi_callgrind.py --floor counts a given number (a batch and a part of one here)
     out = run(os.path.join(BENCH, "app_alone.py"), kind, f"examples.{app}.app:app", "--requests", "250")
     assert json.loads(out.strip().splitlines()[-1])["n"] == 250, out
+    # bench/http_apps.py --headers browser: the environ or scope of a browser's request
+    out = run(os.path.join(BENCH, "app_alone.py"), kind, f"examples.{app}.app:app", "--requests", "250",
+              "--headers", "browser")  # fmt: skip
+    assert json.loads(out.strip().splitlines()[-1])["n"] == 250, out

@@ -27,10 +27,11 @@ def test_tree_cpu_counts_this_process() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and taskset")
-def test_bench_runs_the_workers_and_reports_cpu_per_request() -> None:
+@pytest.mark.parametrize("headers", ["hello", "browser"])
+def test_bench_runs_the_workers_and_reports_cpu_per_request(headers: str) -> None:
     out = subprocess.run(
         [sys.executable, "bench/http_apps.py", "--skip-http", "--driver", "python",
-         "--duration", "1", "--rounds", "1", "--only", "flask"],
+         "--duration", "1", "--rounds", "1", "--only", "flask", "--headers", headers],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=True,
     ).stdout  # fmt: skip
     lines = [line for line in out.splitlines() if line.startswith("flask ")]
