@@ -25,8 +25,10 @@ after the read's protocol work rather than interleaved with it: the app's
 code runs back to back, which the processor rewards. bench/http_apps.py
 (node driver, per-request CPU, three runs each) against starting each at its
 request's end: Flask ``--threads 0`` 73.3-76.7 -> 68.3-70.0 us, FastAPI
-65.0-66.7 -> 61.7-63.3 us, at the same instruction counts. The batch is
-bounded because the sessions that wait are live objects the collector walks:
+65.0-66.7 -> 61.7-63.3 us, at the same instruction counts. Handlers' request
+stages are grouped the same way: all of a batch's run before any of its
+handlers starts (:meth:`Sessions.prepare_whole`). The batch is bounded
+because the sessions that wait are live objects the collector walks:
 bench/worker_floor.py --callgrind, A 16 B x 256, 75.0K instr/request
 starting each at its end, 78.9K with whole reads of 256 sessions, 76.0K with
 batches of 64 (wall clock the same as the first).
@@ -260,24 +262,27 @@ class Sessions:
         after the request stages of those that have one (:meth:`prepare_whole`)."""
         whole, self._whole = self._whole, []
         for session in whole:
-            if session._prepare is not None and not session._aborted:
-                self.prepare_whole(session)
+            prepare = session._prepare
+            if prepare is not None and not session._aborted:
+                self.prepare_whole(session, prepare)
         self._start_all(whole)
 
     @staticmethod
-    def prepare_whole(session: _Session) -> None:
+    def prepare_whole(session: _Session, prepare: Prepare) -> None:
         """Run the request stage of *session*'s handler (handlers.py), before any
         handler of the batch starts.
 
         The HTTP adapters parse the envelope and build the environ or scope
         there, so the read's requests go through that code one after the
-        other, then through the apps: bench/http_apps.py --only flask, ``--threads
-        0``, node driver (-n 60000, three interleaved runs each) 64.7-65.0 ->
-        61.5-62.2 us CPU/request; python driver 66.1-66.9 -> 63.8-64.5, with
-        ``--headers browser`` 73.2-74.1 -> 68.3-68.9.
+        other, then through the apps. Node engine (``-w 64 -n 60000``, worker
+        CPU per request, interleaved runs): Flask ``--threads 0`` 64.2-65.0 ->
+        60.8-63.7 us, FastAPI 58.7-60.0 -> 56.3-58.5 us (Python 3.12: 63.7-64.3
+        -> 60.3-60.8 and 57.2-57.3 -> 54.2-55.3); bench/http_apps.py python
+        driver, Flask ``--headers browser`` 73.2-74.1 -> 68.3-68.9 us. About
+        1 % more instructions (bench/wsgi_callgrind.py).
         """
         try:
-            session._run = session._prepare(session, session._response)  # type: ignore[misc]
+            session._run = prepare(session, session._response)
         except Exception as exc:  # the handler's failure, as if it had raised it
             session._run = _raise(exc)
 

@@ -54,6 +54,7 @@ from .common import (
     SetCookieWarning,
     WebSocketRefusal,
     access_line,
+    answered,
     first_value,
     forwarded,
     forwarded_fields,
@@ -297,7 +298,7 @@ class ASGIHandler:
             return None
         started = time.perf_counter() if self.access_log else 0.0
         staged = self._request_stage(request, response, request.read_buffered())
-        return self._run(*staged, started) if staged is not None else _answered()
+        return self._run(*staged, started) if staged is not None else answered()
 
     def _request_stage(
         self, request: Any, response: Any, blob: bytes
@@ -386,10 +387,6 @@ class ASGIHandler:
             response.close()
         except CocaineError as exc:
             log.debug("could not answer %d: %s", status, exc)
-
-
-async def _answered() -> None:
-    """What is left of a request its request stage answered (a bad envelope ...)."""
 
 
 def _resolve(future: asyncio.Future[Any], *_: Any) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "SetCookieWarning",
     "WebSocketRefusal",
     "access_line",
+    "answered",
     "client_addr",
     "first_value",
     "forwarded",
@@ -388,6 +389,11 @@ class WebSocketRefusal:
             self.status,
         )
         return True
+
+
+async def answered() -> None:
+    """What is left to run of a request its request stage already answered
+    (a bad envelope, a WebSocket handshake): nothing (aio/handlers.py)."""
 
 
 #: The body of the 413 answered for a request frame over the worker's

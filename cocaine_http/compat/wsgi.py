@@ -54,7 +54,7 @@ from ..http.envelope import (
     parse_status_line,
 )
 from ..protocol.frames import Generation
-from .common import TOO_LARGE, SetCookieWarning, WebSocketRefusal, access_line
+from .common import TOO_LARGE, SetCookieWarning, WebSocketRefusal, access_line, answered
 from .wsgi_environ import ErrorStream, build_environ
 from .wsgi_input import WSGIInput
 
@@ -407,7 +407,7 @@ class InlineWSGIHandler(_WSGIServing):
             return None
         started = time.perf_counter() if self.access_log else 0.0
         staged = self._request_stage(request, response, request.read_buffered(), request.read_buffered, False)
-        return self._respond(request, response, *staged, started) if staged is not None else _answered()
+        return self._respond(request, response, *staged, started) if staged is not None else answered()
 
     async def _respond(
         self, request: Any, response: Any, req: HttpRequest, environ: dict[str, Any], started: float
@@ -437,7 +437,3 @@ class InlineWSGIHandler(_WSGIServing):
         except asyncio.CancelledError:  # the session was aborted: fail the thread's next call
             abort(ChannelClosedError("the session was aborted"))
             raise
-
-
-async def _answered() -> None:
-    """What is left of a request its request stage answered (a bad envelope ...)."""
