@@ -321,7 +321,10 @@ def node_round(command: list[str], args: argparse.Namespace) -> Figure:
     ]  # fmt: skip
     if args.driver_cpu is not None:
         cmd = ["taskset", "-c", str(args.driver_cpu), *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    # The engine starts the worker with this environment: this tree's package
+    # first, as the python driver's workers get it (not whichever is installed).
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     if not result.get("ok"):
         raise RuntimeError(f"node engine run failed: {result}")
@@ -367,7 +370,10 @@ def main() -> None:
     p.add_argument("--driver", choices=("python", "node", "both"), default="python")
     p.add_argument("--node-engine", default="/tmp/bench-engine/fake-engine.js", help="bench-engine's script")
     p.add_argument(
-        "--node-rate", type=float, default=2000.0, help="node engine: requests per --duration second"
+        "--node-rate",
+        type=float,
+        default=12000.0,
+        help="node engine: requests per --duration second (12000: a round long enough to tell 3 %%)",
     )
     p.add_argument(
         "--headers",
