@@ -212,14 +212,9 @@ class _WSGIServing:
         exchange: type[_Exchange] = _Exchange,
         multithread: bool = True,
     ) -> Generator[Awaitable[None] | None, None, None]:
-        """Serve the request whose envelope is *blob*: its environ, the app, the
-        response, yielding what each body write returned (a bad envelope gets
-        its 400, a WebSocket handshake its refusal, and nothing is yielded).
-
-        The threaded mode's writes block, so it ignores what they return; the
-        inline mode awaits a :class:`~cocaine_http.aio.streams.Drain` and
-        throws what that raises back in here, as if the write had raised.
-        """
+        """Serve the request whose envelope is *blob*: its request stage, then
+        its app stage (a bad envelope gets its 400, a WebSocket handshake its
+        refusal, and nothing is yielded)."""
         staged = self._request_stage(request, response, blob, pull, multithread)
         if staged is not None:
             yield from self._app_stage(request, response, *staged, started, exchange)
@@ -260,7 +255,13 @@ class _WSGIServing:
         started: float,
         exchange: type[_Exchange] = _Exchange,
     ) -> Generator[Awaitable[None] | None, None, None]:
-        """The app on *environ*, and its response (see :meth:`_serve`)."""
+        """The app on *environ* and its response, yielding what each body write
+        returned.
+
+        The threaded mode's writes block, so it ignores what they return; the
+        inline mode awaits a :class:`~cocaine_http.aio.streams.Drain` and
+        throws what that raises back in here, as if the write had raised.
+        """
         ex = exchange(response, self.encoder, req.method)
         result: Any = None
         try:
