@@ -151,10 +151,19 @@ OWN_CASES = {
 
 APPS = {
     "flask": ("examples.flask_app.app:app", "wsgi", EXAMPLE_CASES),
+    "flask_inline": ("examples.flask_app.app:app", "wsgi", EXAMPLE_CASES),
     "django": ("examples.django_app.mysite.wsgi:application", "wsgi", EXAMPLE_CASES),
     "fastapi": ("examples.fastapi_app.app:app", "asgi", EXAMPLE_CASES),
     "flask_own": ("batteryapps:flask_app", "wsgi", OWN_CASES),
     "fastapi_own": ("batteryapps:fastapi_app", "asgi", OWN_CASES),
+    "flask_own_inline": ("batteryapps:flask_app", "wsgi", OWN_CASES),
+}
+#: The dev workers' own flags, per app: the ``_inline`` ones run the app on the
+#: worker's loop (``--threads 0``), whose requests take the adapter's request
+#: stage (aio/handlers.py) rather than a pool thread.
+WORKER_ARGS: dict[str, tuple[str, ...]] = {
+    "flask_inline": ("--threads", "0"),
+    "flask_own_inline": ("--threads", "0"),
 }
 ALL_CASES = [(app, case) for app, (_t, _k, cases) in APPS.items() for case in cases]
 
@@ -170,11 +179,11 @@ class Trio:
             server.close()
 
 
-def start(target: str, kind: str, cwd: str) -> Trio:
+def start(target: str, kind: str, cwd: str, worker_args: tuple[str, ...] = ()) -> Trio:
     started: list[Server] = []
     try:
         started.append((gunicorn if kind == "wsgi" else uvicorn)(target, cwd))
-        started += [dev(target, protocol, cwd) for protocol in PROTOCOLS]
+        started += [dev(target, protocol, cwd, worker_args) for protocol in PROTOCOLS]
         for server in started:
             server.ready()
     except Exception:
@@ -196,7 +205,7 @@ class Pool:
             self.close()
             target, kind, _cases = APPS[app]
             cwd = COMPAT_DIR if target.startswith("batteryapps") else ROOT
-            self.trio, self.app = start(target, kind, cwd), app
+            self.trio, self.app = start(target, kind, cwd, WORKER_ARGS.get(app, ())), app
         assert self.trio is not None
         return self.trio
 
