@@ -167,7 +167,8 @@ class _WSGIServing:
 
     :class:`WSGIHandler` (a thread per request) and :class:`InlineWSGIHandler`
     (the loop's thread) differ only in how they get the request and how they
-    wait while the socket drains; :meth:`_serve` is the one serve loop.
+    wait while the socket drains: :meth:`_request_stage` then
+    :meth:`_app_stage` is the one serve loop.
     """
 
     def __init__(
@@ -201,23 +202,6 @@ class _WSGIServing:
         log.info("session %s failed before its request arrived: %s", request.session, exc)
         if type(exc) is RequestTooLargeError:
             self._answer(response, self.encoder, 413, TOO_LARGE)
-
-    def _serve(
-        self,
-        request: Any,
-        response: Any,
-        blob: bytes,
-        pull: Callable[[], bytes] | None,
-        started: float,
-        exchange: type[_Exchange] = _Exchange,
-        multithread: bool = True,
-    ) -> Generator[Awaitable[None] | None, None, None]:
-        """Serve the request whose envelope is *blob*: its request stage, then
-        its app stage (a bad envelope gets its 400, a WebSocket handshake its
-        refusal, and nothing is yielded)."""
-        staged = self._request_stage(request, response, blob, pull, multithread)
-        if staged is not None:
-            yield from self._app_stage(request, response, *staged, started, exchange)
 
     def _request_stage(
         self, request: Any, response: Any, blob: bytes, pull: Callable[[], bytes] | None, multithread: bool
@@ -279,8 +263,10 @@ class _WSGIServing:
         """Serve one request whose envelope is *blob* with blocking streams, on this (pool) thread."""
         # The worker's blocking response; any other (a test's) gets the plain writes.
         exchange = _ThreadExchange if type(response) is BlockingResponse else _Exchange
-        for _ in self._serve(request, response, blob, request.read, started, exchange):
-            pass
+        staged = self._request_stage(request, response, blob, request.read, True)
+        if staged is not None:  # (else answered: a bad envelope, a WebSocket handshake)
+            for _ in self._app_stage(request, response, *staged, started, exchange):
+                pass
 
     def _failed(self, request: Any, req: HttpRequest, ex: _Exchange, exc: Exception) -> None:
         # Decided by the session, not by the exception's type: an app may well
