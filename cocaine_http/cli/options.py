@@ -78,6 +78,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(("--config",), dict(default=None, metavar="FILE", help="settings file (.json or .py)")),
     Option(("--chdir",), dict(default=None, metavar="DIR", help="change to DIR before importing the app")),
     Option(("--app-dir",), dict(default=None, metavar="DIR", help="put DIR first on sys.path (cwd)")),
+    Option(("--gc-freeze",), dict(action=argparse.BooleanOptionalAction, default=True,
+                                  help="once the apps are imported, gc.freeze() what the import made, so "
+                                  "the collector's full passes skip it (default: on)")),
     Option(("--keep-cookie-pairs",), dict(action="store_true", help="keep the Tornado proxy's cookie pairs")),
     Option(("--forwarded-allow-ips",), dict(default=None, metavar="IPS",
                                             help="peers (X-Real-IP) whose X-Forwarded-For/-Proto are "

@@ -7,6 +7,7 @@ worker; without them it says what to run instead (``dev``, ``init``, ``--check``
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -128,4 +129,24 @@ def _serve(opts: Options, handler: Any) -> int:
     if handler is not None:
         handler.bind(worker, runtime_argv)
     install(worker, loaded, ns)
+    if ns.gc_freeze:
+        freeze_startup_heap()
     return int(worker.run(exit=False))
+
+
+def freeze_startup_heap() -> None:
+    """Take what starting the worker made (the apps' imports, above all) out of the
+    garbage collector's sight: collected once, then ``gc.freeze()``.
+
+    Those objects live as long as the process, yet each full collection walks
+    them all, on the loop's thread, between two requests: 50,000-odd objects
+    for the FastAPI example, 9-16 ms a pass, the worst latency of a benchmark
+    run. Frozen, a full pass walks only what requests left behind
+    (node bench-engine, 66,000 hello requests, W 64: the full passes took
+    41-76 ms before and 8-14 ms after, in total; the slowest request
+    13-24 ms before, 6-9 ms after; CPU per request within the noise).
+    Garbage cycles among the frozen objects are not freed any more;
+    ``--no-gc-freeze`` keeps the collector as it was.
+    """
+    gc.collect()
+    gc.freeze()

@@ -151,6 +151,7 @@ def test_dev_takes_worker_options_and_several_targets() -> None:
         assert r.status_code == 200, r.text
         got = r.json()
         assert (got["script_name"], got["path_info"], got["marker"]) == ("/pre", "/x", "m1")
+        assert got["gc_frozen"] > 1000  # --gc-freeze is on by default: the imports' objects are frozen
         r = httpx.get(url + "/optapp/other/y", timeout=20)
         assert (r.status_code, r.text) == (200, "other /y")
     finally:
@@ -180,6 +181,7 @@ def test_environment_configures_dev_workers_and_clients() -> None:
         COCAINE_HTTP_ROOT_PATH="/env",
         COCAINE_HTTP_ENV="CLI_TEST_MARKER=fromenv",
         COCAINE_HTTP_PROTOCOL="0.11",
+        COCAINE_HTTP_GC_FREEZE="off",
     )
     d = dev("optapp:app", "--root-path", "/flag", env=env)
     try:
@@ -187,6 +189,7 @@ def test_environment_configures_dev_workers_and_clients() -> None:
         got = httpx.get(d.seen["HTTP"] + "/flag/q", timeout=20).json()
         assert got["script_name"] == "/flag"  # the flag wins over COCAINE_HTTP_ROOT_PATH
         assert got["marker"] == "fromenv"  # COCAINE_HTTP_ENV reached the worker
+        assert got["gc_frozen"] == 0  # COCAINE_HTTP_GC_FREEZE=off: nothing frozen
         # a script outside any worker finds this runtime through COCAINE_HTTP_LOCATOR (+ _PROTOCOL)
         script = (
             "from cocaine_http import SyncClient\n"

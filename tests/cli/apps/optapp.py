@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -16,6 +17,7 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
             "marker": os.environ.get("CLI_TEST_MARKER"),
             "thread": threading.current_thread().name,
             "pid": os.getpid(),
+            "gc_frozen": gc.get_freeze_count(),
         }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
