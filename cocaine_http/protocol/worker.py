@@ -426,13 +426,8 @@ class WorkerProtocol:
 
     def chunk_header(self, session: int, length: int) -> bytes:
         """State-check a chunk and return its frame header; the payload follows it."""
-        state = self.sessions.get(session)
-        if state is None or state.send_half is not _OPEN:
-            # Only then can the table say anything but "stays open" (its one
-            # row both generations share, session.TRANSITIONS): it raises.
-            # bench/worker_floor.py --callgrind, W256 16 B: 1.7% of a request.
-            state = self._state(session)
-            state.send(_CHUNK)
+        state = self._state(session)
+        state.send(_CHUNK)
         state.seen = self._epoch  # a session that answers is not idle
         return self.encoder.frame_header(session, length)
 
