@@ -17,7 +17,7 @@ not. Requests per second are printed too.
     printed (``driver``): when it is not well below the worker's, the
     worker is not saturated and its figure is pessimistic;
   - ``node``: the fake engine of ``../shared/bench-engine`` (``--node-engine
-    PATH/fake-engine.js``, set up as its README says), about 20 us of its
+    PATH/fake-engine.js``, set up as its README says), about 2 us of its
     own CPU per request.
 
 * Servers and workers run on one CPU (``--cpu``, default the last allowed),
