@@ -2,20 +2,22 @@
 """CPU per request of an example app alone, with no server: the floor under every server.
 
 A server's CPU per request is the app's own plus the server's. This runs
-the app's ``GET /`` in a loop, in process, as a server with no cost would
-call it, and prints the app's CPU per request: ``granian's CPU / this`` is
-the most any server could reach against granian on the same machine.
+the app's ``GET /`` (or ``--request json``'s ``POST /json``) in a loop, in
+process, as a server with no cost would call it, and prints the app's CPU
+per request: ``granian's CPU / this`` is the most any server could reach
+against granian on the same machine.
 
 * ``wsgi``: the app is called with a prebuilt environ (copied per request,
-  as apps write into it; the one cocaine-http builds for ``GET /`` with
+  as apps write into it; the one cocaine-http builds for the request with
   ``Host`` and ``User-Agent``, or ``--headers browser``'s dozen, see
-  ``bench/request_headers.py``) and a ``start_response`` that keeps nothing;
-  its body is iterated and closed.
+  ``bench/request_headers.py``), a fresh ``io.BytesIO`` of the body as
+  ``wsgi.input`` and a ``start_response`` that keeps nothing; its body is
+  iterated and closed.
 * ``asgi``: one asyncio task awaits the app with a prebuilt ``http`` scope
-  (copied per request), a ``receive`` that returns the empty request body
+  (copied per request), a ``receive`` that returns the request's body
   and a ``send`` that keeps nothing.
 
-It checks the first answer (status 200, ``Hello, world!``), then runs for
+It checks the first answer (the request's status and body), then runs for
 ``--seconds`` (or exactly ``--requests N``) and prints one JSON line:
 ``{"n": ..., "cpu_us": ...}``. ``bench/http_apps.py --floor`` runs it on the
 servers' CPU, between their rounds; ``bench/wsgi_callgrind.py --floor`` runs
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import sys
@@ -46,9 +49,8 @@ from cocaine_http.http.envelope import encode_request, parse_request  # noqa: E4
 from cocaine_http.importer import import_app  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from request_headers import HEADER_SETS  # noqa: E402
+from request_headers import HEADER_SETS, REQUESTS, BenchRequest  # noqa: E402
 
-EXPECTED = b"Hello, world!\n"
 BATCH = 200  # requests between two looks at the clock
 
 
@@ -63,24 +65,26 @@ def batches(seconds: float, requests: int | None) -> Iterator[int]:
         yield BATCH
 
 
-def request(headers: str = "hello") -> Any:
-    return parse_request(encode_request("GET", "/", HEADER_SETS[headers], b""))
+def parsed(req: BenchRequest, headers: str = "hello") -> Any:
+    return parse_request(encode_request(req.method, req.path, req.headers(headers), req.body))
 
 
 def run_wsgi(
-    app: Any, seconds: float, requests: int | None = None, headers: str = "hello"
+    app: Any, seconds: float, requests: int | None = None, headers: str = "hello", request: str = "get"
 ) -> tuple[int, float]:
-    base = build_environ(request(headers), None)
+    req = REQUESTS[request]
+    base = build_environ(parsed(req, headers), None)
+    data = req.body
     answer: list[str] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         answer.append(status)
 
-    result = app(dict(base), start_response)
+    result = app({**base, "wsgi.input": io.BytesIO(data)}, start_response)
     body = b"".join(result)
     if hasattr(result, "close"):
         result.close()
-    if answer[0] != "200 OK" or body != EXPECTED:
+    if int(answer[0][:3]) != req.status or req.expect not in body:
         raise SystemExit(f"unexpected answer {answer[0]!r} {body!r}")
 
     def keep_nothing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -90,7 +94,7 @@ def run_wsgi(
     cpu0 = time.process_time()
     for size in batches(seconds, requests):
         for _ in range(size):
-            result = app(dict(base), keep_nothing)
+            result = app({**base, "wsgi.input": io.BytesIO(data)}, keep_nothing)
             for _chunk in result:
                 pass
             if hasattr(result, "close"):
@@ -100,11 +104,11 @@ def run_wsgi(
 
 
 async def run_asgi(
-    app: Any, seconds: float, requests: int | None = None, headers: str = "hello"
+    app: Any, seconds: float, requests: int | None = None, headers: str = "hello", request: str = "get"
 ) -> tuple[int, float]:
-    req = request(headers)
-    base = build_scope(req, root_path="", state=None)
-    request_message = {"type": "http.request", "body": b"", "more_body": False}
+    req = REQUESTS[request]
+    base = build_scope(parsed(req, headers), root_path="", state=None)
+    request_message = {"type": "http.request", "body": req.body, "more_body": False}
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -114,7 +118,8 @@ async def run_asgi(
         sent.append(message)
 
     await app(dict(base), receive, keep)
-    if sent[0].get("status") != 200 or sent[-1].get("body") != EXPECTED:
+    body = b"".join(message.get("body", b"") for message in sent[1:])
+    if sent[0].get("status") != req.status or req.expect not in body:
         raise SystemExit(f"unexpected answer {sent!r}")
 
     async def keep_nothing(message: dict[str, Any]) -> None:
@@ -138,12 +143,15 @@ def main() -> None:
     parser.add_argument(
         "--headers", choices=sorted(HEADER_SETS), default="hello", help="request headers (default hello)"
     )
+    parser.add_argument(
+        "--request", choices=sorted(REQUESTS), default="get", help="the request (default get)"
+    )
     args = parser.parse_args()
     app = import_app(args.app)
     if args.interface == "wsgi":
-        n, cpu = run_wsgi(app, args.seconds, args.requests, args.headers)
+        n, cpu = run_wsgi(app, args.seconds, args.requests, args.headers, args.request)
     else:
-        n, cpu = asyncio.run(run_asgi(app, args.seconds, args.requests, args.headers))
+        n, cpu = asyncio.run(run_asgi(app, args.seconds, args.requests, args.headers, args.request))
     print(json.dumps({"n": n, "cpu_us": cpu / n * 1e6}))
 
 

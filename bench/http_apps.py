@@ -31,6 +31,12 @@ Usage::
                               [--only flask|fastapi] [--driver python|node|both]
                               [--node-engine /tmp/bench-engine/fake-engine.js]
                               [--minimal] [--floor] [--headers hello|browser]
+                              [--request get|json]
+
+``--headers`` and ``--request`` choose what every server is sent
+(``bench/request_headers.py``): the hello ``GET /`` by default, ``--request
+json`` a JSON ``POST`` the apps parse and answer with ``201``. The node
+driver sends only the hello, so those runs have the python driver alone.
 
 ``--minimal`` adds the bare workers of ``bench/minimal_http.py``, ``--floor``
 the app alone with no server (``bench/app_alone.py``): its line against
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import functools
 import json
@@ -68,7 +75,7 @@ from cocaine_http.protocol.frames import Generation  # noqa: E402
 from cocaine_http.runtime.engine import Engine  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from request_headers import HEADER_SETS  # noqa: E402
+from request_headers import HEADER_SETS, REQUESTS, BenchRequest  # noqa: E402
 
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
 EXPECTED = b"Hello, world!\n"
@@ -183,11 +190,15 @@ _WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*")
 
 
 def wrk(
-    port: int, seconds: float, connections: int, cpu: int | None, headers: str = "hello"
+    port: int, seconds: float, connections: int, cpu: int | None, headers: str = "hello", request: str = "get"
 ) -> tuple[int, float, str]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"http://127.0.0.1:{port}/"]
+    req = REQUESTS[request]
+    url = f"http://127.0.0.1:{port}{req.path}"
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
     if headers != "hello":  # wrk's own request is the hello one: Host, and nothing else
         cmd[1:1] = [arg for name, value in HEADER_SETS[headers] for arg in ("-H", f"{name}: {value}")]
+    if req.body:  # method and body come from a script (wrk adds the Content-Length)
+        cmd[1:1] = ["-s", wrk_script(req)]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     t0 = time.perf_counter()
@@ -197,6 +208,18 @@ def wrk(
     if match is None:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
     return int(match.group(1)), elapsed, out
+
+
+def wrk_script(req: BenchRequest) -> str:
+    """The path of a wrk Lua script that sends *req*'s method, body and type (written once)."""
+    path = os.path.join(tempfile.gettempdir(), f"http_apps_{req.method}_{os.getpid()}.lua")
+    if not os.path.exists(path):
+        lines = [f'wrk.method = "{req.method}"', f"wrk.body = [[{req.body.decode()}]]"]
+        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in req.extra if k.lower() != "content-length"]
+        with open(path, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        atexit.register(os.unlink, path)
+    return path
 
 
 @contextlib.contextmanager
@@ -227,7 +250,7 @@ def http_server(kind: str, app: str, cpu: int) -> Iterator[tuple[int, int]]:
 def measure_http(port_pid: tuple[int, int], args: argparse.Namespace) -> Figure:
     port, pid = port_pid
     before = tree_cpu(pid)
-    n, elapsed, out = wrk(port, args.duration, args.connections, args.driver_cpu, args.headers)
+    n, elapsed, out = wrk(port, args.duration, args.connections, args.driver_cpu, args.headers, args.request)
     used = tree_cpu(pid) - before
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if bad:
@@ -252,9 +275,12 @@ def workers(name: str, app: str, minimal: bool) -> list[tuple[str, list[str]]]:
     return found
 
 
-async def python_driver_round(engine: Engine, seconds: float, window: int, headers: str = "hello") -> Figure:
+async def python_driver_round(
+    engine: Engine, seconds: float, window: int, headers: str = "hello", request: str = "get"
+) -> Figure:
     gen = engine.generation
-    blob = encode_request("GET", "/", HEADER_SETS[headers], b"", generation=gen)
+    req = REQUESTS[request]
+    blob = encode_request(req.method, req.path, req.headers(headers), req.body, generation=gen)
     pid = next(iter(engine.slaves.values())).pid
     done = 0
     stop = time.perf_counter() + seconds
@@ -264,7 +290,7 @@ async def python_driver_round(engine: Engine, seconds: float, window: int, heade
         while time.perf_counter() < stop:
             reply = await engine.invoke("http", [blob], timeout=30)
             status, _, body = decode_response(reply.chunks, gen)
-            if status != 200 or body != EXPECTED:
+            if status != req.status or req.expect not in body:
                 raise RuntimeError(f"unexpected reply {status} {body!r} {reply.error}")
             done += 1
 
@@ -294,7 +320,7 @@ async def python_engine(command: list[str], args: argparse.Namespace) -> AsyncIt
             queue_limit=args.connections * 4,
         ) as engine:
             await engine.start(1, timeout=120)  # a loaded machine imports slowly
-            await python_driver_round(engine, 1.0, args.connections, args.headers)  # warm-up
+            await python_driver_round(engine, 1.0, args.connections, args.headers, args.request)  # warm-up
             yield engine
 
 
@@ -303,7 +329,7 @@ def app_alone_round(name: str, args: argparse.Namespace) -> Figure:
     interface = "wsgi" if name == "flask" else "asgi"
     script = os.path.join(ROOT, "bench", "app_alone.py")
     cmd = ["taskset", "-c", str(args.cpu), sys.executable, script, interface, APPS[name]]
-    cmd += ["--seconds", str(args.duration), "--headers", args.headers]
+    cmd += ["--seconds", str(args.duration), "--headers", args.headers, "--request", args.request]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return Figure(result["n"] / args.duration, result["cpu_us"])
@@ -382,6 +408,13 @@ def main() -> None:
         help="request headers: hello (Host, User-Agent) or browser (a dozen, as behind a proxy; "
         "the node driver sends its own three, so it is left out)",
     )
+    p.add_argument(
+        "--request",
+        choices=sorted(REQUESTS),
+        default="get",
+        help="get: the hello GET /; json: POST /json, a 437-byte JSON object the apps parse and "
+        "answer with 201 (the node driver sends only GET /, so it is left out)",
+    )
     p.add_argument("--skip-http", action="store_true", help="only the cocaine-http workers")
     p.add_argument("--minimal", action="store_true", help="also bench/minimal_http.py's workers (the floor)")
     p.add_argument(
@@ -422,9 +455,9 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
             if args.driver in ("python", "both"):
                 engine = await stack.enter_async_context(python_engine(command, args))
                 measures[f"{label} [python driver]"] = functools.partial(
-                    python_driver_round, engine, args.duration, args.connections, args.headers
+                    python_driver_round, engine, args.duration, args.connections, args.headers, args.request
                 )
-            if args.driver in ("node", "both") and args.headers == "hello":
+            if args.driver in ("node", "both") and args.headers == "hello" and args.request == "get":
                 measures[f"{label} [node driver]"] = functools.partial(
                     asyncio.to_thread, node_round, command, args
                 )

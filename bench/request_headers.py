@@ -1,13 +1,23 @@
-"""The request headers the HTTP benchmarks send: a hello client's, or a browser's behind a proxy.
+"""The requests the HTTP benchmarks send: the hello ``GET /`` or a JSON ``POST``, with a
+hello client's headers or a browser's behind a proxy.
 
 wrk sends ``Host`` and nothing else, so the hello figures leave out what a
 server spends per header. A browser's request through a cocaine HTTP proxy
 carries a dozen (its own plus the proxy's ``X-Real-IP`` and
 ``X-Forwarded-For``): ``--headers browser`` sends those, the same to every
 server, through wrk's ``-H`` and in the cocaine envelope alike.
+
+The hello ``GET /`` reads no body and returns a fixed text. ``--request json``
+is an API call instead: ``POST /json`` with a JSON object of 437 bytes,
+which the example apps parse (Flask's ``get_json``, FastAPI's pydantic
+model) and send back in a ``201`` JSON answer; the servers' body paths
+(``wsgi.input``, ASGI ``receive``) are then part of the figure.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
 
 HEADER_SETS: dict[str, list[tuple[str, str]]] = {
     "hello": [("Host", "127.0.0.1"), ("User-Agent", "bench")],
@@ -25,4 +35,42 @@ HEADER_SETS: dict[str, list[tuple[str, str]]] = {
         ("X-Forwarded-For", "10.0.0.1"),
         ("X-Request-Id", "0123456789abcdef"),
     ],
+}
+
+
+#: The JSON object ``--request json`` posts (437 bytes): what the FastAPI example's
+#: ``Item`` model takes, and any JSON the Flask example's ``/json`` takes.
+JSON_BODY = json.dumps(
+    {"name": "widget-" + "x" * 34, "price": 9.5, "tags": [f"tag{i:02d}" for i in range(40)]}
+).encode()
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    """A request every server gets alike, and what each answer must hold."""
+
+    method: str
+    path: str
+    #: Headers beyond the header set's (the body's type and length).
+    extra: tuple[tuple[str, str], ...]
+    body: bytes
+    status: int
+    #: Bytes every answer's body contains (the whole body of the hello).
+    expect: bytes
+
+    def headers(self, header_set: str) -> list[tuple[str, str]]:
+        """The request's headers with header set *header_set* (``HEADER_SETS``)."""
+        return [*HEADER_SETS[header_set], *self.extra]
+
+
+REQUESTS: dict[str, BenchRequest] = {
+    "get": BenchRequest("GET", "/", (), b"", 200, b"Hello, world!\n"),
+    "json": BenchRequest(
+        "POST",
+        "/json",
+        (("Content-Type", "application/json"), ("Content-Length", str(len(JSON_BODY)))),
+        JSON_BODY,
+        201,
+        b'"received":{"name":"widget-',
+    ),
 }

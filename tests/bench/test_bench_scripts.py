@@ -78,3 +78,7 @@ def test_app_alone_times_the_hello(kind: str, app: str) -> None:
     out = run(os.path.join(BENCH, "app_alone.py"), kind, f"examples.{app}.app:app", "--requests", "250",
               "--headers", "browser")  # fmt: skip
     assert json.loads(out.strip().splitlines()[-1])["n"] == 250, out
+    # bench/http_apps.py --request json: a JSON POST, its 201 answer checked as the hello's
+    out = run(os.path.join(BENCH, "app_alone.py"), kind, f"examples.{app}.app:app", "--requests", "250",
+              "--request", "json")  # fmt: skip
+    assert json.loads(out.strip().splitlines()[-1])["n"] == 250, out

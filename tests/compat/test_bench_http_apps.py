@@ -27,11 +27,15 @@ def test_tree_cpu_counts_this_process() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and taskset")
-@pytest.mark.parametrize("headers", ["hello", "browser"])
-def test_bench_runs_the_workers_and_reports_cpu_per_request(headers: str) -> None:
+@pytest.mark.parametrize(
+    ("headers", "request_kind"), [("hello", "get"), ("browser", "get"), ("hello", "json")]
+)
+def test_bench_runs_the_workers_and_reports_cpu_per_request(headers: str, request_kind: str) -> None:
+    # (each answer is checked by the driver: the hello's text, or json's 201 with the object echoed)
     out = subprocess.run(
         [sys.executable, "bench/http_apps.py", "--skip-http", "--driver", "python",
-         "--duration", "1", "--rounds", "1", "--only", "flask", "--headers", headers],
+         "--duration", "1", "--rounds", "1", "--only", "flask", "--headers", headers,
+         "--request", request_kind],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=True,
     ).stdout  # fmt: skip
     lines = [line for line in out.splitlines() if line.startswith("flask ")]
