@@ -7,9 +7,10 @@ same harness: the wire handled with asyncio's streams and ``msgpack`` as
 ``bench/worker_echo.py``'s minimal echo worker does, the request envelope
 unpacked without a check, the least PEP 3333 environ (or ASGI scope) the
 hello apps need, the app run inline on the loop (WSGI) or as one task per
-request (ASGI), and the reply packed as a proxy reads it. No flow control,
-no limits, no errors answered, no threads, no lifespan, no logs: not a
-server anyone should run, only the cost a real one cannot go under.
+request (ASGI), and the replies packed as a proxy reads them, a read's
+written together. No flow control, no limits, no errors answered, no
+threads, no lifespan, no logs: not a server anyone should run, only the
+cost a real one cannot go under.
 
     python bench/minimal_http.py wsgi examples.flask_app.app:app --app-dir . [runtime flags]
     python bench/minimal_http.py asgi examples.fastapi_app.app:app --app-dir . [runtime flags]
@@ -146,8 +147,21 @@ def main() -> None:
     async def serve() -> None:
         reader, writer, beating = await minimal_connect(endpoint, uuid, b)
 
+        # The answers of a read's tasks, written together once they have run (as
+        # cocaine-http's outbox does): a write per answer would cost a system
+        # call each, and make the driver read them one by one.
+        answers: list[bytes] = []
+        loop = asyncio.get_running_loop()
+
+        def flush() -> None:
+            writer.write(b"".join(answers))
+            answers.clear()
+
         async def run_asgi(s: int, blob: bytes) -> None:
-            writer.write(reply(s, *await asgi_answer(app, blob)))
+            answer = reply(s, *await asgi_answer(app, blob))
+            if not answers:
+                loop.call_soon(flush)  # after the other tasks' steps already queued
+            answers.append(answer)
 
         tasks: set[asyncio.Task[None]] = set()
         unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
@@ -160,6 +174,8 @@ def main() -> None:
                 if (b and s == 1) or (not b and t in (1, 2) and s == 0):  # control: heartbeat or terminate
                     if t == (1 if b else 2):
                         await asyncio.gather(*tasks)
+                        if answers:
+                            flush()
                         writer.write(pack([1, 1, args] if b else [2, 0, args]))
                         await writer.drain()
                         beating.cancel()
