@@ -18,6 +18,10 @@
  *   - parses the worker's replies by msgpack frame boundaries; a session ends
  *     on the worker's choke/close (or a B error); with --verify every echoed
  *     byte is compared, otherwise the echoed length is;
+ *   - with --payload-file F the chunk is F's bytes instead (an HTTP request
+ *     envelope, for bench/http_apps.py --driver c), and --expect-prefix HEX
+ *     replaces the echo checks: a session is good when the first chunk of its
+ *     reply starts with those bytes (the head's msgpack [status, ...]);
  *   - runs --warmup sessions, then N measured ones, and prints one JSON line:
  *     req/s, p50/p99 latency, worker CPU us/request (/proc/PID/stat) and its
  *     own CPU us/request (getrusage);
@@ -25,7 +29,7 @@
  *
  * usage: floor_engine [--proto 0|1] [-n N] [-s S] [-w W] [--warmup M]
  *                     [--event NAME] [--verify] [--engine-cpu C] [--worker-cpu C]
- *                     [--term-timeout SECONDS]
+ *                     [--term-timeout SECONDS] [--payload-file F --expect-prefix HEX]
  *                     -- WORKER_CMD [ARGS...]
  */
 #define _GNU_SOURCE
@@ -53,6 +57,10 @@ static size_t size = 16;
 static int verify = 0;
 static int engine_cpu = 0, worker_cpu = 1;
 static const char *event = "echo";
+static const char *payload_file = NULL;    /* the chunk's bytes, instead of generated ones */
+static unsigned char expect[16];           /* HTTP mode: what every reply's first chunk starts with */
+static size_t expect_len;
+static int http_mode;
 static double term_timeout = 3.0;          /* seconds the worker gets to exit after the terminate */
 static char **cmd;
 
@@ -262,7 +270,12 @@ static void session_done(long idx, double t, int error) {
     inflight--;
     completed++;
     if (error) errors++;
-    else if (got[idx] != size) {
+    else if (http_mode) {
+        if (got[idx] != 1) {
+            bad++;
+            if (!bad_detail[0]) snprintf(bad_detail, sizeof bad_detail, "session %ld: no reply with the expected head", idx);
+        }
+    } else if (got[idx] != size) {
         bad++;
         if (!bad_detail[0]) snprintf(bad_detail, sizeof bad_detail, "session %ld echoed %u of %zu bytes", idx, got[idx], size);
     }
@@ -271,6 +284,10 @@ static void session_done(long idx, double t, int error) {
 
 static void session_chunk(long idx, const unsigned char *data, size_t len) {
     if (state[idx] != 1) return;
+    if (http_mode) { /* got: 0 nothing yet, 1 a good head, all ones a bad one */
+        if (got[idx] == 0) got[idx] = len >= expect_len && memcmp(data, expect, expect_len) == 0 ? 1 : 0xffffffffu;
+        return;
+    }
     if (verify && (got[idx] + len > size || memcmp(data, payload + got[idx], len) != 0)) {
         if (!bad_detail[0]) snprintf(bad_detail, sizeof bad_detail, "session %ld: echoed bytes differ at %u", idx, got[idx]);
         got[idx] = 0xffffffffu;  /* counted as bad at its end */
@@ -407,12 +424,37 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--term-timeout")) term_timeout = atof(VAL);
         else if (!strcmp(a, "--engine-cpu")) engine_cpu = atoi(VAL);
         else if (!strcmp(a, "--worker-cpu")) worker_cpu = atoi(VAL);
+        else if (!strcmp(a, "--payload-file")) payload_file = VAL;
+        else if (!strcmp(a, "--expect-prefix")) {
+            const char *hex = VAL;
+            size_t n = strlen(hex) / 2;
+            if (strlen(hex) % 2 || n == 0 || n > sizeof expect) { errno = 0; die("--expect-prefix: 1-16 bytes in hex"); }
+            for (size_t j = 0; j < n; j++) {
+                unsigned v;
+                if (sscanf(hex + 2 * j, "%2x", &v) != 1) { errno = 0; die("--expect-prefix: not hex"); }
+                expect[j] = (unsigned char)v;
+            }
+            expect_len = n;
+            http_mode = 1;
+        }
         else { errno = 0; fprintf(stderr, "floor_engine: unknown option %s\n", a); return 64; }
 #undef VAL
     }
-    if (!cmd || !cmd[0] || n_measured <= 0 || width <= 0 || n_warmup < 0 || (proto != 0 && proto != 1)) {
+    if (payload_file) { /* the chunk's bytes from a file: its size is S */
+        FILE *f = fopen(payload_file, "rb");
+        if (!f || fseek(f, 0, SEEK_END) != 0) die("--payload-file");
+        long len = ftell(f);
+        if (len <= 0 || fseek(f, 0, SEEK_SET) != 0) die("--payload-file: empty or unreadable");
+        size = (size_t)len;
+        payload = malloc(size + 1);
+        if (!payload || fread(payload, 1, size, f) != size) die("--payload-file: read");
+        fclose(f);
+    }
+    if (!cmd || !cmd[0] || n_measured <= 0 || width <= 0 || n_warmup < 0 || (proto != 0 && proto != 1)
+        || (http_mode && !payload_file)) {
         fprintf(stderr, "usage: floor_engine [--proto 0|1] [-n N] [-s S] [-w W] [--warmup M] [--event NAME]"
-                        " [--verify] [--engine-cpu C] [--worker-cpu C] [--term-timeout S] -- WORKER_CMD [ARGS...]\n");
+                        " [--verify] [--engine-cpu C] [--worker-cpu C] [--term-timeout S]"
+                        " [--payload-file F --expect-prefix HEX] -- WORKER_CMD [ARGS...]\n");
         return 64;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -424,11 +466,12 @@ int main(int argc, char **argv) {
     state = calloc(total, 1);
     sent_at = calloc(total, sizeof *sent_at);
     lat = calloc(n_measured, sizeof *lat);
-    payload = malloc(size + 1);
+    if (!payload_file) payload = malloc(size + 1);
     ev_enc = malloc(strlen(event) + 8);
     data_enc = malloc(size + 8);
     if (!got || !state || !sent_at || !lat || !payload || !ev_enc || !data_enc) die("out of memory");
-    for (size_t i = 0; i < size; i++) payload[i] = (unsigned char)(i * 131 + 7); /* every byte value, not just text */
+    if (!payload_file)
+        for (size_t i = 0; i < size; i++) payload[i] = (unsigned char)(i * 131 + 7); /* every byte value, not just text */
     ev_enc[0] = 0x91; ev_len = 1 + put_raw(ev_enc + 1, event, strlen(event));
     data_enc[0] = 0x91; data_len = 1 + put_raw(data_enc + 1, payload, size);
 

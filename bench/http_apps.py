@@ -10,7 +10,7 @@ not. Requests per second are printed too.
   uvicorn, granian ASGI) listen on a loopback port chosen by binding port 0
   and are driven by ``wrk`` (64 keep-alive connections by default).
 * cocaine-http receives the request already parsed, as from a cocaine HTTP
-  proxy: one HTTP envelope per invocation. Two drivers:
+  proxy: one HTTP envelope per invocation. Three drivers:
 
   - ``python``: :class:`cocaine_http.runtime.engine.Engine` in this process,
     W invocations in flight. Its own CPU per request is measured and
@@ -18,7 +18,13 @@ not. Requests per second are printed too.
     worker is not saturated and its figure is pessimistic;
   - ``node``: the fake engine of ``../shared/bench-engine`` (``--node-engine
     PATH/fake-engine.js``, set up as its README says), about 2 us of its
-    own CPU per request.
+    own CPU per request; it sends only its own ``GET /``;
+  - ``c``: ``bench/floor_engine.c`` (built with ``cc`` on the fly, as
+    ``bench/worker_floor.py`` builds it), which sends the envelope of
+    ``--request`` and ``--headers`` from a file and checks each answer's
+    status: about 0.5 us of its own CPU per request, whatever the request.
+
+  ``both`` runs python and node, ``all`` the three.
 
 * Servers and workers run on one CPU (``--cpu``, default the last allowed),
   drivers on another when there is one. Every target of an app is started
@@ -28,7 +34,7 @@ not. Requests per second are printed too.
 Usage::
 
     python bench/http_apps.py [--duration 5] [--connections 64] [--rounds 3]
-                              [--only flask|fastapi] [--driver python|node|both]
+                              [--only flask|fastapi] [--driver python|node|c|both|all]
                               [--node-engine /tmp/bench-engine/fake-engine.js]
                               [--minimal] [--floor] [--headers hello|browser]
                               [--request get|json]
@@ -36,7 +42,7 @@ Usage::
 ``--headers`` and ``--request`` choose what every server is sent
 (``bench/request_headers.py``): the hello ``GET /`` by default, ``--request
 json`` a JSON ``POST`` the apps parse and answer with ``201``. The node
-driver sends only the hello, so those runs have the python driver alone.
+driver sends only the hello, so those runs leave it out.
 
 ``--minimal`` adds the bare workers of ``bench/minimal_http.py``, ``--floor``
 the app alone with no server (``bench/app_alone.py``): its line against
@@ -67,6 +73,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+import msgpack
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -75,6 +83,7 @@ from cocaine_http.protocol.frames import Generation  # noqa: E402
 from cocaine_http.runtime.engine import Engine  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import worker_floor  # noqa: E402  (its build of floor_engine.c)
 from request_headers import HEADER_SETS, REQUESTS, BenchRequest  # noqa: E402
 
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
@@ -357,6 +366,31 @@ def node_round(command: list[str], args: argparse.Namespace) -> Figure:
     return Figure(result["rps"], result["workerCpuUsPerReq"], result["engineCpuUsPerReq"])
 
 
+def c_round(engine: str, command: list[str], args: argparse.Namespace) -> Figure:
+    """One run of bench/floor_engine.c (it starts and stops its own worker) with the
+    envelope of ``--request`` and ``--headers``; every answer's head is checked."""
+    gen = Generation.parse(args.generation)
+    req = REQUESTS[args.request]
+    blob = encode_request(req.method, req.path, req.headers(args.headers), req.body, generation=gen)
+    head = b"\x92" + msgpack.packb(req.status)  # the reply's first chunk: [status, headers]
+    n = max(2000, int(args.duration * args.node_rate))  # it runs a count, not a duration
+    with tempfile.NamedTemporaryFile(suffix=".envelope") as envelope:
+        envelope.write(blob)
+        envelope.flush()
+        cmd = [
+            engine, "--proto", "1" if gen is Generation.B else "0", "-n", str(n), "--warmup", str(n // 10),
+            "-w", str(args.connections), "--event", "http", "--payload-file", envelope.name,
+            "--expect-prefix", head.hex(), "--worker-cpu", str(args.cpu),
+            "--engine-cpu", str(args.driver_cpu if args.driver_cpu is not None else -1), "--", *command,
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": ROOT}  # this tree's package, as the other drivers' workers get it
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    result = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+    if proc.returncode != 0 or not result.get("ok"):
+        raise RuntimeError(f"C engine run failed ({proc.returncode}): {result or proc.stderr[-2000:]}")
+    return Figure(result["rps"], result["worker_cpu_us"], result["engine_cpu_us"])
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -393,13 +427,13 @@ def main() -> None:
     )
     p.add_argument("--generation", default="B", help="protocol generation for cocaine-http (A or B)")
     p.add_argument("--only", choices=sorted(APPS), default=None)
-    p.add_argument("--driver", choices=("python", "node", "both"), default="python")
+    p.add_argument("--driver", choices=("python", "node", "c", "both", "all"), default="python")
     p.add_argument("--node-engine", default="/tmp/bench-engine/fake-engine.js", help="bench-engine's script")
     p.add_argument(
         "--node-rate",
         type=float,
         default=12000.0,
-        help="node engine: requests per --duration second (12000: a round long enough to tell 3 %%)",
+        help="node and C engines: requests per --duration second (12000: a round long enough to tell 3 %%)",
     )
     p.add_argument(
         "--headers",
@@ -451,15 +485,23 @@ async def run_app(name: str, args: argparse.Namespace) -> None:
                 server = stack.enter_context(http_server(kind, app, args.cpu))
                 await asyncio.to_thread(measure_http, server, args)  # warm-up
                 measures[kind] = functools.partial(asyncio.to_thread, measure_http, server, args)
+        c_engine = None
+        if args.driver in ("c", "all"):
+            build_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            c_engine = await asyncio.to_thread(worker_floor.build_engine, build_dir)
         for label, command in workers(name, app, args.minimal):
-            if args.driver in ("python", "both"):
+            if args.driver in ("python", "both", "all"):
                 engine = await stack.enter_async_context(python_engine(command, args))
                 measures[f"{label} [python driver]"] = functools.partial(
                     python_driver_round, engine, args.duration, args.connections, args.headers, args.request
                 )
-            if args.driver in ("node", "both") and args.headers == "hello" and args.request == "get":
+            if args.driver in ("node", "both", "all") and args.headers == "hello" and args.request == "get":
                 measures[f"{label} [node driver]"] = functools.partial(
                     asyncio.to_thread, node_round, command, args
+                )
+            if c_engine is not None:
+                measures[f"{label} [C driver]"] = functools.partial(
+                    asyncio.to_thread, c_round, c_engine, command, args
                 )
         if args.floor:
             alone = functools.partial(asyncio.to_thread, app_alone_round, name, args)
