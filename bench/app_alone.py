@@ -45,7 +45,7 @@ sys.path.insert(0, ROOT)
 
 from cocaine_http.compat.asgi import build_scope  # noqa: E402
 from cocaine_http.compat.wsgi_environ import build_environ  # noqa: E402
-from cocaine_http.http.envelope import encode_request, parse_request  # noqa: E402
+from cocaine_http.http.envelope import parse_request  # noqa: E402
 from cocaine_http.importer import import_app  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,7 @@ def batches(seconds: float, requests: int | None) -> Iterator[int]:
 
 
 def parsed(req: BenchRequest, headers: str = "hello") -> Any:
-    return parse_request(encode_request(req.method, req.path, req.headers(headers), req.body))
+    return parse_request(req.envelope(headers))
 
 
 def run_wsgi(

@@ -78,7 +78,7 @@ import msgpack
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from cocaine_http.http.envelope import decode_response, encode_request  # noqa: E402
+from cocaine_http.http.envelope import decode_response  # noqa: E402
 from cocaine_http.protocol.frames import Generation  # noqa: E402
 from cocaine_http.runtime.engine import Engine  # noqa: E402
 
@@ -87,7 +87,7 @@ import worker_floor  # noqa: E402  (its build of floor_engine.c)
 from request_headers import HEADER_SETS, REQUESTS, BenchRequest  # noqa: E402
 
 APPS = {"flask": "examples.flask_app.app:app", "fastapi": "examples.fastapi_app.app:app"}
-EXPECTED = b"Hello, world!\n"
+EXPECTED = REQUESTS["get"].expect  # the hello's body (readiness, the node engine's check)
 #: (app, cocaine variant, baseline): the per-core ratio the project aims for.
 TARGETS = {("flask", "granian-wsgi"): 1.5, ("fastapi", "granian-asgi"): 1.5}
 BIN = os.path.dirname(sys.executable)
@@ -289,7 +289,7 @@ async def python_driver_round(
 ) -> Figure:
     gen = engine.generation
     req = REQUESTS[request]
-    blob = encode_request(req.method, req.path, req.headers(headers), req.body, generation=gen)
+    blob = req.envelope(headers, gen)
     pid = next(iter(engine.slaves.values())).pid
     done = 0
     stop = time.perf_counter() + seconds
@@ -371,7 +371,7 @@ def c_round(engine: str, command: list[str], args: argparse.Namespace) -> Figure
     envelope of ``--request`` and ``--headers``; every answer's head is checked."""
     gen = Generation.parse(args.generation)
     req = REQUESTS[args.request]
-    blob = encode_request(req.method, req.path, req.headers(args.headers), req.body, generation=gen)
+    blob = req.envelope(args.headers, gen)
     head = b"\x92" + msgpack.packb(req.status)  # the reply's first chunk: [status, headers]
     n = max(2000, int(args.duration * args.node_rate))  # it runs a count, not a duration
     with tempfile.NamedTemporaryFile(suffix=".envelope") as envelope:

@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from cocaine_http.http.envelope import encode_request
+from cocaine_http.protocol.frames import Generation
+
 HEADER_SETS: dict[str, list[tuple[str, str]]] = {
     "hello": [("Host", "127.0.0.1"), ("User-Agent", "bench")],
     "browser": [
@@ -58,9 +61,11 @@ class BenchRequest:
     #: Bytes every answer's body contains (the whole body of the hello).
     expect: bytes
 
-    def headers(self, header_set: str) -> list[tuple[str, str]]:
-        """The request's headers with header set *header_set* (``HEADER_SETS``)."""
-        return [*HEADER_SETS[header_set], *self.extra]
+    def envelope(self, header_set: str = "hello", generation: Generation = Generation.B) -> bytes:
+        """The request as a proxy sends it to a worker, with header set *header_set*
+        (``HEADER_SETS``) and the body's own headers."""
+        headers = [*HEADER_SETS[header_set], *self.extra]
+        return encode_request(self.method, self.path, headers, self.body, generation=generation)
 
 
 REQUESTS: dict[str, BenchRequest] = {
