@@ -20,6 +20,7 @@ built; :mod:`.codec` then falls back to the pure twin.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator
 from itertools import starmap
@@ -132,8 +133,10 @@ class NativeDecoder:
         self._buf: bytes | bytearray = b""  # bytes; a bytearray while a large frame is gathered
         self._end = 0  # bytes in _buf (a bytearray has room after them)
         self._spare: bytearray | None = None  # the last gathering buffer, for the next large frame
-        self._pieces: list[bytes | bytearray | memoryview] = []  # fed after _buf, not yet copied into it
-        self._pieces_len = 0
+        #: While a payload is awaited: what is left of _buf, then every piece fed
+        #: since, each copied in as it arrives (None otherwise; see _collect).
+        self._pieces: io.BytesIO | None = None
+        self._pieces_len = 0  # bytes fed after _buf[:_end], in _pieces
         self._wanted = 0  # stream offset C needs before it can go on (0: unknown)
         self._start = 0  # offset in _buf where the next frame to scan begins
         self._base = 0  # stream offset of _buf[0]
@@ -155,7 +158,7 @@ class NativeDecoder:
         return self._base + self._end + self._pieces_len - returned
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if self._start == self._end and type(data) is bytes and not self._pieces and self._error is None:
+        if self._start == self._end and type(data) is bytes and self._pieces is None and self._error is None:
             # The usual read: every frame before it was complete and returned
             # (so C wants at most the next byte). The read becomes the buffer.
             if data:
@@ -171,12 +174,11 @@ class NativeDecoder:
         if self._wanted:
             if self._base + self._end + self._pieces_len + n < self._wanted:
                 # The frame cannot progress before `_wanted` (a payload is
-                # arriving): keep the pieces, and copy them once when it can.
-                self._pieces.append(bytes(data))
-                self._pieces_len += n
+                # arriving): collect the pieces until it can.
+                self._collect(data)
                 return
-            if self._pieces:
-                self._pieces.append(data)
+            if self._pieces is not None:
+                self._collect(data)
                 self._flush_pieces()
                 return
         buf, start, end = self._buf, self._start, self._end
@@ -214,17 +216,39 @@ class NativeDecoder:
         self._base += start
         self._start = 0
 
+    def _collect(self, data: bytes | bytearray | memoryview) -> None:
+        """Copy *data* behind what is collected for the awaited payload.
+
+        Each piece is copied once, as it arrives, into a ``BytesIO``, whose
+        ``getvalue()`` then hands over its own ``bytes``: a payload of N bytes
+        peaks at N, where keeping the pieces to join them at the end peaked
+        at 2 N (and left N of freed reads in the heap, where the C allocator
+        keeps them resident).
+        """
+        pieces = self._pieces
+        if pieces is None:
+            pieces = self._pieces = io.BytesIO()
+            pieces.write(memoryview(self._buf)[self._start : self._end])
+        pieces.write(data)
+        self._pieces_len += len(data)
+
     def _flush_pieces(self) -> None:
-        """Join what is left of the buffer and the collected pieces, in one copy."""
-        buf, start, end = self._buf, self._start, self._end
+        """Make what is left of the buffer and the collected pieces the buffer (no copy)."""
+        assert self._pieces is not None
+        buf = self._buf
         if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
             self._spare = buf
-        joined = b"".join((memoryview(buf)[start:end], *self._pieces))
-        self._pieces = []
+        joined = self._pieces.getvalue()
+        self._pieces = None
         self._pieces_len = 0
         self._buf, self._end = joined, len(joined)
-        self._base += start
+        self._base += self._start
         self._start = 0
+
+    def _release(self) -> None:
+        """Let go of a large buffer whose every frame was cut out of it: the
+        payloads are copies, and the buffer would otherwise live until the next read."""
+        self._adopt(b"")
 
     def _adopt(self, data: bytes) -> None:
         """Make *data* the buffer: everything before it was consumed."""
@@ -382,6 +406,8 @@ class NativeDecoder:
                 self._wanted = base + start + min(lib.cf_wanted(self._state), self.max_frame_size + 1)
             else:
                 self._wanted = base + start + 1  # nothing left: C wants the next frame's first byte
+                if start > _GATHER_MIN:
+                    self._release()
         else:
             self._complete = False
             self._wanted = 0

@@ -142,6 +142,27 @@ def test_oversize_bodies_get_413_and_the_worker_stays(dev: Dev) -> None:
     assert dev.pid() == pid
 
 
+def test_a_body_in_one_frame_costs_the_worker_at_most_twice_its_size() -> None:
+    """The proxies send a request's body in one frame (``--body-chunk-size 0``
+    makes the dev front do the same). While it arrives the worker holds the
+    frame once; then the payload cut from it, then the envelope's body, which
+    ``read()`` returns as it is: twice the body at the peak. (Three times when
+    the reads were kept in a list to be joined and the joined buffer was kept
+    until the next read: bench/upload.py --chunk 0.)"""
+    proc, port = bench.start_dev(
+        "upload:wsgi_app", "--body-chunk-size", "0", "--max-body-size", str(LIMIT)
+    )
+    try:
+        status, body = bench.get(port, "/pid")
+        assert status == 200, body
+        result = bench.whole(port, int(json.loads(body)["pid"]), 32 * MiB)
+        assert result["status"] == 200 and result["digest_ok"], result
+        assert result["worker_peak_over_body"] <= 2.5, result
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+
+
 # -- wsgi.input against gunicorn ----------------------------------------------------------
 
 
