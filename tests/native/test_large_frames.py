@@ -10,10 +10,13 @@ allocation, so these bounds hold whatever the C allocator does.
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import tracemalloc
 
-from helpers.feeding import make, pack, require_backend
+import pytest
+from helpers.feeding import BACKENDS, comparable, make, pack, require_backend
 
 READ = 256 * 1024
 MiB = 1 << 20
@@ -50,4 +53,39 @@ def test_a_frame_in_many_reads_peaks_at_its_size_and_is_let_go() -> None:
         assert peak - before < 2 * 24 * MiB + 2 * MiB  # the frame and the payload cut from it
     finally:
         tracemalloc.stop()
+    assert decoder.pending == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("generation", ["A", "B"])
+def test_nothing_of_a_fed_view_is_kept(backend: str, generation: str) -> None:
+    """``feed`` takes a ``memoryview``: fed views of one buffer that is
+    scribbled over after every read (as a socket's reads land in one buffer,
+    ``aio/reads.py``), a decoder returns what it returns when fed ``bytes``:
+    whatever it keeps of a read, it copied first."""
+    require_backend(backend)
+    rng = random.Random(15)
+    frames = []
+    for i in range(40):
+        frames.append([5 + i, 4, [rng.randbytes(rng.choice([0, 10, 3000, 300_000, 1_200_000]))]])
+        if generation == "B" and i % 3 == 0:
+            frames[-1].append([[b"trace", b"%d" % i]])
+    packed = [pack(f) for f in frames]
+    stream = b"".join(packed)
+    expected = [comparable(f) for f in make(backend, generation).frames(stream)]
+    # Reads end at frame ends (the usual read) and anywhere inside frames.
+    cuts = set(itertools.accumulate(len(p) for p in packed))
+    cuts.update(rng.randrange(len(stream)) for _ in range(60))
+    cuts.update(range(0, len(stream), READ))
+    decoder = make(backend, generation)
+    buffer = bytearray(READ)
+    got, at = [], 0
+    for end in sorted(c for c in cuts if c):
+        n = end - at
+        buffer[:n] = stream[at:end]
+        at = end
+        with memoryview(buffer)[:n] as view:
+            got.extend(comparable(f) for f in decoder.frames(view if rng.random() < 0.7 else bytes(view)))
+        buffer[:] = b"\xee" * READ  # the next read's bytes, as far as the decoder can tell
+    assert got == expected
     assert decoder.pending == 0
