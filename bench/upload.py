@@ -16,7 +16,11 @@ Peak RSS growth is the process's ``VmHWM`` after the upload minus its
 ``VmRSS`` before, with the peak reset first (``/proc/PID/clear_refs``), for
 the runtime process (the front) and the worker. Targets: growth <= 64 MiB
 each for the streamed upload; the worker's peak for the body read whole
-<= 1.3 x the body.
+<= 1.3 x the body. With ``--chunk 0`` (each body in one frame, as the
+proxies send it) the worker's peak is twice the body, for the frame's
+payload and the envelope's body cut from it are alive together for a
+moment (docs/worker.md), and the dev front holds the whole body to send it
+in one frame: those runs report the targets missed.
 
 Usage::
 

@@ -134,7 +134,8 @@ class _Exchange:
         self.response = response
         self.encoder = encoder
         self._method = req.method
-        self._body_left: bytes | None = req.body
+        # (bytes: the ASGI adapter does not ask parse_request for a body in place)
+        self._body_left: bytes | None = bytes(req.body) if type(req.body) is memoryview else req.body
         self._request_done = False
         #: Set once the request is over for the app (``http.disconnect``).
         self.disconnected = False

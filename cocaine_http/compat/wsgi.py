@@ -209,7 +209,7 @@ class _WSGIServing:
         """The request whose envelope is *blob* and its environ; ``None`` once
         answered instead (a bad envelope, a WebSocket handshake)."""
         try:
-            req = parse_request(blob, drop_cookies=self.drop_cookie_pairs)
+            req = parse_request(blob, drop_cookies=self.drop_cookie_pairs, body_in_place=True)
         except EnvelopeError as exc:
             log.error("bad HTTP request on session %s (event %r): %s", request.session, request.event, exc)
             self._answer(response, self.encoder, 400, f"Bad Request: {exc}")

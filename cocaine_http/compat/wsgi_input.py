@@ -36,9 +36,16 @@ class WSGIInput(io.RawIOBase):
     # made a WSGIInput cost 9.8K instructions to create and drop, 5.6K with these.
     __slots__ = ("_buf", "_pos", "_pull", "bytes_read")
 
-    def __init__(self, first: bytes, pull: Callable[[], bytes] | None) -> None:
-        self._buf = first
-        self._pos = 0
+    def __init__(self, first: bytes | memoryview, pull: Callable[[], bytes] | None) -> None:
+        if type(first) is memoryview:
+            # A large envelope's body left in it (parse_request's body_in_place):
+            # its suffix, read in place, so the body is never copied whole.
+            envelope: bytes = first.obj  # type: ignore[assignment]  # (typeshed: a buffer)
+            self._buf = envelope
+            self._pos = len(envelope) - first.nbytes
+        else:
+            self._buf = first
+            self._pos = 0
         self._pull = pull
         self.bytes_read = 0
 

@@ -11,9 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from ..errors import ErrorCode, FrameFormatError
 from ..protocol.frames import Generation
-from ..protocol.wire import packb, unpackb
+from ..protocol.wire import packb, unpackb, unpacker
 from .cookie_pairs import drop_cookie_pairs
 
 __all__ = ["CR_LF_NUL", "TOKEN", "EnvelopeError", "HttpRequest", "encode_request", "parse_request"]
@@ -53,7 +55,10 @@ class HttpRequest:
     uri: bytes
     version: str
     headers: list[tuple[bytes, bytes]]
-    body: bytes
+    #: The body: ``bytes``, or (:func:`parse_request` with ``body_in_place``,
+    #: an envelope of :data:`LARGE_ENVELOPE` bytes or more) a ``memoryview``
+    #: of the envelope, whose suffix it is: not copied out of it.
+    body: bytes | memoryview
     #: How many leading Tornado cookie pairs were dropped.
     dropped_cookie_pairs: int = 0
     #: ``path`` and ``query`` split from ``uri`` (absolute-form URIs lose
@@ -107,6 +112,44 @@ def _new_name(name: bytes) -> bytes | None:
     return lname
 
 
+#: From this size on, an envelope's body can be left in it (``body_in_place``).
+LARGE_ENVELOPE = 1024 * 1024
+#: How much of a large envelope is read for the items before the body.
+_HEAD_WINDOW = 64 * 1024
+#: A raw's first byte -> (its header's size, how many of those bytes give its
+#: length): fixstr (the length in the byte itself), str8/16/32 and bin8/16/32.
+_RAW_HEADERS = {
+    **{b: (1, 0) for b in range(0xA0, 0xC0)},
+    0xD9: (2, 1), 0xDA: (3, 2), 0xDB: (5, 4),
+    0xC4: (2, 1), 0xC5: (3, 2), 0xC6: (5, 4),
+}  # fmt: skip
+
+
+def _head_and_body(blob: bytes) -> tuple[list[Any], memoryview] | None:
+    """The four items before the body of a large envelope, and the body as a view
+    of *blob*; ``None`` unless it is five items that end with a raw at its very
+    end, the first four within :data:`_HEAD_WINDOW` bytes (the caller then
+    unpacks it whole, which says what is wrong with it)."""
+    reader = unpacker()
+    reader.feed(memoryview(blob)[:_HEAD_WINDOW])
+    try:
+        if reader.read_array_header() != 5:
+            return None
+        head = [reader.unpack() for _ in range(4)]
+    except (msgpack.OutOfData, ValueError, TypeError):  # (msgpack's format errors subclass the last two)
+        return None
+    at = reader.tell()
+    shape = _RAW_HEADERS.get(blob[at])
+    if shape is None:
+        return None
+    size_of_header, length_bytes = shape
+    size = int.from_bytes(blob[at + 1 : at + size_of_header], "big") if length_bytes else blob[at] & 0x1F
+    start = at + size_of_header
+    if start + size != len(blob):
+        return None
+    return head, memoryview(blob)[start:]
+
+
 def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
     """``(path, query)`` of a non-empty URI."""
     if uri[0] == 47 and 63 not in uri and 35 not in uri:
@@ -123,14 +166,27 @@ def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
     return path, query
 
 
-def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = True) -> HttpRequest:
-    """Decode the first chunk of an HTTP session. Raises :class:`EnvelopeError`."""
+def parse_request(
+    blob: bytes | bytearray | memoryview, *, drop_cookies: bool = True, body_in_place: bool = False
+) -> HttpRequest:
+    """Decode the first chunk of an HTTP session. Raises :class:`EnvelopeError`.
+
+    With *body_in_place*, the body of an envelope of :data:`LARGE_ENVELOPE`
+    bytes or more is a view of *blob* rather than a copy (the proxies send a
+    request's whole body in its envelope; the WSGI input reads it in place).
+    """
     if not blob:
         raise EnvelopeError("the HTTP session carried no request chunk")
-    try:
-        obj = unpackb(blob)
-    except (ValueError, TypeError) as exc:  # msgpack's errors subclass these
-        raise EnvelopeError(f"HTTP request chunk is not msgpack: {exc}") from None
+    split = None
+    if body_in_place and type(blob) is bytes and len(blob) >= LARGE_ENVELOPE:
+        split = _head_and_body(blob)
+    if split is not None:
+        obj: Any = [*split[0], split[1]]
+    else:
+        try:
+            obj = unpackb(blob)
+        except (ValueError, TypeError) as exc:  # msgpack's errors subclass these
+            raise EnvelopeError(f"HTTP request chunk is not msgpack: {exc}") from None
     if not isinstance(obj, (list, tuple)) or not 4 <= len(obj) <= 5:
         raise EnvelopeError(
             "HTTP request chunk must be [method, uri, version, headers, body], "
@@ -201,7 +257,13 @@ def parse_request(blob: bytes | bytearray | memoryview, *, drop_cookies: bool = 
         dropped = drop_cookie_pairs(headers, (fields[b"cookie"],) if len(fields) == len(headers) else None)
         if dropped:  # the fields of what is left (a dropped name may be a real header's too)
             fields = {name.lower(): value for name, value in headers}
-    body = raw_body if type(raw_body) is bytes else b"" if raw_body is None else _as_bytes(raw_body, "body")
+    body = (
+        raw_body
+        if type(raw_body) is bytes or split is not None
+        else b""
+        if raw_body is None
+        else _as_bytes(raw_body, "body")
+    )
     path, query = _split_uri(uri) if uri else (b"/", b"")
     single = fields if len(fields) == len(headers) else None  # a name repeats: its values are in headers
     return HttpRequest(method, uri or b"/", version, headers, body, dropped, path, query, single)

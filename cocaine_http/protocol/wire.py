@@ -66,6 +66,12 @@ def unpackb(data: bytes | bytearray | memoryview, *, pairs: bool = False) -> Any
     return msgpack.unpackb(data, **(_UNPACK_PAIRS if pairs else _UNPACK))
 
 
+def unpacker() -> msgpack.Unpacker:
+    """A streaming unpacker with :func:`unpackb`'s options, for a caller that
+    reads only the start of a blob (see ``http.request``'s large envelopes)."""
+    return msgpack.Unpacker(**_UNPACK)
+
+
 def as_text(value: Any, what: str = "value") -> str:
     """Decode a raw that must be text (names, reasons, messages) as UTF-8.
 

@@ -16,12 +16,16 @@ from collections.abc import Iterator
 import pytest
 
 from cocaine_http.compat.wsgi import WSGIInput
+from cocaine_http.http.envelope import encode_request, parse_request
 
 MiB = 1 << 20
 
 
-def chunked(data: bytes, sizes: list[int]) -> WSGIInput:
-    """*data* as an envelope body (the first piece) then pulled chunks of *sizes* (cycled)."""
+def chunked(data: bytes, sizes: list[int], in_place: bool = False) -> WSGIInput:
+    """*data* as an envelope body (the first piece) then pulled chunks of *sizes* (cycled).
+
+    *in_place*: the first piece given as parse_request's ``body_in_place``
+    gives it, a view of the end of the envelope that carried it."""
     cuts = []
     pos = 0
     i = 0
@@ -30,7 +34,10 @@ def chunked(data: bytes, sizes: list[int]) -> WSGIInput:
         cuts.append(data[pos : pos + n])
         pos += n
         i += 1
-    first = cuts.pop(0) if cuts else b""
+    first: bytes | memoryview = cuts.pop(0) if cuts else b""
+    if in_place:
+        envelope = b"\x95\xa3GET\xa1/\xa31.1\x90\xdb" + len(first).to_bytes(4, "big") + first
+        first = memoryview(envelope)[len(envelope) - len(first) :]
     rest = iter(cuts)
     return WSGIInput(first, lambda: next(rest, b""))
 
@@ -62,7 +69,7 @@ def test_reads_match_a_file_object_whatever_the_chunking(seed: int) -> None:
     sizes = [rng.choice([1, 2, 5, 17, 100, 4096]) for _ in range(5)]
     if seed % 5 == 0:
         sizes = [len(data) or 1]  # the whole body in the envelope (what the proxies send)
-    stream, ref = chunked(data, sizes), io.BytesIO(data)
+    stream, ref = chunked(data, sizes, in_place=seed % 2 == 1), io.BytesIO(data)
     for kind, n in ops(rng):
         if kind == "read":
             assert stream.read(n) == ref.read(n), (kind, n)
@@ -139,3 +146,21 @@ def test_many_small_reads_keep_one_chunk() -> None:
     assert peak < 3 * MiB, peak
     stream, _ = lazy(2, MiB, fill=0x0A)
     assert sum(1 for _ in stream) == 2 * MiB
+
+
+def test_a_body_left_in_its_envelope_is_read_in_place() -> None:
+    """The body of a large envelope (parse_request's ``body_in_place``) is read
+    out of the envelope: pieces cost only themselves, and the whole of it is
+    copied once, by a read() that asks for all of it."""
+    body = bytes(range(256)) * (32 * MiB // 256)
+    envelope = encode_request("POST", "/", [("Host", "h")], body)
+    req = parse_request(envelope, body_in_place=True)
+    assert type(req.body) is memoryview and req.body == body
+    stream = WSGIInput(req.body, None)
+    got, peak = _peak_while(lambda: [stream.read(65536) for _ in range(4)])
+    assert b"".join(got) == body[: 4 * 65536]  # type: ignore[arg-type]
+    assert peak < 1 * MiB, peak
+    rest, peak = _peak_while(stream.read)
+    assert rest == body[4 * 65536 :]
+    assert peak < 32 * MiB + 1 * MiB, peak
+    assert stream.read() == b""

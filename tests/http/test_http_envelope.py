@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import msgpack
 import pytest
 from helpers.oldspec import assert_old_spec
 
 from cocaine_http.http.envelope import (
     EnvelopeError,
+    HttpRequest,
     ResponseEncoder,
     ResponseHeadError,
     body_allowed,
@@ -16,6 +19,7 @@ from cocaine_http.http.envelope import (
     parse_request,
     parse_status_line,
 )
+from cocaine_http.http.request import LARGE_ENVELOPE
 from cocaine_http.protocol.catalog import MessageEncoder
 from cocaine_http.protocol.frames import Generation
 from cocaine_http.protocol.wire import packb
@@ -411,3 +415,54 @@ def test_remembered_names_and_status_lines_are_still_checked() -> None:
     for _ in range(2):
         with pytest.raises(EnvelopeError):
             parse_request(encode_request("GET", "/", [("X Name", "ok")]))
+
+
+# -- a large envelope's body left in place ------------------------------------------------
+
+
+def _fields(req: HttpRequest) -> tuple[object, ...]:
+    return (req.method, req.uri, req.version, req.headers, bytes(req.body), req.path, req.query, req.fields)
+
+
+@pytest.mark.parametrize("generation", [Generation.A, Generation.B])
+@pytest.mark.parametrize("size", [LARGE_ENVELOPE, 3 * LARGE_ENVELOPE + 7])
+def test_a_large_envelope_body_in_place_reads_as_the_copy(generation: Generation, size: int) -> None:
+    body = os.urandom(size)
+    headers = [("Host", "h"), ("Cookie", "a=1"), ("X-Long", "v" * 5000)]
+    blob = encode_request("PUT", "/up?x=1", headers, body, generation=generation)
+    copied, in_place = parse_request(blob), parse_request(blob, body_in_place=True)
+    assert type(copied.body) is bytes and type(in_place.body) is memoryview
+    assert in_place.body.obj is blob  # a view of the envelope: the body was not copied
+    assert _fields(in_place) == _fields(copied)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param(["GET", "/", "1.1", [["Host", "h"]], b"b" * LARGE_ENVELOPE, b"x"], id="six items"),
+        pytest.param(["GET", "/", "1.1", [["X-Big", "v" * LARGE_ENVELOPE]]], id="four items"),
+        pytest.param(["GET", "/", "1.1", [["X-Big", "v" * LARGE_ENVELOPE]], b""], id="head past the window"),
+        pytest.param(["GET", "/", "1.1", [], [b"b" * LARGE_ENVELOPE]], id="body not a raw"),
+    ],
+)
+def test_a_large_envelope_of_another_shape_parses_as_without_it(items: list[object]) -> None:
+    """Anything but five items ending with a raw, the first four in 64 KiB, is
+    unpacked whole: the same request, or the same error, as without body_in_place."""
+    blob = packb(items)
+    assert len(blob) >= LARGE_ENVELOPE
+    outcomes = []
+    for in_place in (False, True):
+        try:
+            req = parse_request(blob, body_in_place=in_place)
+            assert type(req.body) is bytes
+            outcomes.append(_fields(req))
+        except EnvelopeError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_trailing_bytes_after_a_large_envelope_are_refused_either_way() -> None:
+    blob = encode_request("POST", "/", [("Host", "h")], b"b" * LARGE_ENVELOPE) + b"\xc0"
+    for in_place in (False, True):
+        with pytest.raises(EnvelopeError, match="not msgpack"):
+            parse_request(blob, body_in_place=in_place)
