@@ -116,13 +116,9 @@ def _new_name(name: bytes) -> bytes | None:
 LARGE_ENVELOPE = 1024 * 1024
 #: How much of a large envelope is read for the items before the body.
 _HEAD_WINDOW = 64 * 1024
-#: A raw's first byte -> (its header's size, how many of those bytes give its
-#: length): fixstr (the length in the byte itself), str8/16/32 and bin8/16/32.
-_RAW_HEADERS = {
-    **{b: (1, 0) for b in range(0xA0, 0xC0)},
-    0xD9: (2, 1), 0xDA: (3, 2), 0xDB: (5, 4),
-    0xC4: (2, 1), 0xC5: (3, 2), 0xC6: (5, 4),
-}  # fmt: skip
+#: The first byte of a raw with a 32-bit length (raw/str32, bin32): the only
+#: ones a large envelope's body can have once its head is within the window.
+_RAW32 = (0xDB, 0xC6)
 
 
 def _head_and_body(blob: bytes) -> tuple[list[Any], memoryview] | None:
@@ -141,12 +137,10 @@ def _head_and_body(blob: bytes) -> tuple[list[Any], memoryview] | None:
     except (msgpack.OutOfData, ValueError, TypeError):  # (msgpack's format errors subclass the last two)
         return None
     at = reader.tell()
-    shape = _RAW_HEADERS.get(blob[at])
-    if shape is None:
+    if blob[at] not in _RAW32:
         return None
-    size_of_header, length_bytes = shape
-    size = int.from_bytes(blob[at + 1 : at + size_of_header], "big") if length_bytes else blob[at] & 0x1F
-    start = at + size_of_header
+    start = at + 5
+    size = int.from_bytes(blob[at + 1 : start], "big")
     if start + size != len(blob):
         return None
     return head, memoryview(blob)[start:]

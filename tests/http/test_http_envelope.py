@@ -461,6 +461,16 @@ def test_a_large_envelope_of_another_shape_parses_as_without_it(items: list[obje
     assert outcomes[0] == outcomes[1]
 
 
+def test_a_large_envelope_packed_with_bin_types_reads_alike() -> None:
+    """A new-spec packer sends the body as bin32 (0xc6), not raw32 (0xdb)."""
+    body = os.urandom(LARGE_ENVELOPE)
+    blob = msgpack.packb(["POST", "/", "1.1", [["Host", "h"]], body], use_bin_type=True)
+    assert blob[-len(body) - 5] == 0xC6
+    in_place = parse_request(blob, body_in_place=True)
+    assert type(in_place.body) is memoryview
+    assert _fields(in_place) == _fields(parse_request(blob))
+
+
 def test_trailing_bytes_after_a_large_envelope_are_refused_either_way() -> None:
     blob = encode_request("POST", "/", [("Host", "h")], b"b" * LARGE_ENVELOPE) + b"\xc0"
     for in_place in (False, True):
