@@ -230,7 +230,8 @@ class PureDecoder:
             self._fail(FrameTooLargeError, "container too large to allocate")
         end = unpacker.tell() + self._shift  # <= self._consumed + max_frame_size: the Unpacker saw no further
         if type(obj) is not list:
-            if type(obj) is Timestamp:
+            # (a top-level map is searched too: C finds its timestamps before the shape)
+            if type(obj) is Timestamp or _has_timestamp([obj]):
                 self._fail(MalformedMessageError, "msgpack ext (timestamp) is not allowed")
             self._fail(FrameFormatError, f"frame is a {type(obj).__name__}, not an array")
         if _has_timestamp(obj):

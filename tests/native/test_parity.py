@@ -290,6 +290,17 @@ def test_parity_on_random_bytes(data: bytes, generation: str, limit: int, cuts: 
     check(data, generation, limit, cuts)
 
 
+@pytest.mark.parametrize("generation", ["A", "B"])
+def test_a_timestamp_in_a_top_level_map_is_judged_before_the_shape(generation: str) -> None:
+    """``{0: timestamp}``: no frame, but rule 3 comes before the shape (rule 9)
+    in both backends. The pure twin looked for timestamps in arrays only; a
+    randomized campaign (``COCAINE_HTTP_FUZZ_SCALE=15``) found it."""
+    stream = bytes.fromhex("81 cc00 d6ff00000001")
+    check(stream, generation, codec.DEFAULT_MAX_FRAME_SIZE, [3])
+    pure = outcomes(stream, generation, codec.DEFAULT_MAX_FRAME_SIZE, [])["pure"]
+    assert pure.end == "MalformedMessageError"
+
+
 @settings(FUZZ, max_examples=60 * SCALE)
 @given(
     depth=st.integers(1018, 1030),
