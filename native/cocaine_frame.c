@@ -45,6 +45,8 @@
 /* cf_decoder.discard */
 #define CF_SKIPPING 1u /* the oversize raw's body is being skipped */
 #define CF_TAIL 2u     /* scanning the rest of a frame reported oversize */
+#define CF_COLLECTING 3u /* the payload was reported (CF_PAYLOAD); the caller is taking it */
+#define CF_COLLECTED 4u  /* scanning the rest of a frame whose payload the caller took */
 
 static inline uint16_t load16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 
@@ -69,6 +71,8 @@ void cf_init_skipping(cf_decoder *d, int exact_arity, uint64_t max_frame_size, u
     d->skip_oversize = 1;
 }
 
+void cf_collect_payloads(cf_decoder *d, uint64_t min_size) { d->collect_min = min_size; }
+
 static void reset_frame(cf_decoder *d)
 {
     d->depth = 0;
@@ -83,6 +87,7 @@ static void reset_frame(cf_decoder *d)
     d->payload_len = 0;
     d->discard = 0;
     d->skip = 0;
+    d->origin = 0;
 }
 
 static int fail(cf_decoder *d, int code)
@@ -337,9 +342,10 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
         }
 
         /* A raw whose body would end past the window can never complete:
-         * refuse it at its header instead of waiting for max_frame_size bytes. */
-        if (is_raw && pos + hdr + body > d->max_frame_size) {
-            int first = d->discard == 0;
+         * refuse it at its header instead of waiting for max_frame_size bytes.
+         * (origin: the part of the frame the caller took away, before p.) */
+        if (is_raw && d->origin + pos + hdr + body > d->max_frame_size) {
+            int first = d->discard == 0 || d->discard == CF_COLLECTED;
             if (!oversize_ok(d))
                 return fail(d, CF_E_TOO_LARGE);
             /* Rule 5c: report the frame once, then skip the body (cf_next). */
@@ -347,10 +353,22 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
             d->skip = body;
             d->payload_len = body;
             d->scanned = pos + hdr;
+            d->origin = 0;
             return first ? CF_OVERSIZE : CF_SKIPPED;
         }
-        if (have < hdr + body)
+        if (have < hdr + body) {
+            /* A large payload still arriving: the caller collects it itself
+             * (cf_collect_payloads), rather than buffer the frame around it. */
+            if (is_raw && d->collect_min && body >= d->collect_min && d->discard == 0 && d->depth == 2 &&
+                d->top_is_array && top_index(d) == 2 && d->elem_kind[2] == CF_K_ARRAY &&
+                d->elem_count[2] == 1) {
+                d->discard = CF_COLLECTING;
+                d->payload_len = body;
+                d->scanned = pos + hdr;
+                return CF_PAYLOAD;
+            }
             goto need;
+        }
 
         if (is_map >= 0) {
             /* container header */
@@ -398,7 +416,7 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
         continue;
 
     ext:
-        if (pos + hdr + body > d->max_frame_size) /* the same for an ext body */
+        if (d->origin + pos + hdr + body > d->max_frame_size) /* the same for an ext body */
             return fail(d, CF_E_TOO_LARGE);
         if (have < hdr + body)
             goto need;
@@ -428,6 +446,16 @@ stop:
     return rc;
 }
 
+/* A raw the caller took (skipped, or collected) is complete: the rest of the
+ * frame is scanned from the next call's buf[start], in the given mode. */
+static int after_raw(cf_decoder *d, uint32_t mode)
+{
+    d->discard = mode;
+    d->scanned = 0;
+    d->wanted = 0;
+    return value_done(d, 0, 0);
+}
+
 /* The frame reported oversize ended d->scanned bytes after buf[start]: the
  * checks of finish() not made when it was reported, then drop it. */
 static int discard_done(cf_decoder *d, size_t start, cf_frame *out)
@@ -449,7 +477,7 @@ static int finish(cf_decoder *d, size_t start, cf_frame *out)
     uint64_t size = d->scanned;
     uint32_t n = d->top_len;
 
-    if (size > d->max_frame_size) /* cannot happen: the scan window; kept as a guard */
+    if (d->origin + size > d->max_frame_size) /* cannot happen: the scan window; kept as a guard */
         return fail(d, CF_E_TOO_LARGE);
     if (d->timestamp)
         return fail(d, CF_E_MALFORMED);
@@ -482,6 +510,14 @@ static int finish(cf_decoder *d, size_t start, cf_frame *out)
         out->payload_off = start + d->payload_off;
         out->payload_len = d->payload_len;
     }
+    if (d->discard == CF_COLLECTED) {
+        /* Element 2 began before buf[start]; the caller holds its payload. */
+        out->args_off = 0;
+        out->args_len = 0;
+        out->payload_off = 0;
+        reset_frame(d);
+        return CF_PAYLOAD_FRAME;
+    }
     reset_frame(d);
     return CF_FRAME;
 }
@@ -489,13 +525,24 @@ static int finish(cf_decoder *d, size_t start, cf_frame *out)
 int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_frame *out)
 {
     int rc;
-    uint64_t avail;
+    uint64_t avail, window;
 
     if (d == NULL || out == NULL || start > len || (buf == NULL && len > 0))
         return CF_E_USAGE;
     if (d->error)
         return d->error;
     avail = (uint64_t)(len - start);
+    if (d->discard == CF_COLLECTING) {
+        /* The caller took the payload: buf[start] is the byte after it, and
+         * the payload is the value just completed. */
+        d->origin = d->scanned + d->payload_len;
+        d->fast = 1;
+        rc = after_raw(d, CF_COLLECTED);
+        if (rc < 0)
+            return rc;
+        if (rc == CF_DONE)
+            return finish(d, start, out);
+    }
     if (d->discard == CF_SKIPPING) {
         /* The body of an oversize raw: never looked at, the caller drops it. */
         uint64_t take = d->skip < avail ? d->skip : avail;
@@ -509,10 +556,7 @@ int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_fram
         out->end = start + take;
         if (d->skip == 0) {
             /* The raw is complete; the rest of the frame gets a fresh window. */
-            d->discard = CF_TAIL;
-            d->scanned = 0;
-            d->wanted = 0;
-            rc = value_done(d, 0, 0);
+            rc = after_raw(d, CF_TAIL);
             if (rc < 0)
                 return rc;
             if (rc == CF_DONE)
@@ -523,10 +567,11 @@ int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_fram
     /* Only the first max_frame_size bytes of a frame are ever looked at:
      * whatever lies beyond cannot change the verdict, so the outcome does
      * not depend on how the stream was cut into pieces. */
-    rc = scan(d, buf + start, avail < d->max_frame_size ? avail : d->max_frame_size);
+    window = d->max_frame_size - d->origin;
+    rc = scan(d, buf + start, avail < window ? avail : window);
     if (rc == CF_DONE)
-        return d->discard ? discard_done(d, start, out) : finish(d, start, out);
-    if (rc == CF_OVERSIZE || rc == CF_SKIPPED) {
+        return d->discard == CF_TAIL ? discard_done(d, start, out) : finish(d, start, out);
+    if (rc == CF_OVERSIZE || rc == CF_SKIPPED || rc == CF_PAYLOAD) {
         memset(out, 0, sizeof *out);
         out->elem0 = d->elem_value[0];
         out->elem1 = d->elem_value[1];
@@ -535,7 +580,7 @@ int cf_next(cf_decoder *d, const uint8_t *buf, size_t len, size_t start, cf_fram
         out->payload_len = d->payload_len;
         return rc;
     }
-    if (rc == CF_NEED_DATA && avail > d->max_frame_size)
+    if (rc == CF_NEED_DATA && avail > window)
         return fail(d, CF_E_TOO_LARGE);
     return rc;
 }
@@ -571,6 +616,10 @@ const char *cf_strerror(int code)
         return "oversize frame";
     case CF_SKIPPED:
         return "skipped";
+    case CF_PAYLOAD:
+        return "payload to collect";
+    case CF_PAYLOAD_FRAME:
+        return "frame with a collected payload";
     case CF_E_MALFORMED:
         return "malformed msgpack (reserved byte 0xc1 or an ext value)";
     case CF_E_FORMAT:

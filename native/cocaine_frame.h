@@ -51,6 +51,16 @@ extern "C" {
                                raw's body after it, which the next calls skip */
 #define CF_SKIPPED 3        /* the caller drops buf[start:out->end] (skipped bytes,
                                or the rest of the discarded frame) */
+/* Only after cf_collect_payloads(): a frame's payload (the single raw of its
+ * args, as CF_FAST_RAW) of at least the set size is still arriving. Both end a
+ * cf_next_many() run. */
+#define CF_PAYLOAD 4        /* *out: payload_len. The caller drops buf[start:out->end]
+                               (the frame up to the payload), takes the next
+                               payload_len bytes of the stream as the payload, and
+                               calls again with buf[start] the first byte after it */
+#define CF_PAYLOAD_FRAME 5  /* *out: the frame whose payload the caller took, with
+                               start, end and headers_off counted from the byte after
+                               the payload; args_off and args_len are 0 */
 
 /* cf_frame.flags */
 #define CF_HAS_HEADERS 1u /* element 3 is present (generation B only) */
@@ -108,8 +118,13 @@ typedef struct cf_decoder {
     uint32_t fast;
     uint32_t timestamp;    /* a valid timestamp ext was seen: rejected when the frame completes */
     int32_t skip_oversize; /* configuration: report and skip oversize raws (cf_init_skipping) */
-    uint32_t discard;      /* the current frame was reported oversize: 1 scanning, 2 ends after the skip */
+    uint32_t discard;      /* 0, or how the current frame is read: reported oversize (1 skipping its
+                              raw, 2 the rest), or its payload reported (3 the caller takes it,
+                              4 the rest) */
     uint64_t skip;         /* bytes of the oversize raw's body still to skip */
+    uint64_t collect_min;  /* configuration: smallest payload reported as CF_PAYLOAD (0: never) */
+    uint64_t origin;       /* bytes of the current frame the caller took away (its
+                              head and collected payload): buf[start] is this far into it */
     cf_level stack[CF_MAX_DEPTH];
 } cf_decoder;
 
@@ -124,6 +139,13 @@ void cf_init(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t m
  * skips the raw's body as it arrives (CF_SKIPPED), scans the rest of the frame
  * with the usual rules and a fresh window, and drops the frame (CF_SKIPPED). */
 void cf_init_skipping(cf_decoder *d, int exact_arity, uint64_t max_frame_size, uint32_t max_map_len);
+
+/* After cf_init or cf_init_skipping: report a payload of at least min_size
+ * bytes that is not all in the buffer yet as CF_PAYLOAD, so that the caller
+ * can collect it where it will stay instead of buffering the frame. The frame
+ * is still checked by every rule, at the same byte; the payload counts
+ * towards max_frame_size. 0 turns it off (the default). */
+void cf_collect_payloads(cf_decoder *d, uint64_t min_size);
 
 /* Scan buf[start:len] for the next frame, which begins at buf[start].
  * Returns CF_FRAME (and fills *out), CF_NEED_DATA, or a negative error.

@@ -31,6 +31,7 @@ from ..protocol.catalog import B_STREAM, A
 from ..protocol.codec import DEFAULT_MAX_FRAME_SIZE
 from ..protocol.events import Error, Event, Headers, Heartbeat, Ignored, SessionSink, Terminate
 from ..protocol.frames import Frame, Generation
+from ..protocol.payloads import SplitPayload
 from ..protocol.wire import as_text
 from ..protocol.worker import WorkerProtocol
 from .transport import DEFAULT_WRITE_HIGH_WATER, Transport
@@ -55,8 +56,9 @@ class _SeedCallbacks:
     def on_invoke(self, session: int, event: str, headers: Headers) -> None:
         self.channel.on_invoke(session, event)
 
-    def on_chunk(self, session: int, data: bytes, headers: Headers | None) -> None:
-        self.channel.on_chunk(session, data)
+    def on_chunk(self, session: int, data: bytes | SplitPayload, headers: Headers | None) -> None:
+        # (bytes: only the worker's transport asks its decoder to split payloads)
+        self.channel.on_chunk(session, bytes(data) if isinstance(data, SplitPayload) else data)
 
     def on_choke(self, session: int) -> None:
         self.channel.on_choke(session)

@@ -32,12 +32,11 @@ because the sessions that wait are live objects the collector walks:
 bench/worker_floor.py --callgrind, A 16 B x 256, 75.0K instr/request
 starting each at its end, 78.9K with whole reads of 256 sessions, 76.0K with
 batches of 64 (wall clock the same as the first).
-Its task starts eagerly (:mod:`.eager`), so a handler that
-does not wait is answered in that same loop turn, in one write with the rest
-of the read's answers. A handler that says it needs no task
-(``needs_task = False``: the inline WSGI handler, whose app is synchronous
-code) takes that first step with no task at all
-(:func:`~.eager.start_taskless`), and gets one only if it waits:
+Its task starts eagerly (:mod:`.eager`), so a handler that does not wait is
+answered in that same loop turn, in one write with the rest of the read's
+answers. A handler that says it needs no task (``needs_task = False``: the
+inline WSGI handler, whose app is synchronous code) takes that first step with
+no task at all (:func:`~.eager.start_taskless`), and gets one only if it waits:
 bench/http_apps.py --only flask --driver node, ``--threads 0``, 68.3-75.0 ->
 66.7-70.0 us CPU/request (three interleaved runs); bench/wsgi_callgrind.py
 --threads 0, 498.2K -> 488.5K instructions.
@@ -50,7 +49,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import (
     ChannelClosedError,
@@ -62,6 +61,7 @@ from ..errors import (
 )
 from ..errors.codes import WORKER_CODES_A, WORKER_CODES_B, Code
 from ..protocol.frames import Generation
+from ..protocol.payloads import SplitPayload
 from ..protocol.worker import Choke, Chunk, Error, Event, Headers, Invoke, Oversize, WorkerProtocol, tell
 from .blocking import blocking_pair
 from .eager import TaskStarter, start_taskless
@@ -204,9 +204,14 @@ class Sessions:
             self._threads.call(inbox, self._sync_done, session, handler, breq, bresp)
             self._sync_running += 1
 
-    def on_chunk(self, s: int, data: bytes, headers: Headers | None) -> None:
+    def on_chunk(self, s: int, data: bytes | SplitPayload, headers: Headers | None) -> None:
         session = self._sessions.get(s)
-        if session is not None and session.feed(data):
+        if session is None:
+            return
+        if type(data) is not bytes:  # a large envelope, its body apart (protocol/payloads.py)
+            takes = getattr(session._handler, "takes_split_payloads", False)  # the HTTP adapters
+            data = cast(bytes, data) if takes else bytes(data)  # (their Request holds it as bytes)
+        if session.feed(data):
             self._woken = True
 
     def on_choke(self, s: int) -> None:

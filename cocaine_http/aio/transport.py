@@ -110,14 +110,21 @@ class Transport:
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
         backend: str | None = None,
         skip_oversize: bool = False,
+        split_payloads: bool = False,
     ) -> None:
         self.generation = Generation.parse(generation)
         self.max_frame_size = max_frame_size
         self.write_high_water = write_high_water
         # skip_oversize: a frame over max_frame_size becomes an Oversize record
         # of its session instead of a decode error (the worker's, issue #16).
+        # split_payloads: a large envelope's body may come apart (the worker's,
+        # protocol/payloads.py).
         self._decoder = new_decoder(
-            self.generation, max_frame_size=max_frame_size, backend=backend, skip_oversize=skip_oversize
+            self.generation,
+            max_frame_size=max_frame_size,
+            backend=backend,
+            skip_oversize=skip_oversize,
+            split_payloads=split_payloads,
         )
         self._transport: asyncio.Transport | None = None
         # Messages held back while the socket has a backlog (see send).

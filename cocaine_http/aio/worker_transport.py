@@ -69,6 +69,7 @@ class WorkerTransport(Transport):
             write_high_water=write_high_water,
             backend=backend,
             skip_oversize=True,
+            split_payloads=True,
         )
         self.protocol = protocol
         #: Told every frame by the protocol.

@@ -49,6 +49,7 @@ from ..http.envelope import (
     parse_status_line,
 )
 from ..protocol.frames import Generation
+from ..protocol.payloads import SplitPayload
 from .common import (
     TOO_LARGE,
     SetCookieWarning,
@@ -194,6 +195,8 @@ class _Exchange:
                 more = not self.request.at_eof
             else:
                 data = await self._read()
+                if isinstance(data, SplitPayload):  # a later chunk shaped like a large envelope
+                    data = bytes(data)
                 more = not (data == b"" or self.request.at_eof)
             if data is not None:
                 if not more:
@@ -243,6 +246,10 @@ class _Exchange:
 
 class ASGIHandler:
     """An ASGI app as a worker handler (``worker.on(event, handler)``)."""
+
+    #: A large envelope may come with its body apart (aio/sessions.py): the
+    #: body is the first ``http.request``'s, never copied out of the envelope.
+    takes_split_payloads = True
 
     def __init__(
         self,

@@ -171,6 +171,10 @@ class _WSGIServing:
     :meth:`_app_stage` is the one serve loop.
     """
 
+    #: A large envelope may come with its body apart (aio/sessions.py): the
+    #: body is ``wsgi.input``'s first chunk, and ``read()`` returns it as it is.
+    takes_split_payloads = True
+
     def __init__(
         self,
         app: Callable[..., Any],

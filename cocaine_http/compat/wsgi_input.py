@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.payloads import SplitPayload
+
 __all__ = ["WSGIInput"]
 
 
@@ -55,6 +57,8 @@ class WSGIInput(io.RawIOBase):
     def _fill(self) -> bool:
         """Make the next non-empty chunk current; False at the end of the request."""
         chunk = self._pull() if self._pull is not None else b""
+        if isinstance(chunk, SplitPayload):  # a later chunk shaped like a large envelope
+            chunk = bytes(chunk)
         if chunk:
             self._buf = chunk
             self._pos = 0

@@ -15,6 +15,7 @@ import msgpack
 
 from ..errors import ErrorCode, FrameFormatError
 from ..protocol.frames import Generation
+from ..protocol.payloads import LARGE_PAYLOAD, SplitPayload, trailing_raw
 from ..protocol.wire import packb, unpackb, unpacker
 from .cookie_pairs import drop_cookie_pairs
 
@@ -55,9 +56,10 @@ class HttpRequest:
     uri: bytes
     version: str
     headers: list[tuple[bytes, bytes]]
-    #: The body: ``bytes``, or (:func:`parse_request` with ``body_in_place``,
-    #: an envelope of :data:`LARGE_ENVELOPE` bytes or more) a ``memoryview``
-    #: of the envelope, whose suffix it is: not copied out of it.
+    #: The body: ``bytes`` (a :class:`~..protocol.payloads.SplitPayload`'s
+    #: own, as it is), or (:func:`parse_request` with ``body_in_place``, an
+    #: envelope of :data:`LARGE_ENVELOPE` bytes or more that came whole) a
+    #: ``memoryview`` of the envelope, whose suffix it is: not copied out of it.
     body: bytes | memoryview
     #: How many leading Tornado cookie pairs were dropped.
     dropped_cookie_pairs: int = 0
@@ -113,37 +115,22 @@ def _new_name(name: bytes) -> bytes | None:
 
 
 #: From this size on, an envelope's body can be left in it (``body_in_place``).
-LARGE_ENVELOPE = 1024 * 1024
-#: How much of a large envelope is read for the items before the body.
-_HEAD_WINDOW = 64 * 1024
-#: The first byte of a raw with a 32-bit length (raw/str32, bin32): the only
-#: ones a large envelope's body can have once its head is within the window.
-_RAW32 = (0xDB, 0xC6)
+LARGE_ENVELOPE = LARGE_PAYLOAD
 
 
-def _head_and_body(blob: bytes) -> tuple[list[Any], memoryview] | None:
-    """The four items before the body of a large envelope, and the body as a view
-    of *blob*; ``None`` unless it is five items that end with a raw at its very
-    end, the first four within :data:`_HEAD_WINDOW` bytes (the caller then
-    unpacks it whole, which says what is wrong with it). Flask example, 8 MiB
-    uploads read in 64 KiB pieces (``bench/floor_engine.c`` with the envelope
-    as ``--payload-file``, W 4): 9.1-9.3 -> 8.6-8.8 ms of worker CPU each."""
+def _items_and_body(head: bytes | memoryview, body: bytes | memoryview) -> list[Any] | None:
+    """The envelope's items: those in *head* (an array up to its last item's
+    body), then *body*; ``None`` if the head does not decode (the caller then
+    unpacks the envelope whole, which says what is wrong with it). Flask
+    example, 8 MiB uploads read in 64 KiB pieces (``bench/floor_engine.c`` with
+    the envelope as ``--payload-file``, W 4): 9.1-9.3 -> 8.6-8.8 ms of worker
+    CPU each, the body read where it is rather than copied out."""
     reader = unpacker()
-    reader.feed(memoryview(blob)[:_HEAD_WINDOW])
+    reader.feed(head)
     try:
-        if reader.read_array_header() != 5:
-            return None
-        head = [reader.unpack() for _ in range(4)]
+        return [*(reader.unpack() for _ in range(reader.read_array_header() - 1)), body]
     except (msgpack.OutOfData, ValueError, TypeError):  # (msgpack's format errors subclass the last two)
         return None
-    at = reader.tell()
-    if blob[at] not in _RAW32:
-        return None
-    start = at + 5
-    size = int.from_bytes(blob[at + 1 : start], "big")
-    if start + size != len(blob):
-        return None
-    return head, memoryview(blob)[start:]
 
 
 def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
@@ -163,24 +150,32 @@ def _split_uri(uri: bytes) -> tuple[bytes, bytes]:
 
 
 def parse_request(
-    blob: bytes | bytearray | memoryview, *, drop_cookies: bool = True, body_in_place: bool = False
+    blob: bytes | bytearray | memoryview | SplitPayload,
+    *,
+    drop_cookies: bool = True,
+    body_in_place: bool = False,
 ) -> HttpRequest:
     """Decode the first chunk of an HTTP session. Raises :class:`EnvelopeError`.
 
-    With *body_in_place*, the body of an envelope of :data:`LARGE_ENVELOPE`
-    bytes or more is a view of *blob* rather than a copy (the proxies send a
-    request's whole body in its envelope; the WSGI input reads it in place).
+    The proxies send a request's whole body in its envelope. The worker's
+    decoder collects a large one's body apart (a :class:`SplitPayload`), which
+    becomes the request's body as it is. With *body_in_place*, the body of an
+    envelope of :data:`LARGE_ENVELOPE` bytes or more that came whole is a view
+    of *blob* rather than a copy (the WSGI input reads it in place).
     """
     if not blob:
         raise EnvelopeError("the HTTP session carried no request chunk")
-    split = None
-    if body_in_place and type(blob) is bytes and len(blob) >= LARGE_ENVELOPE:
-        split = _head_and_body(blob)
-    if split is not None:
-        obj: Any = [*split[0], split[1]]
-    else:
+    obj: Any = None
+    if type(blob) is SplitPayload:
+        obj = _items_and_body(blob.head, blob.body)
+    elif body_in_place and type(blob) is bytes and len(blob) >= LARGE_ENVELOPE:
+        at = trailing_raw(memoryview(blob), len(blob))
+        if at is not None:
+            obj = _items_and_body(memoryview(blob)[:at], memoryview(blob)[at:])
+    in_place = obj is not None
+    if not in_place:
         try:
-            obj = unpackb(blob)
+            obj = unpackb(bytes(blob) if isinstance(blob, SplitPayload) else blob)
         except (ValueError, TypeError) as exc:  # msgpack's errors subclass these
             raise EnvelopeError(f"HTTP request chunk is not msgpack: {exc}") from None
     if not isinstance(obj, (list, tuple)) or not 4 <= len(obj) <= 5:
@@ -255,7 +250,7 @@ def parse_request(
             fields = {name.lower(): value for name, value in headers}
     body = (
         raw_body
-        if type(raw_body) is bytes or split is not None
+        if type(raw_body) is bytes or in_place
         else b""
         if raw_body is None
         else _as_bytes(raw_body, "body")

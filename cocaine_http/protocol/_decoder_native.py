@@ -7,7 +7,10 @@ the other ways of reading wrap in a :class:`~.frames.Frame`. Args and
 headers are decoded from the byte slices C reports with ``msgpack.unpackb``,
 except in the two common cases: args is exactly one raw (every chunk and
 invoke), whose payload is copied out of the buffer once and never decoded,
-or empty (every choke and heartbeat), which needs no decoding either.
+or empty (every choke and heartbeat), which needs no decoding either. Such
+a payload of :data:`COLLECT_MIN` bytes or more that spans reads is collected
+by itself as it arrives (C reports it at its header, ``CF_PAYLOAD``), each
+read copied once into where it stays (:mod:`.payloads`).
 
 C is asked for up to :data:`_BATCH` frames per call and its reports are read
 as one flat list of integers; frames decoded ahead wait in a queue, and an
@@ -21,35 +24,38 @@ built; :mod:`.codec` then falls back to the pure twin.
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Iterator
 from itertools import starmap
 from operator import length_hint
 from typing import Any, NoReturn
 
-import msgpack
-
 from .._native import ffi, lib  # type: ignore[import-not-found, unused-ignore]
-from ..errors import (
-    DecodeError,
-    FrameFormatError,
-    FrameTooDeepError,
-    FrameTooLargeError,
-    MalformedMessageError,
-)
+from ..errors import DecodeError
 from ._decoder_pure import check_max_frame_size
+from ._native_records import (
+    ARGS_OFF,
+    ELEM0,
+    ELEM1,
+    END,
+    ERRORS,
+    FEW,
+    FIELDS,
+    FLAGS,
+    HEADERS_OFF,
+    HOT_FIELDS,
+    NARGS,
+    PAYLOAD_LEN,
+    PAYLOAD_OFF,
+    RECORDS_AT,
+    Copier,
+    decode_error,
+    unpack_slice,
+)
 from .frames import OVERSIZE, Frame, Generation, Record
-from .wire import MAX_MAP_LEN, reject_ext
+from .payloads import PayloadCollector, SplitPayload
+from .wire import MAX_MAP_LEN
 
-__all__ = ["NativeDecoder"]
-
-#: C status code -> the exception it becomes.
-ERRORS: dict[int, type[DecodeError]] = {
-    lib.CF_E_MALFORMED: MalformedMessageError,
-    lib.CF_E_FORMAT: FrameFormatError,
-    lib.CF_E_TOO_LARGE: FrameTooLargeError,
-    lib.CF_E_DEPTH: FrameTooDeepError,
-}
+__all__ = ["ERRORS", "NativeDecoder"]
 
 #: Frames per C call. Measured, not tuned by guess: bench/worker_floor.py
 #: --callgrind, A 16 B x 256 (the real socket), 128: 78.1K instr/request,
@@ -59,73 +65,44 @@ ERRORS: dict[int, type[DecodeError]] = {
 _BATCH = 128
 #: Called once per read: a global is found faster than an attribute of cffi's ``lib``.
 _next_many = lib.cf_next_many
-_FEW = 8  # up to this many frames per call, records are read field by field
 _GATHER_MIN = 256 * 1024  # smallest gathering buffer
+#: A payload of this size or more that is still arriving is collected by
+#: itself (cf_collect_payloads): one copy of each read, where buffering the
+#: frame and cutting the payload out of it made two. Below it, a frame rarely
+#: spans reads, and the collection's own calls (a few µs) would not pay.
+COLLECT_MIN = 64 * 1024
 _SPARE_MAX = 16 * 1024 * 1024  # largest gathering buffer kept for reuse
-_FIELDS = ffi.sizeof("cf_frame") // 8  # cf_frame is all uint64_t
 _HAS_HEADERS = lib.CF_HAS_HEADERS
 _NEED_DATA = lib.CF_NEED_DATA
 _FRAME = lib.CF_FRAME
 _OVERSIZE = lib.CF_OVERSIZE
 _SKIPPED = lib.CF_SKIPPED
-# index of each cf_frame field in the flat array of records
-_ELEM0, _ELEM1, _END, _ARGS_OFF, _HEADERS_OFF, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS = (
-    ffi.offsetof("cf_frame", name) // 8
-    for name in (
-        "elem0",
-        "elem1",
-        "end",
-        "args_off",
-        "headers_off",
-        "nargs",
-        "payload_off",
-        "payload_len",
-        "flags",
-    )
-)
-
-
-# elem0, elem1, end, nargs, payload_off, payload_len, flags: one struct read per record
-_HOT_FIELDS = struct.Struct("=QQ8xQ32xQQQQ")
-_HOT_INDEXES = (_ELEM0, _ELEM1, _END, _NARGS, _PAYLOAD_OFF, _PAYLOAD_LEN, _FLAGS)
-if _HOT_INDEXES != (0, 1, 3, 8, 9, 10, 11):  # pragma: no cover
-    raise ImportError("native/cocaine_frame.h changed cf_frame: update _HOT_FIELDS")
-#: _RECORDS_AT[n]: the byte offsets of the first n records, for batches of up to _FEW frames
-_RECORDS_AT = [tuple(range(0, n * _FIELDS * 8, _FIELDS * 8)) for n in range(_FEW + 1)]
-
-
-def _unpack_slice(data: memoryview) -> Any:
-    """Decode an args/headers slice C has already validated."""
-    try:
-        return msgpack.unpackb(
-            data, raw=True, strict_map_key=False, ext_hook=reject_ext, max_map_len=MAX_MAP_LEN
-        )
-    except (ValueError, TypeError) as exc:  # pragma: no cover - C checked the same rules
-        raise MalformedMessageError(f"frame element failed to decode: {exc}") from exc
-
-
-class _Copier:
-    """``copier[a:b]`` is ``bytes`` copied out of a view (one copy, not two)."""
-
-    __slots__ = ("_view",)
-
-    def __init__(self, view: memoryview) -> None:
-        self._view = view
-
-    def __getitem__(self, span: slice) -> bytes:
-        return self._view[span].tobytes()
+_PAYLOAD = lib.CF_PAYLOAD
+_PAYLOAD_FRAME = lib.CF_PAYLOAD_FRAME
 
 
 class NativeDecoder:
     """Incremental frame decoder backed by the C scanner."""
 
-    def __init__(self, generation: Generation, *, max_frame_size: int, skip_oversize: bool = False) -> None:
+    def __init__(
+        self,
+        generation: Generation,
+        *,
+        max_frame_size: int,
+        skip_oversize: bool = False,
+        split_min: int = 0,
+        collect_min: int = COLLECT_MIN,
+    ) -> None:
+        """*split_min*: the smallest payload handed out as a :class:`~.payloads.SplitPayload`
+        when it has that shape; *collect_min*: the smallest collected by itself while it
+        arrives (0: never, for either; the tests set it low to fuzz the collection)."""
         self.generation = generation
         self.max_frame_size = check_max_frame_size(max_frame_size)
         self._gen_a = generation.exact_arity
         self._state = ffi.new("cf_decoder *")  # owned here; freed with this object
         init = lib.cf_init_skipping if skip_oversize else lib.cf_init
         init(self._state, 1 if self._gen_a else 0, max_frame_size, MAX_MAP_LEN)
+        lib.cf_collect_payloads(self._state, collect_min)
         self._records = ffi.new("cf_frame[]", _BATCH)
         self._status = ffi.new("int *")
         self._raw = memoryview(ffi.buffer(self._records))
@@ -135,8 +112,14 @@ class NativeDecoder:
         self._spare: bytearray | None = None  # the last gathering buffer, for the next large frame
         #: While a payload is awaited: what is left of _buf, then every piece fed
         #: since, each copied in as it arrives (None otherwise; see _collect).
-        self._pieces: io.BytesIO | None = None
+        #: While C's CF_PAYLOAD is collected (_payload_size > 0), the payload alone.
+        self._pieces: io.BytesIO | PayloadCollector | None = None
         self._pieces_len = 0  # bytes fed after _buf[:_end], in _pieces
+        self._payload_size = 0  # the size of the payload being collected (0: none)
+        self._split_min = split_min
+        self._payload: bytes | SplitPayload | None = None  # collected; its frame's tail is being scanned
+        self._open_from = 0  # stream offset of the frame whose payload is collected
+        self._taken = 0  # bytes of that frame before _buf (head and payload): not returned yet
         self._wanted = 0  # stream offset C needs before it can go on (0: unknown)
         self._start = 0  # offset in _buf where the next frame to scan begins
         self._base = 0  # stream offset of _buf[0]
@@ -154,7 +137,7 @@ class NativeDecoder:
         returned = self._returned
         taken = len(self._ready) - length_hint(self._it)
         if taken:  # the records of the batch stay in place until the next one
-            returned = self._ready_base + self._fields[(taken - 1) * _FIELDS + _END]
+            returned = self._ready_base + self._fields[(taken - 1) * FIELDS + END]
         return self._base + self._end + self._pieces_len - returned
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -176,6 +159,9 @@ class NativeDecoder:
                 # The frame cannot progress before `_wanted` (a payload is
                 # arriving): collect the pieces until it can.
                 self._collect(data)
+                return
+            if self._payload_size:
+                self._end_payload(data)
                 return
             if self._pieces is not None:
                 self._collect(data)
@@ -234,7 +220,7 @@ class NativeDecoder:
 
     def _flush_pieces(self) -> None:
         """Make what is left of the buffer and the collected pieces the buffer (no copy)."""
-        assert self._pieces is not None
+        assert isinstance(self._pieces, io.BytesIO)
         buf = self._buf
         if type(buf) is bytearray and len(buf) <= _SPARE_MAX:
             self._spare = buf
@@ -244,6 +230,33 @@ class NativeDecoder:
         self._buf, self._end = joined, len(joined)
         self._base += self._start
         self._start = 0
+
+    def _start_payload(self, head_end: int, size: int) -> None:
+        """C reported a payload of *size* bytes from ``_buf[head_end]`` on
+        (CF_PAYLOAD): collect it by itself; C is not called again before it is in."""
+        buf, base = self._buf, self._base
+        self._open_from = base + self._start
+        payload = self._pieces = PayloadCollector(size, split=0 < self._split_min <= size)
+        with memoryview(buf) as view:
+            payload.write(view[head_end : self._end])
+        self._adopt(b"")  # what was left of the buffer is in the payload
+        self._pieces_len = 0
+        self._payload_size = size
+        self._wanted = base + head_end + size
+
+    def _end_payload(self, data: bytes | bytearray | memoryview) -> None:
+        """*data* completes the payload being collected: the rest of it is the buffer."""
+        assert isinstance(self._pieces, PayloadCollector)
+        need = self._wanted - (self._base + self._end + self._pieces_len)
+        with memoryview(data) as view:
+            self._pieces.write(view[:need])
+            rest = bytes(view[need:])
+        self._payload = self._pieces.value()
+        self._pieces = None
+        self._pieces_len = self._payload_size = 0
+        self._taken = self._wanted - self._open_from
+        self._base = self._wanted
+        self._buf, self._start, self._end = rest, 0, len(rest)
 
     def _release(self) -> None:
         """Let go of a large buffer whose every frame was cut out of it: the
@@ -317,7 +330,7 @@ class NativeDecoder:
     def _decode(self) -> None:
         """Ask C for the next batch of frames; replace the used-up batch with it."""
         buf, start, base = self._buf, self._start, self._base
-        self._returned = base + start  # every frame before here was returned
+        self._returned = base + start - self._taken  # every frame before here was returned
         if type(buf) is bytes:  # cffi passes bytes as a pointer to their data, no buffer object
             n = _next_many(self._state, buf, self._end, start, self._records, _BATCH, self._status)
         else:
@@ -325,20 +338,20 @@ class NativeDecoder:
                 n = _next_many(self._state, ptr, self._end, start, self._records, _BATCH, self._status)
         status = self._status[0]
         ready: list[Record] = []
-        if 0 < n <= _FEW:
+        if 0 < n <= FEW:
             # Most reads carry one or a few frames: read each record's hot
             # fields in one call (building columns costs more than it saves here).
             raw = self._raw
-            cut = buf if type(buf) is bytes else _Copier(memoryview(buf))
+            cut = buf if type(buf) is bytes else Copier(memoryview(buf))
             if self._gen_a:
-                for at in _RECORDS_AT[n]:
-                    elem0, elem1, end, nargs, off, size, _ = _HOT_FIELDS.unpack_from(raw, at)
+                for at in RECORDS_AT[n]:
+                    elem0, elem1, end, nargs, off, size, _ = HOT_FIELDS.unpack_from(raw, at)
                     # one raw (a chunk, an invoke), nothing (a choke, a heartbeat), or decoded
                     args = [cut[off : off + size]] if off else [] if not nargs else self._unpack_args(buf, at)
                     ready.append((elem1, elem0, args, None))
             else:
-                for at in _RECORDS_AT[n]:
-                    elem0, elem1, end, nargs, off, size, flags = _HOT_FIELDS.unpack_from(raw, at)
+                for at in RECORDS_AT[n]:
+                    elem0, elem1, end, nargs, off, size, flags = HOT_FIELDS.unpack_from(raw, at)
                     args = [cut[off : off + size]] if off else [] if not nargs else self._unpack_args(buf, at)
                     headers = self._unpack_headers(buf, at) if flags & _HAS_HEADERS else None
                     ready.append((elem0, elem1, args, headers))
@@ -348,16 +361,16 @@ class NativeDecoder:
             # payload_off is never 0 for a fast frame (the frame header comes
             # first) and always 0 otherwise: it doubles as the flag.
             fields = self._fields
-            stop = n * _FIELDS
-            elem0 = fields[_ELEM0:stop:_FIELDS].tolist()
-            elem1 = fields[_ELEM1:stop:_FIELDS].tolist()
-            p_offs = fields[_PAYLOAD_OFF:stop:_FIELDS].tolist()
-            p_lens = fields[_PAYLOAD_LEN:stop:_FIELDS].tolist()
+            stop = n * FIELDS
+            elem0 = fields[ELEM0:stop:FIELDS].tolist()
+            elem1 = fields[ELEM1:stop:FIELDS].tolist()
+            p_offs = fields[PAYLOAD_OFF:stop:FIELDS].tolist()
+            p_lens = fields[PAYLOAD_LEN:stop:FIELDS].tolist()
             # Equal lengths by construction (strict=True would re-check that per item).
             columns = zip(elem0, elem1, p_offs, p_lens)  # noqa: B905
             # Payloads are sliced from bytes directly, from a bytearray through a view.
             view = memoryview(buf)
-            cut = buf if type(buf) is bytes else _Copier(view)
+            cut = buf if type(buf) is bytes else Copier(view)
             try:
                 if self._gen_a and 0 not in p_offs:  # a batch of chunks: the hot loop
                     ready = [(e1, e0, [cut[off : off + size]], None) for e0, e1, off, size in columns]
@@ -370,11 +383,11 @@ class NativeDecoder:
                             [cut[off : off + size]]
                             if off
                             else []
-                            if not fields[at + _NARGS]
-                            else self._unpack_field(buf, at + _ARGS_OFF),
+                            if not fields[at + NARGS]
+                            else self._unpack_field(buf, at + ARGS_OFF),
                             None,
                         )
-                        for at, (e0, e1, off, size) in zip(range(0, stop, _FIELDS), columns)  # noqa: B905
+                        for at, (e0, e1, off, size) in zip(range(0, stop, FIELDS), columns)  # noqa: B905
                     ]
                 else:
                     ready = [
@@ -384,17 +397,17 @@ class NativeDecoder:
                             [cut[off : off + size]]
                             if off
                             else []
-                            if not fields[at + _NARGS]
-                            else self._unpack_field(buf, at + _ARGS_OFF),
-                            self._unpack_field(buf, at + _HEADERS_OFF)
-                            if fields[at + _FLAGS] & _HAS_HEADERS
+                            if not fields[at + NARGS]
+                            else self._unpack_field(buf, at + ARGS_OFF),
+                            self._unpack_field(buf, at + HEADERS_OFF)
+                            if fields[at + FLAGS] & _HAS_HEADERS
                             else None,
                         )
-                        for at, (e0, e1, off, size) in zip(range(0, stop, _FIELDS), columns)  # noqa: B905
+                        for at, (e0, e1, off, size) in zip(range(0, stop, FIELDS), columns)  # noqa: B905
                     ]
             finally:
                 view.release()
-            self._start = fields[stop - _FIELDS + _END]
+            self._start = fields[stop - FIELDS + END]
         self._ready = ready
         self._it = iter(ready)
         self._ready_base = base
@@ -403,7 +416,8 @@ class NativeDecoder:
             start = self._start
             if start < self._end:
                 # Past max_frame_size bytes C answers TOO_LARGE: ask it by then.
-                self._wanted = base + start + min(lib.cf_wanted(self._state), self.max_frame_size + 1)
+                window = self.max_frame_size + 1 - self._taken
+                self._wanted = base + start + min(lib.cf_wanted(self._state), window)
             else:
                 self._wanted = base + start + 1  # nothing left: C wants the next frame's first byte
                 if start > _GATHER_MIN:
@@ -414,46 +428,65 @@ class NativeDecoder:
             if status < 0:
                 self._latent = self._make_error(status)
             elif status != _FRAME:
-                self._skipped(n, status)
+                self._reported(n, status)
 
-    def _skipped(self, n: int, status: int) -> None:
-        """Rule 5c: C reported an oversize frame (record *n*) or skipped bytes
-        of one; either way they are dropped, not buffered. (Off the per-frame
-        path: C ends a batch there.)"""
-        at = n * _FIELDS
+    def _reported(self, n: int, status: int) -> None:
+        """C ended the batch with record *n* of another kind than a frame.
+        (Off the per-frame path.)
+
+        - CF_PAYLOAD: a large payload is arriving; it is collected by itself.
+        - CF_PAYLOAD_FRAME: the frame whose payload was collected is complete.
+        - Rule 5c: an oversize frame (CF_OVERSIZE) or skipped bytes of one
+          (CF_SKIPPED); either way they are dropped, not buffered.
+        """
+        at = n * FIELDS
         fields = self._fields
+        if status == _PAYLOAD:
+            self._start_payload(fields[at + END], fields[at + PAYLOAD_LEN])
+            return
+        e0, e1 = fields[at + ELEM0], fields[at + ELEM1]
+        if status == _PAYLOAD_FRAME:  # (first in its batch: C scanned its tail first)
+            payload, self._payload = self._payload, None
+            if self._gen_a:
+                record: Record = (e1, e0, [payload], None)
+            else:
+                has_headers = fields[at + FLAGS] & _HAS_HEADERS
+                headers = self._unpack_field(self._buf, at + HEADERS_OFF) if has_headers else None
+                record = (e0, e1, [payload], headers)
+            # A list of its own hands it out, and lets go of it once taken: the
+            # batch stays until the next read (for `pending`), the payload must not.
+            self._it = iter([record])
+            self._ready.append((record[0], record[1], [], None))  # counted, not handed out
+            self._taken = 0
+            self._start = fields[at + END]
+            return
         if status == _OVERSIZE:
-            e0, e1, size = fields[at + _ELEM0], fields[at + _ELEM1], fields[at + _PAYLOAD_LEN]
+            size = fields[at + PAYLOAD_LEN]
             record = (e1, OVERSIZE, [e0, size], None) if self._gen_a else (e0, OVERSIZE, [e1, size], None)
             self._ready.append(record)
-        self._start = fields[at + _END]
+            self._payload = None  # collected for a frame that is dropped after all
+            self._taken = 0
+        self._start = fields[at + END]
         if not self._ready:  # nothing to hand out: go on at once
             self._decode()
 
     def _unpack_args(self, buf: bytes | bytearray, at: int) -> Any:
         """Decode the args slice of the record at byte offset *at*."""
-        return self._unpack_field(buf, at // 8 + _ARGS_OFF)
+        return self._unpack_field(buf, at // 8 + ARGS_OFF)
 
     def _unpack_headers(self, buf: bytes | bytearray, at: int) -> Any:
         """Decode the headers slice of the record at byte offset *at*."""
-        return self._unpack_field(buf, at // 8 + _HEADERS_OFF)
+        return self._unpack_field(buf, at // 8 + HEADERS_OFF)
 
     def _unpack_field(self, buf: bytes | bytearray, at: int) -> Any:
         """Decode the args (or headers) slice whose offset is record field *at*
         (its length is the next field), through a view released at once."""
         off, length = self._fields[at], self._fields[at + 1]
         with memoryview(buf) as view:
-            return _unpack_slice(view[off : off + length])
+            return unpack_slice(view[off : off + length])
 
     def _make_error(self, status: int) -> DecodeError:
-        kind = ERRORS.get(status)
-        what = ffi.string(lib.cf_strerror(status)).decode()
-        offset = self._base + self._start
-        if kind is None:  # pragma: no cover - CF_E_USAGE means a bug on this side
-            raise AssertionError(f"cf_next: {what} ({status})")
-        if kind is FrameTooLargeError:
-            what = f"frame, array, map or string over its limit (max_frame_size {self.max_frame_size})"
-        return kind(f"{what} (frame at stream offset {offset})")
+        return decode_error(status, self._base + self._start - self._taken, self.max_frame_size)
 
     def _raise(self, error: DecodeError) -> NoReturn:
         self._latent = None

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from .frames import Frame, Generation, Record
+from .payloads import LARGE_PAYLOAD
 
 __all__ = [
     "BACKEND",
@@ -117,12 +118,17 @@ def new_decoder(
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     backend: str | None = None,
     skip_oversize: bool = False,
+    split_payloads: bool = False,
 ) -> Decoder:
     """A fresh decoder for one connection. ``backend`` overrides :data:`BACKEND`.
 
     ``skip_oversize``: a frame over *max_frame_size* whose session is known
     becomes one :data:`~.frames.OVERSIZE` record and is skipped, instead of
     failing the stream (native/README.md, rule 5c).
+
+    ``split_payloads``: the native decoder may hand a large payload out as a
+    :class:`~.payloads.SplitPayload` (an array ending in a raw, the raw's body
+    apart); its reader must take those too. The pure twin hands out ``bytes``.
     """
     gen = Generation.parse(generation)
     if backend is None:
@@ -133,5 +139,10 @@ def new_decoder(
         cls = _pure_class()
     else:
         raise ValueError(f"unknown decoder backend {backend!r}")
-    decoder: Decoder = cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize)
+    if split_payloads and cls is not _pure_class():
+        decoder: Decoder = cls(
+            gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, split_min=LARGE_PAYLOAD
+        )
+    else:
+        decoder = cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize)
     return decoder

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import FrameFormatError, RemoteProtocolError, UnexpectedMessageError
 from .frames import Record
+from .payloads import SplitPayload
 from .session import Msg, SessionState
 from .wire import as_text
 
@@ -52,7 +53,9 @@ class Invoke:
 @dataclass(slots=True)
 class Chunk:
     session: int
-    data: bytes
+    #: ``bytes``; from the worker's decoder, a large payload may be a
+    #: :class:`~.payloads.SplitPayload` (aio/sessions.py decides who gets it so).
+    data: bytes | SplitPayload
     headers: Headers = field(default_factory=list)
 
 
@@ -116,7 +119,7 @@ class SessionSink(Protocol):
 
     def on_invoke(self, session: int, event: str, headers: Headers) -> None: ...
 
-    def on_chunk(self, session: int, data: bytes, headers: Headers | None) -> None: ...
+    def on_chunk(self, session: int, data: bytes | SplitPayload, headers: Headers | None) -> None: ...
 
     def on_choke(self, session: int) -> None: ...
 
@@ -166,10 +169,10 @@ def stream_event(
     if state.finished:
         sessions.pop(s, None)
     if msg is _CHUNK:
-        if len(args) != 1 or not isinstance(args[0], (bytes, str)):
+        if len(args) != 1 or not isinstance(args[0], (bytes, str, SplitPayload)):
             return Ignored(s, FrameFormatError(f"chunk on session {s} is not [data]"))
         data = args[0]
-        return Chunk(s, data if isinstance(data, bytes) else data.encode(), headers or [])
+        return Chunk(s, data.encode() if isinstance(data, str) else data, headers or [])
     if msg is _CHOKE:
         return Choke(s)
     return error_event(s, args)

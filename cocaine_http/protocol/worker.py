@@ -60,6 +60,7 @@ from .events import (
 )
 from .frames import OVERSIZE, Frame, Generation, Record
 from .headers import HeaderTable
+from .payloads import SplitPayload
 from .session import Half, Msg, SessionState
 from .wire import as_text
 
@@ -118,7 +119,7 @@ class _Collector:
     def on_invoke(self, session: int, event: str, headers: Headers) -> None:
         self.event = Invoke(session, event, headers)
 
-    def on_chunk(self, session: int, data: bytes, headers: Headers | None) -> None:
+    def on_chunk(self, session: int, data: bytes | SplitPayload, headers: Headers | None) -> None:
         self.event = Chunk(session, data, headers or [])
 
     def on_choke(self, session: int) -> None:

@@ -271,7 +271,8 @@ class Slave:
         if isinstance(event, Chunk):
             inv = self.sessions.get(event.session)
             if inv is not None:
-                inv.deliver(event.data)
+                # (bytes: only a worker's own decoder splits payloads)
+                inv.deliver(event.data if type(event.data) is bytes else bytes(event.data))
         elif isinstance(event, Choke):
             if self.release(event.session, None, True) is not None:
                 self._close_our_side(event.session)

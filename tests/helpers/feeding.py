@@ -25,6 +25,10 @@ from cocaine_http.protocol import codec
 from cocaine_http.protocol.frames import Frame, Generation
 
 BACKENDS = ("native", "pure")
+#: The native decoder collecting every payload that spans pieces by itself
+#: (``collect_min=1``; by default only payloads of 64 KiB or more are), so
+#: that the parity fuzz covers the collection on small streams.
+COLLECTING = "native-collect"
 NEED_DATA = "need-data"
 
 
@@ -34,7 +38,7 @@ def require_backend(name: str) -> str:
     The native backend is skipped when the extension was not built, unless
     ``COCAINE_HTTP_DECODER`` is set: then a missing extension is a failure.
     """
-    if name == "native" and "native" not in codec.available_backends():
+    if name in {"native", COLLECTING} and "native" not in codec.available_backends():
         forced = os.environ.get(codec.ENV_VAR, "").strip()
         if forced:
             pytest.fail(f"{codec.ENV_VAR}={forced} but cocaine_http._native is not built", pytrace=False)
@@ -48,6 +52,11 @@ def make(
     max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE,
     skip_oversize: bool = False,
 ):
+    if backend == COLLECTING:
+        from cocaine_http.protocol._decoder_native import NativeDecoder
+
+        gen = Generation.parse(generation)
+        return NativeDecoder(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, collect_min=1)
     return codec.new_decoder(
         generation, max_frame_size=max_frame_size, backend=backend, skip_oversize=skip_oversize
     )

@@ -22,6 +22,7 @@ from cocaine_http.http.envelope import (
 from cocaine_http.http.request import LARGE_ENVELOPE
 from cocaine_http.protocol.catalog import MessageEncoder
 from cocaine_http.protocol.frames import Generation
+from cocaine_http.protocol.payloads import SplitPayload, trailing_raw
 from cocaine_http.protocol.wire import packb
 
 
@@ -476,3 +477,47 @@ def test_trailing_bytes_after_a_large_envelope_are_refused_either_way() -> None:
     for in_place in (False, True):
         with pytest.raises(EnvelopeError, match="not msgpack"):
             parse_request(blob, body_in_place=in_place)
+
+
+# -- a large envelope whose body the worker's decoder collected apart --------------------------
+
+
+def _split(blob: bytes) -> SplitPayload:
+    at = trailing_raw(memoryview(blob), len(blob))
+    assert at is not None
+    return SplitPayload(blob[:at], blob[at:])
+
+
+@pytest.mark.parametrize("generation", [Generation.A, Generation.B])
+def test_a_split_envelope_parses_as_the_whole_one_and_keeps_its_body(generation: Generation) -> None:
+    body = os.urandom(LARGE_ENVELOPE + 3)
+    headers = [("Host", "h"), ("Cookie", "a=1"), ("X-Long", "v" * 5000)]
+    blob = encode_request("PUT", "/up?x=1", headers, body, generation=generation)
+    split = _split(blob)
+    req = parse_request(split)
+    assert req.body is split.body  # the app gets the decoder's object: never copied
+    assert _fields(req) == _fields(parse_request(blob))
+    assert parse_request(split, body_in_place=True).body is split.body
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param(["GET", "/", "1.1", [["Host", "h"]], b"x", b"b" * LARGE_ENVELOPE], id="six items"),
+        pytest.param(["GET", "/", "1.1", b"b" * LARGE_ENVELOPE], id="four items"),
+        pytest.param([b"b" * LARGE_ENVELOPE], id="one item"),
+        pytest.param(["GET", "/", "1.1", [[1, 2]], b"b" * LARGE_ENVELOPE], id="bad header pair"),
+        pytest.param(["GET", msgpack.ExtType(5, b"x"), "1.1", [], b"b" * LARGE_ENVELOPE], id="ext in head"),
+    ],
+)
+def test_a_split_envelope_of_another_shape_fails_as_the_whole_one(items: list[object]) -> None:
+    """The same request or the same error as the joined bytes give."""
+    blob = packb(items)
+    outcomes = []
+    for chunk in (blob, _split(blob)):
+        try:
+            outcomes.append(_fields(parse_request(chunk)))
+        except EnvelopeError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    assert isinstance(outcomes[0], str)

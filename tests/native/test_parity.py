@@ -17,6 +17,7 @@ import struct
 import msgpack
 import pytest
 from helpers.feeding import (
+    COLLECTING,
     Outcome,
     array_header,
     cut,
@@ -219,7 +220,7 @@ def outcomes(
 ) -> dict[str, Outcome]:
     pieces = cut(data, cuts)
     found = {}
-    for backend in ("native", "pure"):
+    for backend in ("native", COLLECTING, "pure"):
         split = run(make(backend, generation, max_frame_size, skip), pieces)
         whole = run(make(backend, generation, max_frame_size, skip), [data], use_iter=True)
         assert split == whole, f"{backend}: feeding in {len(pieces)} pieces changed the outcome"
@@ -235,6 +236,7 @@ def check(data: bytes, generation: str, max_frame_size: int, cuts: list[int], sk
     got = outcomes(data, generation, max_frame_size, cuts, skip)
     native, pure = got["native"], got["pure"]
     assert native.key() == pure.key(), f"stream {data.hex()}"
+    assert got[COLLECTING].key() == pure.key(), f"collecting payloads, stream {data.hex()} in {cuts}"
 
 
 @pytest.fixture(autouse=True)

@@ -59,6 +59,10 @@ def test_status_codes(native: Any) -> None:
         lib.CF_E_TOO_LARGE,
         lib.CF_E_DEPTH,
         lib.CF_E_USAGE,
+        lib.CF_OVERSIZE,
+        lib.CF_SKIPPED,
+        lib.CF_PAYLOAD,
+        lib.CF_PAYLOAD_FRAME,
     ]
     assert (lib.CF_FRAME, lib.CF_NEED_DATA) == (1, 0)
     assert len(set(codes)) == len(codes)
@@ -137,6 +141,38 @@ def test_wanted_says_where_the_pending_token_ends(native: Any) -> None:
     assert next_frame(native, state, data)[0] == lib.CF_FRAME
 
 
+def test_a_payload_still_arriving_is_handed_to_the_caller(native: Any) -> None:
+    """cf_collect_payloads: a payload of at least the set size that is not all
+    in the buffer is reported (CF_PAYLOAD) instead of awaited; the caller takes
+    it, and C scans the rest of the frame from the byte after it."""
+    lib = native.lib
+    payload = b"p" * 1000
+    data = pack([9, 4, [payload], [[b"k", b"v"]]])  # 94 09 04 91 da 03 e8 + 1000 bytes + headers
+    state = scanner(native, exact_arity=0, max_frame_size=len(data))
+    lib.cf_collect_payloads(state, 1000)
+    rc, f = next_frame(native, state, b"!" + data[:300], start=1)
+    assert rc == lib.CF_PAYLOAD
+    assert (f["elem0"], f["elem1"], f["start"], f["end"], f["payload_len"]) == (9, 4, 1, 8, 1000)
+    tail = data[7 + 1000 :]
+    assert next_frame(native, state, tail[:3])[0] == lib.CF_NEED_DATA
+    rc, f = next_frame(native, state, b"!!" + tail, start=2)
+    assert rc == lib.CF_PAYLOAD_FRAME
+    assert (f["elem0"], f["elem1"], f["start"], f["end"], f["nargs"]) == (9, 4, 2, 2 + len(tail), 1)
+    assert (f["args_off"], f["args_len"], f["payload_off"], f["payload_len"]) == (0, 0, 0, 1000)
+    assert f["flags"] == lib.CF_HAS_HEADERS | lib.CF_FAST_RAW
+    assert msgpack.unpackb(tail[f["headers_off"] - 2 : f["end"] - 2], raw=True) == [[b"k", b"v"]]
+    # Smaller, or already all there: a frame as before.
+    assert next_frame(native, state, pack([1, 0, [b"q" * 999]])[:10])[0] == lib.CF_NEED_DATA
+    state = scanner(native, exact_arity=0, max_frame_size=len(data))
+    lib.cf_collect_payloads(state, 1000)
+    assert next_frame(native, state, data)[0] == lib.CF_FRAME
+    # The payload counts towards max_frame_size: one byte less, and the tail is too large.
+    state = scanner(native, exact_arity=0, max_frame_size=len(data) - 1)
+    lib.cf_collect_payloads(state, 1000)
+    assert next_frame(native, state, data[:300])[0] == lib.CF_PAYLOAD
+    assert next_frame(native, state, tail)[0] == lib.CF_E_TOO_LARGE
+
+
 def test_next_many(native: Any) -> None:
     lib, ffi = native.lib, native.ffi
     data = pack([1, 0, []]) * 5 + b"\xc1"
@@ -162,7 +198,7 @@ def test_errors_are_sticky_and_usage_errors_are_not(native: Any) -> None:
 
 def test_one_mib_chunk_takes_the_fast_path(native: Any) -> None:
     """The payload is sliced out of the buffer, never decoded: the glue's only
-    route to msgpack.unpackb (``_unpack_slice``) is not entered for a [data]
+    route to msgpack.unpackb (``unpack_slice``) is not entered for a [data]
     frame. Observed with a profile hook, nothing replaced."""
     payload = os.urandom(1 << 20)
     data = pack([4, 5, [payload]])
@@ -184,7 +220,7 @@ def test_one_mib_chunk_takes_the_fast_path(native: Any) -> None:
         sys.setprofile(None)
     assert frame == Frame(session=5, type=4, args=[payload])
     assert "_decode" in calls  # the hook does see the glue
-    assert "_unpack_slice" not in calls
+    assert "unpack_slice" not in calls
     assert "memoryview.tobytes" in calls  # the one copy out of the buffer
     # a frame that is not [raw] is decoded with unpackb
     calls.clear()
@@ -194,7 +230,7 @@ def test_one_mib_chunk_takes_the_fast_path(native: Any) -> None:
         decoder.next_frame()
     finally:
         sys.setprofile(None)
-    assert "_unpack_slice" in calls
+    assert "unpack_slice" in calls
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")

@@ -1,0 +1,146 @@
+"""Large payloads collected apart: ``trailing_raw``, ``PayloadCollector`` and
+the native decoder asked to split (``split_payloads=True``, the worker's).
+
+Whatever way a payload arrives and whatever its shape, what comes out must be
+the payload: ``bytes`` equal to it, or a ``SplitPayload`` whose two parts
+join to it, split exactly at the body of its last item.
+"""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+from helpers.feeding import make, pack, random_splits, require_backend
+
+from cocaine_http.protocol import codec
+from cocaine_http.protocol.payloads import (
+    HEAD_WINDOW,
+    LARGE_PAYLOAD,
+    PayloadCollector,
+    SplitPayload,
+    trailing_raw,
+)
+
+MiB = 1 << 20
+
+
+def envelope(body: bytes, *, bin_type: bool = False, headers: int = 3) -> bytes:
+    items = ["POST", "/upload", "1.1", [[f"X-H{i}", "v" * 40] for i in range(headers)], body]
+    return msgpack.packb(items, use_bin_type=bin_type)
+
+
+# --- the shape ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bin_type", [False, True], ids=["raw32", "bin32"])
+def test_the_body_of_an_array_s_last_raw_is_found(bin_type: bool) -> None:
+    body = b"b" * (LARGE_PAYLOAD)
+    blob = envelope(body, bin_type=bin_type)
+    at = trailing_raw(memoryview(blob), len(blob))
+    assert at is not None and blob[at:] == body
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pytest.param(b"x" * (2 * HEAD_WINDOW), id="not an array"),
+        pytest.param([], id="an empty array"),
+        pytest.param(["GET", "/", [b"b" * (2 * HEAD_WINDOW)]], id="last item not a raw"),
+        pytest.param(["GET", "/", b"b" * (2 * HEAD_WINDOW), 7], id="raw not last"),
+        pytest.param(["GET", "v" * (2 * HEAD_WINDOW), b"b" * (2 * HEAD_WINDOW)], id="items past the window"),
+        pytest.param(["GET", b"b" * 1000], id="a raw16"),
+    ],
+)
+def test_other_shapes_are_not_split(obj: object) -> None:
+    blob = pack(obj)
+    assert trailing_raw(memoryview(blob), len(blob)) is None
+
+
+def test_a_raw_that_does_not_end_the_payload_is_not_split() -> None:
+    blob = envelope(b"b" * LARGE_PAYLOAD)
+    assert trailing_raw(memoryview(blob), len(blob) + 1) is None  # more follows it
+    assert trailing_raw(memoryview(blob), len(blob) - 1) is None  # declared past the end
+
+
+# --- the collector -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_collector_returns_the_payload_however_it_is_written(split: bool, seed: int) -> None:
+    rng = random.Random(seed)
+    blob = envelope(rng.randbytes(LARGE_PAYLOAD + rng.randrange(5000)), bin_type=seed % 2 == 1)
+    collector = PayloadCollector(len(blob), split=split)
+    for piece in random_splits(blob, rng, max_piece=rng.choice([1000, 70_000, 300_000])):
+        collector.write(memoryview(piece))
+    value = collector.value()
+    if split:
+        assert type(value) is SplitPayload
+        at = trailing_raw(memoryview(blob), len(blob))
+        assert (value.head, value.body) == (blob[:at], blob[at:])
+        assert bytes(value) == blob and len(value) == len(blob)
+    else:
+        assert type(value) is bytes and value == blob
+
+
+def test_a_collector_of_another_shape_returns_bytes() -> None:
+    blob = pack([b"b" * LARGE_PAYLOAD, 1])
+    collector = PayloadCollector(len(blob), split=True)
+    collector.write(blob[:100])
+    collector.write(blob[100:])
+    assert collector.value() == blob
+
+
+# --- the decoder -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("generation", ["A", "B"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_worker_s_decoder_splits_large_envelopes_only(generation: str, seed: int) -> None:
+    """Frames with large envelopes, large payloads of other shapes and small
+    ones, fed in random pieces: the payloads come out whole (or split at the
+    body), in order, with their headers (B); the pure twin hands out bytes."""
+    require_backend("native")
+    rng = random.Random(seed)
+    payloads = [
+        envelope(rng.randbytes(LARGE_PAYLOAD + 17)),
+        b"s" * 100,
+        pack([b"b" * LARGE_PAYLOAD, 1]),  # large, not an envelope's shape
+        envelope(rng.randbytes(2 * LARGE_PAYLOAD), bin_type=True),
+        envelope(b"small"),
+    ]
+    frames = []
+    for i, payload in enumerate(payloads):
+        frame: list[object] = [10 + i, 4, [payload]] if generation == "B" else [4, 10 + i, [payload]]
+        if generation == "B":
+            frame.append([[b"trace", b"%d" % i]])
+        frames.append(pack(frame))
+    stream = b"".join(frames)
+    for backend in ("native", "pure"):
+        decoder = codec.new_decoder(generation, backend=backend, split_payloads=True)
+        got = []
+        for piece in random_splits(stream, rng, max_piece=256 * 1024):
+            got.extend(decoder.records(piece))
+        assert decoder.pending == 0
+        assert [r[0] for r in got] == [10 + i for i in range(len(payloads))]
+        kinds = [type(r[2][0]) for r in got]
+        if backend == "native":
+            assert kinds == [SplitPayload, bytes, bytes, SplitPayload, bytes]
+        else:
+            assert kinds == [bytes] * len(payloads)
+        assert [bytes(r[2][0]) for r in got] == payloads
+        if generation == "B":
+            assert [r[3] for r in got] == [[[b"trace", b"%d" % i]] for i in range(len(payloads))]
+
+
+def test_a_decoder_not_asked_to_split_hands_out_bytes() -> None:
+    require_backend("native")
+    payload = envelope(b"b" * (2 * LARGE_PAYLOAD))
+    decoder = make("native", "B")
+    data = pack([9, 4, [payload]])
+    got = []
+    for i in range(0, len(data), 256 * 1024):
+        got.extend(decoder.records(data[i : i + 256 * 1024]))
+    assert type(got[0][2][0]) is bytes and got[0][2][0] == payload
