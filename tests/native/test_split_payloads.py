@@ -8,13 +8,15 @@ join to it, split exactly at the body of its last item.
 
 from __future__ import annotations
 
+import os
 import random
+import tracemalloc
 
 import msgpack
 import pytest
 from helpers.feeding import make, pack, random_splits, require_backend
 
-from cocaine_http.protocol import codec
+from cocaine_http.protocol import codec, payloads
 from cocaine_http.protocol.payloads import (
     HEAD_WINDOW,
     LARGE_PAYLOAD,
@@ -67,9 +69,20 @@ def test_a_raw_that_does_not_end_the_payload_is_not_split() -> None:
 # --- the collector -----------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["allocated whole", "grown"])
+def allocation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a collector keeps its buffer: allocated whole at the start (up
+    to 16 MiB), or grown as the pieces come (larger payloads)."""
+    if request.param == "grown":
+        monkeypatch.setattr(payloads, "_ALLOCATE_WHOLE_MAX", 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_a_collector_returns_the_payload_however_it_is_written(split: bool, seed: int) -> None:
+def test_a_collector_returns_the_payload_however_it_is_written(
+    split: bool, seed: int, allocation: str
+) -> None:
     rng = random.Random(seed)
     blob = envelope(rng.randbytes(LARGE_PAYLOAD + rng.randrange(5000)), bin_type=seed % 2 == 1)
     collector = PayloadCollector(len(blob), split=split)
@@ -83,6 +96,27 @@ def test_a_collector_returns_the_payload_however_it_is_written(split: bool, seed
         assert bytes(value) == blob and len(value) == len(blob)
     else:
         assert type(value) is bytes and value == blob
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_collector_holds_its_payload_once(split: bool, allocation: str) -> None:
+    """Written read by read, a payload peaks at its size (and a read), and the
+    value handed out is the collector's own buffer, not a copy of it."""
+    blob = envelope(os.urandom(8 * MiB))
+    reads = [blob[i : i + 256 * 1024] for i in range(0, len(blob), 256 * 1024)]
+    del blob
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        collector = PayloadCollector(sum(map(len, reads)), split=split)
+        for read in reads:
+            collector.write(read)
+        value = collector.value()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert bytes(value) == b"".join(reads)
+    assert peak - before < 1.15 * 8 * MiB + 1 * MiB, f"{allocation}: peak {(peak - before) / MiB:.1f} MiB"
 
 
 def test_a_collector_of_another_shape_returns_bytes() -> None:
