@@ -137,7 +137,6 @@ class PayloadCollector:
         self._sink.write(memoryview(start)[body:])
 
     def value(self) -> bytes | SplitPayload:
-        # (A buffer allocated whole is exactly full now: getvalue() hands it over.)
         """The payload: ``bytes``, or a :class:`SplitPayload` when it was split."""
-        data = self._sink.getvalue()
+        data = self._sink.getvalue()  # (a buffer allocated whole is exactly full: handed over as it is)
         return data if self._head is None else SplitPayload(self._head, data)
