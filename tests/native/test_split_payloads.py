@@ -178,3 +178,20 @@ def test_a_decoder_not_asked_to_split_hands_out_bytes() -> None:
     for i in range(0, len(data), 256 * 1024):
         got.extend(decoder.records(data[i : i + 256 * 1024]))
     assert type(got[0][2][0]) is bytes and got[0][2][0] == payload
+
+
+def test_hostile_starts_are_not_split() -> None:
+    """Declared counts past the data, deep nesting, bytes that are not
+    msgpack: ``None``, at once (the window bounds the work), never an
+    exception. (An ext item is skipped like any other: ``parse_request``
+    refuses it when it unpacks the head, as it does in the whole envelope.)"""
+    body = b"b" * LARGE_PAYLOAD
+    tail = b"\xdb" + len(body).to_bytes(4, "big") + body
+    starts = [
+        b"\xdd\xff\xff\xff\xff" + b"\xc0" * 10,  # four billion items, ten there
+        b"\x92" + b"\x91" * 5000 + b"\xc0",  # nested deeper than the unpacker goes
+        b"\x92\xc1",  # not msgpack
+    ]
+    for start in starts:
+        blob = start + tail
+        assert trailing_raw(memoryview(blob), len(blob)) is None, start[:8]
