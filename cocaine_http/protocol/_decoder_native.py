@@ -112,14 +112,14 @@ class NativeDecoder:
         self._spare: bytearray | None = None  # the last gathering buffer, for the next large frame
         #: While a payload is awaited: what is left of _buf, then every piece fed
         #: since, each copied in as it arrives (None otherwise; see _collect).
-        #: While C's CF_PAYLOAD is collected (_payload_size > 0), the payload alone.
+        #: While C's CF_PAYLOAD is collected, the payload alone (a PayloadCollector).
         self._pieces: io.BytesIO | PayloadCollector | None = None
         self._pieces_len = 0  # bytes fed after _buf[:_end], in _pieces
-        self._payload_size = 0  # the size of the payload being collected (0: none)
         self._split_min = split_min
         self._payload: bytes | SplitPayload | None = None  # collected; its frame's tail is being scanned
-        self._open_from = 0  # stream offset of the frame whose payload is collected
-        self._taken = 0  # bytes of that frame before _buf (head and payload): not returned yet
+        #: Bytes of that frame taken out of the buffer (head and payload), not
+        #: returned yet (read only once the payload is in: C is not called before)
+        self._taken = 0
         self._wanted = 0  # stream offset C needs before it can go on (0: unknown)
         self._start = 0  # offset in _buf where the next frame to scan begins
         self._base = 0  # stream offset of _buf[0]
@@ -160,7 +160,7 @@ class NativeDecoder:
                 # arriving): collect the pieces until it can.
                 self._collect(data)
                 return
-            if self._payload_size:
+            if type(self._pieces) is PayloadCollector:
                 self._end_payload(data)
                 return
             if self._pieces is not None:
@@ -235,13 +235,12 @@ class NativeDecoder:
         """C reported a payload of *size* bytes from ``_buf[head_end]`` on
         (CF_PAYLOAD): collect it by itself; C is not called again before it is in."""
         buf, base = self._buf, self._base
-        self._open_from = base + self._start
+        self._taken = head_end - self._start + size
         payload = self._pieces = PayloadCollector(size, split=0 < self._split_min <= size)
         with memoryview(buf) as view:
             payload.write(view[head_end : self._end])
         self._adopt(b"")  # what was left of the buffer is in the payload
         self._pieces_len = 0
-        self._payload_size = size
         self._wanted = base + head_end + size
 
     def _end_payload(self, data: bytes | bytearray | memoryview) -> None:
@@ -253,8 +252,7 @@ class NativeDecoder:
             rest = bytes(view[need:])
         self._payload = self._pieces.value()
         self._pieces = None
-        self._pieces_len = self._payload_size = 0
-        self._taken = self._wanted - self._open_from
+        self._pieces_len = 0
         self._base = self._wanted
         self._buf, self._start, self._end = rest, 0, len(rest)
 
