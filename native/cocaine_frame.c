@@ -167,6 +167,14 @@ static inline void note_element(cf_decoder *d, uint64_t pos, uint32_t kind, uint
         d->elem_count[i] = count;
 }
 
+/* Is the raw whose header was just read the single element of args: the
+ * payload of a chunk or an invoke (CF_FAST_RAW)? */
+static inline int is_payload(const cf_decoder *d)
+{
+    return d->depth == 2 && d->top_is_array && top_index(d) == 2 && d->elem_kind[2] == CF_K_ARRAY &&
+           d->elem_count[2] == 1;
+}
+
 /* Rule 5c: may the raw whose header was just read be skipped? Only in a frame
  * well-formed so far: a top-level array of the right arity whose elements 0
  * and 1 are ints >= 0, the raw inside element 2, or 3, which is an array
@@ -359,9 +367,7 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
         if (have < hdr + body) {
             /* A large payload still arriving: the caller collects it itself
              * (cf_collect_payloads), rather than buffer the frame around it. */
-            if (is_raw && d->collect_min && body >= d->collect_min && d->discard == 0 && d->depth == 2 &&
-                d->top_is_array && top_index(d) == 2 && d->elem_kind[2] == CF_K_ARRAY &&
-                d->elem_count[2] == 1) {
+            if (is_raw && d->collect_min && body >= d->collect_min && d->discard == 0 && is_payload(d)) {
                 d->discard = CF_COLLECTING;
                 d->payload_len = body;
                 d->scanned = pos + hdr;
@@ -402,9 +408,7 @@ static int scan(cf_decoder *d, const uint8_t *p, uint64_t avail)
         /* scalar, raw */
         if (d->depth == 1 && d->top_is_array) {
             note_element(d, pos, kind, value, 0);
-        } else if (is_raw && d->depth == 2 && d->top_is_array && top_index(d) == 2 &&
-                   d->elem_kind[2] == CF_K_ARRAY && d->elem_count[2] == 1) {
-            /* the single element of args: a chunk/invoke payload */
+        } else if (is_raw && is_payload(d)) {
             d->fast = 1;
             d->payload_off = pos + hdr;
             d->payload_len = body;

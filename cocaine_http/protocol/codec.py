@@ -139,10 +139,6 @@ def new_decoder(
         cls = _pure_class()
     else:
         raise ValueError(f"unknown decoder backend {backend!r}")
-    if split_payloads and cls is not _pure_class():
-        decoder: Decoder = cls(
-            gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, split_min=LARGE_PAYLOAD
-        )
-    else:
-        decoder = cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize)
+    split = {"split_min": LARGE_PAYLOAD} if split_payloads and cls is not _pure_class() else {}
+    decoder: Decoder = cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, **split)
     return decoder
