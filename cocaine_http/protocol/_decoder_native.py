@@ -52,7 +52,7 @@ from ._native_records import (
     unpack_slice,
 )
 from .frames import OVERSIZE, Frame, Generation, Record
-from .payloads import PayloadCollector, SplitPayload
+from .payloads import COLLECT_MIN, PayloadCollector, SplitPayload
 from .wire import MAX_MAP_LEN
 
 __all__ = ["ERRORS", "NativeDecoder"]
@@ -66,11 +66,6 @@ _BATCH = 128
 #: Called once per read: a global is found faster than an attribute of cffi's ``lib``.
 _next_many = lib.cf_next_many
 _GATHER_MIN = 256 * 1024  # smallest gathering buffer
-#: A payload of this size or more that is still arriving is collected by
-#: itself (cf_collect_payloads): one copy of each read, where buffering the
-#: frame and cutting the payload out of it made two. Below it, a frame rarely
-#: spans reads, and the collection's own calls (a few µs) would not pay.
-COLLECT_MIN = 64 * 1024
 _SPARE_MAX = 16 * 1024 * 1024  # largest gathering buffer kept for reuse
 _HAS_HEADERS = lib.CF_HAS_HEADERS
 _NEED_DATA = lib.CF_NEED_DATA

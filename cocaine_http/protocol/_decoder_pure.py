@@ -11,7 +11,11 @@ small pieces is parsed once. This class adds what the Unpacker does not know:
   is one holding a raw or ext whose declared body would end past them, as
   soon as its header is in (found by a walk over the open frame's tokens);
 * the frame shape, judged on the complete top-level value;
-* the ban on ext where the Unpacker does not call ``ext_hook`` (timestamps).
+* the ban on ext where the Unpacker does not call ``ext_hook`` (timestamps);
+* like the C decoder, a large payload (the single raw of a frame's args)
+  still arriving is collected by itself (:mod:`.payloads`): the Unpacker is
+  given an empty string in its place, so neither it nor the walk holds the
+  payload while it arrives, and it is put back into the frame once decoded.
 
 The Unpacker is only ever given the first ``max_frame_size`` bytes of the
 current frame (the rest is held back until the frame is done), exactly the
@@ -45,6 +49,7 @@ from ..errors import (
     MalformedMessageError,
 )
 from .frames import OVERSIZE, Frame, Generation, Record
+from .payloads import COLLECT_MIN, PayloadCollector, SplitPayload
 from .wire import MAX_MAP_LEN, reject_ext
 
 __all__ = ["PureDecoder"]
@@ -52,7 +57,12 @@ __all__ = ["PureDecoder"]
 _NO_LIMIT = sys.maxsize
 _MAX_ARRAY32 = 2**32 - 1
 _ARRAY_HEADERS = frozenset((*range(0x90, 0xA0), 0xDC, 0xDD))
-_PLACEHOLDER = b"\xa0"  # an empty str: stands for a skipped raw (rule 5c)
+_PLACEHOLDER = b"\xa0"  # an empty str: stands for a skipped raw (rule 5c) or a collected payload
+_ARRAY_OF_ONE = (0xDC, 0xDD)  # array16, array32: of one item when their count says so
+#: The first bytes of the ids a payload's frame may start with: ints. A frame
+#: with other ids is refused once complete, by both decoders alike; the twin
+#: just does not collect its payload first (C does).
+_INT_TOKENS = frozenset((*range(0x80), *range(0xCC, 0xD4), *range(0xE0, 0x100)))
 
 # Token shapes for _check_declared: bytes that are a whole token; fixed-size
 # scalars and fixext (header bytes, body bytes, whether the body counts as
@@ -106,7 +116,16 @@ def _has_timestamp(items: list[Any]) -> bool:
 class PureDecoder:
     """Incremental frame decoder on top of :class:`msgpack.Unpacker`."""
 
-    def __init__(self, generation: Generation, *, max_frame_size: int, skip_oversize: bool = False) -> None:
+    def __init__(
+        self,
+        generation: Generation,
+        *,
+        max_frame_size: int,
+        skip_oversize: bool = False,
+        split_min: int = 0,
+        collect_min: int = COLLECT_MIN,
+    ) -> None:
+        """*split_min* and *collect_min* as for the native decoder (0: never)."""
         self.generation = generation
         self.max_frame_size = check_max_frame_size(max_frame_size)
         self._gen_a = generation.exact_arity
@@ -117,6 +136,7 @@ class PureDecoder:
         self._skip_oversize = skip_oversize
         self._skip = 0  # bytes of an oversize raw's body still to drop as they are fed
         self._head = b""  # what that Unpacker was given for the frame before its tail
+        self._tail_at = 0  # stream offset of the frame's bytes after _head (its start if none)
         self._discard = False  # the current frame was reported oversize
         self._shift = 0
         self._report: Record | None = None
@@ -132,6 +152,14 @@ class PureDecoder:
         self._recent_at = 0
         self._scan_frame = -1
         self._scan_pos = 0
+        self._scan_token = 0  # tokens walked in that frame, while they may lead to a payload (-1: not)
+        # A payload being collected (see _start_collect): the collector and the
+        # bytes it still lacks; then the payload, until its frame is decoded.
+        self._collect_min = collect_min
+        self._split_min = split_min
+        self._collector: PayloadCollector | None = None
+        self._collect_left = 0
+        self._payload: bytes | SplitPayload | None = None
 
     def _new_unpacker(self) -> msgpack.Unpacker:
         return msgpack.Unpacker(
@@ -162,6 +190,9 @@ class PureDecoder:
             self._fed += take
             data = data[take:]
             n -= take
+        elif self._collect_left:
+            n -= self._collect(data)
+            data = memoryview(data)[len(data) - n :]
         room = self._consumed + self.max_frame_size - self._given
         if n <= room and not self._held:
             self._unpacker.feed(data)
@@ -175,6 +206,19 @@ class PureDecoder:
         else:
             self._held += data
         self._fed += n
+
+    def _collect(self, data: bytes | bytearray | memoryview) -> int:
+        """Give the payload being collected its share of *data*; returns the share's size."""
+        collector = self._collector
+        assert collector is not None
+        take = min(self._collect_left, len(data))
+        collector.write(data if take == len(data) else memoryview(data)[:take])
+        self._collect_left -= take
+        self._fed += take
+        self._given += take
+        if not self._collect_left:
+            self._payload, self._collector = collector.value(), None
+        return take
 
     def _refill(self) -> None:
         """Give the Unpacker the held bytes that fall in the current frame's window."""
@@ -194,7 +238,7 @@ class PureDecoder:
     def _next_record(self) -> Record | None:
         if self._error is not None:
             raise self._error
-        if self._skip:
+        if self._skip or self._collect_left:
             return None
         if self._held:
             self._refill()
@@ -244,20 +288,17 @@ class PureDecoder:
             self._fail(FrameFormatError, "frame ids must be non-negative integers")
         if type(args) is not list:
             self._fail(FrameFormatError, "frame args must be an array")
-        if self._gen_a:
-            self._consumed = end
-            if self._discard:
-                return self._discarded()
-            return (second, first, args, None)
         headers = None
-        if n > 3:
+        if n > 3 and not self._gen_a:
             headers = obj[3]
             if type(headers) is not list:
                 self._fail(FrameFormatError, "frame headers must be an array")
-        self._consumed = end
+        self._consumed = self._tail_at = end
+        if self._payload is not None:  # in place of the placeholder the Unpacker was given
+            args[0], self._payload, self._head = self._payload, None, b""
         if self._discard:
             return self._discarded()
-        return (first, second, args, headers)
+        return (second, first, args, None) if self._gen_a else (first, second, args, headers)
 
     def _discarded(self) -> Record | None:
         """The frame reported oversize passed its checks: drop it, go on."""
@@ -300,10 +341,10 @@ class PureDecoder:
     def _start_skip(self, pos: int, hdr: int, body: int) -> None:
         """Report the current frame oversize (once) and skip the raw at stream
         offset *pos*: drop its body, finish the frame with a placeholder."""
-        frame, base = self._consumed, self._recent_at
-        head = self._head + bytes(self._recent[frame - base : pos - base]) + _PLACEHOLDER
+        tail, base = self._tail_at, self._recent_at
+        head = self._head + bytes(self._recent[tail - base : pos - base]) + _PLACEHOLDER
         if not self._discard:
-            first = self._head + bytes(self._recent[frame - base : pos - base])
+            first = self._head + bytes(self._recent[tail - base : pos - base])
             u = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=_NO_LIMIT)
             u.feed(first)
             u.read_array_header()
@@ -324,10 +365,29 @@ class PureDecoder:
             held.clear()
         else:
             del held[:drop]
-        self._given = self._consumed = end
+        self._given = self._consumed = self._tail_at = end
         self._recent = bytearray()
         self._recent_at = end
         self._scan_frame = -1
+
+    def _start_collect(self, pos: int, hdr: int, body: int) -> None:
+        """Collect the payload whose header is at stream offset *pos* (see
+        _check_declared) apart from the frame: its bytes given so far go to a
+        collector, and a new Unpacker gets the frame's head and a placeholder,
+        then the bytes after the payload."""
+        base, start = self._recent_at, pos + hdr
+        end = start + body
+        head = bytes(self._recent[self._tail_at - base : pos - base]) + _PLACEHOLDER
+        self._collector = PayloadCollector(body, split=0 < self._split_min <= body)
+        self._collect_left = end - self._given
+        self._collector.write(memoryview(self._recent)[start - base :])
+        self._head, self._tail_at = head, end
+        self._unpacker = self._new_unpacker()
+        self._unpacker.feed(head)
+        self._shift = end - len(head)
+        self._recent = bytearray()
+        self._recent_at = self._scan_pos = end
+        self._scan_token = -1
 
     def _check_declared(self) -> bool:
         """Refuse, at its header, a raw or ext of the incomplete current frame
@@ -343,13 +403,16 @@ class PureDecoder:
         frame = self._consumed
         if self._scan_frame != frame:
             self._scan_frame, self._scan_pos = frame, frame
+            self._scan_token = 0 if self._collect_min and not self._discard else -1
         pos, base, given = self._scan_pos, self._recent_at, self._given
         limit = frame + self.max_frame_size
         buf = self._recent
+        token = self._scan_token
         while pos < given:
             at = pos - base
             b = buf[at]
             hdr, body, declared = 1, 0, False
+            count = -1  # a container header's count
             if b <= 0x9F or b >= 0xE0 or b in _ONE_BYTE:
                 pass  # fixint, fixmap, fixarray, nil, bool, 0xc1 (the Unpacker judged it)
             elif b <= 0xBF:
@@ -364,13 +427,13 @@ class PureDecoder:
                 if kind == 1:  # ext: a type byte, then the data
                     body = (body + 1) & 0xFFFFFFFF if b == 0xC9 else body + 1
                 elif kind == 2:  # a container header: its elements follow
-                    body = 0
+                    count, body = body, 0
                 declared = kind != 2
             if declared and pos + hdr + body > limit:
                 if (
                     self._skip_oversize
                     and (b <= 0xBF or b in _RAW_HEADERS)
-                    and self._oversize_ok(self._head + bytes(buf[frame - base : at]))
+                    and self._oversize_ok(self._head + bytes(buf[self._tail_at - base : at]))
                 ):
                     self._start_skip(pos, hdr, body)
                     return True
@@ -378,11 +441,26 @@ class PureDecoder:
                     FrameTooLargeError,
                     f"a string or ext declares {body} bytes, past max_frame_size {self.max_frame_size}",
                 )
+            if token >= 0:  # a payload's frame so far: [int, int, [raw (see _start_collect)
+                if token == 4:
+                    is_raw = 0xA0 <= b <= 0xBF or b in _RAW_HEADERS
+                    if is_raw and body >= self._collect_min and pos + hdr + body > given:
+                        self._start_collect(pos, hdr, body)
+                        return False
+                    token = -1
+                elif token == 0:
+                    token = 1 if b in _ARRAY_HEADERS else -1
+                elif token < 3:
+                    token = token + 1 if b in _INT_TOKENS else -1
+                else:
+                    token = 4 if b == 0x91 or (b in _ARRAY_OF_ONE and count == 1) else -1
             pos += hdr + body
         self._scan_pos = pos
+        self._scan_token = token
         # With skip_oversize, rule 5c needs the frame from its start (at most
-        # max_frame_size bytes, the window); otherwise only what is not walked yet.
-        keep = frame if self._skip_oversize else min(pos, given)
+        # max_frame_size bytes, the window), and so does a payload's frame until
+        # its payload's header; otherwise only what is not walked yet.
+        keep = self._tail_at if self._skip_oversize or token >= 0 else min(pos, given)
         del buf[: keep - base]
         self._recent_at = keep
         return False

@@ -126,9 +126,9 @@ def new_decoder(
     becomes one :data:`~.frames.OVERSIZE` record and is skipped, instead of
     failing the stream (native/README.md, rule 5c).
 
-    ``split_payloads``: the native decoder may hand a large payload out as a
+    ``split_payloads``: the decoder may hand a large payload out as a
     :class:`~.payloads.SplitPayload` (an array ending in a raw, the raw's body
-    apart); its reader must take those too. The pure twin hands out ``bytes``.
+    apart); its reader must take those too.
     """
     gen = Generation.parse(generation)
     if backend is None:
@@ -139,6 +139,8 @@ def new_decoder(
         cls = _pure_class()
     else:
         raise ValueError(f"unknown decoder backend {backend!r}")
-    split = {"split_min": LARGE_PAYLOAD} if split_payloads and cls is not _pure_class() else {}
-    decoder: Decoder = cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, **split)
+    split_min = LARGE_PAYLOAD if split_payloads else 0
+    decoder: Decoder = cls(
+        gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, split_min=split_min
+    )
     return decoder

@@ -23,8 +23,13 @@ import msgpack
 
 from .wire import unpacker
 
-__all__ = ["HEAD_WINDOW", "LARGE_PAYLOAD", "PayloadCollector", "SplitPayload", "trailing_raw"]
+__all__ = ["COLLECT_MIN", "HEAD_WINDOW", "LARGE_PAYLOAD", "PayloadCollector", "SplitPayload", "trailing_raw"]
 
+#: A payload of this size or more that is still arriving is collected by
+#: itself, by either decoder: one copy of each read, where buffering the
+#: frame and cutting the payload out of it made two. Below it, a frame rarely
+#: spans reads, and the collection's own calls (a few µs) would not pay.
+COLLECT_MIN = 64 * 1024
 #: From this size on, a payload is split when the decoder is asked to
 #: (``new_decoder(..., split_payloads=True)``, the worker's).
 LARGE_PAYLOAD = 1024 * 1024

@@ -29,6 +29,8 @@ BACKENDS = ("native", "pure")
 #: (``collect_min=1``; by default only payloads of 64 KiB or more are), so
 #: that the parity fuzz covers the collection on small streams.
 COLLECTING = "native-collect"
+#: The pure twin doing the same (its collection mirrors C's).
+PURE_COLLECTING = "pure-collect"
 NEED_DATA = "need-data"
 
 
@@ -57,6 +59,11 @@ def make(
 
         gen = Generation.parse(generation)
         return NativeDecoder(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, collect_min=1)
+    if backend == PURE_COLLECTING:
+        from cocaine_http.protocol._decoder_pure import PureDecoder
+
+        gen = Generation.parse(generation)
+        return PureDecoder(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, collect_min=1)
     return codec.new_decoder(
         generation, max_frame_size=max_frame_size, backend=backend, skip_oversize=skip_oversize
     )

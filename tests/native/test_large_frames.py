@@ -1,4 +1,4 @@
-"""Memory of the native decoder for a frame far larger than a socket read.
+"""Memory of the decoders for a frame far larger than a socket read.
 
 The proxies send a request's whole body in one frame, which reaches the
 decoder as the socket's reads, 256 KiB at most each (``aio/reads.py``). Fed
@@ -26,12 +26,17 @@ def _reads(data: bytes) -> list[bytes]:
     return [data[i : i + READ] for i in range(0, len(data), READ)]
 
 
-def test_a_frame_in_many_reads_peaks_at_its_size_and_is_let_go() -> None:
-    require_backend("native")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_frame_in_many_reads_peaks_at_its_size_and_is_let_go(backend: str) -> None:
+    require_backend(backend)
     payload = os.urandom(24 * MiB)
     reads = _reads(pack([7, 4, [payload]]))
     del payload
-    decoder = make("native", "B")
+    decoder = make(backend, "B")
+    # The pure twin replaces its Unpacker when it starts collecting, and
+    # msgpack gives a new one a 1 MiB buffer (counted: allocated while traced;
+    # the old one's, freed, is not: it was allocated before).
+    spare = 1 * MiB if backend == "pure" else 0
     got: list[tuple[int, int, list[bytes], object]] = []
     tracemalloc.start()
     try:
@@ -49,14 +54,14 @@ def test_a_frame_in_many_reads_peaks_at_its_size_and_is_let_go() -> None:
         assert (session, kind, len(args[0])) == (7, 4, 24 * MiB)
         # Handed out: the payload is all that is left.
         current, _ = tracemalloc.get_traced_memory()
-        assert current - before < 24 * MiB + 1 * MiB, f"held {(current - before) / MiB:.1f} MiB"
+        assert current - before < 24 * MiB + 1 * MiB + spare, f"held {(current - before) / MiB:.1f} MiB"
         # The payload was collected by itself, where it stays: never the
         # frame and a payload cut from it (twice the frame).
-        assert peak - before < 1.2 * 24 * MiB + 2 * MiB, f"peak {(peak - before) / MiB:.1f} MiB"
+        assert peak - before < 1.2 * 24 * MiB + 2 * MiB + spare, f"peak {(peak - before) / MiB:.1f} MiB"
         # Once the reader lets go of it, so has the decoder (no next read needed).
         del got, args
         current, _ = tracemalloc.get_traced_memory()
-        assert current - before < 1 * MiB, f"held {(current - before) / MiB:.1f} MiB after"
+        assert current - before < 1 * MiB + spare, f"held {(current - before) / MiB:.1f} MiB after"
     finally:
         tracemalloc.stop()
     assert decoder.pending == 0

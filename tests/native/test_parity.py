@@ -18,11 +18,13 @@ import msgpack
 import pytest
 from helpers.feeding import (
     COLLECTING,
+    PURE_COLLECTING,
     Outcome,
     array_header,
     cut,
     make,
     map_header,
+    pack,
     raw,
     require_backend,
     run,
@@ -220,7 +222,7 @@ def outcomes(
 ) -> dict[str, Outcome]:
     pieces = cut(data, cuts)
     found = {}
-    for backend in ("native", COLLECTING, "pure"):
+    for backend in ("native", COLLECTING, "pure", PURE_COLLECTING):
         split = run(make(backend, generation, max_frame_size, skip), pieces)
         whole = run(make(backend, generation, max_frame_size, skip), [data], use_iter=True)
         assert split == whole, f"{backend}: feeding in {len(pieces)} pieces changed the outcome"
@@ -237,6 +239,7 @@ def check(data: bytes, generation: str, max_frame_size: int, cuts: list[int], sk
     native, pure = got["native"], got["pure"]
     assert native.key() == pure.key(), f"stream {data.hex()}"
     assert got[COLLECTING].key() == pure.key(), f"collecting payloads, stream {data.hex()} in {cuts}"
+    assert got[PURE_COLLECTING].key() == pure.key(), f"pure collecting, stream {data.hex()} in {cuts}"
 
 
 @pytest.fixture(autouse=True)
@@ -400,7 +403,8 @@ def test_parity_on_lengths_declared_past_the_window(
 
 @st.composite
 def oversize_frames(draw: st.DrawFn, generation: str, limit: int) -> bytes:
-    """A frame holding a raw longer than the window, in args or headers, among other values."""
+    """A frame holding a raw longer than the window, in args or headers, among other values
+    (B: in the headers only, after a payload within the window, which may be collected)."""
     size = draw(st.sampled_from([limit, limit + 1, 2 * limit, 5 * limit + 3, 70_000]))
     marker = draw(st.sampled_from(["auto", "db", "c6"] + (["da", "c5"] if size < 65536 else [])))
     big = raw(b"z" * size, marker)
@@ -408,11 +412,14 @@ def oversize_frames(draw: st.DrawFn, generation: str, limit: int) -> bytes:
     before = draw(st.lists(CLEAN_VALUES, max_size=2))
     after = draw(st.lists(VALUES, max_size=2))
     args = array_header(len(before) + 1 + len(after)) + b"".join(before) + big + b"".join(after)
+    in_headers = generation == "B" and draw(st.integers(0, 3)) == 0
+    if in_headers:
+        args = array_header(1) + raw(b"p" * draw(st.integers(1, max(1, limit // 2))), "auto")
     items = [*ids, args]
-    if generation == "B" and draw(st.booleans()):
+    if generation == "B" and (in_headers or draw(st.booleans())):
         hdrs = draw(st.lists(CLEAN_VALUES, max_size=2))
-        if draw(st.booleans()):
-            hdrs.append(raw(b"h" * size, "auto"))  # a second oversize raw, in the headers
+        if in_headers or draw(st.booleans()):
+            hdrs.append(raw(b"h" * size, "auto"))  # an oversize raw in the headers (args may hold one too)
         items.append(array_header(len(hdrs)) + b"".join(hdrs))
     return array_header(len(items)) + b"".join(items)
 
@@ -442,6 +449,19 @@ def test_parity_skipping_oversize_frames(
     check(stream, generation, limit, cuts, skip=True)
     if not mutate:
         check(stream, generation, limit, list(range(1, len(stream), 7)), skip=True)
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 40, 101])
+def test_parity_skipping_a_header_after_a_collected_payload(step: int) -> None:
+    """B: the payload is collected (by the collecting contenders) as it arrives,
+    then a raw in the headers is past the window: the frame is reported
+    oversize and skipped, and the next frame comes out, as without collection."""
+    frame = pack([7, 4, [b"p" * 100], [[b"k", b"h" * 500]]])
+    stream = frame + pack([8, 4, [b"x"], []])
+    got = outcomes(stream, "B", 200, list(range(step, len(stream), step)), skip=True)
+    assert {backend: outcome.key() for backend, outcome in got.items()} == dict.fromkeys(
+        got, ([(7, -1, "[4, 500]", "None"), (8, 4, "[b'x']", "[]")], "need-data", 0)
+    )
 
 
 @settings(FUZZ, max_examples=100 * SCALE)

@@ -14,7 +14,7 @@ import tracemalloc
 
 import msgpack
 import pytest
-from helpers.feeding import make, pack, random_splits, require_backend
+from helpers.feeding import BACKENDS, make, pack, random_splits, require_backend
 
 from cocaine_http.protocol import codec, payloads
 from cocaine_http.protocol.payloads import (
@@ -130,13 +130,14 @@ def test_a_collector_of_another_shape_returns_bytes() -> None:
 # --- the decoder -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("generation", ["A", "B"])
 @pytest.mark.parametrize("seed", range(3))
-def test_the_worker_s_decoder_splits_large_envelopes_only(generation: str, seed: int) -> None:
+def test_the_worker_s_decoder_splits_large_envelopes_only(backend: str, generation: str, seed: int) -> None:
     """Frames with large envelopes, large payloads of other shapes and small
     ones, fed in random pieces: the payloads come out whole (or split at the
-    body), in order, with their headers (B); the pure twin hands out bytes."""
-    require_backend("native")
+    body), in order, with their headers (B), from either decoder."""
+    require_backend(backend)
     rng = random.Random(seed)
     payloads = [
         envelope(rng.randbytes(LARGE_PAYLOAD + 17)),
@@ -152,21 +153,16 @@ def test_the_worker_s_decoder_splits_large_envelopes_only(generation: str, seed:
             frame.append([[b"trace", b"%d" % i]])
         frames.append(pack(frame))
     stream = b"".join(frames)
-    for backend in ("native", "pure"):
-        decoder = codec.new_decoder(generation, backend=backend, split_payloads=True)
-        got = []
-        for piece in random_splits(stream, rng, max_piece=256 * 1024):
-            got.extend(decoder.records(piece))
-        assert decoder.pending == 0
-        assert [r[0] for r in got] == [10 + i for i in range(len(payloads))]
-        kinds = [type(r[2][0]) for r in got]
-        if backend == "native":
-            assert kinds == [SplitPayload, bytes, bytes, SplitPayload, bytes]
-        else:
-            assert kinds == [bytes] * len(payloads)
-        assert [bytes(r[2][0]) for r in got] == payloads
-        if generation == "B":
-            assert [r[3] for r in got] == [[[b"trace", b"%d" % i]] for i in range(len(payloads))]
+    decoder = codec.new_decoder(generation, backend=backend, split_payloads=True)
+    got = []
+    for piece in random_splits(stream, rng, max_piece=256 * 1024):
+        got.extend(decoder.records(piece))
+    assert decoder.pending == 0
+    assert [r[0] for r in got] == [10 + i for i in range(len(payloads))]
+    assert [type(r[2][0]) for r in got] == [SplitPayload, bytes, bytes, SplitPayload, bytes]
+    assert [bytes(r[2][0]) for r in got] == payloads
+    if generation == "B":
+        assert [r[3] for r in got] == [[[b"trace", b"%d" % i]] for i in range(len(payloads))]
 
 
 def test_a_decoder_not_asked_to_split_hands_out_bytes() -> None:
