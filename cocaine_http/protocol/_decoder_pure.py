@@ -134,9 +134,8 @@ class PureDecoder:
         # Unpacker given its head with the raw replaced by _PLACEHOLDER, then
         # its tail; _shift maps that Unpacker's tell() to stream offsets.
         self._skip_oversize = skip_oversize
-        self._skip = 0  # bytes of an oversize raw's body still to drop as they are fed
         self._head = b""  # what that Unpacker was given for the frame before its tail
-        self._tail_at = 0  # stream offset of the frame's bytes after _head (its start if none)
+        self._tail_at = 0  # (with a _head) stream offset of the frame's bytes after it
         self._discard = False  # the current frame was reported oversize
         self._shift = 0
         self._report: Record | None = None
@@ -153,13 +152,15 @@ class PureDecoder:
         self._scan_frame = -1
         self._scan_pos = 0
         self._scan_token = 0  # tokens walked in that frame, while they may lead to a payload (-1: not)
-        # A payload being collected (see _start_collect): the collector and the
-        # bytes it still lacks; then the payload, until its frame is decoded.
+        # A raw's body kept out of the Unpacker as it is fed: bytes still to
+        # come, and where they go: dropped (an oversize raw, rule 5c) or into a
+        # collector (a large payload, see _start_collect); then the payload,
+        # until its frame is decoded.
+        self._diverted = 0
+        self._collector: PayloadCollector | None = None
+        self._payload: bytes | SplitPayload | None = None
         self._collect_min = collect_min
         self._split_min = split_min
-        self._collector: PayloadCollector | None = None
-        self._collect_left = 0
-        self._payload: bytes | SplitPayload | None = None
 
     def _new_unpacker(self) -> msgpack.Unpacker:
         return msgpack.Unpacker(
@@ -184,15 +185,10 @@ class PureDecoder:
         if not isinstance(data, (bytes, bytearray)):
             data = memoryview(data).cast("B")
         n = len(data)
-        if self._skip:  # the body of an oversize raw: dropped, never kept
-            take = min(self._skip, n)
-            self._skip -= take
-            self._fed += take
-            data = data[take:]
+        if self._diverted:
+            take = self._divert(data)
+            data = memoryview(data)[take:]
             n -= take
-        elif self._collect_left:
-            n -= self._collect(data)
-            data = memoryview(data)[len(data) - n :]
         room = self._consumed + self.max_frame_size - self._given
         if n <= room and not self._held:
             self._unpacker.feed(data)
@@ -207,17 +203,17 @@ class PureDecoder:
             self._held += data
         self._fed += n
 
-    def _collect(self, data: bytes | bytearray | memoryview) -> int:
-        """Give the payload being collected its share of *data*; returns the share's size."""
-        collector = self._collector
-        assert collector is not None
-        take = min(self._collect_left, len(data))
-        collector.write(data if take == len(data) else memoryview(data)[:take])
-        self._collect_left -= take
+    def _divert(self, data: bytes | bytearray | memoryview) -> int:
+        """Drop or collect the share of *data* that belongs to the raw's body
+        kept out of the Unpacker; returns the share's size."""
+        take = min(self._diverted, len(data))
+        self._diverted -= take
         self._fed += take
-        self._given += take
-        if not self._collect_left:
-            self._payload, self._collector = collector.value(), None
+        collector = self._collector
+        if collector is not None:
+            collector.write(data if take == len(data) else memoryview(data)[:take])
+            if not self._diverted:
+                self._payload, self._collector = collector.value(), None
         return take
 
     def _refill(self) -> None:
@@ -238,7 +234,7 @@ class PureDecoder:
     def _next_record(self) -> Record | None:
         if self._error is not None:
             raise self._error
-        if self._skip or self._collect_left:
+        if self._diverted:
             return None
         if self._held:
             self._refill()
@@ -288,22 +284,34 @@ class PureDecoder:
             self._fail(FrameFormatError, "frame ids must be non-negative integers")
         if type(args) is not list:
             self._fail(FrameFormatError, "frame args must be an array")
+        if self._gen_a:
+            self._consumed = end
+            if self._head:
+                return self._raw_back((second, first, args, None))
+            return (second, first, args, None)
         headers = None
-        if n > 3 and not self._gen_a:
+        if n > 3:
             headers = obj[3]
             if type(headers) is not list:
                 self._fail(FrameFormatError, "frame headers must be an array")
-        self._consumed = self._tail_at = end
-        if self._payload is not None:  # in place of the placeholder the Unpacker was given
-            args[0], self._payload, self._head = self._payload, None, b""
+        self._consumed = end
+        if self._head:
+            return self._raw_back((first, second, args, headers))
+        return (first, second, args, headers)
+
+    def _raw_back(self, record: Record) -> Record | None:
+        """A frame a raw was kept out of (its Unpacker had the placeholder):
+        dropped if it was reported oversize, else with its payload back."""
+        self._head = b""
         if self._discard:
             return self._discarded()
-        return (second, first, args, None) if self._gen_a else (first, second, args, headers)
+        record[2][0], self._payload = self._payload, None
+        return record
 
     def _discarded(self) -> Record | None:
         """The frame reported oversize passed its checks: drop it, go on."""
         self._discard = False
-        self._head = b""
+        self._payload = None
         return self._next_record()
 
     def _oversize_ok(self, head: bytes) -> bool:
@@ -341,7 +349,7 @@ class PureDecoder:
     def _start_skip(self, pos: int, hdr: int, body: int) -> None:
         """Report the current frame oversize (once) and skip the raw at stream
         offset *pos*: drop its body, finish the frame with a placeholder."""
-        tail, base = self._tail_at, self._recent_at
+        tail, base = self._tail(), self._recent_at
         head = self._head + bytes(self._recent[tail - base : pos - base]) + _PLACEHOLDER
         if not self._discard:
             first = self._head + bytes(self._recent[tail - base : pos - base])
@@ -361,7 +369,7 @@ class PureDecoder:
         held = self._held
         drop = end - self._given
         if drop >= len(held):
-            self._skip = drop - len(held)
+            self._diverted = drop - len(held)
             held.clear()
         else:
             del held[:drop]
@@ -370,6 +378,10 @@ class PureDecoder:
         self._recent_at = end
         self._scan_frame = -1
 
+    def _tail(self) -> int:
+        """Where the current frame's bytes not in :attr:`_head` begin."""
+        return self._tail_at if self._head else self._consumed
+
     def _start_collect(self, pos: int, hdr: int, body: int) -> None:
         """Collect the payload whose header is at stream offset *pos* (see
         _check_declared) apart from the frame: its bytes given so far go to a
@@ -377,10 +389,11 @@ class PureDecoder:
         then the bytes after the payload."""
         base, start = self._recent_at, pos + hdr
         end = start + body
-        head = bytes(self._recent[self._tail_at - base : pos - base]) + _PLACEHOLDER
+        head = bytes(self._recent[self._consumed - base : pos - base]) + _PLACEHOLDER
         self._collector = PayloadCollector(body, split=0 < self._split_min <= body)
-        self._collect_left = end - self._given
         self._collector.write(memoryview(self._recent)[start - base :])
+        self._diverted = end - self._given
+        self._given = end
         self._head, self._tail_at = head, end
         self._unpacker = self._new_unpacker()
         self._unpacker.feed(head)
@@ -433,7 +446,7 @@ class PureDecoder:
                 if (
                     self._skip_oversize
                     and (b <= 0xBF or b in _RAW_HEADERS)
-                    and self._oversize_ok(self._head + bytes(buf[self._tail_at - base : at]))
+                    and self._oversize_ok(self._head + bytes(buf[self._tail() - base : at]))
                 ):
                     self._start_skip(pos, hdr, body)
                     return True
@@ -460,7 +473,7 @@ class PureDecoder:
         # With skip_oversize, rule 5c needs the frame from its start (at most
         # max_frame_size bytes, the window), and so does a payload's frame until
         # its payload's header; otherwise only what is not walked yet.
-        keep = self._tail_at if self._skip_oversize or token >= 0 else min(pos, given)
+        keep = self._tail() if self._skip_oversize or token >= 0 else min(pos, given)
         del buf[: keep - base]
         self._recent_at = keep
         return False
