@@ -31,7 +31,6 @@ from typing import Any, NoReturn
 
 from .._native import ffi, lib  # type: ignore[import-not-found, unused-ignore]
 from ..errors import DecodeError
-from ._decoder_pure import check_max_frame_size
 from ._native_records import (
     ARGS_OFF,
     ELEM0,
@@ -51,7 +50,7 @@ from ._native_records import (
     decode_error,
     unpack_slice,
 )
-from .frames import OVERSIZE, Frame, Generation, Record
+from .frames import OVERSIZE, Frame, Generation, Record, check_max_frame_size
 from .payloads import COLLECT_MIN, PayloadCollector, SplitPayload
 from .wire import MAX_MAP_LEN
 

@@ -48,7 +48,7 @@ from ..errors import (
     FrameTooLargeError,
     MalformedMessageError,
 )
-from .frames import OVERSIZE, Frame, Generation, Record
+from .frames import OVERSIZE, Frame, Generation, Record, check_max_frame_size
 from .payloads import COLLECT_MIN, PayloadCollector, SplitPayload
 from .wire import MAX_MAP_LEN, reject_ext
 
@@ -81,15 +81,6 @@ _DECLARED = {
     0xC7: (2, 1), 0xC8: (3, 1), 0xC9: (5, 1),
     0xDC: (3, 2), 0xDD: (5, 2), 0xDE: (3, 2), 0xDF: (5, 2),
 }  # fmt: skip
-
-
-def check_max_frame_size(max_frame_size: int) -> int:
-    """Validate the limit shared by both backends (a positive int)."""
-    if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
-        raise TypeError(f"max_frame_size must be an int, got {type(max_frame_size).__name__}")
-    if not 1 <= max_frame_size < 2**63:
-        raise ValueError(f"max_frame_size must be in [1, 2**63), got {max_frame_size}")
-    return max_frame_size
 
 
 def _has_timestamp(items: list[Any]) -> bool:

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OVERSIZE", "Frame", "Generation", "Record"]
+__all__ = ["OVERSIZE", "Frame", "Generation", "Record", "check_max_frame_size"]
 
 
 class Generation(enum.Enum):
@@ -63,3 +63,12 @@ Record = tuple[int, int, list[Any], list[Any] | None]
 #: ``declared`` being the length of the raw that did not fit. No message id
 #: is negative, so it cannot be mistaken for one. The frame itself is skipped.
 OVERSIZE = -1
+
+
+def check_max_frame_size(max_frame_size: int) -> int:
+    """Validate the frame size limit both decoder backends take (a positive int)."""
+    if isinstance(max_frame_size, bool) or not isinstance(max_frame_size, int):
+        raise TypeError(f"max_frame_size must be an int, got {type(max_frame_size).__name__}")
+    if not 1 <= max_frame_size < 2**63:
+        raise ValueError(f"max_frame_size must be in [1, 2**63), got {max_frame_size}")
+    return max_frame_size
