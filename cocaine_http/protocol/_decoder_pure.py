@@ -69,7 +69,7 @@ _INT_TOKENS = frozenset((*range(0x80), *range(0xCC, 0xD4), *range(0xE0, 0x100)))
 # declared: ext does); length-prefixed tokens (header bytes, kind: 0
 # raw/str/bin, 1 ext, 2 container).
 _ONE_BYTE = frozenset((0xC0, 0xC1, 0xC2, 0xC3))
-_RAW_HEADERS = frozenset((0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB))
+_RAW_TOKENS = frozenset((*range(0xA0, 0xC0), 0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB))  # fixstr, bin, str
 _SIZED = {
     0xCA: (1, 4, False), 0xCB: (1, 8, False),
     0xCC: (1, 1, False), 0xCD: (1, 2, False), 0xCE: (1, 4, False), 0xCF: (1, 8, False),
@@ -126,7 +126,6 @@ class PureDecoder:
         # its tail; _shift maps that Unpacker's tell() to stream offsets.
         self._skip_oversize = skip_oversize
         self._head = b""  # what that Unpacker was given for the frame before its tail
-        self._tail_at = 0  # (with a _head) stream offset of the frame's bytes after it
         self._discard = False  # the current frame was reported oversize
         self._shift = 0
         self._report: Record | None = None
@@ -337,13 +336,11 @@ class PureDecoder:
             return False
         return False
 
-    def _start_skip(self, pos: int, hdr: int, body: int) -> None:
+    def _start_skip(self, first: bytes, pos: int, hdr: int, body: int) -> None:
         """Report the current frame oversize (once) and skip the raw at stream
-        offset *pos*: drop its body, finish the frame with a placeholder."""
-        tail, base = self._tail(), self._recent_at
-        head = self._head + bytes(self._recent[tail - base : pos - base]) + _PLACEHOLDER
+        offset *pos*, *first* being the frame before it: drop its body, finish
+        the frame with a placeholder."""
         if not self._discard:
-            first = self._head + bytes(self._recent[tail - base : pos - base])
             u = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=_NO_LIMIT)
             u.feed(first)
             u.read_array_header()
@@ -352,11 +349,8 @@ class PureDecoder:
                 (e1, OVERSIZE, [e0, body], None) if self._gen_a else (e0, OVERSIZE, [e1, body], None)
             )
         self._discard = True
-        self._head = head
         end = pos + hdr + body
-        self._unpacker = self._new_unpacker()
-        self._unpacker.feed(head)
-        self._shift = end - len(head)
+        self._resume_after(first + _PLACEHOLDER, end)
         held = self._held
         drop = end - self._given
         if drop >= len(held):
@@ -364,33 +358,42 @@ class PureDecoder:
             held.clear()
         else:
             del held[:drop]
-        self._given = self._consumed = self._tail_at = end
-        self._recent = bytearray()
-        self._recent_at = end
+        self._given = self._consumed = end
         self._scan_frame = -1
 
     def _tail(self) -> int:
-        """Where the current frame's bytes not in :attr:`_head` begin."""
-        return self._tail_at if self._head else self._consumed
+        """Stream offset of the current frame's bytes after :attr:`_head` (its start if none)."""
+        return self._shift + len(self._head) if self._head else self._consumed
+
+    def _frame_before(self, pos: int) -> bytes:
+        """The current frame up to stream offset *pos*, as its Unpacker was
+        given it (a raw kept out of it already in :attr:`_head`, as a placeholder)."""
+        base = self._recent_at
+        return self._head + bytes(self._recent[self._tail() - base : pos - base])
+
+    def _resume_after(self, head: bytes, end: int) -> None:
+        """A new Unpacker for the current frame: given *head* now, then the
+        bytes from stream offset *end* on (the raw before it kept out)."""
+        self._head = head
+        self._unpacker = self._new_unpacker()
+        self._unpacker.feed(head)
+        self._shift = end - len(head)
+        self._recent = bytearray()
+        self._recent_at = end
 
     def _start_collect(self, pos: int, hdr: int, body: int) -> None:
         """Collect the payload whose header is at stream offset *pos* (see
         _check_declared) apart from the frame: its bytes given so far go to a
         collector, and a new Unpacker gets the frame's head and a placeholder,
         then the bytes after the payload."""
-        base, start = self._recent_at, pos + hdr
+        start = pos + hdr
         end = start + body
-        head = bytes(self._recent[self._consumed - base : pos - base]) + _PLACEHOLDER
         self._collector = PayloadCollector(body, split=0 < self._split_min <= body)
-        self._collector.write(memoryview(self._recent)[start - base :])
+        self._collector.write(memoryview(self._recent)[start - self._recent_at :])
         self._diverted = end - self._given
         self._given = end
-        self._head, self._tail_at = head, end
-        self._unpacker = self._new_unpacker()
-        self._unpacker.feed(head)
-        self._shift = end - len(head)
-        self._recent = bytearray()
-        self._recent_at = self._scan_pos = end
+        self._resume_after(self._frame_before(pos) + _PLACEHOLDER, end)
+        self._scan_pos = end
         self._scan_token = -1
 
     def _check_declared(self) -> bool:
@@ -434,12 +437,9 @@ class PureDecoder:
                     count, body = body, 0
                 declared = kind != 2
             if declared and pos + hdr + body > limit:
-                if (
-                    self._skip_oversize
-                    and (b <= 0xBF or b in _RAW_HEADERS)
-                    and self._oversize_ok(self._head + bytes(buf[self._tail() - base : at]))
-                ):
-                    self._start_skip(pos, hdr, body)
+                first = self._frame_before(pos) if self._skip_oversize and b in _RAW_TOKENS else None
+                if first is not None and self._oversize_ok(first):
+                    self._start_skip(first, pos, hdr, body)
                     return True
                 self._fail(
                     FrameTooLargeError,
@@ -447,8 +447,7 @@ class PureDecoder:
                 )
             if token >= 0:  # a payload's frame so far: [int, int, [raw (see _start_collect)
                 if token == 4:
-                    is_raw = 0xA0 <= b <= 0xBF or b in _RAW_HEADERS
-                    if is_raw and body >= self._collect_min and pos + hdr + body > given:
+                    if b in _RAW_TOKENS and body >= self._collect_min and pos + hdr + body > given:
                         self._start_collect(pos, hdr, body)
                         return False
                     token = -1

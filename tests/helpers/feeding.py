@@ -54,16 +54,10 @@ def make(
     max_frame_size: int = codec.DEFAULT_MAX_FRAME_SIZE,
     skip_oversize: bool = False,
 ):
-    if backend == COLLECTING:
-        from cocaine_http.protocol._decoder_native import NativeDecoder
-
+    if backend in (COLLECTING, PURE_COLLECTING):
+        cls = codec._native_class() if backend == COLLECTING else codec._pure_class()
         gen = Generation.parse(generation)
-        return NativeDecoder(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, collect_min=1)
-    if backend == PURE_COLLECTING:
-        from cocaine_http.protocol._decoder_pure import PureDecoder
-
-        gen = Generation.parse(generation)
-        return PureDecoder(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, collect_min=1)
+        return cls(gen, max_frame_size=max_frame_size, skip_oversize=skip_oversize, collect_min=1)
     return codec.new_decoder(
         generation, max_frame_size=max_frame_size, backend=backend, skip_oversize=skip_oversize
     )
