@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -82,3 +83,14 @@ def test_app_alone_times_the_hello(kind: str, app: str) -> None:
     out = run(os.path.join(BENCH, "app_alone.py"), kind, f"examples.{app}.app:app", "--requests", "250",
               "--request", "json")  # fmt: skip
     assert json.loads(out.strip().splitlines()[-1])["n"] == 250, out
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs a C compiler")
+def test_wsgi_callgrind_drives_the_hello_apps() -> None:
+    """bench/wsgi_callgrind.py --check: the worker it counts answers its requests
+    with 200s (the count once measured the 400 of an envelope its patch no longer
+    parsed); the C engine fails the run on any other head."""
+    out = run(os.path.join(BENCH, "wsgi_callgrind.py"), "--check", "-w", "16")
+    assert out.count("every answer a 200") == 2, out
+    out = run(os.path.join(BENCH, "wsgi_callgrind.py"), "--check", "--app", "fastapi", "-w", "16")
+    assert "fastapi hello, --threads 0: every answer a 200" in out, out
