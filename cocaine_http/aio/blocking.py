@@ -178,17 +178,10 @@ class BlockingResponse(_ThreadState):
     def write(self, data: Data | str) -> None:
         if isinstance(data, str):
             data = data.encode()
-        self._send((data,), len(data))
+        self._send(data)
 
-    def write_chunks(self, *chunks: Data) -> None:
-        """``write`` of each chunk, handed to the loop at once: one wait for the
-        budget, one call on the loop (a WSGI head and its first body chunk)."""
-        n = 0
-        for chunk in chunks:
-            n += len(chunk)
-        self._send(chunks, n)
-
-    def _send(self, chunks: tuple[Data, ...], n: int) -> None:
+    def _send(self, data: Data) -> None:
+        n = len(data)
         with self._lock:
             while (
                 self._inflight > 0
@@ -201,7 +194,7 @@ class BlockingResponse(_ThreadState):
                 self._raise_if_failed()
             self._inflight += n
         try:
-            self._inbox.post(self._write_on_loop, chunks, n)
+            self._inbox.post(self._write_on_loop, data)
         except RuntimeError:  # the loop is closed: the worker is gone
             raise DisconnectedError("the worker's event loop has stopped") from None
 
@@ -254,11 +247,10 @@ class BlockingResponse(_ThreadState):
             raise DisconnectedError("the worker's event loop has stopped") from None
         self.wait(future, None)
 
-    def _write_on_loop(self, chunks: tuple[Data, ...], n: int) -> None:
-        waiter: Awaitable[None] | None = None
+    def _write_on_loop(self, data: Data) -> None:
+        n = len(data)
         try:
-            for data in chunks:
-                waiter = self._response.write(data)
+            waiter = self._response.write(data)
         except BaseException as exc:
             self._release(n, exc)
             return

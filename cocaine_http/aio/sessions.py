@@ -157,12 +157,6 @@ class Sessions:
         self._woken = False  # this read woke a handler waiting for its request
         self._queued = False  # this read queued a handler's first step
         self._idle: asyncio.Future[None] | None = None
-        #: Returned by every response's methods when there is nothing to wait for.
-        self._ready: asyncio.Future[None] = loop.create_future()
-        self._ready.set_result(None)
-        #: Sync handlers running, and the future set when none is (see _sync_done).
-        self._sync_running = 0
-        self._sync_idle: asyncio.Future[None] = self._ready
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -185,7 +179,7 @@ class Sessions:
         session = self._sessions[s] = _Session(event, s, headers, self._flow, loop)
         session._handler = handler
         session._prepare = prepare
-        response = session._response = Response(s, self._protocol, self._outbox, self._ready)
+        response = session._response = Response(s, self._protocol, self._outbox)
         session._task = session._abort_threads = session._run = None
         session._aborted = False
         if runs != IN_THREAD:
@@ -198,11 +192,8 @@ class Sessions:
                 session, response, loop, budget=self.sync_write_budget, inbox=inbox
             )
             session._abort_threads = abort
-            if self._sync_running == 0:
-                self._sync_idle = loop.create_future()
-            session._task = self._sync_idle
+            session._task = loop.create_future()  # done with its thread (what settle() waits for)
             self._threads.call(inbox, self._sync_done, session, handler, breq, bresp)
-            self._sync_running += 1
 
     def on_chunk(self, s: int, data: bytes | SplitPayload, headers: Headers | None) -> None:
         session = self._sessions.get(s)
@@ -369,12 +360,9 @@ class Sessions:
                 self._handler_failed(session, exc)
             else:
                 log.error("handler of session %d raised %r", session.session, exc)
-        # One future for all the threads running, not one per session (what
-        # settle() waits for is the same): bench/wsgi_callgrind.py --threads 8,
-        # 532.0K -> 525.8K instr/req (means of 3 and 4 runs).
-        self._sync_running -= 1
-        if self._sync_running == 0 and not self._sync_idle.done():
-            self._sync_idle.set_result(None)
+        task = session._task
+        if task is not None and not task.done():
+            task.set_result(None)
         self._done(session)
 
     def _handler_failed(self, session: _Session, exc: BaseException) -> None:

@@ -104,9 +104,7 @@ class Request(ChunkBuffer):
         self.session = session
         #: B: the invoke's decoded header pairs ``(name, value)`` as bytes; A: empty.
         self.headers = headers
-        # The base named, not super(): no super object to build per request.
-        # bench/worker_pipeline.py --callgrind, A, 64 per read: 0.8K instr/req.
-        ChunkBuffer.__init__(self, loop, flow)
+        super().__init__(loop, flow)
         self._eof = False
         self._exc: BaseException | None = None
 
@@ -254,11 +252,9 @@ class Response:
     :class:`~cocaine_http.errors.DisconnectedError` without a connection.
     """
 
-    __slots__ = ("_abandoned", "_channel", "_outbox", "_protocol", "_ready", "closed", "session")
+    __slots__ = ("_abandoned", "_channel", "_outbox", "_protocol", "closed", "session")
 
-    def __init__(
-        self, session: int, protocol: WorkerProtocol, outbox: Outbox, ready: Awaitable[None] = _READY
-    ) -> None:
+    def __init__(self, session: int, protocol: WorkerProtocol, outbox: Outbox) -> None:
         self.session = session
         self._protocol = protocol
         self._outbox = outbox
@@ -267,11 +263,6 @@ class Response:
         #: attribute, read once per session by the worker's sessions).
         self.closed = False
         self._abandoned = False
-        #: What the methods return when there is nothing to wait for. The
-        #: worker passes a future already done, shared by its responses, which
-        #: is cheaper to await than ``_READY`` (whose ``__await__`` is Python):
-        #: bench/worker_floor.py --callgrind, 16 B x 256, 0.7% (A and B).
-        self._ready = ready
 
     def __repr__(self) -> str:
         state = "abandoned" if self._abandoned else "closed" if self.closed else "open"
@@ -279,7 +270,7 @@ class Response:
 
     def write(self, data: Data | str) -> Awaitable[None]:
         if self._abandoned:
-            return self._ready
+            return _READY
         if self.closed:
             raise ChannelClosedError(f"session {self.session}: write after the response ended")
         if isinstance(data, str):
@@ -294,21 +285,21 @@ class Response:
             self._outbox.write_parts(header, data)
         if channel.write_paused:
             return Drain(channel)
-        return self._ready
+        return _READY
 
     def close(self) -> Awaitable[None]:
         if self.closed:
-            return self._ready
+            return _READY
         self.closed = True
         self._send_final(self._protocol.send_choke)
-        return self._ready
+        return _READY
 
     def error(self, code: int | tuple[int, int], message: str) -> Awaitable[None]:
         if self.closed:
-            return self._ready
+            return _READY
         self.closed = True
         self._send_final(lambda s: self._protocol.send_error(s, code, message))
-        return self._ready
+        return _READY
 
     def _send_final(self, encode: Callable[[int], bytes]) -> None:
         try:

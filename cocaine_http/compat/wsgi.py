@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from ..accesslog import AccessFormat
-from ..aio.blocking import BlockingResponse, blocking_pair
+from ..aio.blocking import blocking_pair
 from ..aio.streams import Drain
 from ..aio.threads import HandlerThreads
 from ..errors import ChannelClosedError, CocaineError, ErrorCode, RequestTooLargeError
@@ -140,26 +140,10 @@ class _Exchange:
             if payload is None:
                 self.response.write(self.head)
                 return None
-            waiter = self._write_first(self.head, payload)
+            self.response.write(self.head)
+            waiter = self.response.write(payload)
         self.bytes_sent += len(data)
         return waiter
-
-    def _write_first(self, head: bytes, payload: bytes) -> Any:
-        """The head and the first body chunk."""
-        self.response.write(head)
-        return self.response.write(payload)
-
-
-class _ThreadExchange(_Exchange):
-    """The exchange of the threaded modes, whose response is a :class:`BlockingResponse`."""
-
-    __slots__ = ()
-
-    def _write_first(self, head: bytes, payload: bytes) -> Any:
-        # Handed to the loop together: one budget check and one call there, not
-        # two (bench/wsgi_callgrind.py --threads 8: 571.3K -> 563.4K instr/req).
-        self.response.write_chunks(head, payload)
-        return None
 
 
 class _WSGIServing:
@@ -241,7 +225,6 @@ class _WSGIServing:
         req: HttpRequest,
         environ: dict[str, Any],
         started: float,
-        exchange: type[_Exchange] = _Exchange,
     ) -> Generator[Awaitable[None] | None, None, None]:
         """The app on *environ* and its response, yielding what each body write
         returned.
@@ -250,7 +233,7 @@ class _WSGIServing:
         inline mode awaits a :class:`~cocaine_http.aio.streams.Drain` and
         throws what that raises back in here, as if the write had raised.
         """
-        ex = exchange(response, self.encoder, req.method)
+        ex = _Exchange(response, self.encoder, req.method)
         result: Any = None
         try:
             result = self.app(environ, ex.start_response)
@@ -265,11 +248,9 @@ class _WSGIServing:
 
     def _serve_blocking(self, request: Any, response: Any, blob: bytes, started: float) -> None:
         """Serve one request whose envelope is *blob* with blocking streams, on this (pool) thread."""
-        # The worker's blocking response; any other (a test's) gets the plain writes.
-        exchange = _ThreadExchange if type(response) is BlockingResponse else _Exchange
         staged = self._request_stage(request, response, blob, request.read, True)
         if staged is not None:  # (else answered: a bad envelope, a WebSocket handshake)
-            for _ in self._app_stage(request, response, *staged, started, exchange):
+            for _ in self._app_stage(request, response, *staged, started):
                 pass
 
     def _failed(self, request: Any, req: HttpRequest, ex: _Exchange, exc: Exception) -> None:

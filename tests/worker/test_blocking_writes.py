@@ -1,5 +1,4 @@
-"""BlockingResponse.write_chunks: several chunks handed to the loop at once
-arrive as the writes of each would, in order; a failure raises at the next call."""
+"""BlockingResponse.write: a write the loop could not make fails the thread's next call."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import asyncio
 import threading
 from typing import Any
 
-import pytest
 from worker_helpers import finish, make_engine, run, serve_in_process
 
 from cocaine_http.aio.worker import Worker
@@ -24,24 +22,7 @@ def serve(gen: str, runtime_dir: str, setup: Any, scenario: Any) -> None:
     run(body())
 
 
-def test_chunks_written_together_arrive_in_order(gen: str, runtime_dir: str) -> None:
-    def setup(w: Worker) -> None:
-        @w.on("chunks")
-        def chunks(request: Any, response: Any) -> None:
-            request.read()
-            response.write_chunks(b"head", b"", b"body")
-            response.write(b"tail")
-            response.write_chunks()
-
-    async def scenario(engine: Any) -> None:
-        reply = await engine.invoke("chunks", [b"x"])
-        assert reply.chunks == [b"head", b"", b"body", b"tail"] and reply.closed
-
-    serve(gen, runtime_dir, setup, scenario)
-
-
-@pytest.mark.parametrize("first", [True, False])
-def test_a_failed_chunk_fails_the_next_call(gen: str, runtime_dir: str, first: bool) -> None:
+def test_a_failed_write_fails_the_next_call(gen: str, runtime_dir: str) -> None:
     raised: list[BaseException] = []
     done = threading.Event()
 
@@ -51,10 +32,7 @@ def test_a_failed_chunk_fails_the_next_call(gen: str, runtime_dir: str, first: b
             request.read()
             response.close()
             try:
-                if first:
-                    response.write_chunks(b"a", b"b")
-                else:
-                    response.write(b"a")
+                response.write(b"a")
                 response.flush(5)
             except ChannelClosedError as exc:
                 raised.append(exc)
