@@ -332,7 +332,9 @@ class NativeDecoder:
         ready: list[Record] = []
         if 0 < n <= FEW:
             # Most reads carry one or a few frames: read each record's hot
-            # fields in one call (building columns costs more than it saves here).
+            # fields in one call (building columns costs more than it saves
+            # here). callgrind, records() of a read of invoke + 16 B chunk +
+            # choke: 25.6K instr/read this way, 37.4K as columns (A; B 26.3K, 38.6K).
             raw = self._raw
             cut = buf if type(buf) is bytes else Copier(memoryview(buf))
             if self._gen_a:
