@@ -62,7 +62,7 @@ def run_engine(engine: str, threads: int, width: int, app: str, n: int, valgrind
         envelope.write(hello.envelope("hello"))
         envelope.flush()
         proc = subprocess.run(
-            [engine, "--proto", "1", "-n", str(n), "-s", "16", "-w", str(width), "--warmup", "0",
+            [engine, "--proto", "1", "-n", str(n), "-w", str(width), "--warmup", "0",
              "--event", "http", "--payload-file", envelope.name, "--expect-prefix", head.hex(),
              "--term-timeout", "600", "--", *worker],
             capture_output=True, text=True, check=False, timeout=3600, cwd=ROOT,

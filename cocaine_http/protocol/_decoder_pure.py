@@ -275,19 +275,16 @@ class PureDecoder:
         if type(args) is not list:
             self._fail(FrameFormatError, "frame args must be an array")
         if self._gen_a:
-            self._consumed = end
-            if self._head:
-                return self._raw_back((second, first, args, None))
-            return (second, first, args, None)
-        headers = None
-        if n > 3:
-            headers = obj[3]
-            if type(headers) is not list:
-                self._fail(FrameFormatError, "frame headers must be an array")
+            record: Record = (second, first, args, None)
+        else:
+            headers = None
+            if n > 3:
+                headers = obj[3]
+                if type(headers) is not list:
+                    self._fail(FrameFormatError, "frame headers must be an array")
+            record = (first, second, args, headers)
         self._consumed = end
-        if self._head:
-            return self._raw_back((first, second, args, headers))
-        return (first, second, args, headers)
+        return self._raw_back(record) if self._head else record
 
     def _raw_back(self, record: Record) -> Record | None:
         """A frame a raw was kept out of (its Unpacker had the placeholder):
